@@ -1,0 +1,1 @@
+"""Pure scheduling logic: models, queue, matching, leases, retries. No I/O, no gRPC, no SQL."""

@@ -1,0 +1,184 @@
+"""Plain records of the scheduler: task specs, task and worker state, in the core's own types.
+
+The protobuf messages are the wire format; these are what the logic and the store work on.
+Times are floats of seconds since the epoch, taken from an injected clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+
+
+class TaskPhase(str, enum.Enum):
+    """A task's status; the names are those of `worker.TaskStatus`."""
+
+    PENDING = "PENDING"
+    ASSIGNED = "ASSIGNED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_PHASES
+
+    @property
+    def holds_lease(self) -> bool:
+        return self in (TaskPhase.ASSIGNED, TaskPhase.RUNNING)
+
+
+FINAL_PHASES = frozenset(
+    {TaskPhase.COMPLETED, TaskPhase.FAILED, TaskPhase.CANCELLED, TaskPhase.TIMED_OUT}
+)
+
+
+class WorkerState(str, enum.Enum):
+    """A worker's status; the names are those of `worker.WorkerStatus`."""
+
+    AVAILABLE = "AVAILABLE"
+    BUSY = "BUSY"
+    DRAINING = "DRAINING"
+    UNHEALTHY = "UNHEALTHY"
+    TERMINATED = "TERMINATED"
+
+
+class FailureKind(str, enum.Enum):
+    """Which retry budget an attempt's failure spends."""
+
+    TASK_ERROR = "TASK_ERROR"
+    INFRASTRUCTURE = "INFRASTRUCTURE"
+    STAGING = "STAGING"
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What a task needs or a worker offers. Labels must all match; preferred ones only rank."""
+
+    cpu_cores: float = 0.0
+    memory_bytes: int = 0
+    gpus: int = 0
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    preferred_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def shape(self) -> tuple[float, int, int, tuple[tuple[str, str], ...]]:
+        """A hashable key: tasks of one shape fit exactly the same workers."""
+        return (self.cpu_cores, self.memory_bytes, self.gpus, tuple(sorted(self.labels.items())))
+
+
+@dataclasses.dataclass(frozen=True)
+class FileTransfer:
+    source: str
+    destination: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often a task is rerun, on two separate budgets, and how long it waits in between."""
+
+    max_task_retries: int = 0
+    """Reruns after the command failed (non-zero exit, timeout, staging error)."""
+    max_infra_retries: int = 3
+    """Reruns after the worker was lost, drained away or reached its walltime."""
+    backoff_seconds: float = 1.0
+    """Delay before the first rerun; doubled for each further rerun."""
+    max_backoff_seconds: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """What to run: the user's part of a task, immutable once submitted."""
+
+    name: str
+    command: str
+    input_files: tuple[FileTransfer, ...] = ()
+    output_files: tuple[FileTransfer, ...] = ()
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    resources: Resources = dataclasses.field(default_factory=Resources)
+    priority: int = 0
+    deadline: float | None = None
+    """Seconds since the epoch; earlier deadlines run first among equal priorities."""
+    timeout_seconds: float = 0.0
+    """Zero: the worker's own --task-timeout applies."""
+    experiment_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """A task as a client hands it in: spec plus where and how to run it."""
+
+    spec: TaskSpec
+    key: str = ""
+    """Idempotency key (a Task resource's uid); empty: every submission is new."""
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    pool: str = ""
+    namespace: str = ""
+
+
+@dataclasses.dataclass
+class TaskRecord:
+    """A task's whole state: what the store keeps and the scheduler works on."""
+
+    id: str
+    spec: TaskSpec
+    created_at: float
+    seq: int
+    """Submission order; breaks ties in the queue and survives restarts."""
+    key: str = ""
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    pool: str = ""
+    namespace: str = ""
+    phase: TaskPhase = TaskPhase.PENDING
+    attempt: int = 0
+    """Attempt number of the current (or last) lease; 0 before the first dispatch."""
+    worker_id: str = ""
+    exit_code: int | None = None
+    message: str = ""
+    output_tail: str = ""
+    pending_reason: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    task_failures: int = 0
+    infra_failures: int = 0
+    not_before: float = 0.0
+    """A retried task waits for its backoff until this time."""
+    cancel_requested: bool = False
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase.is_final
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerMetrics:
+    cpu_usage: float = 0.0
+    memory_usage: float = 0.0
+    active_tasks: int = 0
+    memory_used_bytes: int = 0
+    load_average: float = 0.0
+    timestamp: float = 0.0
+
+
+@dataclasses.dataclass
+class WorkerRecord:
+    """A registered worker and what the scheduler knows of it."""
+
+    id: str
+    capacity: Resources
+    max_tasks: int
+    registered_at: float
+    last_seen: float
+    pool: str = ""
+    hostname: str = ""
+    state: WorkerState = WorkerState.AVAILABLE
+    allocation_ends_at: float | None = None
+    experiment_id: str = ""
+    compute_resource_id: str = ""
+    metrics: WorkerMetrics = dataclasses.field(default_factory=WorkerMetrics)
+    last_heartbeat: float | None = None
+    unhealthy_since: float | None = None
+    leases: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Task id → attempt of every task the worker holds."""
