@@ -118,7 +118,7 @@ class Submission:
     namespace: str = ""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class TaskRecord:
     """A task's whole state: what the store keeps and the scheduler works on."""
 
@@ -146,6 +146,7 @@ class TaskRecord:
     not_before: float = 0.0
     """A retried task waits for its backoff until this time."""
     cancel_requested: bool = False
+    assigned_at: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -162,7 +163,7 @@ class WorkerMetrics:
     timestamp: float = 0.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class WorkerRecord:
     """A registered worker and what the scheduler knows of it."""
 
@@ -182,3 +183,19 @@ class WorkerRecord:
     unhealthy_since: float | None = None
     leases: dict[str, int] = dataclasses.field(default_factory=dict)
     """Task id → attempt of every task the worker holds."""
+
+
+@dataclasses.dataclass(slots=True)
+class AttemptRecord:
+    """One dispatch of a task to a worker, and how it ended."""
+
+    task_id: str
+    attempt: int
+    worker_id: str
+    assigned_at: float
+    phase: TaskPhase = TaskPhase.ASSIGNED
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    failure_kind: FailureKind | None = None
+    message: str = ""

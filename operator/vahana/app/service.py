@@ -1,0 +1,68 @@
+"""A running scheduler process: store, scheduler, gRPC server and (optionally) a local pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from vahana.app import settings as settings_module
+from vahana.app import stores
+from vahana.pools import local
+from vahana.rpc import server as server_module
+from vahana.scheduling import scheduler as scheduler_module
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerProcess:
+    """Starts in order (store → scheduler → server → workers), stops in reverse.
+
+    Workers are stopped while the server still serves, so that they can hand in their last
+    results and say TERMINATED.
+    """
+
+    def __init__(self, settings: settings_module.Settings, *, local_workers: int | None = None) -> None:
+        self.settings = settings
+        self._local_workers = settings.local_workers if local_workers is None else local_workers
+        self.store = stores.open_store(settings.store_url)
+        self.scheduler = scheduler_module.Scheduler(self.store, settings=settings.scheduler)
+        self.scheduler.recover()
+        address = f"{settings.server.host}:{settings.server.port}"
+        self.server = server_module.SchedulerServer(self.scheduler, address=address)
+        self.pool: local.LocalPool | None = None
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        host = self.settings.server.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"{host}:{self.server.port}"
+
+    async def start(self) -> None:
+        await self.server.start()
+        if self._local_workers > 0:
+            state = self.settings.state_dir
+            self.pool = local.LocalPool(
+                local.LocalPoolConfig(
+                    server_address=self.address,
+                    working_dir=Path(state) / "workers",
+                    log_dir=Path(state) / "logs",
+                    tasks_per_worker=self.settings.local_pool.tasks_per_worker,
+                    heartbeat_interval_seconds=self.settings.scheduler.heartbeat_interval_seconds,
+                    task_timeout_seconds=self.settings.local_pool.task_timeout_seconds,
+                )
+            )
+            self.pool.start_workers(self._local_workers)
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
+        await self.server.stop()
+        self.store.close()
+        log.info("stopped pid=%d", os.getpid())

@@ -1,0 +1,123 @@
+"""One settings tree for the scheduler process, loaded once: flags > environment > defaults.
+
+Every field has a default and says its unit; `validate()` reports every problem with its path.
+Environment variables are `VAHANA_<SECTION>_<FIELD>` in upper case, e.g.
+`VAHANA_SERVER_PORT=50052`, `VAHANA_SCHEDULER_HEARTBEAT_INTERVAL_SECONDS=5`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vahana.scheduling import records
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    """Address to listen on; 0.0.0.0 to accept workers from other hosts."""
+    port: int = 50051
+    """gRPC port of WorkerService and TaskService; 0 picks a free port."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSettings:
+    url: str = ""
+    """sqlite:///path/to/file.db or postgresql://…; empty: SQLite in the state directory."""
+    state_dir: str = ".vahana"
+    """Directory for the SQLite file, worker logs and sandboxes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalPoolSettings:
+    workers: int = 0
+    """Local worker processes to start; 0: as many as this machine has CPUs."""
+    tasks_per_worker: int = 1
+    """Tasks each local worker runs at once."""
+    task_timeout_seconds: float = 3600.0
+    """Default timeout of a task that sets none."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
+    store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
+    scheduler: records.SchedulerSettings = dataclasses.field(default_factory=records.SchedulerSettings)
+    local_pool: LocalPoolSettings = dataclasses.field(default_factory=LocalPoolSettings)
+    log_level: str = "warning"
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.store.state_dir).expanduser().resolve()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.state_dir / 'vahana.db'}"
+
+    @property
+    def local_workers(self) -> int:
+        return self.local_pool.workers or os.cpu_count() or 1
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not 0 <= self.server.port <= 65535:
+            problems.append(f"server.port: {self.server.port} is not a port (0–65535)")
+        if not self.store_url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            problems.append("store.url: use sqlite:///path or postgresql://user@host/db")
+        if self.scheduler.heartbeat_interval_seconds <= 0:
+            problems.append("scheduler.heartbeat_interval_seconds: must be > 0")
+        if self.scheduler.missed_heartbeats < 1:
+            problems.append("scheduler.missed_heartbeats: must be ≥ 1")
+        if self.local_pool.workers < 0:
+            problems.append("local_pool.workers: must be ≥ 0")
+        if self.local_pool.tasks_per_worker < 1:
+            problems.append("local_pool.tasks_per_worker: must be ≥ 1")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            problems.append("log_level: use debug, info, warning or error")
+        return problems
+
+
+def load(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Builds settings from defaults, then `VAHANA_*` variables, then `overrides`.
+
+    `overrides` maps dotted paths (`server.port`) to values; None means "not given".
+    """
+    environ = os.environ if environ is None else environ
+    sections: dict[str, dict[str, Any]] = {}
+    defaults = Settings()
+    for section in dataclasses.fields(Settings):
+        value = getattr(defaults, section.name)
+        if not dataclasses.is_dataclass(value):
+            env_name = f"VAHANA_{section.name.upper()}"
+            raw = overrides.get(section.name)
+            if raw is None and env_name in environ:
+                raw = environ[env_name]
+            if raw is not None:
+                sections[section.name] = _coerce(raw, type(value), env_name)
+            continue
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(value):
+            path = f"{section.name}.{field.name}"
+            env_name = f"VAHANA_{section.name}_{field.name}".upper()
+            raw = overrides.get(path)
+            if raw is None and env_name in environ:
+                raw = environ[env_name]
+            if raw is not None:
+                values[field.name] = _coerce(raw, type(getattr(value, field.name)), env_name)
+        sections[section.name] = dataclasses.replace(value, **values)  # type: ignore[type-var]
+    return Settings(**sections)
+
+
+def _coerce(raw: Any, kind: type, source: str) -> Any:
+    if isinstance(raw, kind):
+        return raw
+    try:
+        if kind is bool:
+            return str(raw).lower() in ("1", "true", "yes", "on")
+        return kind(raw)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source}: {raw!r} is not a valid {kind.__name__}") from error

@@ -1,0 +1,143 @@
+"""The pending-task queue: priority, then deadline, then age; indexed by task shape.
+
+Tasks of the same shape (pool, resources, labels, timeout) fit exactly the same workers, so
+each shape keeps its own heap and a dispatch looks only at the head of each shape: the cost
+grows with the number of distinct shapes, not with the number of queued tasks.
+Tasks waiting out a retry backoff sit in a separate heap until their time comes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+from collections.abc import Callable, Iterator
+
+from vahana.core import models
+
+ShapeKey = tuple[object, ...]
+OrderKey = tuple[int, float, int]
+
+
+def order_key(task: models.TaskRecord) -> OrderKey:
+    deadline = task.spec.deadline if task.spec.deadline is not None else math.inf
+    return (-task.spec.priority, deadline, task.seq)
+
+
+def shape_key(task: models.TaskRecord) -> ShapeKey:
+    need = task.spec.resources
+    return (
+        task.pool,
+        need.shape(),
+        tuple(sorted(need.preferred_labels.items())),
+        task.spec.timeout_seconds,
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class _Shape:
+    key: ShapeKey
+    example: models.TaskRecord
+    """Any task of this shape: its resources, pool, timeout stand for all of them."""
+    heap: list[tuple[OrderKey, int, str]] = dataclasses.field(default_factory=list)
+
+
+class TaskQueue:
+    """Pending tasks ready to dispatch, plus those delayed by a retry backoff.
+
+    Heap entries carry the token of the push that made them; removing or re-pushing a task
+    changes its token, so stale entries are recognised and dropped when they reach the top.
+    """
+
+    def __init__(self) -> None:
+        self._shapes: dict[ShapeKey, _Shape] = {}
+        self._tasks: dict[str, models.TaskRecord] = {}
+        self._tokens: dict[str, int] = {}
+        self._next_token = 0
+        self._delayed: list[tuple[float, int, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def __iter__(self) -> Iterator[models.TaskRecord]:
+        return iter(self._tasks.values())
+
+    def push(self, task: models.TaskRecord, now: float) -> None:
+        self._next_token += 1
+        token = self._next_token
+        self._tasks[task.id] = task
+        self._tokens[task.id] = token
+        if task.not_before > now:
+            heapq.heappush(self._delayed, (task.not_before, token, task.id))
+        else:
+            self._push_ready(task, token)
+
+    def remove(self, task_id: str) -> models.TaskRecord | None:
+        self._tokens.pop(task_id, None)
+        return self._tasks.pop(task_id, None)
+
+    def promote_due(self, now: float) -> int:
+        """Moves tasks whose backoff has passed into the ready heaps; returns how many."""
+        moved = 0
+        while self._delayed and self._delayed[0][0] <= now:
+            _, token, task_id = heapq.heappop(self._delayed)
+            if self._tokens.get(task_id) == token:
+                self._push_ready(self._tasks[task_id], token)
+                moved += 1
+        return moved
+
+    def next_due(self) -> float | None:
+        """When the earliest delayed task becomes ready, if any is delayed."""
+        while self._delayed and self._tokens.get(self._delayed[0][2]) != self._delayed[0][1]:
+            heapq.heappop(self._delayed)
+        return self._delayed[0][0] if self._delayed else None
+
+    def shapes(self) -> list[models.TaskRecord]:
+        """One example task per shape with ready tasks."""
+        return [shape.example for shape in self._shapes.values() if self._head(shape) is not None]
+
+    def take(
+        self,
+        accept: Callable[[models.TaskRecord], bool],
+        rank: Callable[[models.TaskRecord], int],
+    ) -> models.TaskRecord | None:
+        """Pops the best ready task whose shape `accept` allows.
+
+        Order: priority, then `rank` (locality: higher first), then deadline, then age.
+        """
+        best: tuple[tuple[int, int, float, int], _Shape] | None = None
+        empty: list[ShapeKey] = []
+        for shape in self._shapes.values():
+            head = self._head(shape)
+            if head is None:
+                empty.append(shape.key)
+                continue
+            if not accept(shape.example):
+                continue
+            priority, deadline, seq = head[0]
+            candidate = (priority, -rank(shape.example), deadline, seq)
+            if best is None or candidate < best[0]:
+                best = (candidate, shape)
+        for key in empty:
+            del self._shapes[key]
+        if best is None:
+            return None
+        _, _, task_id = heapq.heappop(best[1].heap)
+        self._tokens.pop(task_id)
+        return self._tasks.pop(task_id)
+
+    def _push_ready(self, task: models.TaskRecord, token: int) -> None:
+        key = shape_key(task)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = _Shape(key, task)
+        heapq.heappush(shape.heap, (order_key(task), token, task.id))
+
+    def _head(self, shape: _Shape) -> tuple[OrderKey, int, str] | None:
+        heap = shape.heap
+        while heap and self._tokens.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)
+        return heap[0] if heap else None

@@ -1,0 +1,1 @@
+"""Pool adapters: start and stop workers where the compute is. They translate, never schedule."""

@@ -1,0 +1,124 @@
+"""The local pool: workers as subprocesses of this machine, the embedded default.
+
+Each worker is the real worker program (`python -m vahana_worker`), talking to the scheduler
+over real gRPC on loopback, exactly as a remote one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from vahana.pools import base
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalPoolConfig:
+    server_address: str
+    working_dir: Path
+    log_dir: Path
+    name: str = "local"
+    tasks_per_worker: int = 1
+    heartbeat_interval_seconds: float = 30.0
+    task_timeout_seconds: float = 3600.0
+    worker_command: tuple[str, ...] = (sys.executable, "-m", "vahana_worker")
+    extra_args: tuple[str, ...] = ()
+
+
+class LocalPool:
+    def __init__(self, config: LocalPoolConfig) -> None:
+        self.name = config.name
+        self._config = config
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._counter = 0
+        self._last_error = ""
+
+    def start_workers(self, count: int) -> list[str]:
+        started = []
+        for _ in range(count):
+            self._counter += 1
+            worker_id = f"{self.name}-{os.getpid()}-{self._counter}"
+            self._processes[worker_id] = self._spawn(worker_id)
+            started.append(worker_id)
+        return started
+
+    def _spawn(self, worker_id: str) -> subprocess.Popen[bytes]:
+        config = self._config
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            *config.worker_command,
+            f"--server-address={config.server_address}",
+            f"--worker-id={worker_id}",
+            f"--working-dir={config.working_dir / worker_id}",
+            f"--heartbeat-interval={config.heartbeat_interval_seconds:g}s",
+            f"--task-timeout={config.task_timeout_seconds:g}s",
+            f"--max-tasks={config.tasks_per_worker}",
+            f"--pool={self.name}",
+            *config.extra_args,
+        ]
+        with open(config.log_dir / f"{worker_id}.log", "ab") as log_file:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                # Its own session: a Ctrl-C in the terminal reaches the scheduler, which then
+                # drains the workers in order instead of all of them dying at once.
+                start_new_session=True,
+            )
+        log.info("started worker_id=%s pid=%d pool=%s", worker_id, process.pid, self.name)
+        return process
+
+    def stop_workers(self, worker_ids: Sequence[str]) -> None:
+        for worker_id in worker_ids:
+            process = self._processes.get(worker_id)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    def pid_of(self, worker_id: str) -> int:
+        return self._processes[worker_id].pid
+
+    def list_workers(self) -> list[base.PoolWorker]:
+        workers = []
+        for worker_id, process in self._processes.items():
+            code = process.poll()
+            if code is None:
+                state = base.PoolWorkerState.RUNNING
+            elif code == 0:
+                state = base.PoolWorkerState.EXITED
+            else:
+                state = base.PoolWorkerState.FAILED
+                self._last_error = f"worker {worker_id} exited with {code}"
+            workers.append(base.PoolWorker(worker_id, state, f"pid {process.pid}", code))
+        return workers
+
+    def status(self) -> base.PoolStatus:
+        workers = self.list_workers()
+        count = lambda state: sum(1 for w in workers if w.state == state)  # noqa: E731
+        return base.PoolStatus(
+            self.name,
+            starting=count(base.PoolWorkerState.STARTING),
+            running=count(base.PoolWorkerState.RUNNING),
+            failed=count(base.PoolWorkerState.FAILED),
+            last_error=self._last_error,
+        )
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.stop_workers(list(self._processes))
+        deadline = time.monotonic() + timeout
+        for worker_id, process in self._processes.items():
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker did not stop in time, killing worker_id=%s", worker_id)
+                process.kill()
+                process.wait()

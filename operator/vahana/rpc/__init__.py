@@ -1,0 +1,1 @@
+"""gRPC servicers: WorkerService for workers, TaskService for clients; wire ↔ core records."""

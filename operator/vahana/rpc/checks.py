@@ -1,0 +1,93 @@
+"""Validation of incoming RPCs: a malformed request is refused with INVALID_ARGUMENT naming the field."""
+
+from __future__ import annotations
+
+import re
+
+from vahana.proto import worker_pb2 as pb
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,252}$")
+MAX_WAIT_SECONDS = 60.0
+MAX_TASKS_PER_POLL = 1000
+MAX_OUTPUT_TAIL = 1 << 20
+_REPORTABLE = {pb.RUNNING, pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT}
+
+
+class InvalidArgument(ValueError):
+    """A request field is malformed; the message names it."""
+
+
+def identifier(value: str, field: str) -> None:
+    if not value:
+        raise InvalidArgument(f"{field}: required")
+    if not _ID.match(value):
+        raise InvalidArgument(
+            f"{field}: {value[:40]!r} is not a valid id — use letters, digits and . _ : @ / -"
+            " (at most 253 characters)"
+        )
+
+
+def registration(request: pb.RegisterWorkerRequest) -> None:
+    identifier(request.worker_id, "worker_id")
+    caps = request.capabilities
+    for field in ("cpu_cores", "memory_bytes", "gpus", "max_concurrent_tasks"):
+        if getattr(caps, field) < 0:
+            raise InvalidArgument(f"capabilities.{field}: must be ≥ 0")
+    leases(request.running_tasks, "running_tasks")
+
+
+def poll(request: pb.PollForTaskRequest) -> None:
+    identifier(request.worker_id, "worker_id")
+    if not 0 <= request.max_tasks <= MAX_TASKS_PER_POLL:
+        raise InvalidArgument(f"max_tasks: must be between 0 and {MAX_TASKS_PER_POLL}")
+    if request.wait.seconds < 0 or request.wait.nanos < 0:
+        raise InvalidArgument("wait: must not be negative")
+
+
+def update(request: pb.UpdateTaskStatusRequest, field: str = "") -> None:
+    prefix = f"{field}." if field else ""
+    identifier(request.task_id, f"{prefix}task_id")
+    identifier(request.worker_id, f"{prefix}worker_id")
+    if request.status not in _REPORTABLE:
+        raise InvalidArgument(
+            f"{prefix}status: {pb.TaskStatus.Name(request.status) if request.status in pb.TaskStatus.values() else request.status}"
+            " cannot be reported — use RUNNING, COMPLETED, FAILED, CANCELLED or TIMED_OUT"
+        )
+    if request.attempt < 1:
+        raise InvalidArgument(f"{prefix}attempt: must be the task's attempt number (≥ 1)")
+    if request.failure_kind not in pb.FailureKind.values():
+        raise InvalidArgument(f"{prefix}failure_kind: unknown value {request.failure_kind}")
+
+
+def batch(request: pb.BatchUpdateTaskStatusRequest) -> None:
+    identifier(request.worker_id, "worker_id")
+    for index, item in enumerate(request.updates):
+        if item.worker_id and item.worker_id != request.worker_id:
+            raise InvalidArgument(
+                f"updates[{index}].worker_id: {item.worker_id!r} differs from the batch's worker_id"
+            )
+        if not item.worker_id:
+            item.worker_id = request.worker_id
+        update(item, f"updates[{index}]")
+
+
+def heartbeat(request: pb.HeartbeatRequest) -> None:
+    identifier(request.worker_id, "worker_id")
+    leases(request.running_tasks, "running_tasks")
+
+
+def worker_status(request: pb.UpdateWorkerStatusRequest) -> None:
+    identifier(request.worker_id, "worker_id")
+    if request.status not in pb.WorkerStatus.values() or request.status == pb.WORKER_STATUS_UNSPECIFIED:
+        raise InvalidArgument("status: give AVAILABLE, BUSY, DRAINING, UNHEALTHY or TERMINATED")
+
+
+def leases(items: object, field: str) -> None:
+    for index, lease in enumerate(items):  # type: ignore[call-overload]
+        identifier(lease.task_id, f"{field}[{index}].task_id")
+        if lease.attempt < 1:
+            raise InvalidArgument(f"{field}[{index}].attempt: must be ≥ 1")
+
+
+def tail(text: str) -> str:
+    return text if len(text) <= MAX_OUTPUT_TAIL else text[-MAX_OUTPUT_TAIL:]

@@ -1,0 +1,90 @@
+"""The gRPC server: both services, health, reflection, and the health-monitor loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vahana.proto import task_service_pb2, task_service_pb2_grpc, worker_pb2, worker_pb2_grpc
+from vahana.rpc import task_service, wakeups, worker_service
+from vahana.scheduling import scheduler
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+)
+
+
+class SchedulerServer:
+    """Serves a scheduler on one port and runs its periodic health checks."""
+
+    def __init__(self, sched: scheduler.Scheduler, *, address: str) -> None:
+        self.scheduler = sched
+        self._address = address
+        self._wakes = wakeups.Wakeups()
+        sched.set_waker(self._wakes.wake)
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ]
+        )
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(
+            worker_service.WorkerService(sched, self._wakes), self._server
+        )
+        task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+            task_service.TaskService(sched), self._server
+        )
+        self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = 0
+        self._monitor: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        self.port = self._server.add_insecure_port(self._address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self._address}: address in use or not available")
+        await self._server.start()
+        for name in ("", *SERVICE_NAMES):
+            await _set_health(self._health, name, health_pb2.HealthCheckResponse.SERVING)
+        self._monitor = asyncio.create_task(self._monitor_health(), name="health-monitor")
+        log.info("serving address=%s port=%d", self._address, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await self._server.stop(grace)
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()
+
+    async def _monitor_health(self) -> None:
+        interval = self.scheduler.settings.heartbeat_interval_seconds
+        tick = max(0.05, min(1.0, interval / 4))
+        while True:
+            try:
+                self.scheduler.check_health()
+            except Exception:
+                log.exception("health check failed")
+            await asyncio.sleep(tick)
+
+
+async def _set_health(servicer: object, name: str, status: int) -> None:
+    result = servicer.set(name, status)  # type: ignore[attr-defined]
+    if asyncio.iscoroutine(result):
+        await result

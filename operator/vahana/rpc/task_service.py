@@ -1,0 +1,105 @@
+"""The TaskService servicer: clients submit, get, list, watch and cancel tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from vahana.core import models, validation
+from vahana.proto import task_service_pb2 as tasks_pb
+from vahana.proto import task_service_pb2_grpc
+from vahana.proto import worker_pb2 as pb
+from vahana.rpc import convert
+from vahana.scheduling import records, scheduler
+
+log = logging.getLogger(__name__)
+MAX_TASKS_PER_SUBMIT = 100_000
+
+
+class TaskService(task_service_pb2_grpc.TaskServiceServicer):
+    def __init__(self, sched: scheduler.Scheduler) -> None:
+        self._scheduler = sched
+
+    async def SubmitTasks(self, request: tasks_pb.SubmitTasksRequest, context: Any) -> tasks_pb.SubmitTasksResponse:
+        if len(request.tasks) > MAX_TASKS_PER_SUBMIT:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"tasks: at most {MAX_TASKS_PER_SUBMIT} per call — split the submission",
+            )
+        submissions = [convert.submission_of(item) for item in request.tasks]
+        problems: list[str] = []
+        for index, submission in enumerate(submissions):
+            name = submission.spec.name or f"#{index}"
+            problems += validation.problems(submission, where=f"tasks[{index}] ({name})")
+        if problems:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:20]))
+        ids = self._scheduler.submit(submissions)
+        return tasks_pb.SubmitTasksResponse(task_ids=ids)
+
+    async def GetTask(self, request: tasks_pb.GetTaskRequest, context: Any) -> tasks_pb.TaskInfo:
+        task = await self._find(context, request.id)
+        return convert.task_info(task, self._scheduler.pending_reason(task))
+
+    async def ListTasks(self, request: tasks_pb.ListTasksRequest, context: Any) -> tasks_pb.ListTasksResponse:
+        phase = _phase(request.status)
+        tasks = self._scheduler.list_tasks(
+            phase=phase, namespace=request.namespace or None, ids=list(request.ids), limit=request.limit
+        )
+        return tasks_pb.ListTasksResponse(
+            tasks=[convert.task_info(t, self._scheduler.pending_reason(t)) for t in tasks]
+        )
+
+    async def WatchTasks(
+        self, request: tasks_pb.WatchTasksRequest, context: Any
+    ) -> AsyncIterator[tasks_pb.TaskInfo]:
+        wanted = set(request.ids)
+        changes: asyncio.Queue[tasks_pb.TaskInfo] = asyncio.Queue()
+
+        def on_change(task: models.TaskRecord) -> None:
+            if not wanted or task.id in wanted:
+                changes.put_nowait(convert.task_info(task, self._scheduler.pending_reason(task)))
+
+        self._scheduler.add_listener(on_change)
+        try:
+            unfinished = set()
+            for task in self._scheduler.list_tasks(ids=list(wanted)) if wanted else []:
+                if not task.is_final:
+                    unfinished.add(task.id)
+                yield convert.task_info(task, self._scheduler.pending_reason(task))
+            if request.until_final and wanted and not unfinished:
+                return
+            while True:
+                info = await changes.get()
+                yield info
+                if info.status in (pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT):
+                    unfinished.discard(info.id)
+                    if request.until_final and wanted and not unfinished:
+                        return
+                elif info.id in wanted:
+                    unfinished.add(info.id)
+        finally:
+            self._scheduler.remove_listener(on_change)
+
+    async def CancelTask(self, request: tasks_pb.CancelTaskRequest, context: Any) -> tasks_pb.CancelTaskResponse:
+        await self._find(context, request.id)
+        cancelled, phase = self._scheduler.cancel(request.id, request.reason)
+        return tasks_pb.CancelTaskResponse(cancelled=cancelled, status=pb.TaskStatus.Value(phase.value))
+
+    async def _find(self, context: Any, task_id: str) -> models.TaskRecord:
+        if not task_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id: required — give a task id or name")
+        try:
+            return self._scheduler.get_task(task_id)
+        except records.UnknownTask as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+            raise
+
+
+def _phase(status: int) -> models.TaskPhase | None:
+    if not status or status not in pb.TaskStatus.values():
+        return None
+    return models.TaskPhase(pb.TaskStatus.Name(status))

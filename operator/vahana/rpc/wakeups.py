@@ -1,0 +1,40 @@
+"""Wakes long-polling workers when something is there for them."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class Wakeups:
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, int] = {}
+
+    def wake(self, worker_id: str | None) -> None:
+        if worker_id is None:
+            for event in self._events.values():
+                event.set()
+        elif worker_id in self._events:
+            self._events[worker_id].set()
+
+    def arm(self, worker_id: str) -> asyncio.Event:
+        """The event a poll waits on; cleared before the poll looks for work, so no wake is lost."""
+        event = self._events.get(worker_id)
+        if event is None:
+            event = self._events[worker_id] = asyncio.Event()
+        event.clear()
+        return event
+
+    async def wait(self, worker_id: str, event: asyncio.Event, timeout: float) -> None:
+        self._waiting[worker_id] = self._waiting.get(worker_id, 0) + 1
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            left = self._waiting[worker_id] - 1
+            if left:
+                self._waiting[worker_id] = left
+            else:
+                del self._waiting[worker_id]
+                self._events.pop(worker_id, None)

@@ -1,0 +1,140 @@
+"""The WorkerService servicer: workers register, long-poll, report and send heartbeats."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from vahana.core import models
+from vahana.proto import worker_pb2 as pb
+from vahana.proto import worker_pb2_grpc
+from vahana.rpc import checks, convert, wakeups
+from vahana.scheduling import records, scheduler
+
+log = logging.getLogger(__name__)
+Request = TypeVar("Request")
+
+
+async def _refuse_invalid(context: grpc.aio.ServicerContext, check: Callable[[], None]) -> None:
+    try:
+        check()
+    except checks.InvalidArgument as error:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+
+class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, sched: scheduler.Scheduler, wakes: wakeups.Wakeups) -> None:
+        self._scheduler = sched
+        self._wakes = wakes
+
+    async def RegisterWorker(self, request: pb.RegisterWorkerRequest, context: Any) -> pb.RegisterWorkerResponse:
+        await _refuse_invalid(context, lambda: checks.registration(request))
+        revoked = self._scheduler.register(convert.registration_of(request))
+        return pb.RegisterWorkerResponse(
+            success=True,
+            message="registered",
+            heartbeat_interval=convert.duration(self._scheduler.settings.heartbeat_interval_seconds),
+            revoked_tasks=convert.leases_to_pb(revoked),
+        )
+
+    async def PollForTask(self, request: pb.PollForTaskRequest, context: Any) -> pb.PollForTaskResponse:
+        await _refuse_invalid(context, lambda: checks.poll(request))
+        wait = min(convert.seconds_of(request.wait), checks.MAX_WAIT_SECONDS)
+        deadline = time.monotonic() + wait
+        while True:
+            event = self._wakes.arm(request.worker_id)
+            result = await self._call(
+                context, lambda: self._scheduler.poll(request.worker_id, request.max_tasks)
+            )
+            remaining = deadline - time.monotonic()
+            if result or remaining <= 0:
+                return _poll_response(result)
+            await self._wakes.wait(request.worker_id, event, remaining)
+
+    async def UpdateTaskStatus(self, request: pb.UpdateTaskStatusRequest, context: Any) -> pb.UpdateTaskStatusResponse:
+        await _refuse_invalid(context, lambda: checks.update(request))
+        request.output_tail = checks.tail(request.output_tail)
+        [result] = self._scheduler.report(request.worker_id, [convert.report_of(request)])
+        if not result.accepted:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, result.message)
+        return pb.UpdateTaskStatusResponse(success=True, message=result.message, cancel=result.cancel)
+
+    async def BatchUpdateTaskStatus(
+        self, request: pb.BatchUpdateTaskStatusRequest, context: Any
+    ) -> pb.BatchUpdateTaskStatusResponse:
+        await _refuse_invalid(context, lambda: checks.batch(request))
+        reports = []
+        for item in request.updates:
+            item.output_tail = checks.tail(item.output_tail)
+            reports.append(convert.report_of(item))
+        results = self._scheduler.report(request.worker_id, reports)
+        return pb.BatchUpdateTaskStatusResponse(
+            success=all(r.accepted for r in results),
+            results=[
+                pb.UpdateResult(
+                    task_id=r.task_id, attempt=r.attempt, accepted=r.accepted,
+                    message=r.message, cancel=r.cancel,
+                )
+                for r in results
+            ],
+        )
+
+    async def SendHeartbeat(self, request: pb.HeartbeatRequest, context: Any) -> pb.HeartbeatResponse:
+        await _refuse_invalid(context, lambda: checks.heartbeat(request))
+        result = self._scheduler.heartbeat(
+            request.worker_id,
+            convert.metrics_of(request.metrics, time.time()),
+            [(lease.task_id, lease.attempt) for lease in request.running_tasks],
+        )
+        return pb.HeartbeatResponse(
+            success=not result.reregister,
+            message="register again" if result.reregister else "",
+            cancel_tasks=convert.leases_to_pb(result.cancels),
+            drain=result.drain,
+            reregister=result.reregister,
+        )
+
+    async def UpdateWorkerStatus(
+        self, request: pb.UpdateWorkerStatusRequest, context: Any
+    ) -> pb.UpdateWorkerStatusResponse:
+        await _refuse_invalid(context, lambda: checks.worker_status(request))
+        state = models.WorkerState(pb.WorkerStatus.Name(request.status))
+        await self._call(
+            context, lambda: self._scheduler.set_worker_status(request.worker_id, state, request.reason)
+        )
+        return pb.UpdateWorkerStatusResponse(success=True)
+
+    async def ListWorkers(self, request: pb.ListWorkersRequest, context: Any) -> pb.ListWorkersResponse:
+        state = (
+            models.WorkerState(pb.WorkerStatus.Name(request.status))
+            if request.status in pb.WorkerStatus.values() and request.status
+            else None
+        )
+        workers = self._scheduler.list_workers(pool=request.pool, state=state)
+        return pb.ListWorkersResponse(workers=[convert.worker_info(w) for w in workers])
+
+    async def _call(self, context: Any, action: Callable[[], Request]) -> Request:
+        try:
+            return action()
+        except records.UnknownWorker as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+            raise  # abort raises; this keeps type checkers honest
+
+
+def _poll_response(result: records.PollResult) -> pb.PollForTaskResponse:
+    tasks = [convert.task_to_pb(task) for task in result.tasks]
+    response = pb.PollForTaskResponse(
+        has_task=bool(tasks),
+        more_tasks=tasks[1:],
+        cancel_tasks=convert.leases_to_pb(result.cancels),
+        drain=result.drain,
+    )
+    if tasks:
+        response.task.CopyFrom(tasks[0])
+    return response
+
+

@@ -1,0 +1,1 @@
+"""The scheduler service: applies the core's decisions to live state and the store."""

@@ -1,0 +1,95 @@
+"""Inputs and outputs of the scheduler service, independent of the wire format."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vahana.core import models
+
+Lease = tuple[str, int]
+"""(task id, attempt)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerSettings:
+    heartbeat_interval_seconds: float = 30.0
+    """How often workers are told to send heartbeats."""
+    missed_heartbeats: int = 3
+    """A worker silent for this many intervals is UNHEALTHY and its tasks are requeued."""
+    removal_after_unhealthy_seconds: float = 60.0
+    """An UNHEALTHY worker that stays silent this long is removed."""
+    assignment_grace_seconds: float = 0.0
+    """A task handed out but missing from the worker's heartbeats for this long is requeued.
+    Zero: two heartbeat intervals."""
+    recovery_grace_seconds: float = 0.0
+    """After a restart, how long known workers have to reconnect before they count as lost.
+    Zero: the same as the missed-heartbeat limit."""
+
+    @property
+    def silence_limit_seconds(self) -> float:
+        return self.heartbeat_interval_seconds * self.missed_heartbeats
+
+    @property
+    def assignment_grace(self) -> float:
+        return self.assignment_grace_seconds or 2 * self.heartbeat_interval_seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    worker_id: str
+    capacity: models.Resources
+    max_tasks: int
+    pool: str = ""
+    hostname: str = ""
+    allocation_ends_at: float | None = None
+    experiment_id: str = ""
+    compute_resource_id: str = ""
+    running: tuple[Lease, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusReport:
+    task_id: str
+    attempt: int
+    phase: models.TaskPhase
+    exit_code: int | None = None
+    message: str = ""
+    output_tail: str = ""
+    failure_kind: models.FailureKind | None = None
+    timestamp: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportResult:
+    task_id: str
+    attempt: int
+    accepted: bool
+    message: str = ""
+    cancel: bool = False
+    stale: bool = False
+    """True when refused because the attempt is not (or no longer) the current one."""
+
+
+@dataclasses.dataclass
+class PollResult:
+    tasks: list[models.TaskRecord] = dataclasses.field(default_factory=list)
+    cancels: list[Lease] = dataclasses.field(default_factory=list)
+    drain: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks or self.cancels or self.drain)
+
+
+@dataclasses.dataclass
+class HeartbeatResult:
+    cancels: list[Lease] = dataclasses.field(default_factory=list)
+    drain: bool = False
+    reregister: bool = False
+
+
+class UnknownWorker(LookupError):
+    """The worker is not registered (or was given up on): it must register again."""
+
+
+class UnknownTask(LookupError):
+    pass

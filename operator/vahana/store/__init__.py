@@ -1,0 +1,1 @@
+"""Durable record of every task, attempt and worker: one interface, SQLite and PostgreSQL."""

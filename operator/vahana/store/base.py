@@ -1,0 +1,61 @@
+"""The store interface the scheduler writes through.
+
+Every mutation of the scheduler happens inside `transaction()`, so one RPC is one commit, and a
+restarted scheduler rebuilds its queue and leases from `load_unfinished_tasks()` and
+`load_workers()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from vahana.core import models
+
+
+class Store(Protocol):
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Groups the writes made inside into one commit; nested use joins the outer one."""
+
+    def insert_tasks(self, tasks: Sequence[models.TaskRecord]) -> None: ...
+
+    def update_tasks(self, tasks: Sequence[models.TaskRecord]) -> None:
+        """Writes the mutable fields of tasks already inserted."""
+
+    def save_attempts(self, attempts: Sequence[models.AttemptRecord]) -> None:
+        """Inserts or replaces attempts by (task_id, attempt)."""
+
+    def save_workers(self, workers: Sequence[models.WorkerRecord]) -> None: ...
+
+    def delete_workers(self, worker_ids: Sequence[str]) -> None: ...
+
+    def get_task(self, task_id: str) -> models.TaskRecord | None: ...
+
+    def find_tasks_by_name(self, name: str) -> list[models.TaskRecord]: ...
+
+    def find_task_ids_by_keys(self, keys: Sequence[str]) -> dict[str, str]: ...
+
+    def list_tasks(
+        self,
+        *,
+        phase: models.TaskPhase | None = None,
+        namespace: str | None = None,
+        ids: Sequence[str] = (),
+        limit: int = 0,
+    ) -> list[models.TaskRecord]: ...
+
+    def list_attempts(self, task_id: str) -> list[models.AttemptRecord]: ...
+
+    def load_unfinished_tasks(self) -> list[models.TaskRecord]: ...
+
+    def load_workers(self) -> list[models.WorkerRecord]: ...
+
+    def max_seq(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
