@@ -1,0 +1,1 @@
+"""The `vahana` command line: run, server, submit, get, logs, cancel."""

@@ -1,0 +1,293 @@
+"""`vahana`: run shell tasks on local workers, or serve and talk to a scheduler.
+
+Exit codes: 0 success; 1 a task did not complete, or the scheduler refused or could not be
+reached; 2 bad usage or an invalid task file (nothing is submitted from an invalid file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from rich.console import Console
+
+from vahana import __version__
+from vahana.app import service
+from vahana.app import settings as settings_module
+from vahana.cli import client as client_module
+from vahana.cli import render, run
+from vahana.core import models
+from vahana.manifests import tasks as task_manifests
+from vahana.proto import worker_pb2
+
+DEFAULT_SERVER = "localhost:50051"
+EXAMPLES = """\
+examples:
+  vahana run -f deploy/examples/hello.yaml          run the tasks on local workers, then exit
+  vahana server --state-dir /var/lib/vahana         serve on :50051 with local workers
+  vahana submit -f tasks.yaml --wait                submit to a running scheduler
+  vahana get tasks            vahana get workers    vahana logs hello
+  vahana cancel hello
+"""
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    console = Console(stderr=False, highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    try:
+        return int(options.handler(options, console))
+    except UsageError as error:
+        errors.print(f"[red]error:[/] {error}", markup=True, soft_wrap=True)
+        return 2
+    except grpc.RpcError as error:
+        errors.print(f"[red]error:[/] {_rpc_message(error, options)}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vahana",
+        description="Run shell tasks on workers: locally, on Kubernetes, SLURM or bare metal.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vahana {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_parser = commands.add_parser(
+        "run", help="run the tasks of a file on local workers and print the results",
+        description="Start a scheduler with local worker processes, run the Tasks in FILE "
+        "(the same YAML as the Task resources), show progress, print a result table. "
+        "Exits 1 if any task did not complete.",
+    )
+    run_parser.add_argument("-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)")
+    _add_scheduler_flags(run_parser, default_state="a new temporary directory")
+    run_parser.set_defaults(handler=_run)
+
+    server = commands.add_parser(
+        "server", help="run the scheduler as a service",
+        description="Serve WorkerService and TaskService (gRPC, with health and reflection) "
+        "and keep local workers running until interrupted.",
+    )
+    server.add_argument("--host", help="listen address (default 127.0.0.1; 0.0.0.0 for remote workers) [VAHANA_SERVER_HOST]")
+    server.add_argument("--store-url", help="sqlite:///file.db (default: in the state dir) [VAHANA_STORE_URL]")
+    _add_scheduler_flags(server, default_state=".vahana")
+    server.set_defaults(handler=_serve)
+
+    submit = commands.add_parser("submit", help="submit the tasks of a file to a running scheduler")
+    submit.add_argument("-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)")
+    submit.add_argument("--wait", action="store_true", help="wait until every task has finished; exit 1 if any failed")
+    _add_server_flag(submit)
+    submit.set_defaults(handler=_submit)
+
+    get = commands.add_parser("get", help="show tasks or workers")
+    get.add_argument("what", choices=["tasks", "task", "workers"], help="what to show")
+    get.add_argument("name", nargs="?", help="task id or name (for `get task`)")
+    get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    get.add_argument("--status", help="only tasks with this status, e.g. RUNNING")
+    get.add_argument("--limit", type=int, default=0, help="at most this many tasks")
+    _add_server_flag(get)
+    get.set_defaults(handler=_get)
+
+    logs = commands.add_parser("logs", help="print the output a task left (its kept tail)")
+    logs.add_argument("task", help="task id or name")
+    _add_server_flag(logs)
+    logs.set_defaults(handler=_logs)
+
+    cancel = commands.add_parser("cancel", help="cancel a task; a running one is stopped on its worker")
+    cancel.add_argument("task", help="task id or name")
+    cancel.add_argument("--reason", default="", help="recorded on the task")
+    _add_server_flag(cancel)
+    cancel.set_defaults(handler=_cancel)
+    return parser
+
+
+def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str) -> None:
+    parser.add_argument("--port", type=int, help="gRPC port (run: a free port; server: 50051) [VAHANA_SERVER_PORT]")
+    parser.add_argument("--state-dir", help=f"store, logs and sandboxes (default: {default_state}) [VAHANA_STORE_STATE_DIR]")
+    parser.add_argument("--workers", type=int, help="local worker processes; 0 = one per CPU (default) [VAHANA_LOCAL_POOL_WORKERS]")
+    parser.add_argument("--tasks-per-worker", type=int, help="tasks each local worker runs at once (default 1) [VAHANA_LOCAL_POOL_TASKS_PER_WORKER]")
+    parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS", help="worker heartbeat interval (default 30) [VAHANA_SCHEDULER_HEARTBEAT_INTERVAL_SECONDS]")
+    parser.add_argument("--missed-heartbeats", type=int, help="missed heartbeats before a worker is unhealthy (default 3) [VAHANA_SCHEDULER_MISSED_HEARTBEATS]")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="[VAHANA_LOG_LEVEL]")
+
+
+def _add_server_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server", default=os.environ.get("VAHANA_SERVER", DEFAULT_SERVER),
+        help=f"scheduler address (default {DEFAULT_SERVER}) [VAHANA_SERVER]",
+    )
+
+
+def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Settings:
+    overrides = {
+        "server.host": getattr(options, "host", None),
+        "server.port": options.port,
+        "store.url": getattr(options, "store_url", None),
+        "store.state_dir": options.state_dir,
+        "local_pool.workers": options.workers,
+        "local_pool.tasks_per_worker": options.tasks_per_worker,
+        "scheduler.heartbeat_interval_seconds": options.heartbeat_interval,
+        "scheduler.missed_heartbeats": options.missed_heartbeats,
+        "log_level": options.log_level,
+    }
+    for key, value in fixed.items():
+        if overrides.get(key) is None:
+            overrides[key] = value
+    try:
+        settings = settings_module.load(overrides)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    problems = settings.validate()
+    if problems:
+        raise UsageError("invalid settings:\n  " + "\n  ".join(problems))
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    return settings
+
+
+def _read_tasks(path: Path) -> list[models.Submission]:
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from error
+    try:
+        submissions = task_manifests.parse_task_documents(text, source=str(path))
+    except task_manifests.ManifestError as error:
+        raise UsageError(f"{error}\nnothing was submitted from {path}") from error
+    if not submissions:
+        raise UsageError(f"{path}: no Task found — expect documents with kind: Task")
+    return submissions
+
+
+def _run(options: argparse.Namespace, console: Console) -> int:
+    submissions = _read_tasks(options.file)
+    with tempfile.TemporaryDirectory(prefix="vahana-run-") as scratch:
+        settings = _settings(options, **{"server.port": 0, "store.state_dir": scratch})
+        results = asyncio.run(run.run_tasks(submissions, settings, console))
+    console.print(render.results_table(results))
+    failed = [r for r in results if r.status != worker_pb2.COMPLETED]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(results)} task(s) did not complete[/]")
+        return 1
+    console.print(f"[green]all {len(results)} task(s) completed[/]")
+    return 0
+
+
+def _serve(options: argparse.Namespace, console: Console) -> int:
+    settings = _settings(options, log_level="info")
+
+    async def serve() -> None:
+        process = service.SchedulerProcess(settings)
+        await process.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        console.print(
+            f"vahana scheduler on {settings.server.host}:{process.server.port} "
+            f"(store {settings.store_url}, {settings.local_workers if process.pool else 0} local workers)"
+        )
+        await stop.wait()
+        await process.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _submit(options: argparse.Namespace, console: Console) -> int:
+    submissions = _read_tasks(options.file)
+    client = client_module.Client(options.server)
+    ids = client.submit(submissions)
+    for submission, task_id in zip(submissions, ids, strict=True):
+        console.print(f"task/{submission.spec.name} submitted as {task_id}")
+    if not options.wait:
+        return 0
+    results = client_module.wait_for(client, ids, console)
+    console.print(render.results_table(results))
+    return 0 if all(r.status == worker_pb2.COMPLETED for r in results) else 1
+
+
+def _get(options: argparse.Namespace, console: Console) -> int:
+    client = client_module.Client(options.server)
+    if options.what == "workers":
+        workers = client.list_workers()
+        if options.output != "table":
+            client_module.print_records(console, list(workers), options.output)
+        else:
+            console.print(render.workers_table(workers))
+        return 0
+    if options.what == "task":
+        if not options.name:
+            raise UsageError("get task: give a task id or name")
+        tasks = [client.get(options.name)]
+    else:
+        if options.status and options.status.upper() not in worker_pb2.TaskStatus.keys():
+            raise UsageError(
+                f"--status: {options.status!r} — use one of PENDING, ASSIGNED, RUNNING, "
+                "COMPLETED, FAILED, CANCELLED, TIMED_OUT"
+            )
+        tasks = client.list(options.status or "", options.limit)
+    if options.output != "table":
+        client_module.print_records(console, list(tasks), options.output)
+    else:
+        console.print(render.tasks_table(tasks))
+    return 0
+
+
+def _logs(options: argparse.Namespace, console: Console) -> int:
+    task = client_module.Client(options.server).get(options.task)
+    if task.output_tail:
+        sys.stdout.write(task.output_tail if task.output_tail.endswith("\n") else task.output_tail + "\n")
+    elif task.status in client_module.FINAL:
+        console.print(f"(task {task.name or task.id} left no output)")
+    else:
+        console.print(f"(task {task.name or task.id} is {render.status_name(task)}; output appears when it ends)")
+    if task.message:
+        console.print(f"[dim]{render.status_name(task)}: {task.message}[/]")
+    return 0
+
+
+def _cancel(options: argparse.Namespace, console: Console) -> int:
+    reply = client_module.Client(options.server).cancel(options.task, options.reason)
+    status = worker_pb2.TaskStatus.Name(reply.status)
+    if reply.cancelled:
+        console.print(f"task {options.task}: cancel requested (was {status})")
+        return 0
+    console.print(f"task {options.task} had already ended: {status}")
+    return 1
+
+
+def _rpc_message(error: grpc.RpcError, options: argparse.Namespace) -> str:
+    code = error.code()  # type: ignore[attr-defined]
+    details = error.details()  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return (
+            f"cannot reach the scheduler at {getattr(options, 'server', '?')} — start one with "
+            "`vahana server`, or pass --server HOST:PORT"
+        )
+    return f"{code.name.lower()}: {details}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

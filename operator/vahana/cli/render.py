@@ -1,0 +1,100 @@
+"""Tables and one-line summaries for the terminal, from the wire records the commands get."""
+
+from __future__ import annotations
+
+import time
+
+from rich import box
+from rich.table import Table
+
+from vahana.proto import task_service_pb2 as tasks_pb
+from vahana.proto import worker_pb2 as pb
+
+_STATUS_STYLE = {
+    "COMPLETED": "green", "FAILED": "red", "TIMED_OUT": "red", "CANCELLED": "yellow",
+    "RUNNING": "cyan", "ASSIGNED": "cyan", "PENDING": "dim",
+}
+
+
+def status_name(task: tasks_pb.TaskInfo) -> str:
+    return pb.TaskStatus.Name(task.status)
+
+
+def styled_status(task: tasks_pb.TaskInfo) -> str:
+    name = status_name(task)
+    return f"[{_STATUS_STYLE.get(name, '')}]{name}[/]"
+
+
+def exit_code(task: tasks_pb.TaskInfo) -> str:
+    return str(task.exit_code) if task.has_exit_code else "-"
+
+
+def duration(task: tasks_pb.TaskInfo) -> str:
+    if task.HasField("duration"):
+        return human_seconds(task.duration.ToNanoseconds() / 1e9)
+    if task.HasField("started_at"):
+        return human_seconds(time.time() - task.started_at.ToNanoseconds() / 1e9)
+    return "-"
+
+
+def human_seconds(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+
+
+def age(stamp_seconds: float) -> str:
+    return human_seconds(max(0.0, time.time() - stamp_seconds)) if stamp_seconds else "-"
+
+
+def last_line(text: str, width: int = 60) -> str:
+    lines = [line for line in text.rstrip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1].strip()
+    return line if len(line) <= width else "…" + line[-(width - 1):]
+
+
+def results_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="Results", title_justify="left")
+    for column in ("TASK", "STATUS", "EXIT", "DURATION", "WORKER", "OUTPUT"):
+        table.add_column(column, overflow="fold")
+    for task in tasks:
+        tail = last_line(task.output_tail) or last_line(task.message)
+        table.add_row(task.name or task.id, styled_status(task), exit_code(task), duration(task),
+                      task.worker_id or "-", tail)
+    return table
+
+
+def tasks_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("ID", "NAME", "STATUS", "ATTEMPT", "WORKER", "EXIT", "AGE", "REASON"):
+        table.add_column(column, overflow="fold")
+    for task in tasks:
+        reason = task.pending_reason or last_line(task.message)
+        table.add_row(task.id, task.name, styled_status(task), str(task.attempt),
+                      task.worker_id or "-", exit_code(task),
+                      age(task.created_at.ToNanoseconds() / 1e9), reason)
+    return table
+
+
+def workers_table(workers: list[pb.WorkerInfo]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("ID", "POOL", "STATUS", "ACTIVE", "SLOTS", "CPU%", "MEM%", "LAST HEARTBEAT", "AGE"):
+        table.add_column(column, overflow="fold")
+    for worker in workers:
+        heartbeat = (
+            age(worker.last_heartbeat.ToNanoseconds() / 1e9) + " ago"
+            if worker.HasField("last_heartbeat") else "-"
+        )
+        table.add_row(
+            worker.worker_id, worker.pool or "-", pb.WorkerStatus.Name(worker.status),
+            str(len(worker.active_task_ids)), str(worker.capabilities.max_concurrent_tasks),
+            f"{worker.metrics.cpu_usage:.0f}", f"{worker.metrics.memory_usage:.0f}",
+            heartbeat, age(worker.registered_at.ToNanoseconds() / 1e9),
+        )
+    return table
