@@ -1,0 +1,134 @@
+"""The reporter batches, keeps order, retries on transport errors and never drops a result."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from vahana_worker import backoff, reporter
+from vahana_worker.proto import worker_pb2 as pb
+
+
+class Unavailable(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "scheduler down"
+
+
+class FakeSink:
+    """Records every batch; fails while `down` is set; can hold a call to let updates pile up."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, int]]] = []
+        self.down = False
+        self.hold = threading.Event()
+        self.hold.set()
+        self.in_call = threading.Event()
+        self.cancel_ids: set[str] = set()
+        self.refuse_ids: set[str] = set()
+
+    def batch_update(
+        self, updates: list[pb.UpdateTaskStatusRequest]
+    ) -> pb.BatchUpdateTaskStatusResponse:
+        self.in_call.set()
+        self.hold.wait()
+        if self.down:
+            raise Unavailable()
+        self.batches.append([(u.task_id, u.status) for u in updates])
+        return pb.BatchUpdateTaskStatusResponse(success=True, results=[
+            pb.UpdateResult(task_id=u.task_id, attempt=u.attempt,
+                            accepted=u.task_id not in self.refuse_ids,
+                            cancel=u.task_id in self.cancel_ids)
+            for u in updates
+        ])
+
+    def update_task_status(self, update: pb.UpdateTaskStatusRequest) -> pb.UpdateTaskStatusResponse:
+        raise AssertionError("batch is supported")
+
+
+def update(task_id: str, status: int) -> pb.UpdateTaskStatusRequest:
+    return pb.UpdateTaskStatusRequest(task_id=task_id, worker_id="w", attempt=1, status=status)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def sink() -> FakeSink:
+    return FakeSink()
+
+
+@pytest.fixture
+def started(sink: FakeSink) -> Iterator[tuple[reporter.Reporter, list[tuple[str, int]]]]:
+    cancels: list[tuple[str, int]] = []
+    rep = reporter.Reporter(
+        sink,
+        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
+        on_cancel=lambda task_id, attempt: cancels.append((task_id, attempt)),
+        on_unknown_worker=lambda: None,
+        make_backoff=lambda: backoff.Backoff(base=0.01, cap=0.05),
+    )
+    thread = threading.Thread(target=rep.run, daemon=True)
+    thread.start()
+    yield rep, cancels
+    rep.close()
+    thread.join(timeout=5)
+
+
+def test_updates_piling_up_during_a_call_go_in_one_next_call(
+    sink: FakeSink, started: tuple[reporter.Reporter, list[tuple[str, int]]]
+) -> None:
+    rep, _ = started
+    sink.hold.clear()
+    rep.submit(update("a", pb.RUNNING))
+    wait_for(sink.in_call.is_set)
+    for status in (pb.COMPLETED,):
+        rep.submit(update("a", status))
+    rep.submit(update("b", pb.RUNNING))
+    rep.submit(update("b", pb.FAILED))
+    sink.hold.set()
+    assert rep.flush(timeout=10)
+    assert sink.batches == [
+        [("a", pb.RUNNING)],
+        [("a", pb.COMPLETED), ("b", pb.RUNNING), ("b", pb.FAILED)],
+    ]
+
+
+def test_results_survive_an_outage_in_order(
+    sink: FakeSink, started: tuple[reporter.Reporter, list[tuple[str, int]]]
+) -> None:
+    rep, _ = started
+    sink.down = True
+    rep.submit(update("a", pb.RUNNING))
+    rep.submit(update("a", pb.COMPLETED))
+    wait_for(lambda: sink.in_call.is_set())
+    assert not rep.flush(timeout=0.2)
+    rep.submit(update("b", pb.TIMED_OUT))
+    assert len(rep.pending()) >= 1
+    sink.down = False
+    rep.retry_now()
+    assert rep.flush(timeout=10)
+    delivered = [item for batch in sink.batches for item in batch]
+    assert delivered == [("a", pb.RUNNING), ("a", pb.COMPLETED), ("b", pb.TIMED_OUT)]
+
+
+def test_cancel_in_a_result_reaches_the_agent_and_refusals_are_forgotten(
+    sink: FakeSink, started: tuple[reporter.Reporter, list[tuple[str, int]]]
+) -> None:
+    rep, cancels = started
+    sink.cancel_ids.add("c")
+    sink.refuse_ids.add("stale")
+    rep.submit(update("c", pb.RUNNING))
+    rep.submit(update("stale", pb.COMPLETED))
+    assert rep.flush(timeout=10)
+    assert cancels == [("c", 1)]
+    assert rep.pending() == []

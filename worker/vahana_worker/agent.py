@@ -1,0 +1,432 @@
+"""The Worker: registers, long-polls for tasks, runs them in slots, heartbeats, reports, drains.
+
+Threads: the *link* loop (registration and heartbeats), the *poll* loop (one PollForTask always
+outstanding, asking for as many tasks as there are free slots), the reporter's sender, and one
+thread per running task. All calls to the scheduler share one circuit breaker; each loop backs
+off on its own. Running tasks never depend on the link: they keep running through an outage and
+their results wait in the reporter.
+
+Lifecycle (after Temporal's worker): `run()` blocks until `shutdown()` (idempotent, safe from a
+signal handler) or until a loop dies, then drains in stages — stop polling, say DRAINING, give
+running tasks `drain_timeout`, kill the rest (reported FAILED/INFRASTRUCTURE "worker shutting
+down"), flush the reporter, say TERMINATED — and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from vahana_worker import backoff, client, executor, messages, reporter, settings, sysmetrics
+from vahana_worker.proto import worker_pb2 as pb
+
+_log = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT = 15.0
+"""Seconds the reporter gets on shutdown to deliver the last results."""
+STATUS_CALL_TIMEOUT = 5.0
+"""Deadline of the DRAINING and TERMINATED calls on shutdown."""
+ALLOCATION_MARGIN = 10.0
+"""Seconds before `allocation_ends_at - drain_timeout` at which the worker starts draining."""
+
+
+@dataclasses.dataclass
+class _Slot:
+    """A task running in one of the worker's slots."""
+
+    spec: executor.TaskSpec
+    run: executor.TaskRun
+    thread: threading.Thread | None = None
+
+
+def _ev(msg: str, *, level: int = logging.INFO, **fields: object) -> None:
+    _log.log(level, msg, extra={"kv": fields})
+
+
+class Worker:
+    """One worker process's agent. Construct, call `run()` from the main thread."""
+
+    def __init__(
+        self,
+        config: settings.Settings,
+        *,
+        scheduler: client.SchedulerClient | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._client = scheduler or client.SchedulerClient(config)
+        self._now = wall_clock
+        self._breaker = backoff.CircuitBreaker()
+        self._reporter = reporter.Reporter(
+            self._client,
+            breaker=self._breaker,
+            on_cancel=lambda task_id, attempt: self._stop_lease(
+                task_id, attempt, executor.StopReason.CANCELLED
+            ),
+            on_unknown_worker=self._request_register,
+        )
+        self._cpu = sysmetrics.CpuSampler()
+        self._working_dir = Path(config.working_dir)
+        self._heartbeat_interval = config.heartbeat_interval
+
+        self._lock = threading.Condition()
+        self._slots: dict[tuple[str, int], _Slot] = {}
+        self._shutdown_requested = threading.Event()
+        self._shutdown_reason = ""
+        self._fatal: BaseException | None = None
+        self._stopping = threading.Event()  # no more polling, no new tasks
+        self._link_stop = threading.Event()  # the link loop ends
+        self._link_wake = threading.Event()
+        self._needs_register = threading.Event()
+        self._needs_register.set()
+        self._registered = threading.Event()
+        self._poll_lock = threading.Lock()
+        self._poll: tuple[grpc.Future, int] | None = None
+        self._poll_cancelled = False
+        self._threads: list[threading.Thread] = []
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Runs until shutdown; returns the process exit code (0 clean, 1 after a fatal error)."""
+        if self._started:
+            raise RuntimeError("Worker.run() may be called once")
+        self._started = True
+        self._working_dir.mkdir(parents=True, exist_ok=True)
+        _ev("worker starting", server=self._config.server_address,
+            max_tasks=self._config.max_tasks, working_dir=str(self._working_dir))
+        for name, body in (("link", self._link_loop), ("poll", self._poll_loop),
+                           ("reporter", self._reporter.run)):
+            thread = threading.Thread(target=self._guard, args=(name, body), name=name,
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        # wait() with a timeout keeps the main thread responsive to signals.
+        while not self._shutdown_requested.wait(timeout=1.0):
+            pass
+        self._drain()
+        if self._fatal is not None:
+            _ev("worker stopped after a fatal error", level=logging.ERROR,
+                error=repr(self._fatal))
+            return 1
+        _ev("worker stopped")
+        return 0
+
+    def shutdown(self, reason: str = "shutdown requested") -> None:
+        """Asks the worker to drain and stop. Idempotent; returns at once."""
+        with self._lock:
+            if self._shutdown_requested.is_set():
+                return
+            self._shutdown_reason = reason
+            self._shutdown_requested.set()
+
+    def _guard(self, name: str, body: Callable[[], None]) -> None:
+        """Runs a loop; if it dies, the worker shuts down instead of hanging (fail fast)."""
+        try:
+            body()
+        except BaseException as exc:
+            self._fatal = exc
+            _log.exception("loop died", extra={"kv": {"loop": name}})
+            self.shutdown(reason=f"{name} loop failed: {exc!r}")
+
+    def _drain(self) -> None:
+        reason = self._shutdown_reason
+        _ev("worker draining", reason=reason, running=len(self._slots))
+        self._stopping.set()
+        self._cancel_poll(force=True)
+        self._set_worker_status(pb.DRAINING, reason)
+        grace = 0.0 if self._fatal is not None else self._config.drain_timeout
+        with self._lock:
+            drained = self._lock.wait_for(lambda: not self._slots, timeout=grace)
+            left = list(self._slots.values())
+        if not drained:
+            for slot in left:
+                _ev("killing task on shutdown", task_id=slot.spec.task_id,
+                    attempt=slot.spec.attempt)
+                slot.run.stop(executor.StopReason.SHUTDOWN)
+            with self._lock:
+                self._lock.wait_for(lambda: not self._slots, timeout=executor.KILL_GRACE + 10)
+        self._link_stop.set()
+        self._link_wake.set()
+        self._reporter.retry_now()
+        if not self._reporter.flush(timeout=FLUSH_TIMEOUT):
+            _ev("could not deliver every result before exiting", level=logging.ERROR)
+        self._reporter.close()
+        self._set_worker_status(pb.TERMINATED, reason)
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        self._client.close()
+
+    def _set_worker_status(self, status: pb.WorkerStatus, reason: str) -> None:
+        try:
+            self._client.update_worker_status(status, reason, timeout=STATUS_CALL_TIMEOUT)
+        except grpc.RpcError as exc:
+            _ev("could not report worker status", level=logging.WARNING,
+                status=pb.WorkerStatus.Name(status), code=client.code_of(exc).name)
+
+    # -- shared helpers --------------------------------------------------------------------
+
+    def _leases(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return list(self._slots)
+
+    def _free_slots(self) -> int:
+        if self._stopping.is_set():
+            return 0
+        with self._lock:
+            return max(0, self._config.max_tasks - len(self._slots))
+
+    def _wait_breaker(self, stop: threading.Event) -> bool:
+        """Waits until the circuit breaker lets a call through; False if `stop` came first."""
+        while not stop.is_set():
+            delay = self._breaker.acquire()
+            if delay <= 0:
+                return True
+            stop.wait(timeout=delay)
+        return False
+
+    def _call_failed(self, call: str, exc: grpc.RpcError, pause: backoff.Backoff,
+                     stop: threading.Event) -> None:
+        """Books a failed call (breaker, re-registration) and backs off."""
+        code = client.code_of(exc)
+        if client.is_transient(exc):
+            self._breaker.record_failure()
+        else:
+            self._breaker.record_success()  # the scheduler answered
+        if code is grpc.StatusCode.NOT_FOUND:
+            self._request_register()
+        delay = pause.next_delay()
+        _ev("call to scheduler failed", level=logging.WARNING, call=call, code=code.name,
+            error=client.details_of(exc), retry_in=f"{delay:.2f}s")
+        stop.wait(timeout=delay)
+
+    def _call_succeeded(self, pause: backoff.Backoff) -> None:
+        self._breaker.record_success()
+        pause.reset()
+
+    def _request_register(self) -> None:
+        if not self._needs_register.is_set():
+            _ev("re-registering with the scheduler")
+        self._registered.clear()
+        self._needs_register.set()
+        self._link_wake.set()
+
+    # -- link loop: registration and heartbeats -------------------------------------------
+
+    def _link_loop(self) -> None:
+        pause = backoff.Backoff()
+        next_beat = 0.0
+        while not self._link_stop.is_set():
+            self._check_allocation_end()
+            if self._needs_register.is_set() and not self._stopping.is_set():
+                if self._wait_breaker(self._link_stop) and self._register(pause):
+                    next_beat = time.monotonic() + self._heartbeat_interval
+                continue
+            wait = next_beat - time.monotonic()
+            if wait > 0:
+                self._link_wake.wait(timeout=min(wait, 5.0))
+                self._link_wake.clear()
+                continue
+            if self._wait_breaker(self._link_stop) and self._heartbeat(pause):
+                next_beat = time.monotonic() + self._heartbeat_interval
+
+    def _register(self, pause: backoff.Backoff) -> bool:
+        request = messages.register_request(self._config, self._leases())
+        try:
+            response = self._client.register(request)
+        except grpc.RpcError as exc:
+            self._call_failed("RegisterWorker", exc, pause, self._link_stop)
+            return False
+        self._call_succeeded(pause)
+        if not response.success:
+            delay = pause.next_delay()
+            _ev("registration refused", level=logging.WARNING, reason=response.message,
+                retry_in=f"{delay:.2f}s")
+            self._link_stop.wait(timeout=delay)
+            return False
+        if response.HasField("heartbeat_interval"):
+            interval = messages.seconds_of(response.heartbeat_interval)
+            if interval > 0:
+                self._heartbeat_interval = interval
+        self._needs_register.clear()
+        self._registered.set()
+        _ev("registered", running=len(request.running_tasks),
+            heartbeat_interval=f"{self._heartbeat_interval:g}s")
+        for lease in response.revoked_tasks:
+            self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.REVOKED)
+        self._reporter.retry_now()
+        return True
+
+    def _worker_status(self) -> pb.WorkerStatus:
+        if self._stopping.is_set():
+            return pb.DRAINING
+        return pb.BUSY if self._free_slots() == 0 else pb.AVAILABLE
+
+    def _heartbeat(self, pause: backoff.Backoff) -> bool:
+        leases = self._leases()
+        mem = sysmetrics.memory()
+        request = pb.HeartbeatRequest(
+            worker_id=self._config.worker_id,
+            metrics=pb.WorkerMetrics(
+                cpu_usage=self._cpu.percent(),
+                memory_usage=mem.percent,
+                active_tasks=len(leases),
+                timestamp=messages.timestamp(self._now()),
+                memory_used_bytes=mem.used_bytes,
+                load_average=sysmetrics.load_average(),
+            ),
+            status=self._worker_status(),
+            running_tasks=messages.leases(leases),
+        )
+        try:
+            response = self._client.heartbeat(request)
+        except grpc.RpcError as exc:
+            self._call_failed("SendHeartbeat", exc, pause, self._link_stop)
+            return False
+        self._call_succeeded(pause)
+        _log.debug("heartbeat sent", extra={"kv": {"active_tasks": len(leases)}})
+        for lease in response.cancel_tasks:
+            self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.CANCELLED)
+        if response.reregister:
+            self._request_register()
+        if response.drain:
+            self.shutdown(reason="drain requested by the scheduler")
+        return True
+
+    def _check_allocation_end(self) -> None:
+        ends_at = self._config.allocation_ends_at
+        if ends_at is None or self._shutdown_requested.is_set():
+            return
+        if self._now() >= ends_at - self._config.drain_timeout - ALLOCATION_MARGIN:
+            self.shutdown(reason="allocation is ending")
+
+    # -- poll loop -------------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        pause = backoff.Backoff()
+        while not self._stopping.is_set():
+            if not self._registered.wait(timeout=1.0):
+                continue
+            if not self._wait_breaker(self._stopping):
+                return
+            free = self._free_slots()
+            future = self._client.poll(max_tasks=free, wait=self._config.poll_wait)
+            with self._poll_lock:
+                self._poll = (future, free)
+                self._poll_cancelled = False
+            if free == 0 and self._free_slots() > 0:
+                self._cancel_poll()  # a slot freed while the poll was being set up
+            try:
+                response = future.result()
+            except (grpc.RpcError, grpc.FutureCancelledError) as exc:
+                with self._poll_lock:
+                    cancelled_by_us = self._poll_cancelled
+                    self._poll = None
+                if cancelled_by_us or self._stopping.is_set():
+                    continue
+                if isinstance(exc, grpc.RpcError):
+                    self._call_failed("PollForTask", exc, pause, self._stopping)
+                continue
+            with self._poll_lock:
+                self._poll = None
+            self._call_succeeded(pause)
+            self._handle_poll(response)
+
+    def _cancel_poll(self, *, force: bool = False) -> None:
+        """Cancels the outstanding poll if it asked for no tasks (or on shutdown, `force`).
+
+        A poll asking for tasks is left alone otherwise: cancelling it could lose tasks the
+        scheduler is handing out at that moment.
+        """
+        with self._poll_lock:
+            if self._poll is None:
+                return
+            future, asked = self._poll
+            if asked == 0 or force:
+                self._poll_cancelled = True
+                future.cancel()
+
+    def _handle_poll(self, response: pb.PollForTaskResponse) -> None:
+        for lease in response.cancel_tasks:
+            self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.CANCELLED)
+        tasks = ([response.task] if response.has_task else []) + list(response.more_tasks)
+        for task in tasks:
+            self._start_task(task)
+        if response.drain:
+            self.shutdown(reason="drain requested by the scheduler")
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def _start_task(self, task: pb.Task) -> None:
+        spec = messages.spec_from_task(task, default_timeout=self._config.task_timeout)
+        key = (spec.task_id, spec.attempt)
+        run = executor.TaskRun(spec, working_dir=self._working_dir,
+                               output_limit=self._config.output_limit,
+                               keep_sandbox=self._config.keep_sandboxes)
+        with self._lock:
+            if key in self._slots:
+                _ev("task already running; duplicate ignored", level=logging.WARNING,
+                    task_id=spec.task_id, attempt=spec.attempt)
+                return
+            refuse = self._stopping.is_set()
+            if not refuse:
+                slot = _Slot(spec, run)
+                self._slots[key] = slot
+        if refuse:
+            # Handed out while we were stopping: give it back without starting it.
+            self._report(spec, executor.Result(executor.Outcome.FAILED,
+                                               message="worker shutting down",
+                                               failure_kind=executor.FailureKind.INFRASTRUCTURE))
+            return
+        slot.thread = threading.Thread(target=self._run_task, args=(slot,), daemon=True,
+                                       name=f"task-{spec.task_id}")
+        slot.thread.start()
+
+    def _run_task(self, slot: _Slot) -> None:
+        spec = slot.spec
+        self._reporter.submit(messages.running_update(
+            worker_id=self._config.worker_id, task_id=spec.task_id, attempt=spec.attempt,
+            now=self._now()))
+        _ev("task started", task_id=spec.task_id, attempt=spec.attempt,
+            timeout=f"{spec.timeout:g}s")
+        started = time.monotonic()
+        try:
+            result = slot.run.run()
+        except Exception as exc:  # the worker's fault (disk full, ...), not the task's
+            _log.exception("task crashed in the worker",
+                           extra={"kv": {"task_id": spec.task_id, "attempt": spec.attempt}})
+            result = executor.Result(executor.Outcome.FAILED, message=f"worker error: {exc}",
+                                     failure_kind=executor.FailureKind.INFRASTRUCTURE)
+        _ev("task finished", task_id=spec.task_id, attempt=spec.attempt,
+            outcome=result.outcome.value, exit_code=result.exit_code,
+            failure_kind=result.failure_kind.value, message=result.message or None,
+            seconds=f"{time.monotonic() - started:.3f}")
+        self._report(spec, result)
+        with self._lock:
+            self._slots.pop((spec.task_id, spec.attempt), None)
+            self._lock.notify_all()
+        self._cancel_poll()  # a held poll for zero tasks is re-issued with the free slot
+
+    def _report(self, spec: executor.TaskSpec, result: executor.Result) -> None:
+        self._reporter.submit(messages.final_update(
+            worker_id=self._config.worker_id, task_id=spec.task_id, attempt=spec.attempt,
+            result=result, now=self._now()))
+
+    def _stop_lease(self, task_id: str, attempt: int, reason: executor.StopReason) -> None:
+        """Stops the matching running task(s); attempt 0 matches every attempt."""
+        with self._lock:
+            slots = [slot for (tid, att), slot in self._slots.items()
+                     if tid == task_id and attempt in (0, att)]
+        if not slots:
+            _log.debug("stop for a task not running here",
+                       extra={"kv": {"task_id": task_id, "attempt": attempt}})
+        for slot in slots:
+            _ev("stopping task", task_id=task_id, attempt=slot.spec.attempt, reason=reason.value)
+            slot.run.stop(reason)

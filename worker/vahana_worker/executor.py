@@ -1,0 +1,267 @@
+"""Runs one task attempt: sandbox, input staging, `bash -c` in its own process group, output tail,
+timeout and cancellation (the whole process group is killed), output collection, clean-up.
+
+This module knows nothing of gRPC: it takes a `TaskSpec` and returns a `Result`; `messages`
+translates to and from the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from vahana_worker import outputbuffer, staging
+
+_log = logging.getLogger(__name__)
+
+KILL_GRACE = 2.0
+"""Seconds between SIGTERM and SIGKILL to a task's process group."""
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class FailureKind(enum.Enum):
+    NONE = "none"
+    TASK_ERROR = "task_error"
+    INFRASTRUCTURE = "infrastructure"
+    STAGING = "staging"
+
+
+class StopReason(enum.Enum):
+    CANCELLED = "cancelled"  # the scheduler cancelled the task
+    REVOKED = "revoked"  # the scheduler no longer knows the lease
+    SHUTDOWN = "shutdown"  # the worker is going away
+
+
+_STOP_RESULTS: dict[StopReason, tuple[Outcome, FailureKind, str]] = {
+    StopReason.CANCELLED: (Outcome.CANCELLED, FailureKind.NONE, "cancelled by the scheduler"),
+    StopReason.REVOKED: (Outcome.CANCELLED, FailureKind.NONE, "lease revoked by the scheduler"),
+    StopReason.SHUTDOWN: (Outcome.FAILED, FailureKind.INFRASTRUCTURE, "worker shutting down"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """What to run: the protocol's Task reduced to what the executor needs."""
+
+    task_id: str
+    attempt: int
+    command: str
+    timeout: float
+    """Seconds before the task is killed and reported TIMED_OUT."""
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    inputs: Sequence[tuple[str, str]] = ()
+    """(source, sandbox-relative destination) pairs."""
+    outputs: Sequence[tuple[str, str]] = ()
+    """(sandbox-relative source, destination) pairs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    exit_code: int = 0
+    message: str = ""
+    output_tail: str = ""
+    failure_kind: FailureKind = FailureKind.NONE
+    output_files: tuple[str, ...] = ()
+
+
+def sandbox_name(task_id: str, attempt: int) -> str:
+    """Directory name of a task attempt's sandbox: the id made filesystem-safe, plus the attempt."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", task_id).lstrip(".") or "task"
+    return f"{safe[:200]}-a{attempt}"
+
+
+def task_environment(
+    base: Mapping[str, str], task_env: Mapping[str, str], *, sandbox: Path, task_id: str
+) -> dict[str, str]:
+    """The environment a task's command sees: the worker's, the task's on top, then ours."""
+    env = dict(base)
+    env.update(task_env)
+    env["WORKING_DIR"] = str(sandbox)
+    env["TASK_ID"] = task_id
+    return env
+
+
+def exit_code_of(returncode: int) -> int:
+    """Shell convention: a process killed by signal N exits with 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class TaskRun:
+    """One attempt of one task: `run()` blocks until it is over; `stop()` works from any thread."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        *,
+        working_dir: Path,
+        output_limit: int,
+        keep_sandbox: bool = False,
+        kill_grace: float = KILL_GRACE,
+        base_env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
+        self._output = outputbuffer.TailBuffer(output_limit)
+        self._keep_sandbox = keep_sandbox
+        self._kill_grace = kill_grace
+        self._base_env = base_env
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._exited = threading.Event()
+        self._stop_reason: StopReason | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._fields = {"task_id": spec.task_id, "attempt": spec.attempt}
+
+    @property
+    def pid(self) -> int | None:
+        """The pid (and process group id) of the task's bash, once started."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
+    def stop(self, reason: StopReason) -> None:
+        """Asks the run to end: its process group is killed and the result says why."""
+        with self._lock:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+        self._wake.set()
+
+    def run(self) -> Result:
+        """Stages, runs and collects the task; never raises for task-level problems."""
+        try:
+            return self._run()
+        finally:
+            if not self._keep_sandbox:
+                shutil.rmtree(self.sandbox, ignore_errors=True)
+
+    def _stopped_result(self, reason: StopReason, exit_code: int = 0) -> Result:
+        outcome, kind, message = _STOP_RESULTS[reason]
+        return Result(outcome, exit_code, message, self._output.text(), kind)
+
+    def _run(self) -> Result:
+        if self.sandbox.exists():
+            shutil.rmtree(self.sandbox)
+        self.sandbox.mkdir(parents=True)
+        try:
+            for source, destination in self.spec.inputs:
+                staging.stage_input(self.sandbox, source, destination)
+        except staging.StagingError as exc:
+            return Result(Outcome.FAILED, 0, str(exc), "", FailureKind.STAGING)
+        env = task_environment(
+            os.environ if self._base_env is None else self._base_env,
+            self.spec.environment,
+            sandbox=self.sandbox,
+            task_id=self.spec.task_id,
+        )
+        with self._lock:
+            if self._stop_reason is not None:
+                return self._stopped_result(self._stop_reason)
+            try:
+                proc = subprocess.Popen(
+                    ["bash", "-c", self.spec.command],
+                    cwd=self.sandbox,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                return Result(Outcome.FAILED, 127, f"could not start bash: {exc}", "",
+                              FailureKind.INFRASTRUCTURE)
+            self._proc = proc
+        _log.debug("task process started", extra={"kv": {**self._fields, "pid": proc.pid}})
+        reader = threading.Thread(target=self._read_output, args=(proc,), daemon=True,
+                                  name=f"output-{self.spec.task_id}")
+        reader.start()
+        threading.Thread(target=self._await_exit, args=(proc,), daemon=True,
+                         name=f"wait-{self.spec.task_id}").start()
+
+        ended_by = self._supervise(proc)
+        # Whatever the command left behind in its group goes with it.
+        _kill_group(proc.pid, signal.SIGKILL)
+        reader.join(timeout=5.0)
+        returncode = proc.wait()
+        code = exit_code_of(returncode)
+        tail = self._output.text()
+        if isinstance(ended_by, StopReason):
+            return self._stopped_result(ended_by, code)
+        if ended_by == "timeout":
+            return Result(Outcome.TIMED_OUT, code,
+                          f"timed out after {self.spec.timeout:g}s; process group killed", tail,
+                          FailureKind.TASK_ERROR)
+        if code != 0:
+            return Result(Outcome.FAILED, code, f"command exited with code {code}", tail,
+                          FailureKind.TASK_ERROR)
+        try:
+            collected = tuple(
+                staging.collect_output(self.sandbox, source, destination)
+                for source, destination in self.spec.outputs
+            )
+        except staging.StagingError as exc:
+            return Result(Outcome.FAILED, 0, str(exc), tail, FailureKind.STAGING)
+        return Result(Outcome.COMPLETED, 0, "", tail, FailureKind.NONE, collected)
+
+    def _supervise(self, proc: subprocess.Popen[bytes]) -> StopReason | str:
+        """Waits for the process to exit, a stop or the timeout; kills the group for the latter."""
+        deadline = self._clock() + self.spec.timeout
+        while True:
+            self._wake.wait(timeout=max(0.0, deadline - self._clock()))
+            # Clear before looking, so that a wake-up arriving meanwhile is not lost.
+            self._wake.clear()
+            if self._exited.is_set():
+                return "exited"
+            with self._lock:
+                reason = self._stop_reason
+            if reason is not None:
+                self._terminate(proc, why=reason.value)
+                return reason
+            if self._clock() >= deadline:
+                self._terminate(proc, why="timeout")
+                return "timeout"
+
+    def _terminate(self, proc: subprocess.Popen[bytes], *, why: str) -> None:
+        _log.info("killing task process group", extra={"kv": {**self._fields, "why": why}})
+        _kill_group(proc.pid, signal.SIGTERM)
+        self._exited.wait(timeout=self._kill_grace)
+        _kill_group(proc.pid, signal.SIGKILL)
+
+    def _read_output(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        try:
+            while chunk := os.read(fd, 65536):
+                self._output.write(chunk)
+        except OSError:
+            pass
+        finally:
+            proc.stdout.close()
+
+    def _await_exit(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        self._exited.set()
+        self._wake.set()

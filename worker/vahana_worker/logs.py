@@ -1,0 +1,85 @@
+"""Structured logging: one line per event, `key=value` pairs, no external library.
+
+Call sites pass fields through `extra={"kv": {...}}` (or the `event()` helper); a filter adds the
+worker id to every record. Output looks like:
+
+    ts=2026-01-01T12:00:00.123Z level=info logger=agent msg="task started" worker_id=w1 task_id=t1
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+_RESERVED = {"ts", "level", "logger", "msg"}
+
+
+def quote(value: object) -> str:
+    """Renders one value: bare if it is a simple token, else double-quoted with escapes."""
+    text = value if isinstance(value, str) else str(value)
+    if text and all(c.isalnum() or c in "-_./:@+,%" for c in text):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Formats records as `key=value` lines; fields come from the record's `kv` mapping."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [
+            f"ts={ts}.{int(record.msecs):03d}Z",
+            f"level={record.levelname.lower()}",
+            f"logger={quote(record.name.removeprefix('vahana_worker.'))}",
+            f"msg={quote(record.getMessage())}",
+        ]
+        fields: dict[str, Any] = {}
+        worker_id = getattr(record, "worker_id", None)
+        if worker_id:
+            fields["worker_id"] = worker_id
+        kv = getattr(record, "kv", None)
+        if isinstance(kv, Mapping):
+            fields.update(kv)
+        for key, value in fields.items():
+            if value is None:
+                continue
+            name = f"field_{key}" if key in _RESERVED else key
+            parts.append(f"{name}={quote(value)}")
+        line = " ".join(parts)
+        if record.exc_info:
+            line += " exc=" + quote(self.formatException(record.exc_info))
+        return line
+
+
+class WorkerIdFilter(logging.Filter):
+    """Stamps every record with the worker id."""
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__()
+        self.worker_id = worker_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker_id = self.worker_id
+        return True
+
+
+def setup(level: str, worker_id: str) -> None:
+    """Sends the package's logs to stderr as key=value lines at `level` (debug, info, ...)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    handler.addFilter(WorkerIdFilter(worker_id))
+    root = logging.getLogger("vahana_worker")
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def event(logger: logging.Logger, msg: str, *, level: int = logging.INFO, **fields: object) -> None:
+    """Logs one event with `fields` as key=value pairs."""
+    logger.log(level, msg, extra={"kv": fields})

@@ -1,0 +1,196 @@
+"""Delivers task status updates to the scheduler in batches, surviving scheduler outages.
+
+`submit()` only appends to a buffer. One sender thread sends whatever has accumulated as a single
+BatchUpdateTaskStatus call as soon as there is anything; updates arriving while a call is in
+flight go in the next one. Updates of one task keep their order (RUNNING before the final one).
+Per result: accepted or refused (stale lease, unknown task) → forgotten; `cancel` → the agent is
+told to stop the task. A transport failure keeps the whole batch, in order, at the head of the
+buffer and retries after a backoff, so results finished during an outage arrive after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+import grpc
+
+from vahana_worker import backoff, client
+from vahana_worker.proto import worker_pb2 as pb
+
+_log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+"""Most updates sent in one call."""
+
+
+class StatusSink(Protocol):
+    """The calls the reporter makes (SchedulerClient satisfies it)."""
+
+    def batch_update(
+        self, updates: list[pb.UpdateTaskStatusRequest]
+    ) -> pb.BatchUpdateTaskStatusResponse: ...
+
+    def update_task_status(
+        self, update: pb.UpdateTaskStatusRequest
+    ) -> pb.UpdateTaskStatusResponse: ...
+
+
+def _kv(update: pb.UpdateTaskStatusRequest) -> dict[str, object]:
+    return {
+        "task_id": update.task_id,
+        "attempt": update.attempt,
+        "status": pb.TaskStatus.Name(update.status),
+    }
+
+
+class Reporter:
+    """Buffers status updates and sends them from its own thread (`run()`)."""
+
+    def __init__(
+        self,
+        sink: StatusSink,
+        *,
+        breaker: backoff.CircuitBreaker,
+        on_cancel: Callable[[str, int], None],
+        on_unknown_worker: Callable[[], None],
+        make_backoff: Callable[[], backoff.Backoff] = backoff.Backoff,
+    ) -> None:
+        self._sink = sink
+        self._breaker = breaker
+        self._on_cancel = on_cancel
+        self._on_unknown_worker = on_unknown_worker
+        self._backoff = make_backoff()
+        self._cond = threading.Condition()
+        self._buffer: list[pb.UpdateTaskStatusRequest] = []
+        self._in_flight = 0
+        self._closed = threading.Event()
+        self._kick = threading.Event()
+        self._batch_unsupported = False
+
+    def submit(self, update: pb.UpdateTaskStatusRequest) -> None:
+        """Queues one update for delivery."""
+        with self._cond:
+            self._buffer.append(update)
+            self._cond.notify_all()
+
+    def pending(self) -> list[pb.UpdateTaskStatusRequest]:
+        """Updates not yet delivered (buffered or in flight), oldest first."""
+        with self._cond:
+            return list(self._buffer)
+
+    def retry_now(self) -> None:
+        """Cuts a backoff wait short (the link is back)."""
+        self._kick.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Waits until everything submitted so far is delivered; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._buffer and self._in_flight == 0, timeout=timeout
+            )
+
+    def close(self) -> None:
+        """Stops the sender thread after its current call; what is still buffered is logged."""
+        self._closed.set()
+        self._kick.set()
+        with self._cond:
+            self._cond.notify_all()
+            left = list(self._buffer)
+        for update in left:
+            _log.error("status update not delivered", extra={"kv": _kv(update)})
+
+    def run(self) -> None:
+        """The sender loop; returns after close()."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._buffer) or self._closed.is_set())
+                if self._closed.is_set():
+                    return
+                batch = self._buffer[:MAX_BATCH]
+                del self._buffer[: len(batch)]
+                self._in_flight = len(batch)
+            delivered = self._wait_breaker() and self._send(batch)
+            with self._cond:
+                if not delivered:
+                    self._buffer[:0] = batch
+                self._in_flight = 0
+                self._cond.notify_all()
+            if not delivered:
+                self._pause(self._backoff.next_delay())
+
+    def _wait_breaker(self) -> bool:
+        while not self._closed.is_set():
+            delay = self._breaker.acquire()
+            if delay <= 0:
+                return True
+            self._pause(delay)
+        return False
+
+    def _pause(self, seconds: float) -> None:
+        self._kick.wait(timeout=seconds)
+        self._kick.clear()
+
+    def _send(self, batch: list[pb.UpdateTaskStatusRequest]) -> bool:
+        """One delivery attempt; True if the batch is done with (delivered or refused)."""
+        try:
+            if self._batch_unsupported:
+                results = [self._send_one(update) for update in batch]
+            else:
+                results = list(self._sink.batch_update(batch).results)
+        except grpc.RpcError as exc:
+            code = client.code_of(exc)
+            if code is grpc.StatusCode.UNIMPLEMENTED and not self._batch_unsupported:
+                _log.warning("scheduler lacks BatchUpdateTaskStatus; sending updates one by one")
+                self._batch_unsupported = True
+                self._breaker.record_success()
+                return False
+            if client.is_transient(exc):
+                self._breaker.record_failure()
+            else:
+                self._breaker.record_success()
+            if code is grpc.StatusCode.NOT_FOUND:
+                self._on_unknown_worker()
+            _log.warning(
+                "status updates not delivered; will retry",
+                extra={"kv": {"code": code.name, "error": client.details_of(exc),
+                              "updates": len(batch)}},
+            )
+            return False
+        self._breaker.record_success()
+        self._backoff.reset()
+        self._apply(batch, results)
+        return True
+
+    def _send_one(self, update: pb.UpdateTaskStatusRequest) -> pb.UpdateResult:
+        try:
+            response = self._sink.update_task_status(update)
+        except grpc.RpcError as exc:
+            if client.code_of(exc) in (grpc.StatusCode.FAILED_PRECONDITION,
+                                       grpc.StatusCode.NOT_FOUND):
+                return pb.UpdateResult(task_id=update.task_id, attempt=update.attempt,
+                                       accepted=False, message=client.details_of(exc))
+            raise
+        return pb.UpdateResult(task_id=update.task_id, attempt=update.attempt,
+                               accepted=response.success, message=response.message,
+                               cancel=response.cancel)
+
+    def _apply(
+        self, batch: list[pb.UpdateTaskStatusRequest], results: list[pb.UpdateResult]
+    ) -> None:
+        by_lease = {(r.task_id, r.attempt): r for r in results}
+        for update in batch:
+            kv = _kv(update)
+            result = by_lease.get((update.task_id, update.attempt))
+            if result is None:
+                _log.debug("status update delivered", extra={"kv": kv})
+                continue
+            if result.accepted:
+                _log.debug("status update accepted", extra={"kv": kv})
+            else:
+                _log.warning("status update refused by the scheduler",
+                             extra={"kv": {**kv, "reason": result.message}})
+            if result.cancel:
+                self._on_cancel(update.task_id, update.attempt)

@@ -1,0 +1,269 @@
+"""The worker's settings: one frozen dataclass, loaded once from flags > environment > defaults.
+
+Every option is declared once in `OPTIONS` (flag, environment variable, default, help); the CLI
+builds its parser from that table and `load()` converts and validates the values, reporting every
+error with the name of the field it concerns. The seed's variables keep their plain names
+(SERVER_ADDRESS, WORKER_ID, ...); options Vahana added read `VAHANA_WORKER_<NAME>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from vahana_worker import durations, sizes, sysmetrics
+
+ENV_PREFIX = "VAHANA_WORKER_"
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; `errors` lists them as "field: problem"."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = list(errors)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    server_address: str = "localhost:50051"
+    """host:port of the scheduler's WorkerService."""
+    worker_id: str = ""
+    """Unique id of this worker; default `<hostname>-<8 hex>`."""
+    working_dir: str = "/tmp/vahana-worker"
+    """Directory holding the per-task sandboxes (`<working_dir>/tasks/<task>-a<attempt>`)."""
+    heartbeat_interval: float = 30.0
+    """Seconds between heartbeats (the scheduler may override it when registering)."""
+    task_timeout: float = 3600.0
+    """Seconds a task may run when the task sets no timeout of its own."""
+    log_level: str = "info"
+    experiment_id: str = ""
+    compute_resource_id: str = ""
+    grpc_keepalive_time: float = 30.0
+    """Seconds between gRPC keepalive pings."""
+    grpc_keepalive_timeout: float = 10.0
+    """Seconds to wait for a keepalive ping's answer."""
+    grpc_keepalive_permit_without_streams: bool = True
+    max_tasks: int = 1
+    """Task slots: how many tasks run at once."""
+    cpu_cores: float = 0.0
+    """CPU cores offered; default: the CPUs this process may use."""
+    memory_bytes: int = 0
+    """Memory offered in bytes; default: the host's total memory."""
+    gpus: int = 0
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    pool: str = ""
+    output_limit: int = 65536
+    """Bytes of a task's combined output kept (the tail) and reported."""
+    poll_wait: float = 20.0
+    """Seconds the scheduler may hold a PollForTask call open."""
+    drain_timeout: float = 30.0
+    """Seconds running tasks get to finish on shutdown before they are killed."""
+    allocation_ends_at: float | None = None
+    """Unix time when the worker's allocation (walltime) ends; None if never."""
+    keep_sandboxes: bool = False
+    """Keep task sandboxes after the task ends (for debugging)."""
+
+    def validate(self) -> list[str]:
+        """Returns every problem as "field: problem" (empty if the settings are usable)."""
+        errors: list[str] = []
+        if not self.server_address.strip():
+            errors.append("server_address: must not be empty")
+        if not self.worker_id.strip():
+            errors.append("worker_id: must not be empty")
+        if not self.working_dir.strip():
+            errors.append("working_dir: must not be empty")
+        for name in ("heartbeat_interval", "task_timeout", "grpc_keepalive_time",
+                     "grpc_keepalive_timeout", "poll_wait"):
+            if getattr(self, name) <= 0:
+                errors.append(f"{name}: must be > 0")
+        if self.drain_timeout < 0:
+            errors.append("drain_timeout: must be >= 0")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            errors.append("log_level: must be one of debug, info, warning, error, critical")
+        if self.max_tasks < 1:
+            errors.append("max_tasks: must be >= 1")
+        if self.cpu_cores <= 0:
+            errors.append("cpu_cores: must be > 0")
+        if self.memory_bytes < 0:
+            errors.append("memory_bytes: must be >= 0")
+        if self.gpus < 0:
+            errors.append("gpus: must be >= 0")
+        if self.output_limit < 0:
+            errors.append("output_limit: must be >= 0")
+        return errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting as the user sees it: flag, environment variable, default and help."""
+
+    field: str
+    flag: str
+    env: str
+    help: str
+    default: str | None = None
+    kind: str = "str"  # str, duration, int, float, size, bool, labels, time
+    metavar: str | None = None
+
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("server_address", "--server-address", "SERVER_ADDRESS",
+           "scheduler address host:port", "localhost:50051"),
+    Option("worker_id", "--worker-id", "WORKER_ID",
+           "unique worker id", "<hostname>-<8 hex>"),
+    Option("working_dir", "--working-dir", "WORKING_DIR",
+           "directory for task sandboxes", "/tmp/vahana-worker"),
+    Option("heartbeat_interval", "--heartbeat-interval", "HEARTBEAT_INTERVAL",
+           "time between heartbeats (the scheduler may override it)", "30s", "duration"),
+    Option("task_timeout", "--task-timeout", "TASK_TIMEOUT",
+           "timeout of tasks that set none", "1h", "duration"),
+    Option("log_level", "--log-level", "LOG_LEVEL",
+           "debug, info, warning or error", "info"),
+    Option("experiment_id", "--experiment-id", "EXPERIMENT_ID",
+           "experiment this worker serves", ""),
+    Option("compute_resource_id", "--compute-resource-id", "COMPUTE_RESOURCE_ID",
+           "compute resource this worker runs on", ""),
+    Option("grpc_keepalive_time", "", "GRPC_KEEPALIVE_TIME",
+           "gRPC keepalive ping interval", "30s", "duration"),
+    Option("grpc_keepalive_timeout", "", "GRPC_KEEPALIVE_TIMEOUT",
+           "gRPC keepalive ping timeout", "10s", "duration"),
+    Option("grpc_keepalive_permit_without_streams", "", "GRPC_KEEPALIVE_PERMIT_WITHOUT_STREAMS",
+           "send keepalive pings with no call in flight", "true", "bool"),
+    Option("max_tasks", "--max-tasks", _env("MAX_TASKS"),
+           "task slots: tasks run at once", "1", "int"),
+    Option("cpu_cores", "--cpu-cores", _env("CPU_CORES"),
+           "CPU cores offered", "CPUs available to the process", "float"),
+    Option("memory_bytes", "--memory", _env("MEMORY"),
+           "memory offered, bytes or with suffix Ki/Mi/Gi/K/M/G", "host total memory", "size"),
+    Option("gpus", "--gpus", _env("GPUS"), "GPUs offered", "0", "int"),
+    Option("labels", "--label", _env("LABELS"),
+           "label key=value offered to task requirements; repeatable "
+           "(env: comma-separated key=value list)", "", "labels", "KEY=VALUE"),
+    Option("pool", "--pool", _env("POOL"), "name of the worker pool this worker belongs to", ""),
+    Option("output_limit", "--output-limit", _env("OUTPUT_LIMIT"),
+           "bytes of task output (tail) kept and reported", "65536", "size"),
+    Option("poll_wait", "--poll-wait", _env("POLL_WAIT"),
+           "how long the scheduler may hold a poll open", "20s", "duration"),
+    Option("drain_timeout", "--drain-timeout", _env("DRAIN_TIMEOUT"),
+           "time running tasks get to finish on shutdown", "30s", "duration"),
+    Option("walltime", "--walltime", _env("WALLTIME"),
+           "allocation length from now (sets the allocation end)", "none", "duration"),
+    Option("allocation_ends_at", "--allocation-ends-at", _env("ALLOCATION_ENDS_AT"),
+           "when the allocation ends: RFC 3339 time or Unix seconds", "none", "time"),
+    Option("keep_sandboxes", "--keep-sandboxes", _env("KEEP_SANDBOXES"),
+           "keep task sandboxes after tasks end", "false", "bool"),
+)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{secrets.token_hex(4)}"
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"invalid boolean {text!r}: use true or false")
+
+
+def parse_labels(items: Sequence[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"invalid label {item!r}: use key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds from Unix seconds or an RFC 3339 / ISO 8601 time (UTC if no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"invalid time {text!r}: use RFC 3339 or Unix seconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "duration": durations.parse_duration,
+    "int": int,
+    "float": float,
+    "size": sizes.parse_size,
+    "bool": parse_bool,
+    "time": parse_time,
+}
+
+
+def _raw_value(option: Option, flags: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    """The flag's value if given, else the environment's, else None."""
+    value = flags.get(option.field)
+    if value is not None and value != []:
+        return value
+    return env.get(option.env)
+
+
+def load(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    *,
+    now: Callable[[], float] = time.time,
+) -> Settings:
+    """Builds validated Settings: `flags` (field → value or None) override `env`, then defaults.
+
+    Raises SettingsError naming every field that is wrong.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for option in OPTIONS:
+        raw = _raw_value(option, flags, env)
+        if raw is None:
+            continue
+        try:
+            if option.kind == "labels":
+                items = raw if isinstance(raw, list) else [p for p in raw.split(",") if p.strip()]
+                values[option.field] = parse_labels(items)
+            elif isinstance(raw, bool):
+                values[option.field] = raw
+            else:
+                values[option.field] = _CONVERTERS[option.kind](str(raw))
+        except ValueError as exc:
+            source = option.flag or option.env
+            errors.append(f"{option.field}: {exc} (from {source})")
+    walltime = values.pop("walltime", None)
+    if walltime is not None:
+        if "allocation_ends_at" in values:
+            errors.append("walltime: give either walltime or allocation_ends_at, not both")
+        else:
+            values["allocation_ends_at"] = now() + walltime
+    values.setdefault("worker_id", default_worker_id())
+    if "cpu_cores" not in values:
+        values["cpu_cores"] = sysmetrics.cpu_count()
+    if "memory_bytes" not in values:
+        values["memory_bytes"] = sysmetrics.memory().total_bytes
+    settings = Settings(**values)
+    errors.extend(settings.validate())
+    if errors:
+        raise SettingsError(errors)
+    return settings
