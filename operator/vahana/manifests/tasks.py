@@ -1,0 +1,259 @@
+"""Task objects (the YAML a user would `kubectl apply`) → the core's `Submission` records.
+
+`parse_task_documents` reads a whole file for `vahana run -f`: one or many documents, or a
+`kind: List`, all or nothing. `submission_from_resource` turns one Task object (e.g. from the API
+server, for the operator) into a Submission. Both validate against the Task CRD's schema first,
+so what passes here passes the API server, and report every problem with its field path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from vahana.core import models
+from vahana.manifests import errors, messages, quantity, schema, yamlload
+
+KIND = "Task"
+LIST_KINDS = ("List", "TaskList")
+DEFAULT_NAMESPACE = "default"
+
+
+class _Place:
+    """Where an object sits in a file, to label its problems."""
+
+    def __init__(self, source: str, document: int = 0, item: int = 0) -> None:
+        self.source, self.document, self.item = source, document, item
+        self.task = ""
+
+    def problem(self, path: str, message: str, hint: str = "") -> errors.Problem:
+        return errors.Problem(
+            source=self.source,
+            message=message,
+            path=path,
+            hint=hint,
+            document=self.document,
+            item=self.item,
+            task=self.task,
+        )
+
+
+def parse_task_documents(text: str, *, source: str) -> list[models.Submission]:
+    """Every Task in `text` (YAML documents separated by `---`, or a `kind: List`) as Submissions.
+
+    All or nothing: raises `ManifestError` listing every problem, including a metadata.name used
+    twice in one namespace, and a file with no Task at all.
+    """
+    try:
+        documents = yamlload.load_documents(text)
+    except yamlload.YAMLProblem as exc:
+        hint = "fix the YAML syntax (indentation, quotes, ':' after keys)"
+        raise errors.ManifestError(
+            [errors.Problem(source, f"invalid YAML: {exc.message}", hint=hint, line=exc.line)]
+        ) from None
+    problems: list[errors.Problem] = []
+    found: list[tuple[_Place, Mapping[str, Any]]] = []
+    for index, document in enumerate(documents, start=1):
+        if document is None:
+            continue
+        place = _Place(source, index)
+        if isinstance(document, Mapping) and document.get("kind") in LIST_KINDS:
+            items = document.get("items")
+            if not isinstance(items, list):
+                hint = "put the Task objects in a list under items:"
+                problems.append(place.problem("items", "must be a list of Task objects", hint))
+                continue
+            found.extend(
+                (_Place(source, index, number), item) for number, item in enumerate(items, start=1)
+            )
+        else:
+            found.append((place, document))
+    submissions: list[models.Submission] = []
+    seen: dict[tuple[str, str], _Place] = {}
+    for place, obj in found:
+        before = len(problems)
+        submission = _submission(obj, place, problems)
+        if submission is None or len(problems) > before:
+            continue
+        name_key = (submission.namespace, submission.spec.name)
+        if name_key in seen:
+            first = seen[name_key]
+            where = f"document {first.document}" + (f", item {first.item}" if first.item else "")
+            hint = "give every task in the file its own name"
+            problems.append(place.problem("metadata.name", f"used twice (first in {where})", hint))
+            continue
+        seen[name_key] = place
+        submissions.append(submission)
+    if not problems and not submissions:
+        hint = f"write objects with apiVersion: {schema.API_VERSION} and kind: {KIND}"
+        problems.append(errors.Problem(source, "no Task found", hint=hint))
+    if problems:
+        raise errors.ManifestError(problems)
+    return submissions
+
+
+def submission_from_resource(obj: Mapping[str, Any]) -> models.Submission:
+    """One Task object as a Submission; key is metadata.uid (empty when absent).
+
+    Raises `ManifestError` when the object does not satisfy the Task schema.
+    """
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    label = f"Task {namespace or DEFAULT_NAMESPACE}/{name}" if isinstance(name, str) else "Task"
+    problems: list[errors.Problem] = []
+    submission = _submission(obj, _Place(label), problems)
+    if problems or submission is None:
+        raise errors.ManifestError(problems)
+    return submission
+
+
+def _submission(
+    obj: Any, place: _Place, problems: list[errors.Problem]
+) -> models.Submission | None:
+    """Validate one object and convert it; on any problem, add it to `problems`, return None."""
+    if not isinstance(obj, Mapping):
+        what = messages.describe_value(obj)
+        hint = "each document must be a Task: apiVersion, kind, metadata, spec"
+        problems.append(place.problem("", f"expected a Task object, found {what}", hint))
+        return None
+    metadata = obj.get("metadata")
+    if isinstance(metadata, Mapping) and isinstance(metadata.get("name"), str):
+        place.task = metadata["name"]
+    found = [
+        place.problem(path, "keys must be strings", "quote the key")
+        for path in _non_string_keys(obj, "")
+    ]
+    if not found:
+        found = _header_problems(obj, place)
+    if not found:
+        errors_ = schema.validator(KIND).iter_errors(obj)
+        described = [line for error in errors_ for line in messages.describe(error)]
+        found = [place.problem(*line) for line in sorted(described, key=lambda line: line[0])]
+    if found:
+        problems.extend(found)
+        return None
+    try:
+        return _convert(obj)
+    except _FieldError as exc:
+        problems.append(place.problem(exc.path, exc.message, messages.HINTS.get(exc.leaf, "")))
+        return None
+
+
+def _header_problems(obj: Mapping[str, Any], place: _Place) -> list[errors.Problem]:
+    """apiVersion and kind, checked first: with the wrong ones, the schema is the wrong one."""
+    found = []
+    if obj.get("apiVersion") != schema.API_VERSION:
+        what = messages.describe_value(obj.get("apiVersion")) if "apiVersion" in obj else "missing"
+        hint = f"write apiVersion: {schema.API_VERSION}"
+        found.append(place.problem("apiVersion", f"must be {schema.API_VERSION}, not {what}", hint))
+    if obj.get("kind") != KIND:
+        what = messages.describe_value(obj.get("kind")) if "kind" in obj else "missing"
+        hint = "this file is read for Task objects: write kind: Task"
+        found.append(place.problem("kind", f"must be {KIND}, not {what}", hint))
+    return found
+
+
+def _non_string_keys(value: Any, path: str) -> Iterator[str]:
+    """Paths of mapping keys that are not strings (YAML `1: x`); JSON objects cannot hold them."""
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str):
+                yield from _non_string_keys(sub, here)
+            else:
+                yield here
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            yield from _non_string_keys(sub, f"{path}[{index}]")
+
+
+class _FieldError(Exception):
+    """A value the schema let through but the conversion cannot use (e.g. an absurd exponent)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path, self.message = path, message
+        self.leaf = path.rsplit(".", 1)[-1]
+
+
+def _parsed(path: str, parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except (ValueError, ArithmeticError, OverflowError) as exc:
+        raise _FieldError(path, str(exc)) from None
+
+
+_FRACTION_RE = re.compile(r"(\.[0-9]{6})[0-9]+")
+
+
+def parse_deadline(value: str) -> float:
+    """An RFC 3339 time → seconds since the epoch."""
+    text = _FRACTION_RE.sub(r"\1", value.upper())
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone")
+    return moment.timestamp()
+
+
+def _convert(obj: Mapping[str, Any]) -> models.Submission:
+    """A validated Task object → Submission (values are known to have the schema's types)."""
+    metadata, spec = obj["metadata"], obj["spec"]
+    requested = spec.get("resources", {})
+    resources = models.Resources(
+        cpu_cores=_parsed("spec.resources.cpu", quantity.parse_cpu, requested.get("cpu", 0)),
+        memory_bytes=_parsed(
+            "spec.resources.memory", quantity.parse_memory, requested.get("memory", 0)
+        ),
+        gpus=requested.get("gpu", 0),
+        labels=dict(spec.get("workerSelector", {})),
+        preferred_labels=dict(spec.get("preferredWorkerLabels", {})),
+    )
+    deadline = spec.get("deadline")
+    timeout = spec.get("timeout")
+    task = models.TaskSpec(
+        name=metadata["name"],
+        command=spec["command"],
+        input_files=_transfers(spec.get("inputFiles", ())),
+        output_files=_transfers(spec.get("outputFiles", ())),
+        environment=dict(spec.get("env", {})),
+        resources=resources,
+        priority=spec.get("priority", 0),
+        deadline=None if deadline is None else _parsed("spec.deadline", parse_deadline, deadline),
+        timeout_seconds=0.0
+        if timeout is None
+        else _parsed("spec.timeout", quantity.parse_duration, timeout),
+        experiment_id=spec.get("experimentId", ""),
+    )
+    return models.Submission(
+        spec=task,
+        key=metadata.get("uid", ""),
+        retry=_retry(spec.get("retry", {})),
+        pool=spec.get("pool", ""),
+        namespace=metadata.get("namespace") or DEFAULT_NAMESPACE,
+    )
+
+
+def _transfers(entries: Any) -> tuple[models.FileTransfer, ...]:
+    return tuple(models.FileTransfer(e["source"], e["destination"]) for e in entries)
+
+
+def _retry(retry: Mapping[str, Any]) -> models.RetryPolicy:
+    """The retry policy; unset fields take the CRD's defaults, which RetryPolicy's equal."""
+    defaults = models.RetryPolicy()
+    backoff, max_backoff = retry.get("backoff"), retry.get("maxBackoff")
+    return models.RetryPolicy(
+        max_task_retries=retry.get("maxTaskRetries", defaults.max_task_retries),
+        max_infra_retries=retry.get("maxInfraRetries", defaults.max_infra_retries),
+        backoff_seconds=defaults.backoff_seconds
+        if backoff is None
+        else _parsed("spec.retry.backoff", quantity.parse_duration, backoff),
+        max_backoff_seconds=defaults.max_backoff_seconds
+        if max_backoff is None
+        else _parsed("spec.retry.maxBackoff", quantity.parse_duration, max_backoff),
+    )
