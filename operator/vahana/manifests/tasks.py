@@ -122,10 +122,7 @@ def _submission(
     metadata = obj.get("metadata")
     if isinstance(metadata, Mapping) and isinstance(metadata.get("name"), str):
         place.task = metadata["name"]
-    found = [
-        place.problem(path, "keys must be strings", "quote the key")
-        for path in _non_string_keys(obj, "")
-    ]
+    found = [place.problem(*line) for line in _shape_problems(obj, "")]
     if not found:
         found = _header_problems(obj, place)
     if not found:
@@ -146,28 +143,34 @@ def _header_problems(obj: Mapping[str, Any], place: _Place) -> list[errors.Probl
     """apiVersion and kind, checked first: with the wrong ones, the schema is the wrong one."""
     found = []
     if obj.get("apiVersion") != schema.API_VERSION:
-        what = messages.describe_value(obj.get("apiVersion")) if "apiVersion" in obj else "missing"
         hint = f"write apiVersion: {schema.API_VERSION}"
-        found.append(place.problem("apiVersion", f"must be {schema.API_VERSION}, not {what}", hint))
+        what = f"must be {schema.API_VERSION}, not {messages.describe_value(obj.get('apiVersion'))}"
+        found.append(place.problem("apiVersion", what if "apiVersion" in obj else "required", hint))
     if obj.get("kind") != KIND:
-        what = messages.describe_value(obj.get("kind")) if "kind" in obj else "missing"
         hint = "this file is read for Task objects: write kind: Task"
-        found.append(place.problem("kind", f"must be {KIND}, not {what}", hint))
+        what = f"must be {KIND}, not {messages.describe_value(obj.get('kind'))}"
+        found.append(place.problem("kind", what if "kind" in obj else "required", hint))
     return found
 
 
-def _non_string_keys(value: Any, path: str) -> Iterator[str]:
-    """Paths of mapping keys that are not strings (YAML `1: x`); JSON objects cannot hold them."""
-    if isinstance(value, Mapping):
+MAX_DEPTH = 32
+"""Deeper nesting is no Task (the schema is 5 levels deep); it also stops YAML alias cycles."""
+
+
+def _shape_problems(value: Any, path: str, depth: int = 0) -> Iterator[tuple[str, str, str]]:
+    """Keys that are not strings (YAML `1: x`) and nesting past MAX_DEPTH, before the schema."""
+    if depth > MAX_DEPTH and isinstance(value, Mapping | list):
+        yield path, "nested too deeply", "a Task is a few levels of mappings and lists"
+    elif isinstance(value, Mapping):
         for key, sub in value.items():
             here = f"{path}.{key}" if path else str(key)
             if isinstance(key, str):
-                yield from _non_string_keys(sub, here)
+                yield from _shape_problems(sub, here, depth + 1)
             else:
-                yield here
+                yield here, "keys must be strings", "quote the key"
     elif isinstance(value, list):
         for index, sub in enumerate(value):
-            yield from _non_string_keys(sub, f"{path}[{index}]")
+            yield from _shape_problems(sub, f"{path}[{index}]", depth + 1)
 
 
 class _FieldError(Exception):

@@ -310,3 +310,14 @@ def test_yaml_scalars_read_as_kubectl_reads_them() -> None:
 def test_unusable_quantity_that_matches_the_pattern() -> None:
     found = problems_of_object(task(resources={"cpu": "1e999"}))
     assert any("spec.resources.cpu: " in p and "exponent" in p for p in found)
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "x: &x {y: *x}\n", "[" * 5000 + "]" * 5000])
+def test_alias_cycles_and_deep_nesting_are_refused(text: str) -> None:
+    assert problems_of(text)
+
+
+def test_missing_header_fields_are_required() -> None:
+    found = problems_of("metadata: {name: nn}\nspec: {command: x}\n")
+    assert 'tasks.yaml: task "nn" (document 1): apiVersion: required' in found[0]
+    assert 'tasks.yaml: task "nn" (document 1): kind: required' in found[1]
