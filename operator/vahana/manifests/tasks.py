@@ -16,6 +16,9 @@ from typing import Any
 from vahana.core import models
 from vahana.manifests import errors, messages, quantity, schema, yamlload
 
+ManifestError = errors.ManifestError
+Problem = errors.Problem
+
 KIND = "Task"
 LIST_KINDS = ("List", "TaskList")
 DEFAULT_NAMESPACE = "default"

@@ -321,3 +321,7 @@ def test_missing_header_fields_are_required() -> None:
     found = problems_of("metadata: {name: nn}\nspec: {command: x}\n")
     assert 'tasks.yaml: task "nn" (document 1): apiVersion: required' in found[0]
     assert 'tasks.yaml: task "nn" (document 1): kind: required' in found[1]
+
+
+def test_the_error_types_are_reachable_from_tasks() -> None:
+    assert tasks.ManifestError is errors.ManifestError and tasks.Problem is errors.Problem
