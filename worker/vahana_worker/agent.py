@@ -62,7 +62,7 @@ class Worker:
         self._config = config
         self._client = scheduler or client.SchedulerClient(config)
         self._now = wall_clock
-        self._breaker = backoff.CircuitBreaker()
+        self._breaker = backoff.CircuitBreaker(failure_threshold=5, reset_timeout=5.0)
         self._reporter = reporter.Reporter(
             self._client,
             breaker=self._breaker,
@@ -227,7 +227,7 @@ class Worker:
             self._check_allocation_end()
             if self._needs_register.is_set() and not self._stopping.is_set():
                 if self._wait_breaker(self._link_stop) and self._register(pause):
-                    next_beat = time.monotonic() + self._heartbeat_interval
+                    next_beat = time.monotonic()  # first figures right away
                 continue
             wait = next_beat - time.monotonic()
             if wait > 0:

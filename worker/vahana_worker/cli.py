@@ -9,6 +9,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 
@@ -79,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        worker.shutdown(reason=f"received {signal.Signals(signum).name}")
+        # Not inline: a handler that takes a lock the interrupted main thread holds (an Event's,
+        # say) would deadlock; a thread of its own cannot.
+        reason = f"received {signal.Signals(signum).name}"
+        threading.Thread(target=worker.shutdown, args=(reason,), name="signal").start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -52,6 +52,11 @@ def channel_options(config: settings.Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", int(config.grpc_keepalive_timeout * 1000)),
         ("grpc.keepalive_permit_without_calls", int(config.grpc_keepalive_permit_without_streams)),
         ("grpc.http2.max_pings_without_data", 0),
+        # gRPC's own reconnect backoff grows to 120 s by default: after a long outage the
+        # worker would stay deaf that long once the scheduler is back. Keep it near ours.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.min_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 10_000),
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ]

@@ -1,0 +1,60 @@
+"""The agent's lifecycle without a scheduler: a dying loop ends run() with exit code 1 (fail
+fast, no hang), and shutdown() is idempotent. The stub below is a client object, not a server."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from vahana_worker import agent, settings
+from vahana_worker.proto import worker_pb2 as pb
+
+
+class ExplodingClient:
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+        self.closed = False
+
+    def register(self, request: pb.RegisterWorkerRequest) -> pb.RegisterWorkerResponse:
+        raise RuntimeError("bug in registration")
+
+    def update_worker_status(self, status: int, reason: str, *,
+                             timeout: float | None = None) -> pb.UpdateWorkerStatusResponse:
+        self.statuses.append(status)
+        return pb.UpdateWorkerStatusResponse(success=True)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def make_worker(tmp_path: Path, stub: ExplodingClient) -> agent.Worker:
+    config = settings.load({"worker_id": "w", "working_dir": str(tmp_path / "wd")}, {})
+    return agent.Worker(config, scheduler=stub)  # type: ignore[arg-type]
+
+
+def run_in_thread(worker: agent.Worker) -> tuple[threading.Thread, list[int]]:
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
+    thread.start()
+    return thread, codes
+
+
+def test_a_dying_loop_stops_the_worker_with_exit_code_1(tmp_path: Path) -> None:
+    stub = ExplodingClient()
+    thread, codes = run_in_thread(make_worker(tmp_path, stub))
+    thread.join(timeout=30)
+    assert codes == [1]
+    assert stub.statuses == [pb.DRAINING, pb.TERMINATED]
+    assert stub.closed
+
+
+def test_shutdown_is_idempotent(tmp_path: Path) -> None:
+    stub = ExplodingClient()
+    worker = make_worker(tmp_path, stub)
+    worker.shutdown("first")
+    worker.shutdown("second")
+    thread, codes = run_in_thread(worker)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert stub.statuses.count(pb.TERMINATED) == 1
+    worker.shutdown("after the end")
