@@ -32,10 +32,16 @@ def could_ever_fit(need: models.Resources, worker: models.WorkerRecord) -> bool:
     )
 
 
-def fits_now(need: models.Resources, free: models.Resources) -> bool:
+def fits_now(need: models.Resources, free: models.Resources, worker: models.WorkerRecord) -> bool:
+    """True if the task fits in what the worker has left (`free`, from `free_capacity`).
+
+    Only a dimension the worker declares limits: free cpu or memory of 0 on a worker that
+    declared some is full, not "unknown".
+    """
+    declared = worker.capacity
     return (
-        _within(need.cpu_cores, free.cpu_cores)
-        and _within(need.memory_bytes, free.memory_bytes)
+        _within_free(need.cpu_cores, free.cpu_cores, declared.cpu_cores)
+        and _within_free(need.memory_bytes, free.memory_bytes, declared.memory_bytes)
         and need.gpus <= free.gpus
         and labels_match(need.labels, free.labels)
     )
@@ -57,3 +63,7 @@ def _within(need: float, offer: float) -> bool:
     # A worker that declares no amount (0) of cpu or memory is not limited by it: the seed's
     # workers report what the host has, but a capacity of 0 means "unknown", not "none".
     return need <= 0 or offer <= 0 or need <= offer + 1e-9
+
+
+def _within_free(need: float, free: float, declared: float) -> bool:
+    return need <= 0 or declared <= 0 or need <= free + 1e-9

@@ -468,7 +468,7 @@ class Scheduler:
         return (
             (not task.pool or task.pool == worker.pool)
             and matching.could_ever_fit(task.spec.resources, worker)
-            and matching.fits_now(task.spec.resources, free)
+            and matching.fits_now(task.spec.resources, free, worker)
             and not matching.outlives_allocation(task.spec.timeout_seconds, worker, now)
         )
 
