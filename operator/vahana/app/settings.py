@@ -34,8 +34,8 @@ class StoreSettings:
 
 @dataclasses.dataclass(frozen=True)
 class LocalPoolSettings:
-    workers: int = 0
-    """Local worker processes to start; 0: as many as this machine has CPUs."""
+    workers: int = -1
+    """Local worker processes to start; -1: one per CPU of this machine; 0: none."""
     tasks_per_worker: int = 1
     """Tasks each local worker runs at once."""
     task_timeout_seconds: float = 3600.0
@@ -60,7 +60,9 @@ class Settings:
 
     @property
     def local_workers(self) -> int:
-        return self.local_pool.workers or os.cpu_count() or 1
+        if self.local_pool.workers >= 0:
+            return self.local_pool.workers
+        return os.cpu_count() or 1
 
     def validate(self) -> list[str]:
         problems = []
@@ -72,8 +74,8 @@ class Settings:
             problems.append("scheduler.heartbeat_interval_seconds: must be > 0")
         if self.scheduler.missed_heartbeats < 1:
             problems.append("scheduler.missed_heartbeats: must be ≥ 1")
-        if self.local_pool.workers < 0:
-            problems.append("local_pool.workers: must be ≥ 0")
+        if self.local_pool.workers < -1:
+            problems.append("local_pool.workers: must be ≥ 0 (or -1: one per CPU)")
         if self.local_pool.tasks_per_worker < 1:
             problems.append("local_pool.tasks_per_worker: must be ≥ 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str) -> None:
     parser.add_argument("--port", type=int, help="gRPC port (run: a free port; server: 50051) [VAHANA_SERVER_PORT]")
     parser.add_argument("--state-dir", help=f"store, logs and sandboxes (default: {default_state}) [VAHANA_STORE_STATE_DIR]")
-    parser.add_argument("--workers", type=int, help="local worker processes; 0 = one per CPU (default) [VAHANA_LOCAL_POOL_WORKERS]")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: one per CPU; 0: none, for remote workers only) [VAHANA_LOCAL_POOL_WORKERS]")
     parser.add_argument("--tasks-per-worker", type=int, help="tasks each local worker runs at once (default 1) [VAHANA_LOCAL_POOL_TASKS_PER_WORKER]")
     parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS", help="worker heartbeat interval (default 30) [VAHANA_SCHEDULER_HEARTBEAT_INTERVAL_SECONDS]")
     parser.add_argument("--missed-heartbeats", type=int, help="missed heartbeats before a worker is unhealthy (default 3) [VAHANA_SCHEDULER_MISSED_HEARTBEATS]")

@@ -25,12 +25,14 @@ class Wakeups:
         event.clear()
         return event
 
-    async def wait(self, worker_id: str, event: asyncio.Event, timeout: float) -> None:
+    async def wait(self, worker_id: str, event: asyncio.Event, timeout: float) -> bool:
+        """Waits for a wake-up or the timeout; True if woken."""
         self._waiting[worker_id] = self._waiting.get(worker_id, 0) + 1
         try:
             await asyncio.wait_for(event.wait(), timeout)
+            return True
         except TimeoutError:
-            pass
+            return False
         finally:
             left = self._waiting[worker_id] - 1
             if left:

@@ -45,15 +45,18 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await _refuse_invalid(context, lambda: checks.poll(request))
         wait = min(convert.seconds_of(request.wait), checks.MAX_WAIT_SECONDS)
         deadline = time.monotonic() + wait
+        woken = False
         while True:
             event = self._wakes.arm(request.worker_id)
             result = await self._call(
                 context, lambda: self._scheduler.poll(request.worker_id, request.max_tasks)
             )
             remaining = deadline - time.monotonic()
-            if result or remaining <= 0:
+            # A worker polling with no free slot is woken when one of its leases ends: it
+            # gets an empty answer at once and polls again with the slots it now has.
+            if result or remaining <= 0 or (woken and request.max_tasks == 0):
                 return _poll_response(result)
-            await self._wakes.wait(request.worker_id, event, remaining)
+            woken = await self._wakes.wait(request.worker_id, event, remaining)
 
     async def UpdateTaskStatus(self, request: pb.UpdateTaskStatusRequest, context: Any) -> pb.UpdateTaskStatusResponse:
         await _refuse_invalid(context, lambda: checks.update(request))

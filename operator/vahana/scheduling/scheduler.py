@@ -533,6 +533,7 @@ class Scheduler:
         if worker is not None:
             worker.leases.pop(task.id, None)
             self._refresh_state(worker)
+            self._wake(worker.id)  # a slot is free: a worker waiting while full polls again
         self._unsent_cancels.get(task.worker_id, set()).discard((task.id, task.attempt))
         if phase == models.TaskPhase.COMPLETED:
             self._finish(task, phase, now, message=message)
