@@ -388,6 +388,9 @@ class Scheduler:
             return
         if state in (models.WorkerState.DRAINING, models.WorkerState.UNHEALTHY):
             worker.state = state
+            if state == models.WorkerState.UNHEALTHY and worker.unhealthy_since is None:
+                # check_health counts the removal delay from here.
+                worker.unhealthy_since = now
         else:
             self._refresh_state(worker)
         self._store.save_workers([worker])
