@@ -1,0 +1,52 @@
+# Vahana — the two commands: `make demo` and `make test`. Everything else is below.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-unit test-integration lint proto worker-pyz bench bench-full clean help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+demo: $(STAMP) ## run the example tasks on local workers (scheduler + workers + result table)
+	$(BIN)/vahana run -f deploy/examples/hello.yaml
+
+test: $(STAMP) ## run every test (unit + integration against real processes)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP) ## run the unit tests only (seconds)
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: $(STAMP) ## run the integration tests only
+	$(BIN)/python -m pytest tests/integration
+
+lint: $(STAMP) ## ruff, mypy (strict on core and worker), import layers
+	$(BIN)/ruff check operator worker tests bench scripts
+	$(BIN)/mypy operator/vahana/core worker/vahana_worker
+	$(BIN)/lint-imports
+
+proto: $(STAMP) ## regenerate the gRPC stubs of both distributions from proto/
+	$(BIN)/python scripts/gen_proto.py
+
+worker-pyz: $(STAMP) ## build dist/worker.pyz, the self-contained worker
+	$(BIN)/python worker/build_pyz.py --output dist/worker.pyz
+
+bench: $(STAMP) ## benchmark (short): prints figures, writes bench/results.json
+	$(BIN)/python -m bench.run
+
+bench-full: $(STAMP) ## benchmark (full)
+	$(BIN)/python -m bench.run --full
+
+$(STAMP): operator/pyproject.toml worker/pyproject.toml requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Vahana needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || \
+		{ echo "python venv is missing: apt-get install python3-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e worker -e operator -r requirements-dev.txt
+	@touch $@
+
+clean: ## remove the virtualenv and build output
+	rm -rf $(VENV) dist build .pytest_cache
