@@ -317,6 +317,7 @@ class Worker:
             if not self._wait_breaker(self._stopping):
                 return
             free = self._free_slots()
+            _log.debug("polling", extra={"kv": {"max_tasks": free}})
             future = self._client.poll(max_tasks=free, wait=self._config.poll_wait)
             with self._poll_lock:
                 self._poll = (future, free)
@@ -357,6 +358,9 @@ class Worker:
         for lease in response.cancel_tasks:
             self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.CANCELLED)
         tasks = ([response.task] if response.has_task else []) + list(response.more_tasks)
+        _log.debug("poll answered", extra={"kv": {"tasks": len(tasks),
+                                                  "cancels": len(response.cancel_tasks),
+                                                  "drain": response.drain}})
         for task in tasks:
             self._start_task(task)
         if response.drain:
