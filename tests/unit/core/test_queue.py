@@ -154,6 +154,13 @@ def test_remove_then_repush_with_new_priority_uses_the_new_order() -> None:
     assert drain(queue) == ["a", "b"]
 
 
+def test_repush_with_a_lower_priority_demotes_the_task() -> None:
+    a = make_task("a").priority(5).record(seq=1)
+    queue = queue_of(a, make_task("b").priority(3).record(seq=2))
+    queue.push(dataclasses.replace(a, spec=dataclasses.replace(a.spec, priority=0)), NOW)
+    assert drain(queue) == ["b", "a"]
+
+
 def test_taken_task_is_not_resurrected_by_its_old_delayed_entry() -> None:
     task = make_task("a").record(seq=1, not_before=NOW + 10)
     queue = queue_of(task)
@@ -190,6 +197,14 @@ def test_next_due_is_the_earliest_live_delay() -> None:
     assert queue.next_due() == NOW + 50
     queue.remove("a")
     assert queue.next_due() is None
+
+
+def test_a_stale_delayed_entry_is_not_counted_as_promoted() -> None:
+    task = make_task("a").record(seq=1, not_before=NOW + 5)
+    queue = queue_of(task)
+    queue.push(dataclasses.replace(task, not_before=0), NOW)  # ready before its backoff ended
+    assert queue.promote_due(NOW + 5) == 0
+    assert drain(queue) == ["a"]
 
 
 def test_removed_delayed_task_is_not_promoted() -> None:
@@ -244,11 +259,15 @@ class QueueMachine(RuleBasedStateMachine):
         self.queue.push(task, self.now)
 
     @precondition(lambda self: self.records)
-    @rule(data=st.data())
-    def repush(self, data: st.DataObject) -> None:
-        """Re-pushes a known task (present, removed or taken), as a requeue does."""
+    @rule(data=st.data(), priority=st.none() | st.integers(0, 3))
+    def repush(self, data: st.DataObject, priority: int | None) -> None:
+        """Re-pushes a known task (present, removed or taken), maybe with a new priority."""
         task_id = data.draw(st.sampled_from(sorted(self.records)))
-        self.queue.push(self.records[task_id], self.now)
+        task = self.records[task_id]
+        if priority is not None:
+            task = dataclasses.replace(task, spec=dataclasses.replace(task.spec, priority=priority))
+            self.records[task_id] = task
+        self.queue.push(task, self.now)
         self.present.add(task_id)
         self.taken.discard(task_id)
 
