@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from vahana_worker import __version__, agent, logs, settings
+from vahana_worker import __version__, agent, lifetime, logs, settings
 
 _log = logging.getLogger(__name__)
 
@@ -87,4 +87,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if config.exit_with_parent and not lifetime.exit_with_parent():
+        _log.warning("--exit-with-parent is not supported on this platform")
     sys.exit(worker.run())

@@ -69,6 +69,8 @@ class Settings:
     """Unix time when the worker's allocation (walltime) ends; None if never."""
     keep_sandboxes: bool = False
     """Keep task sandboxes after the task ends (for debugging)."""
+    exit_with_parent: bool = False
+    """Drain and exit when the process that started the worker dies (local pools)."""
 
     def validate(self) -> list[str]:
         """Returns every problem as "field: problem" (empty if the settings are usable)."""
@@ -163,6 +165,8 @@ OPTIONS: tuple[Option, ...] = (
            "when the allocation ends: RFC 3339 time or Unix seconds", "none", "time"),
     Option("keep_sandboxes", "--keep-sandboxes", _env("KEEP_SANDBOXES"),
            "keep task sandboxes after tasks end", "false", "bool"),
+    Option("exit_with_parent", "--exit-with-parent", _env("EXIT_WITH_PARENT"),
+           "drain and exit when the parent process dies (Linux)", "false", "bool"),
 )
 
 

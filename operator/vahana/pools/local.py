@@ -63,6 +63,7 @@ class LocalPool:
             f"--task-timeout={config.task_timeout_seconds:g}s",
             f"--max-tasks={config.tasks_per_worker}",
             f"--pool={self.name}",
+            "--exit-with-parent",
             *config.extra_args,
         ]
         with open(config.log_dir / f"{worker_id}.log", "ab") as log_file:

@@ -8,8 +8,10 @@ then tells listeners (watchers, status mirrors) and wakes the workers that have 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from vahana.core import clock as clocks
 from vahana.core import leases, matching, models, reasons, retry
@@ -22,6 +24,25 @@ log = logging.getLogger(__name__)
 TaskListener = Callable[[models.TaskRecord], None]
 Waker = Callable[[str | None], None]
 """Called with a worker id that has something new, or None for every waiting worker."""
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _publishes(method: Method) -> Method:
+    """Tells listeners of the changes a public method made, once each, after they are committed."""
+
+    @functools.wraps(method)
+    def wrapper(self: Scheduler, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException:
+            self._changed.clear()
+            raise
+        self._publish()
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
 
 _FINAL_FROM_REPORT = {
     models.TaskPhase.COMPLETED,
@@ -51,6 +72,7 @@ class Scheduler:
         self._unsent_cancels: dict[str, set[records.Lease]] = {}
         self._drain_requested: set[str] = set()
         self._listeners: list[TaskListener] = []
+        self._changed: dict[str, models.TaskRecord] = {}
         self._wake: Waker = lambda _worker_id: None
         self._seq = 0
 
@@ -64,6 +86,7 @@ class Scheduler:
     def set_waker(self, waker: Waker) -> None:
         self._wake = waker
 
+    @_publishes
     def recover(self) -> None:
         """Rebuilds queue, leases and workers from the store after a (re)start."""
         now = self._clock()
@@ -107,6 +130,7 @@ class Scheduler:
         )
 
     # -- clients ------------------------------------------------------------------------
+    @_publishes
     def submit(self, submissions: Sequence[models.Submission]) -> list[str]:
         """Accepts tasks; a key already known returns the existing task's id."""
         now = self._clock()
@@ -176,6 +200,7 @@ class Scheduler:
             return ""
         return reasons.explain_wait(task, list(self._workers.values()), self._clock())
 
+    @_publishes
     def cancel(self, task_id_or_name: str, reason: str = "") -> tuple[bool, models.TaskPhase]:
         """Cancels a task; a running attempt is stopped on its worker. False if already final."""
         task = self.get_task(task_id_or_name)
@@ -199,6 +224,7 @@ class Scheduler:
         return True, task.phase
 
     # -- workers ------------------------------------------------------------------------
+    @_publishes
     def register(self, registration: records.Registration) -> list[records.Lease]:
         """Adds or re-admits a worker; returns the leases it reported that are no longer its."""
         now = self._clock()
@@ -251,6 +277,7 @@ class Scheduler:
         self._wake(worker.id)
         return revoked
 
+    @_publishes
     def poll(self, worker_id: str, max_tasks: int) -> records.PollResult:
         """Hands out up to `max_tasks` tasks that fit the worker, plus its control messages."""
         worker = self._live_worker(worker_id)
@@ -290,16 +317,23 @@ class Scheduler:
             result.tasks.append(task)
             slots -= 1
         if result.tasks:
-            with self._store.transaction():
-                self._store.update_tasks(result.tasks)
-                self._store.save_attempts(
-                    [self._attempts[(t.id, t.attempt)] for t in result.tasks]
-                )
+            try:
+                with self._store.transaction():
+                    self._store.update_tasks(result.tasks)
+                    self._store.save_attempts(
+                        [self._attempts[(t.id, t.attempt)] for t in result.tasks]
+                    )
+            except Exception:
+                # Nothing is handed out that the store does not record: undo and requeue.
+                for task in result.tasks:
+                    self._unassign(task, worker, now)
+                raise
             self._refresh_state(worker)
             for task in result.tasks:
                 self._emit(task)
         return result
 
+    @_publishes
     def report(
         self, worker_id: str, reports: Sequence[records.StatusReport]
     ) -> list[records.ReportResult]:
@@ -339,6 +373,7 @@ class Scheduler:
             self._emit(task)
         return results
 
+    @_publishes
     def heartbeat(
         self,
         worker_id: str,
@@ -376,6 +411,7 @@ class Scheduler:
                 self._refresh_state(worker)
         return result
 
+    @_publishes
     def set_worker_status(self, worker_id: str, state: models.WorkerState, reason: str = "") -> None:
         worker = self._workers.get(worker_id)
         if worker is None:
@@ -412,6 +448,7 @@ class Scheduler:
             if (not pool or w.pool == pool) and (state is None or w.state == state)
         ]
 
+    @_publishes
     def check_health(self) -> None:
         """Marks silent workers UNHEALTHY and requeues their tasks; removes long-dead ones."""
         now = self._clock()
@@ -486,6 +523,15 @@ class Scheduler:
             task_id=task.id, attempt=task.attempt, worker_id=worker.id, assigned_at=now
         )
         log.info("dispatched task_id=%s attempt=%d worker_id=%s", task.id, task.attempt, worker.id)
+
+    def _unassign(self, task: models.TaskRecord, worker: models.WorkerRecord, now: float) -> None:
+        worker.leases.pop(task.id, None)
+        self._attempts.pop((task.id, task.attempt), None)
+        task.attempt -= 1
+        task.phase = models.TaskPhase.PENDING
+        task.worker_id = ""
+        task.assigned_at = None
+        self._queue.push(task, now)
 
     def _apply_report(
         self, task: models.TaskRecord, report: records.StatusReport, now: float
@@ -603,11 +649,16 @@ class Scheduler:
             worker.state = models.WorkerState.BUSY if full else models.WorkerState.AVAILABLE
 
     def _emit(self, task: models.TaskRecord) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(task)
-            except Exception:  # a broken watcher must not break scheduling
-                log.exception("task listener failed task_id=%s", task.id)
+        self._changed[task.id] = task
+
+    def _publish(self) -> None:
+        changed, self._changed = self._changed, {}
+        for task in changed.values():
+            for listener in list(self._listeners):
+                try:
+                    listener(task)
+                except Exception:  # a broken watcher must not break scheduling
+                    log.exception("task listener failed task_id=%s", task.id)
 
 
 def snapshot(task: models.TaskRecord) -> models.TaskRecord:

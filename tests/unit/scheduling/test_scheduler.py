@@ -295,11 +295,6 @@ def test_listeners_see_every_transition(sched, events) -> None:
     assert set(phases[3:]) == {P.COMPLETED}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a final phase is emitted twice (by _finish inside the transaction, and again "
-    "by report()/cancel() after it)",
-)
 def test_each_transition_is_emitted_once(sched, events) -> None:
     [a] = dispatched(sched, make_task("a"))
     report(sched, "w1", a, 1, P.COMPLETED)
@@ -326,3 +321,23 @@ def test_pending_reason(sched) -> None:
     register(sched, make_registration("g").gpus(1))
     assert poll_ids(sched, "g") == [a]
     assert sched.pending_reason(sched.get_task(a)) == ""
+
+
+def test_a_dispatch_the_store_cannot_record_is_undone(sched) -> None:
+    [a] = submit(sched, make_task("a"))
+    register(sched, make_registration("w1"))
+    store = sched._store
+    original = store.save_attempts
+
+    def failing(_attempts):
+        raise OSError("disk full")
+
+    store.save_attempts = failing
+    with pytest.raises(OSError):
+        sched.poll("w1", 1)
+    store.save_attempts = original
+    task = sched.get_task(a)
+    assert (task.phase, task.attempt, task.worker_id) == (P.PENDING, 0, "")
+    assert sched.list_workers()[0].leases == {}
+    assert poll_ids(sched, "w1") == [a]
+    assert sched.get_task(a).attempt == 1
