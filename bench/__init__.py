@@ -1,0 +1,1 @@
+"""Vahana benchmark: figures from the real scheduler, workers and gRPC."""

@@ -1,0 +1,145 @@
+"""Runs Vahana's benchmark: prints a table of figures and writes them as JSON.
+
+    .venv/bin/python -m bench.run                # short (< ~3 min on 2 cores)
+    .venv/bin/python -m bench.run --full         # larger runs
+    .venv/bin/python -m bench.run --only dispatch_latency --out /tmp/latency.json
+    .venv/bin/python -m bench.run --only end_to_end_throughput --profile
+
+Figures, never assertions: nothing here passes or fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/run.py` from the repo root
+    _root = Path(__file__).resolve().parent.parent
+    _venv_python = _root / ".venv" / "bin" / "python"
+    try:
+        import vahana  # noqa: F401
+    except ImportError:
+        if _venv_python.exists() and Path(sys.executable) != _venv_python:
+            os.execv(str(_venv_python), [str(_venv_python), "-m", "bench.run", *sys.argv[1:]])
+        raise
+    sys.path.insert(0, str(_root))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from bench import common, scenarios  # noqa: E402
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="larger runs (several minutes)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
+    names = [*scenarios.SCENARIOS, *scenarios.ALIASES]
+    parser.add_argument("--only", action="append", metavar="NAME", choices=names,
+                        help=f"run only this scenario (repeatable): {', '.join(names)}")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the benchmark process (the scheduler's thread) and "
+                        "print the top functions to stderr")
+    return parser.parse_args(argv)
+
+
+def selected(only: list[str] | None) -> list[str]:
+    if not only:
+        return list(scenarios.SCENARIOS)
+    chosen: list[str] = []
+    for name in only:
+        target = scenarios.ALIASES.get(name, name)
+        for item in (target,) if isinstance(target, str) else target:
+            if item not in chosen:
+                chosen.append(item)
+    return chosen
+
+
+def table(results: list[common.Result], mode: str) -> Table:
+    grid = Table(title=f"Vahana benchmark ({mode}, {os.cpu_count()} cores)", title_justify="left")
+    grid.add_column("figure")
+    grid.add_column("value", justify="right")
+    grid.add_column("unit")
+    grid.add_column("compared with / detail")
+    for result in results:
+        grid.add_row(result.name, f"{result.value:,.1f}", result.unit, summary(result))
+    return grid
+
+
+def summary(result: common.Result) -> str:
+    d, c = result.detail, result.comparison or {}
+    if "xargs_tasks_per_s" in c:
+        return (f"xargs -P{d['workers'] * d['tasks_per_worker']}: {c['xargs_tasks_per_s']:,.0f} "
+                f"tasks/s → ratio {c['ratio_vahana_over_xargs']:.2f}; {d['tasks']} tasks in "
+                f"{d['seconds']:.1f}s")
+    if "workers_and_tasks_cpu_us_per_task" in c:
+        return (f"{d['scheduler_cpu_share_of_one_core']:.0%} of a core; workers+tasks "
+                f"{c['workers_and_tasks_cpu_us_per_task']:,.0f} µs/task")
+    if "submit_to_running_p99_ms" in d:
+        return (f"p99 {d['submit_to_running_p99_ms']:.1f} ms; submit→ASSIGNED p50 "
+                f"{d['submit_to_assigned_p50_ms']:.1f} ms; n={d['samples']}")
+    if "null_store_tasks_per_s" in c:
+        return (f"null store {c['null_store_tasks_per_s']:,.0f} tasks/s (SQLite "
+                f"{c['sqlite_share_of_time']:.0%} of time); {d['cpu_us_per_task']:,.0f} µs/task")
+    if "scheduler_cpu_us_per_task" in d:
+        return (f"scheduler {d['scheduler_cpu_us_per_task']:,.0f} µs/task CPU "
+                f"({d['scheduler_cpu_share_of_one_core']:.0%} core); "
+                f"max_tasks={d['max_tasks_per_poll']}")
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    mode = "full" if args.full else "short"
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    info = common.machine()
+    results: list[common.Result] = []
+    timings: dict[str, float] = {}
+    profiler = cProfile.Profile() if args.profile else None
+    for name in selected(args.only):
+        console.print(f"[bold]{name}[/bold]")
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        try:
+            results.extend(scenarios.SCENARIOS[name](args.full))
+        except Exception as error:  # one broken scenario must not hide the others' figures
+            console.print(f"[red]{name} failed: {error!r}[/red]")
+            results.append(common.Result(name, float("nan"), "error", {"error": repr(error)}))
+        finally:
+            if profiler:
+                profiler.disable()
+        timings[name] = time.perf_counter() - started
+        strays = common.stray_processes(r"vahana-bench-|bench\.simworkers")
+        if strays:
+            console.print(f"[red]stray processes after {name}:[/red] " + "; ".join(strays))
+    console.print(table(results, mode))
+    data = {
+        "machine": info,
+        "mode": mode,
+        "seconds_per_scenario": {k: round(v, 1) for k, v in timings.items()},
+        "note": "figures, not assertions; other work on the machine makes them noisy",
+        "results": [r.to_json() for r in results],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    console.print(f"wrote {args.out} ({sum(timings.values()):.0f}s)")
+    if profiler:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+        print(text.getvalue(), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
