@@ -28,8 +28,8 @@ _INIT = '"""Generated from proto/ by scripts/gen_proto.py: do not edit."""\n'
 
 
 def generate(out_dir: Path, protos: list[str]) -> None:
-    from grpc_tools import protoc  # dev dependency only
     import grpc_tools
+    from grpc_tools import protoc  # dev dependency only
 
     include = str(Path(grpc_tools.__file__).parent / "_proto")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,9 +71,14 @@ def main() -> int:
                     diff = difflib.unified_diff(
                         committed.get(name, "").splitlines(),
                         fresh.get(name, "").splitlines(),
-                        f"committed/{name}", f"generated/{name}", lineterm="", n=1,
+                        f"committed/{name}",
+                        f"generated/{name}",
+                        lineterm="",
+                        n=1,
                     )
-                    stale.append(f"{target.relative_to(ROOT)}/{name}\n" + "\n".join(list(diff)[:20]))
+                    stale.append(
+                        f"{target.relative_to(ROOT)}/{name}\n" + "\n".join(list(diff)[:20])
+                    )
     if stale:
         print("stale generated stubs (run `make proto`):\n" + "\n".join(stale), file=sys.stderr)
         return 1

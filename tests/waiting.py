@@ -24,5 +24,7 @@ def wait_until(
             last_error = error
         if time.monotonic() > deadline:
             detail = f" (last error: {last_error!r})" if last_error else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}{detail}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {message or condition}{detail}"
+            )
         time.sleep(interval)

@@ -55,9 +55,21 @@ def build(output: Path, *, python: str = "/usr/bin/env python3") -> Path:
         site_packages = Path(tmp) / "site-packages"
         stage(site_packages)
         subprocess.run(
-            [sys.executable, "-m", "shiv", "--site-packages", str(site_packages),
-             "--entry-point", ENTRY_POINT, "--output-file", str(output), "--python", python,
-             "--compressed", "--reproducible"],
+            [
+                sys.executable,
+                "-m",
+                "shiv",
+                "--site-packages",
+                str(site_packages),
+                "--entry-point",
+                ENTRY_POINT,
+                "--output-file",
+                str(output),
+                "--python",
+                python,
+                "--compressed",
+                "--reproducible",
+            ],
             check=True,
         )
     return output
@@ -66,12 +78,17 @@ def build(output: Path, *, python: str = "/usr/bin/env python3") -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Build the worker zipapp (dist/worker.pyz).")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "dist" / "worker.pyz")
-    parser.add_argument("--python", default="/usr/bin/env python3",
-                        help="shebang interpreter (default: /usr/bin/env python3)")
+    parser.add_argument(
+        "--python",
+        default="/usr/bin/env python3",
+        help="shebang interpreter (default: /usr/bin/env python3)",
+    )
     args = parser.parse_args()
     path = build(args.output, python=args.python)
-    print(f"built {path} for CPython {platform.python_version()} on "
-          f"{sys.platform}-{platform.machine()}; it runs only there")
+    print(
+        f"built {path} for CPython {platform.python_version()} on "
+        f"{sys.platform}-{platform.machine()}; it runs only there"
+    )
 
 
 if __name__ == "__main__":

@@ -1,3 +1,3 @@
-"""Vahana: a scheduler and Kubernetes operator for shell tasks on Kubernetes, SLURM and bare metal."""
+"""Vahana: a scheduler and Kubernetes operator for shell tasks on Kubernetes, SLURM, bare metal."""
 
 __version__ = "0.1.0"

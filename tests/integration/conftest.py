@@ -38,9 +38,7 @@ WorkerFactory = Callable[..., harness.WorkerProcess]
 
 
 @pytest.fixture
-def start_worker(
-    scheduler: harness.SchedulerProcess, state_dir: Path
-) -> Iterator[WorkerFactory]:
+def start_worker(scheduler: harness.SchedulerProcess, state_dir: Path) -> Iterator[WorkerFactory]:
     started: list[harness.WorkerProcess] = []
 
     def start(worker_id: str, **options: object) -> harness.WorkerProcess:

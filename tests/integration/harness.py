@@ -16,10 +16,10 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from tests.waiting import wait_until
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import task_service_pb2_grpc, worker_pb2, worker_pb2_grpc
+
+from tests.waiting import wait_until
 
 FINAL = {worker_pb2.COMPLETED, worker_pb2.FAILED, worker_pb2.CANCELLED, worker_pb2.TIMED_OUT}
 
@@ -47,15 +47,23 @@ class SchedulerProcess:
 
     def start(self, timeout: float = 20.0) -> SchedulerProcess:
         self.starts += 1
-        log = open(self.state_dir / f"scheduler-{self.starts}.log", "wb")
+        log = open(self.state_dir / f"scheduler-{self.starts}.log", "wb")  # noqa: SIM115 (Popen keeps it)
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "vahana.cli.main", "server",
-                f"--port={self.port}", f"--state-dir={self.state_dir}", "--workers=0",
+                sys.executable,
+                "-m",
+                "vahana.cli.main",
+                "server",
+                f"--port={self.port}",
+                f"--state-dir={self.state_dir}",
+                "--workers=0",
                 f"--heartbeat-interval={self.heartbeat_interval}",
-                f"--missed-heartbeats={self.missed_heartbeats}", "--log-level=info",
+                f"--missed-heartbeats={self.missed_heartbeats}",
+                "--log-level=info",
             ],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         wait_until(self._serving, timeout=timeout, message=f"scheduler serving on {self.address}")
@@ -64,7 +72,9 @@ class SchedulerProcess:
     def _serving(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"scheduler exited with {self.process.returncode}: {self.log_text()[-2000:]}")
+            raise AssertionError(
+                f"scheduler exited with {self.process.returncode}: {self.log_text()[-2000:]}"
+            )
         with grpc.insecure_channel(self.address) as channel:
             try:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -91,7 +101,8 @@ class SchedulerProcess:
 
     def log_text(self) -> str:
         return "\n".join(
-            path.read_text(errors="replace") for path in sorted(self.state_dir.glob("scheduler-*.log"))
+            path.read_text(errors="replace")
+            for path in sorted(self.state_dir.glob("scheduler-*.log"))
         )
 
     @property
@@ -113,15 +124,23 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.working_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.working_dir / f"{self.worker_id}.log", "ab")
+        log = open(self.working_dir / f"{self.worker_id}.log", "ab")  # noqa: SIM115 (Popen keeps it)
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "vahana_worker",
-                f"--server-address={self.server_address}", f"--worker-id={self.worker_id}",
-                f"--working-dir={self.working_dir}", f"--heartbeat-interval={self.heartbeat_interval}s",
-                f"--max-tasks={self.max_tasks}", "--log-level=debug", *self.extra,
+                sys.executable,
+                "-m",
+                "vahana_worker",
+                f"--server-address={self.server_address}",
+                f"--worker-id={self.worker_id}",
+                f"--working-dir={self.working_dir}",
+                f"--heartbeat-interval={self.heartbeat_interval}s",
+                f"--max-tasks={self.max_tasks}",
+                "--log-level=debug",
+                *self.extra,
             ],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
@@ -163,7 +182,9 @@ class Client:
         self.workers = worker_pb2_grpc.WorkerServiceStub(self.channel)
 
     def submit(self, *specs: tasks_pb.TaskSubmission) -> list[str]:
-        return list(self.tasks.SubmitTasks(tasks_pb.SubmitTasksRequest(tasks=specs), timeout=10).task_ids)
+        return list(
+            self.tasks.SubmitTasks(tasks_pb.SubmitTasksRequest(tasks=specs), timeout=10).task_ids
+        )
 
     def get(self, task_id: str) -> tasks_pb.TaskInfo:
         return self.tasks.GetTask(tasks_pb.GetTaskRequest(id=task_id), timeout=5)

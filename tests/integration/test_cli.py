@@ -1,4 +1,4 @@
-"""The `vahana` command as a user runs it: `run` on the embedded default, and the client commands."""
+"""The `vahana` command as a user runs it: `run` (the embedded default) and the client commands."""
 
 from __future__ import annotations
 
@@ -7,20 +7,27 @@ import sys
 from pathlib import Path
 
 import pytest
+from vahana.proto import worker_pb2 as pb
 
 from tests.integration import harness
 from tests.integration.conftest import WorkerFactory
 from tests.waiting import wait_until
-from vahana.proto import worker_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]
+HEADER = "apiVersion: vahana.dev/v1alpha1\nkind: Task\nmetadata: {name: a}\n"
 EXAMPLES = ROOT / "deploy" / "examples"
 
 
-def vahana(*args: str, timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def vahana(
+    *args: str, timeout: float = 120, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vahana.cli.main", *args],
-        capture_output=True, text=True, timeout=timeout, input=stdin, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        cwd=ROOT,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
     )
 
@@ -28,7 +35,7 @@ def vahana(*args: str, timeout: float = 120, stdin: str | None = None) -> subpro
 def test_run_executes_the_examples_to_completed_and_prints_a_result_table() -> None:
     result = vahana("run", "-f", str(EXAMPLES / "hello.yaml"), "--workers=2")
     assert result.returncode == 0, result.stdout + result.stderr
-    table = result.stdout[result.stdout.index("Results"):]
+    table = result.stdout[result.stdout.index("Results") :]
     for name in ("hello", "count", "greet-env", "copy-hostname", "small-resources"):
         row = next(line for line in table.splitlines() if line.strip().startswith(name))
         assert "COMPLETED" in row, row
@@ -39,7 +46,7 @@ def test_run_executes_the_examples_to_completed_and_prints_a_result_table() -> N
 def test_run_exits_non_zero_and_shows_exit_code_3_when_a_task_fails() -> None:
     result = vahana("run", "-f", str(EXAMPLES / "failing.yaml"), "--workers=1")
     assert result.returncode == 1, result.stdout + result.stderr
-    table = result.stdout[result.stdout.index("Results"):]
+    table = result.stdout[result.stdout.index("Results") :]
     row = next(line for line in table.splitlines() if "exits-three" in line)
     assert row.split()[1:3] == ["FAILED", "3"], row
     assert "did not complete" in result.stdout
@@ -49,24 +56,37 @@ def test_run_exits_non_zero_and_shows_exit_code_3_when_a_task_fails() -> None:
     ("document", "field"),
     [
         ("spec: {command: [unclosed", "line"),
-        ("apiVersion: vahana.dev/v1alpha1\nkind: Task\nmetadata: {name: a}\nspec: {command: x, colour: red}", "spec.colour"),
-        ("apiVersion: vahana.dev/v1alpha1\nkind: Task\nmetadata: {name: a}\nspec: {command: x, resources: {cpu: '-1'}}", "spec.resources.cpu"),
-        ("apiVersion: vahana.dev/v1alpha1\nkind: Task\nmetadata: {name: a}\nspec: {command: ''}", "spec.command"),
+        (
+            HEADER + "spec: {command: x, colour: red}",
+            "spec.colour",
+        ),
+        (
+            HEADER + "spec: {command: x, resources: {cpu: '-1'}}",
+            "spec.resources.cpu",
+        ),
+        (
+            HEADER + "spec: {command: ''}",
+            "spec.command",
+        ),
     ],
 )
 def test_an_invalid_file_is_refused_naming_the_field_and_nothing_is_submitted(
     client: harness.Client, scheduler: harness.SchedulerProcess, document: str, field: str
 ) -> None:
-    good = "apiVersion: vahana.dev/v1alpha1\nkind: Task\nmetadata: {name: fine}\nspec: {command: 'true'}\n---\n"
+    good = HEADER.replace("name: a", "name: fine") + "spec: {command: 'true'}\n---\n"
     result = vahana("submit", "-f", "-", f"--server={scheduler.address}", stdin=good + document)
     assert result.returncode == 2, result.stdout + result.stderr
     assert field in result.stderr
     assert "nothing was submitted" in result.stderr
-    assert vahana("get", "tasks", "-o", "json", f"--server={scheduler.address}").stdout.strip() == "[]"
+    assert (
+        vahana("get", "tasks", "-o", "json", f"--server={scheduler.address}").stdout.strip() == "[]"
+    )
 
 
 def test_client_commands_submit_get_logs_and_cancel(
-    client: harness.Client, scheduler: harness.SchedulerProcess, start_worker: WorkerFactory,
+    client: harness.Client,
+    scheduler: harness.SchedulerProcess,
+    start_worker: WorkerFactory,
     tmp_path: Path,
 ) -> None:
     start_worker("cli-worker", max_tasks=2)
@@ -82,19 +102,33 @@ def test_client_commands_submit_get_logs_and_cancel(
     assert submitted.returncode == 0, submitted.stderr
     assert "task/greet submitted" in submitted.stdout
 
-    wait_until(lambda: client.status(client.get("greet").id) == pb.COMPLETED, timeout=20, message="greet done")
+    wait_until(
+        lambda: client.status(client.get("greet").id) == pb.COMPLETED,
+        timeout=20,
+        message="greet done",
+    )
     logs = vahana("logs", "greet", server)
     assert logs.returncode == 0 and "hi from cli" in logs.stdout
 
-    wait_until(lambda: client.status(client.get("forever").id) == pb.RUNNING, timeout=20, message="forever running")
+    wait_until(
+        lambda: client.status(client.get("forever").id) == pb.RUNNING,
+        timeout=20,
+        message="forever running",
+    )
     listing = vahana("get", "tasks", server)
-    assert "greet" in listing.stdout and "COMPLETED" in listing.stdout and "RUNNING" in listing.stdout
+    assert (
+        "greet" in listing.stdout and "COMPLETED" in listing.stdout and "RUNNING" in listing.stdout
+    )
     workers = vahana("get", "workers", server)
     assert "cli-worker" in workers.stdout and "local" not in workers.stdout
 
     cancelled = vahana("cancel", "forever", server)
     assert cancelled.returncode == 0, cancelled.stderr
-    wait_until(lambda: client.status(client.get("forever").id) == pb.CANCELLED, timeout=15, message="cancelled")
+    wait_until(
+        lambda: client.status(client.get("forever").id) == pb.CANCELLED,
+        timeout=15,
+        message="cancelled",
+    )
     again = vahana("cancel", "forever", server)
     assert again.returncode == 1 and "already ended" in again.stdout
 

@@ -6,10 +6,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+from vahana.proto import worker_pb2 as pb
+
 from tests.integration import harness
 from tests.integration.conftest import WorkerFactory
 from tests.waiting import wait_until
-from vahana.proto import worker_pb2 as pb
 
 
 def test_a_task_on_a_killed_worker_reruns_elsewhere_within_the_heartbeat_limit(
@@ -19,10 +20,13 @@ def test_a_task_on_a_killed_worker_reruns_elsewhere_within_the_heartbeat_limit(
     [task_id] = client.submit(harness.submission("sleep 2; echo survived", "victim"))
     wait_until(
         lambda: client.get(task_id).worker_id == "doomed" and client.status(task_id) == pb.RUNNING,
-        timeout=15, message="task running on the first worker",
+        timeout=15,
+        message="task running on the first worker",
     )
     start_worker("rescuer")
-    wait_until(lambda: len(client.list_workers()) == 2, timeout=15, message="second worker registered")
+    wait_until(
+        lambda: len(client.list_workers()) == 2, timeout=15, message="second worker registered"
+    )
 
     first.kill()
     killed_at = time.monotonic()
@@ -31,14 +35,16 @@ def test_a_task_on_a_killed_worker_reruns_elsewhere_within_the_heartbeat_limit(
         lambda: (lambda t: t.worker_id == "rescuer" and t.status == pb.RUNNING and t.attempt == 2)(
             client.get(task_id)
         ),
-        timeout=limit + 5, message="task running again on the second worker",
+        timeout=limit + 5,
+        message="task running again on the second worker",
     )
     rerun_after = time.monotonic() - killed_at
     assert rerun_after <= limit, f"rerun took {rerun_after:.1f}s, limit {limit:.1f}s"
 
     done = wait_until(
         lambda: (lambda t: t if t.status in harness.FINAL else None)(client.get(task_id)),
-        timeout=20, message="task finished",
+        timeout=20,
+        message="task finished",
     )
     assert done.status == pb.COMPLETED
     assert "survived" in done.output_tail
@@ -49,10 +55,14 @@ def _final_counts(db: Path) -> tuple[int, dict[str, int], list[str]]:
     """(tasks, final attempts per task, tasks not final) read straight from the store."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
         tasks = connection.execute("SELECT id, phase FROM tasks").fetchall()
-        finals = dict(connection.execute(
-            "SELECT task_id, COUNT(*) FROM attempts WHERE phase = 'COMPLETED' GROUP BY task_id"
-        ).fetchall())
-    unfinished = [task_id for task_id, phase in tasks if phase in ("PENDING", "ASSIGNED", "RUNNING")]
+        finals = dict(
+            connection.execute(
+                "SELECT task_id, COUNT(*) FROM attempts WHERE phase = 'COMPLETED' GROUP BY task_id"
+            ).fetchall()
+        )
+    unfinished = [
+        task_id for task_id, phase in tasks if phase in ("PENDING", "ASSIGNED", "RUNNING")
+    ]
     return len(tasks), finals, unfinished
 
 
@@ -61,10 +71,13 @@ def test_kill_9_of_the_scheduler_loses_no_task_and_completes_none_twice(
 ) -> None:
     start_worker("steady-1", max_tasks=2)
     start_worker("steady-2", max_tasks=2)
-    ids = client.submit(*[harness.submission(f"sleep 0.{i % 5}; echo {i}", f"job-{i}") for i in range(40)])
+    ids = client.submit(
+        *[harness.submission(f"sleep 0.{i % 5}; echo {i}", f"job-{i}") for i in range(40)]
+    )
     wait_until(
         lambda: sum(client.status(i) == pb.COMPLETED for i in ids) >= 5,
-        timeout=30, message="some tasks completed",
+        timeout=30,
+        message="some tasks completed",
     )
     running_before = [i for i in ids if client.status(i) in (pb.RUNNING, pb.ASSIGNED)]
     scheduler.kill()
@@ -73,7 +86,8 @@ def test_kill_9_of_the_scheduler_loses_no_task_and_completes_none_twice(
     try:
         wait_until(
             lambda: all(restarted.status(i) in harness.FINAL for i in ids),
-            timeout=60, message="every task final after the restart",
+            timeout=60,
+            message="every task final after the restart",
         )
         statuses = [restarted.status(i) for i in ids]
     finally:
@@ -111,7 +125,8 @@ def test_running_tasks_survive_a_scheduler_outage_and_their_results_are_accepted
             lambda: (lambda ts: ts if all(t.status in harness.FINAL for t in ts) else None)(
                 [restarted.get(i) for i in ids]
             ),
-            timeout=30, message="results delivered after reconnecting",
+            timeout=30,
+            message="results delivered after reconnecting",
         )
     finally:
         restarted.close()
@@ -140,12 +155,15 @@ def test_a_timeout_kills_the_whole_process_group(
 ) -> None:
     pid_file = state_dir / "grandchild.pid"
     start_worker("strict")
-    [task_id] = client.submit(harness.submission(
-        f"bash -c 'sleep 1000 & echo $! > {pid_file}; wait'", "sleeper", timeout_seconds=1.5
-    ))
+    [task_id] = client.submit(
+        harness.submission(
+            f"bash -c 'sleep 1000 & echo $! > {pid_file}; wait'", "sleeper", timeout_seconds=1.5
+        )
+    )
     task = wait_until(
         lambda: (lambda t: t if t.status in harness.FINAL else None)(client.get(task_id)),
-        timeout=20, message="task timed out",
+        timeout=20,
+        message="task timed out",
     )
     assert task.status == pb.TIMED_OUT
     grandchild = int(pid_file.read_text())
@@ -159,10 +177,16 @@ def test_cancel_stops_the_running_process(
 
     pid_file = state_dir / "cancel.pid"
     start_worker("obedient")
-    [task_id] = client.submit(harness.submission(f"echo $$ > {pid_file}; exec sleep 1000", "cancel-me"))
-    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=15, message="pid file")
+    [task_id] = client.submit(
+        harness.submission(f"echo $$ > {pid_file}; exec sleep 1000", "cancel-me")
+    )
+    wait_until(
+        lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=15, message="pid file"
+    )
     pid = int(pid_file.read_text())
-    reply = client.tasks.CancelTask(tasks_pb.CancelTaskRequest(id=task_id, reason="test"), timeout=5)
+    reply = client.tasks.CancelTask(
+        tasks_pb.CancelTaskRequest(id=task_id, reason="test"), timeout=5
+    )
     assert reply.cancelled
     wait_until(lambda: client.status(task_id) == pb.CANCELLED, timeout=10, message="task cancelled")
     wait_until(lambda: not harness.pid_alive(pid), timeout=5, message="process gone")

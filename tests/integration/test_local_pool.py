@@ -41,7 +41,8 @@ def test_local_workers_exit_when_the_scheduler_is_killed(tmp_path: Path) -> None
         parent.wait()
         wait_until(
             lambda: not any(harness.pid_alive(pid) for pid in pids),
-            timeout=45, message="local workers gone after their scheduler was killed",
+            timeout=45,
+            message="local workers gone after their scheduler was killed",
         )
     finally:
         if parent.poll() is None:

@@ -5,19 +5,26 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from vahana.proto import worker_pb2 as pb
 
 from tests.integration import harness
 from tests.integration.conftest import WorkerFactory
 from tests.waiting import wait_until
-from vahana.proto import worker_pb2 as pb
 
 SEED_METHODS = {
-    "RegisterWorker", "PollForTask", "UpdateTaskStatus", "SendHeartbeat",
-    "UpdateWorkerStatus", "BatchUpdateTaskStatus", "ListWorkers",
+    "RegisterWorker",
+    "PollForTask",
+    "UpdateTaskStatus",
+    "SendHeartbeat",
+    "UpdateWorkerStatus",
+    "BatchUpdateTaskStatus",
+    "ListWorkers",
 }
 
 
-def _reflect(channel: grpc.Channel, request: reflection_pb2.ServerReflectionRequest) -> reflection_pb2.ServerReflectionResponse:
+def _reflect(
+    channel: grpc.Channel, request: reflection_pb2.ServerReflectionRequest
+) -> reflection_pb2.ServerReflectionResponse:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     return next(iter(stub.ServerReflectionInfo(iter([request]), timeout=5)))
 
@@ -67,8 +74,11 @@ def test_a_stale_attempt_is_refused_and_does_not_change_the_task(
     before = client.get(task_id)
 
     stale = pb.UpdateTaskStatusRequest(
-        task_id=task_id, worker_id="fence-1", attempt=before.attempt + 1,
-        status=pb.COMPLETED, exit_code=0,
+        task_id=task_id,
+        worker_id="fence-1",
+        attempt=before.attempt + 1,
+        status=pb.COMPLETED,
+        exit_code=0,
     )
     with pytest.raises(grpc.RpcError) as refused:
         client.workers.UpdateTaskStatus(stale, timeout=5)
@@ -76,7 +86,11 @@ def test_a_stale_attempt_is_refused_and_does_not_change_the_task(
     assert "stale attempt" in refused.value.details()
 
     other_worker = pb.UpdateTaskStatusRequest(
-        task_id=task_id, worker_id="intruder", attempt=before.attempt, status=pb.FAILED, exit_code=1,
+        task_id=task_id,
+        worker_id="intruder",
+        attempt=before.attempt,
+        status=pb.FAILED,
+        exit_code=1,
     )
     with pytest.raises(grpc.RpcError) as refused_again:
         client.workers.UpdateTaskStatus(other_worker, timeout=5)
@@ -91,8 +105,16 @@ def test_a_stale_attempt_is_refused_and_does_not_change_the_task(
     [
         ("RegisterWorker", pb.RegisterWorkerRequest(), "worker_id"),
         ("PollForTask", pb.PollForTaskRequest(worker_id="w", max_tasks=-1), "max_tasks"),
-        ("UpdateTaskStatus", pb.UpdateTaskStatusRequest(task_id="t", worker_id="w", attempt=1, status=pb.PENDING), "status"),
-        ("UpdateTaskStatus", pb.UpdateTaskStatusRequest(task_id="t", worker_id="w", attempt=0, status=pb.RUNNING), "attempt"),
+        (
+            "UpdateTaskStatus",
+            pb.UpdateTaskStatusRequest(task_id="t", worker_id="w", attempt=1, status=pb.PENDING),
+            "status",
+        ),
+        (
+            "UpdateTaskStatus",
+            pb.UpdateTaskStatusRequest(task_id="t", worker_id="w", attempt=0, status=pb.RUNNING),
+            "attempt",
+        ),
         ("SendHeartbeat", pb.HeartbeatRequest(worker_id="bad id with spaces"), "worker_id"),
         ("UpdateWorkerStatus", pb.UpdateWorkerStatusRequest(worker_id="w"), "status"),
     ],
@@ -108,5 +130,7 @@ def test_malformed_requests_get_invalid_argument_naming_the_field(
 
 def test_an_unknown_worker_polling_is_told_to_register(client: harness.Client) -> None:
     with pytest.raises(grpc.RpcError) as refused:
-        client.workers.PollForTask(pb.PollForTaskRequest(worker_id="nobody", max_tasks=1), timeout=5)
+        client.workers.PollForTask(
+            pb.PollForTaskRequest(worker_id="nobody", max_tasks=1), timeout=5
+        )
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND

@@ -16,7 +16,10 @@ def test_generated_stubs_match_the_protos() -> None:
     pytest.importorskip("grpc_tools", reason="grpcio-tools is a dev dependency (make venv)")
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--check"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
 

@@ -100,12 +100,18 @@ class Worker:
             raise RuntimeError("Worker.run() may be called once")
         self._started = True
         self._working_dir.mkdir(parents=True, exist_ok=True)
-        _ev("worker starting", server=self._config.server_address,
-            max_tasks=self._config.max_tasks, working_dir=str(self._working_dir))
-        for name, body in (("link", self._link_loop), ("poll", self._poll_loop),
-                           ("reporter", self._reporter.run)):
-            thread = threading.Thread(target=self._guard, args=(name, body), name=name,
-                                      daemon=True)
+        _ev(
+            "worker starting",
+            server=self._config.server_address,
+            max_tasks=self._config.max_tasks,
+            working_dir=str(self._working_dir),
+        )
+        for name, body in (
+            ("link", self._link_loop),
+            ("poll", self._poll_loop),
+            ("reporter", self._reporter.run),
+        ):
+            thread = threading.Thread(target=self._guard, args=(name, body), name=name, daemon=True)
             self._threads.append(thread)
             thread.start()
         # wait() with a timeout keeps the main thread responsive to signals.
@@ -113,8 +119,7 @@ class Worker:
             pass
         self._drain()
         if self._fatal is not None:
-            _ev("worker stopped after a fatal error", level=logging.ERROR,
-                error=repr(self._fatal))
+            _ev("worker stopped after a fatal error", level=logging.ERROR, error=repr(self._fatal))
             return 1
         _ev("worker stopped")
         return 0
@@ -148,8 +153,9 @@ class Worker:
             left = list(self._slots.values())
         if not drained:
             for slot in left:
-                _ev("killing task on shutdown", task_id=slot.spec.task_id,
-                    attempt=slot.spec.attempt)
+                _ev(
+                    "killing task on shutdown", task_id=slot.spec.task_id, attempt=slot.spec.attempt
+                )
                 slot.run.stop(executor.StopReason.SHUTDOWN)
             with self._lock:
                 self._lock.wait_for(lambda: not self._slots, timeout=executor.KILL_GRACE + 10)
@@ -168,14 +174,23 @@ class Worker:
         try:
             self._client.update_worker_status(status, reason, timeout=STATUS_CALL_TIMEOUT)
         except grpc.RpcError as exc:
-            _ev("could not report worker status", level=logging.WARNING,
-                status=pb.WorkerStatus.Name(status), code=client.code_of(exc).name)
+            _ev(
+                "could not report worker status",
+                level=logging.WARNING,
+                status=pb.WorkerStatus.Name(status),
+                code=client.code_of(exc).name,
+            )
 
     # -- shared helpers --------------------------------------------------------------------
 
     def _leases(self) -> list[tuple[str, int]]:
+        """Leases this worker holds: running tasks, and finished ones whose result is not yet
+        delivered (else the scheduler, not seeing them, would rerun a task that is done)."""
         with self._lock:
-            return list(self._slots)
+            held = dict.fromkeys(self._slots)
+        for update in self._reporter.pending():
+            held.setdefault((update.task_id, update.attempt))
+        return list(held)
 
     def _free_slots(self) -> int:
         if self._stopping.is_set():
@@ -192,8 +207,9 @@ class Worker:
             stop.wait(timeout=delay)
         return False
 
-    def _call_failed(self, call: str, exc: grpc.RpcError, pause: backoff.Backoff,
-                     stop: threading.Event) -> None:
+    def _call_failed(
+        self, call: str, exc: grpc.RpcError, pause: backoff.Backoff, stop: threading.Event
+    ) -> None:
         """Books a failed call (breaker, re-registration) and backs off."""
         code = client.code_of(exc)
         if client.is_transient(exc):
@@ -203,8 +219,14 @@ class Worker:
         if code is grpc.StatusCode.NOT_FOUND:
             self._request_register()
         delay = pause.next_delay()
-        _ev("call to scheduler failed", level=logging.WARNING, call=call, code=code.name,
-            error=client.details_of(exc), retry_in=f"{delay:.2f}s")
+        _ev(
+            "call to scheduler failed",
+            level=logging.WARNING,
+            call=call,
+            code=code.name,
+            error=client.details_of(exc),
+            retry_in=f"{delay:.2f}s",
+        )
         stop.wait(timeout=delay)
 
     def _call_succeeded(self, pause: backoff.Backoff) -> None:
@@ -247,8 +269,12 @@ class Worker:
         self._call_succeeded(pause)
         if not response.success:
             delay = pause.next_delay()
-            _ev("registration refused", level=logging.WARNING, reason=response.message,
-                retry_in=f"{delay:.2f}s")
+            _ev(
+                "registration refused",
+                level=logging.WARNING,
+                reason=response.message,
+                retry_in=f"{delay:.2f}s",
+            )
             self._link_stop.wait(timeout=delay)
             return False
         if response.HasField("heartbeat_interval"):
@@ -257,8 +283,11 @@ class Worker:
                 self._heartbeat_interval = interval
         self._needs_register.clear()
         self._registered.set()
-        _ev("registered", running=len(request.running_tasks),
-            heartbeat_interval=f"{self._heartbeat_interval:g}s")
+        _ev(
+            "registered",
+            running=len(request.running_tasks),
+            heartbeat_interval=f"{self._heartbeat_interval:g}s",
+        )
         for lease in response.revoked_tasks:
             self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.REVOKED)
         self._reporter.retry_now()
@@ -314,8 +343,8 @@ class Worker:
         while not self._stopping.is_set():
             if not self._registered.wait(timeout=1.0):
                 continue
-            if not self._wait_breaker(self._stopping):
-                return
+            if not self._breaker.wait_closed(timeout=1.0):
+                continue  # heartbeats and reports probe the link; the long poll waits
             free = self._free_slots()
             _log.debug("polling", extra={"kv": {"max_tasks": free}})
             future = self._client.poll(max_tasks=free, wait=self._config.poll_wait)
@@ -358,9 +387,16 @@ class Worker:
         for lease in response.cancel_tasks:
             self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.CANCELLED)
         tasks = ([response.task] if response.has_task else []) + list(response.more_tasks)
-        _log.debug("poll answered", extra={"kv": {"tasks": len(tasks),
-                                                  "cancels": len(response.cancel_tasks),
-                                                  "drain": response.drain}})
+        _log.debug(
+            "poll answered",
+            extra={
+                "kv": {
+                    "tasks": len(tasks),
+                    "cancels": len(response.cancel_tasks),
+                    "drain": response.drain,
+                }
+            },
+        )
         for task in tasks:
             self._start_task(task)
         if response.drain:
@@ -371,13 +407,20 @@ class Worker:
     def _start_task(self, task: pb.Task) -> None:
         spec = messages.spec_from_task(task, default_timeout=self._config.task_timeout)
         key = (spec.task_id, spec.attempt)
-        run = executor.TaskRun(spec, working_dir=self._working_dir,
-                               output_limit=self._config.output_limit,
-                               keep_sandbox=self._config.keep_sandboxes)
+        run = executor.TaskRun(
+            spec,
+            working_dir=self._working_dir,
+            output_limit=self._config.output_limit,
+            keep_sandbox=self._config.keep_sandboxes,
+        )
         with self._lock:
             if key in self._slots:
-                _ev("task already running; duplicate ignored", level=logging.WARNING,
-                    task_id=spec.task_id, attempt=spec.attempt)
+                _ev(
+                    "task already running; duplicate ignored",
+                    level=logging.WARNING,
+                    task_id=spec.task_id,
+                    attempt=spec.attempt,
+                )
                 return
             refuse = self._stopping.is_set()
             if not refuse:
@@ -385,33 +428,56 @@ class Worker:
                 self._slots[key] = slot
         if refuse:
             # Handed out while we were stopping: give it back without starting it.
-            self._report(spec, executor.Result(executor.Outcome.FAILED,
-                                               message="worker shutting down",
-                                               failure_kind=executor.FailureKind.INFRASTRUCTURE))
+            self._report(
+                spec,
+                executor.Result(
+                    executor.Outcome.FAILED,
+                    message="worker shutting down",
+                    failure_kind=executor.FailureKind.INFRASTRUCTURE,
+                ),
+            )
             return
-        slot.thread = threading.Thread(target=self._run_task, args=(slot,), daemon=True,
-                                       name=f"task-{spec.task_id}")
+        slot.thread = threading.Thread(
+            target=self._run_task, args=(slot,), daemon=True, name=f"task-{spec.task_id}"
+        )
         slot.thread.start()
 
     def _run_task(self, slot: _Slot) -> None:
         spec = slot.spec
-        self._reporter.submit(messages.running_update(
-            worker_id=self._config.worker_id, task_id=spec.task_id, attempt=spec.attempt,
-            now=self._now()))
-        _ev("task started", task_id=spec.task_id, attempt=spec.attempt,
-            timeout=f"{spec.timeout:g}s")
+        self._reporter.submit(
+            messages.running_update(
+                worker_id=self._config.worker_id,
+                task_id=spec.task_id,
+                attempt=spec.attempt,
+                now=self._now(),
+            )
+        )
+        _ev(
+            "task started", task_id=spec.task_id, attempt=spec.attempt, timeout=f"{spec.timeout:g}s"
+        )
         started = time.monotonic()
         try:
             result = slot.run.run()
         except Exception as exc:  # the worker's fault (disk full, ...), not the task's
-            _log.exception("task crashed in the worker",
-                           extra={"kv": {"task_id": spec.task_id, "attempt": spec.attempt}})
-            result = executor.Result(executor.Outcome.FAILED, message=f"worker error: {exc}",
-                                     failure_kind=executor.FailureKind.INFRASTRUCTURE)
-        _ev("task finished", task_id=spec.task_id, attempt=spec.attempt,
-            outcome=result.outcome.value, exit_code=result.exit_code,
-            failure_kind=result.failure_kind.value, message=result.message or None,
-            seconds=f"{time.monotonic() - started:.3f}")
+            _log.exception(
+                "task crashed in the worker",
+                extra={"kv": {"task_id": spec.task_id, "attempt": spec.attempt}},
+            )
+            result = executor.Result(
+                executor.Outcome.FAILED,
+                message=f"worker error: {exc}",
+                failure_kind=executor.FailureKind.INFRASTRUCTURE,
+            )
+        _ev(
+            "task finished",
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            outcome=result.outcome.value,
+            exit_code=result.exit_code,
+            failure_kind=result.failure_kind.value,
+            message=result.message or None,
+            seconds=f"{time.monotonic() - started:.3f}",
+        )
         self._report(spec, result)
         with self._lock:
             self._slots.pop((spec.task_id, spec.attempt), None)
@@ -419,18 +485,29 @@ class Worker:
         self._cancel_poll()  # a held poll for zero tasks is re-issued with the free slot
 
     def _report(self, spec: executor.TaskSpec, result: executor.Result) -> None:
-        self._reporter.submit(messages.final_update(
-            worker_id=self._config.worker_id, task_id=spec.task_id, attempt=spec.attempt,
-            result=result, now=self._now()))
+        self._reporter.submit(
+            messages.final_update(
+                worker_id=self._config.worker_id,
+                task_id=spec.task_id,
+                attempt=spec.attempt,
+                result=result,
+                now=self._now(),
+            )
+        )
 
     def _stop_lease(self, task_id: str, attempt: int, reason: executor.StopReason) -> None:
         """Stops the matching running task(s); attempt 0 matches every attempt."""
         with self._lock:
-            slots = [slot for (tid, att), slot in self._slots.items()
-                     if tid == task_id and attempt in (0, att)]
+            slots = [
+                slot
+                for (tid, att), slot in self._slots.items()
+                if tid == task_id and attempt in (0, att)
+            ]
         if not slots:
-            _log.debug("stop for a task not running here",
-                       extra={"kv": {"task_id": task_id, "attempt": attempt}})
+            _log.debug(
+                "stop for a task not running here",
+                extra={"kv": {"task_id": task_id, "attempt": attempt}},
+            )
         for slot in slots:
             _ev("stopping task", task_id=task_id, attempt=slot.spec.attempt, reason=reason.value)
             slot.run.stop(reason)

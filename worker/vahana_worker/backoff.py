@@ -87,6 +87,16 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trial_started_at: float | None = None
+        self._closed = threading.Event()
+        self._closed.set()
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Waits until the breaker is closed (a call got through); False on timeout.
+
+        For long-held calls (the long poll): they must not be the half-open trial, or every
+        other call would wait behind them for as long as they are held.
+        """
+        return self._closed.wait(timeout)
 
     @property
     def state(self) -> BreakerState:
@@ -138,6 +148,10 @@ class CircuitBreaker:
 
     def _set_state(self, state: BreakerState) -> None:
         old = self._state
+        if state is BreakerState.CLOSED:
+            self._closed.set()
+        else:
+            self._closed.clear()
         self._state = state
         level = logging.WARNING if state is BreakerState.OPEN else logging.INFO
         _log.log(

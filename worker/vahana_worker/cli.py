@@ -24,9 +24,11 @@ their plain names (SERVER_ADDRESS, WORKER_ID, ...); options Vahana added are rea
 {settings.ENV_PREFIX}<NAME>. Durations are Go-style (30s, 1h30m, 500ms) or plain seconds.
 
 environment only:
-{chr(10).join(
-    f"  {o.env:<40} {o.help} (default {o.default})" for o in settings.OPTIONS if not o.flag
-)}
+{
+    chr(10).join(
+        f"  {o.env:<40} {o.help} (default {o.default})" for o in settings.OPTIONS if not o.flag
+    )
+}
 
 exit codes: 0 clean shutdown, 1 fatal error, 2 bad flags or settings.
 """
@@ -48,14 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
         default = option.default if option.default not in (None, "") else "empty"
         text = f"{option.help} [env {option.env}; default {default}]"
         if option.kind == "bool":
-            parser.add_argument(option.flag, dest=option.field, action="store_true",
-                                default=None, help=text)
+            parser.add_argument(
+                option.flag, dest=option.field, action="store_true", default=None, help=text
+            )
         elif option.kind == "labels":
-            parser.add_argument(option.flag, dest=option.field, action="append", default=None,
-                                metavar=option.metavar, help=text)
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action="append",
+                default=None,
+                metavar=option.metavar,
+                help=text,
+            )
         else:
-            parser.add_argument(option.flag, dest=option.field, default=None,
-                                metavar=option.metavar or option.field.upper(), help=text)
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                default=None,
+                metavar=option.metavar or option.field.upper(),
+                help=text,
+            )
     return parser
 
 

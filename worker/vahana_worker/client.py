@@ -92,17 +92,13 @@ class SchedulerClient:
     def batch_update(
         self, updates: list[pb.UpdateTaskStatusRequest]
     ) -> pb.BatchUpdateTaskStatusResponse:
-        request = pb.BatchUpdateTaskStatusRequest(
-            worker_id=self._config.worker_id, updates=updates
-        )
+        request = pb.BatchUpdateTaskStatusRequest(worker_id=self._config.worker_id, updates=updates)
         response: pb.BatchUpdateTaskStatusResponse = self._stub.BatchUpdateTaskStatus(
             request, timeout=self._timeout
         )
         return response
 
-    def update_task_status(
-        self, update: pb.UpdateTaskStatusRequest
-    ) -> pb.UpdateTaskStatusResponse:
+    def update_task_status(self, update: pb.UpdateTaskStatusRequest) -> pb.UpdateTaskStatusResponse:
         response: pb.UpdateTaskStatusResponse = self._stub.UpdateTaskStatus(
             update, timeout=self._timeout
         )

@@ -43,9 +43,7 @@ def parse_duration(text: str) -> float:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         position = match.end()
     if position != len(raw) or position == 0:
-        raise ValueError(
-            f"invalid duration {text!r}: use e.g. 30s, 1h30m, 500ms or plain seconds"
-        )
+        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 1h30m, 500ms or plain seconds")
     return total
 
 

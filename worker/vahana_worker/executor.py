@@ -191,15 +191,22 @@ class TaskRun:
                     start_new_session=True,
                 )
             except OSError as exc:
-                return Result(Outcome.FAILED, 127, f"could not start bash: {exc}", "",
-                              FailureKind.INFRASTRUCTURE)
+                return Result(
+                    Outcome.FAILED,
+                    127,
+                    f"could not start bash: {exc}",
+                    "",
+                    FailureKind.INFRASTRUCTURE,
+                )
             self._proc = proc
         _log.debug("task process started", extra={"kv": {**self._fields, "pid": proc.pid}})
-        reader = threading.Thread(target=self._read_output, args=(proc,), daemon=True,
-                                  name=f"output-{self.spec.task_id}")
+        reader = threading.Thread(
+            target=self._read_output, args=(proc,), daemon=True, name=f"output-{self.spec.task_id}"
+        )
         reader.start()
-        threading.Thread(target=self._await_exit, args=(proc,), daemon=True,
-                         name=f"wait-{self.spec.task_id}").start()
+        threading.Thread(
+            target=self._await_exit, args=(proc,), daemon=True, name=f"wait-{self.spec.task_id}"
+        ).start()
 
         ended_by = self._supervise(proc)
         # Whatever the command left behind in its group goes with it.
@@ -211,12 +218,21 @@ class TaskRun:
         if isinstance(ended_by, StopReason):
             return self._stopped_result(ended_by, code)
         if ended_by == "timeout":
-            return Result(Outcome.TIMED_OUT, code,
-                          f"timed out after {self.spec.timeout:g}s; process group killed", tail,
-                          FailureKind.TASK_ERROR)
+            return Result(
+                Outcome.TIMED_OUT,
+                code,
+                f"timed out after {self.spec.timeout:g}s; process group killed",
+                tail,
+                FailureKind.TASK_ERROR,
+            )
         if code != 0:
-            return Result(Outcome.FAILED, code, f"command exited with code {code}", tail,
-                          FailureKind.TASK_ERROR)
+            return Result(
+                Outcome.FAILED,
+                code,
+                f"command exited with code {code}",
+                tail,
+                FailureKind.TASK_ERROR,
+            )
         try:
             collected = tuple(
                 staging.collect_output(self.sandbox, source, destination)

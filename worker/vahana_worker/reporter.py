@@ -65,7 +65,7 @@ class Reporter:
         self._backoff = make_backoff()
         self._cond = threading.Condition()
         self._buffer: list[pb.UpdateTaskStatusRequest] = []
-        self._in_flight = 0
+        self._in_flight_batch: list[pb.UpdateTaskStatusRequest] = []
         self._closed = threading.Event()
         self._kick = threading.Event()
         self._batch_unsupported = False
@@ -77,9 +77,9 @@ class Reporter:
             self._cond.notify_all()
 
     def pending(self) -> list[pb.UpdateTaskStatusRequest]:
-        """Updates not yet delivered (buffered or in flight), oldest first."""
+        """Updates not yet delivered (in flight or buffered), oldest first."""
         with self._cond:
-            return list(self._buffer)
+            return [*self._in_flight_batch, *self._buffer]
 
     def retry_now(self) -> None:
         """Cuts a backoff wait short (the link is back)."""
@@ -89,7 +89,7 @@ class Reporter:
         """Waits until everything submitted so far is delivered; False on timeout."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: not self._buffer and self._in_flight == 0, timeout=timeout
+                lambda: not self._buffer and not self._in_flight_batch, timeout=timeout
             )
 
     def close(self) -> None:
@@ -111,12 +111,12 @@ class Reporter:
                     return
                 batch = self._buffer[:MAX_BATCH]
                 del self._buffer[: len(batch)]
-                self._in_flight = len(batch)
+                self._in_flight_batch = batch
             delivered = self._wait_breaker() and self._send(batch)
             with self._cond:
                 if not delivered:
                     self._buffer[:0] = batch
-                self._in_flight = 0
+                self._in_flight_batch = []
                 self._cond.notify_all()
             if not delivered:
                 self._pause(self._backoff.next_delay())
@@ -155,8 +155,13 @@ class Reporter:
                 self._on_unknown_worker()
             _log.warning(
                 "status updates not delivered; will retry",
-                extra={"kv": {"code": code.name, "error": client.details_of(exc),
-                              "updates": len(batch)}},
+                extra={
+                    "kv": {
+                        "code": code.name,
+                        "error": client.details_of(exc),
+                        "updates": len(batch),
+                    }
+                },
             )
             return False
         self._breaker.record_success()
@@ -168,14 +173,24 @@ class Reporter:
         try:
             response = self._sink.update_task_status(update)
         except grpc.RpcError as exc:
-            if client.code_of(exc) in (grpc.StatusCode.FAILED_PRECONDITION,
-                                       grpc.StatusCode.NOT_FOUND):
-                return pb.UpdateResult(task_id=update.task_id, attempt=update.attempt,
-                                       accepted=False, message=client.details_of(exc))
+            if client.code_of(exc) in (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.NOT_FOUND,
+            ):
+                return pb.UpdateResult(
+                    task_id=update.task_id,
+                    attempt=update.attempt,
+                    accepted=False,
+                    message=client.details_of(exc),
+                )
             raise
-        return pb.UpdateResult(task_id=update.task_id, attempt=update.attempt,
-                               accepted=response.success, message=response.message,
-                               cancel=response.cancel)
+        return pb.UpdateResult(
+            task_id=update.task_id,
+            attempt=update.attempt,
+            accepted=response.success,
+            message=response.message,
+            cancel=response.cancel,
+        )
 
     def _apply(
         self, batch: list[pb.UpdateTaskStatusRequest], results: list[pb.UpdateResult]
@@ -190,7 +205,9 @@ class Reporter:
             if result.accepted:
                 _log.debug("status update accepted", extra={"kv": kv})
             else:
-                _log.warning("status update refused by the scheduler",
-                             extra={"kv": {**kv, "reason": result.message}})
+                _log.warning(
+                    "status update refused by the scheduler",
+                    extra={"kv": {**kv, "reason": result.message}},
+                )
             if result.cancel:
                 self._on_cancel(update.task_id, update.attempt)

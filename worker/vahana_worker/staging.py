@@ -72,9 +72,10 @@ def _copy(source: Path, destination: Path) -> None:
 def _download(url: str, destination: Path, *, what: str) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as response, open(
-            destination, "wb"
-        ) as out:
+        with (
+            urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as response,
+            open(destination, "wb") as out,
+        ):
             shutil.copyfileobj(response, out, 1 << 20)
     except urllib.error.HTTPError as exc:
         raise StagingError(f"{what}: HTTP {exc.code} {exc.reason}") from exc

@@ -23,7 +23,9 @@ class SchedulerProcess:
     results and say TERMINATED.
     """
 
-    def __init__(self, settings: settings_module.Settings, *, local_workers: int | None = None) -> None:
+    def __init__(
+        self, settings: settings_module.Settings, *, local_workers: int | None = None
+    ) -> None:
         self.settings = settings
         self._local_workers = settings.local_workers if local_workers is None else local_workers
         self.store = stores.open_store(settings.store_url)

@@ -46,7 +46,9 @@ class LocalPoolSettings:
 class Settings:
     server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
     store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
-    scheduler: records.SchedulerSettings = dataclasses.field(default_factory=records.SchedulerSettings)
+    scheduler: records.SchedulerSettings = dataclasses.field(
+        default_factory=records.SchedulerSettings
+    )
     local_pool: LocalPoolSettings = dataclasses.field(default_factory=LocalPoolSettings)
     log_level: str = "warning"
 

@@ -11,5 +11,7 @@ def open_store(url: str) -> base.Store:
     if url == "sqlite://":
         return sqlite.SqliteStore(":memory:")
     if url.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("store.url: the PostgreSQL store is not available in this version")
+        raise NotImplementedError(
+            "store.url: the PostgreSQL store is not available in this version"
+        )
     raise ValueError(f"store.url: {url!r} — use sqlite:///path/to/file.db")

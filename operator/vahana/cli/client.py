@@ -42,10 +42,14 @@ class Client:
         return list(self.tasks.ListTasks(request, timeout=self._timeout).tasks)
 
     def list_workers(self) -> list[worker_pb2.WorkerInfo]:
-        return list(self.workers.ListWorkers(worker_pb2.ListWorkersRequest(), timeout=self._timeout).workers)
+        return list(
+            self.workers.ListWorkers(worker_pb2.ListWorkersRequest(), timeout=self._timeout).workers
+        )
 
     def cancel(self, task: str, reason: str) -> tasks_pb.CancelTaskResponse:
-        return self.tasks.CancelTask(tasks_pb.CancelTaskRequest(id=task, reason=reason), timeout=self._timeout)
+        return self.tasks.CancelTask(
+            tasks_pb.CancelTaskRequest(id=task, reason=reason), timeout=self._timeout
+        )
 
     def watch(self, ids: list[str]) -> Iterator[tasks_pb.TaskInfo]:
         yield from self.tasks.WatchTasks(tasks_pb.WatchTasksRequest(ids=ids, until_final=True))
@@ -70,6 +74,8 @@ def wait_for(client: Client, ids: list[str], console: Console) -> list[tasks_pb.
     for info in client.watch(ids):
         latest[info.id] = info
         if info.status in FINAL:
-            console.print(f"{info.name or info.id}: {render.status_name(info)} "
-                          f"(exit {render.exit_code(info)})")
+            console.print(
+                f"{info.name or info.id}: {render.status_name(info)} "
+                f"(exit {render.exit_code(info)})"
+            )
     return [latest[i] for i in ids if i in latest]

@@ -72,28 +72,43 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run_parser = commands.add_parser(
-        "run", help="run the tasks of a file on local workers and print the results",
+        "run",
+        help="run the tasks of a file on local workers and print the results",
         description="Start a scheduler with local worker processes, run the Tasks in FILE "
         "(the same YAML as the Task resources), show progress, print a result table. "
         "Exits 1 if any task did not complete.",
     )
-    run_parser.add_argument("-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)")
+    run_parser.add_argument(
+        "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
+    )
     _add_scheduler_flags(run_parser, default_state="a new temporary directory")
     run_parser.set_defaults(handler=_run)
 
     server = commands.add_parser(
-        "server", help="run the scheduler as a service",
+        "server",
+        help="run the scheduler as a service",
         description="Serve WorkerService and TaskService (gRPC, with health and reflection) "
         "and keep local workers running until interrupted.",
     )
-    server.add_argument("--host", help="listen address (default 127.0.0.1; 0.0.0.0 for remote workers) [VAHANA_SERVER_HOST]")
-    server.add_argument("--store-url", help="sqlite:///file.db (default: in the state dir) [VAHANA_STORE_URL]")
+    server.add_argument(
+        "--host",
+        help="listen address (default 127.0.0.1; 0.0.0.0 for remote workers) [VAHANA_SERVER_HOST]",
+    )
+    server.add_argument(
+        "--store-url", help="sqlite:///file.db (default: in the state dir) [VAHANA_STORE_URL]"
+    )
     _add_scheduler_flags(server, default_state=".vahana")
     server.set_defaults(handler=_serve)
 
     submit = commands.add_parser("submit", help="submit the tasks of a file to a running scheduler")
-    submit.add_argument("-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)")
-    submit.add_argument("--wait", action="store_true", help="wait until every task has finished; exit 1 if any failed")
+    submit.add_argument(
+        "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
+    )
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until every task has finished; exit 1 if any failed",
+    )
     _add_server_flag(submit)
     submit.set_defaults(handler=_submit)
 
@@ -111,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flag(logs)
     logs.set_defaults(handler=_logs)
 
-    cancel = commands.add_parser("cancel", help="cancel a task; a running one is stopped on its worker")
+    cancel = commands.add_parser(
+        "cancel", help="cancel a task; a running one is stopped on its worker"
+    )
     cancel.add_argument("task", help="task id or name")
     cancel.add_argument("--reason", default="", help="recorded on the task")
     _add_server_flag(cancel)
@@ -120,18 +137,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str) -> None:
-    parser.add_argument("--port", type=int, help="gRPC port (run: a free port; server: 50051) [VAHANA_SERVER_PORT]")
-    parser.add_argument("--state-dir", help=f"store, logs and sandboxes (default: {default_state}) [VAHANA_STORE_STATE_DIR]")
-    parser.add_argument("--workers", type=int, help="local worker processes (default: one per CPU; 0: none, for remote workers only) [VAHANA_LOCAL_POOL_WORKERS]")
-    parser.add_argument("--tasks-per-worker", type=int, help="tasks each local worker runs at once (default 1) [VAHANA_LOCAL_POOL_TASKS_PER_WORKER]")
-    parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS", help="worker heartbeat interval (default 30) [VAHANA_SCHEDULER_HEARTBEAT_INTERVAL_SECONDS]")
-    parser.add_argument("--missed-heartbeats", type=int, help="missed heartbeats before a worker is unhealthy (default 3) [VAHANA_SCHEDULER_MISSED_HEARTBEATS]")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="[VAHANA_LOG_LEVEL]")
+    parser.add_argument(
+        "--port", type=int, help="gRPC port (run: a free port; server: 50051) [VAHANA_SERVER_PORT]"
+    )
+    parser.add_argument(
+        "--state-dir",
+        help=f"store, logs and sandboxes (default: {default_state}) [VAHANA_STORE_STATE_DIR]",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="local worker processes (default: one per CPU; 0: none, for remote workers only) "
+        "[VAHANA_LOCAL_POOL_WORKERS]",
+    )
+    parser.add_argument(
+        "--tasks-per-worker",
+        type=int,
+        help="tasks each local worker runs at once (default 1) "
+        "[VAHANA_LOCAL_POOL_TASKS_PER_WORKER]",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        metavar="SECONDS",
+        help="worker heartbeat interval (default 30) [VAHANA_SCHEDULER_HEARTBEAT_INTERVAL_SECONDS]",
+    )
+    parser.add_argument(
+        "--missed-heartbeats",
+        type=int,
+        help="missed heartbeats before a worker is unhealthy (default 3) "
+        "[VAHANA_SCHEDULER_MISSED_HEARTBEATS]",
+    )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="[VAHANA_LOG_LEVEL]"
+    )
 
 
 def _add_server_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--server", default=os.environ.get("VAHANA_SERVER", DEFAULT_SERVER),
+        "--server",
+        default=os.environ.get("VAHANA_SERVER", DEFAULT_SERVER),
         help=f"scheduler address (default {DEFAULT_SERVER}) [VAHANA_SERVER]",
     )
 
@@ -206,7 +251,8 @@ def _serve(options: argparse.Namespace, console: Console) -> int:
             loop.add_signal_handler(signum, stop.set)
         console.print(
             f"vahana scheduler on {settings.server.host}:{process.server.port} "
-            f"(store {settings.store_url}, {settings.local_workers if process.pool else 0} local workers)"
+            f"(store {settings.store_url}, "
+            f"{settings.local_workers if process.pool else 0} local workers)"
         )
         await stop.wait()
         await process.stop()
@@ -242,7 +288,8 @@ def _get(options: argparse.Namespace, console: Console) -> int:
             raise UsageError("get task: give a task id or name")
         tasks = [client.get(options.name)]
     else:
-        if options.status and options.status.upper() not in worker_pb2.TaskStatus.keys():
+        known = set(worker_pb2.TaskStatus.keys()) - {"TASK_STATUS_UNSPECIFIED"}
+        if options.status and options.status.upper() not in known:
             raise UsageError(
                 f"--status: {options.status!r} — use one of PENDING, ASSIGNED, RUNNING, "
                 "COMPLETED, FAILED, CANCELLED, TIMED_OUT"
@@ -258,11 +305,16 @@ def _get(options: argparse.Namespace, console: Console) -> int:
 def _logs(options: argparse.Namespace, console: Console) -> int:
     task = client_module.Client(options.server).get(options.task)
     if task.output_tail:
-        sys.stdout.write(task.output_tail if task.output_tail.endswith("\n") else task.output_tail + "\n")
+        sys.stdout.write(
+            task.output_tail if task.output_tail.endswith("\n") else task.output_tail + "\n"
+        )
     elif task.status in client_module.FINAL:
         console.print(f"(task {task.name or task.id} left no output)")
     else:
-        console.print(f"(task {task.name or task.id} is {render.status_name(task)}; output appears when it ends)")
+        console.print(
+            f"(task {task.name or task.id} is {render.status_name(task)}; "
+            "its output appears when it ends)"
+        )
     if task.message:
         console.print(f"[dim]{render.status_name(task)}: {task.message}[/]")
     return 0

@@ -11,8 +11,13 @@ from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 
 _STATUS_STYLE = {
-    "COMPLETED": "green", "FAILED": "red", "TIMED_OUT": "red", "CANCELLED": "yellow",
-    "RUNNING": "cyan", "ASSIGNED": "cyan", "PENDING": "dim",
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "TIMED_OUT": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "ASSIGNED": "cyan",
+    "PENDING": "dim",
 }
 
 
@@ -56,7 +61,7 @@ def last_line(text: str, width: int = 60) -> str:
     if not lines:
         return ""
     line = lines[-1].strip()
-    return line if len(line) <= width else "…" + line[-(width - 1):]
+    return line if len(line) <= width else "…" + line[-(width - 1) :]
 
 
 def results_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
@@ -65,8 +70,14 @@ def results_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
         table.add_column(column, overflow="fold")
     for task in tasks:
         tail = last_line(task.output_tail) or last_line(task.message)
-        table.add_row(task.name or task.id, styled_status(task), exit_code(task), duration(task),
-                      task.worker_id or "-", tail)
+        table.add_row(
+            task.name or task.id,
+            styled_status(task),
+            exit_code(task),
+            duration(task),
+            task.worker_id or "-",
+            tail,
+        )
     return table
 
 
@@ -76,25 +87,48 @@ def tasks_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
         table.add_column(column, overflow="fold")
     for task in tasks:
         reason = task.pending_reason or last_line(task.message)
-        table.add_row(task.id, task.name, styled_status(task), str(task.attempt),
-                      task.worker_id or "-", exit_code(task),
-                      age(task.created_at.ToNanoseconds() / 1e9), reason)
+        table.add_row(
+            task.id,
+            task.name,
+            styled_status(task),
+            str(task.attempt),
+            task.worker_id or "-",
+            exit_code(task),
+            age(task.created_at.ToNanoseconds() / 1e9),
+            reason,
+        )
     return table
 
 
 def workers_table(workers: list[pb.WorkerInfo]) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("ID", "POOL", "STATUS", "ACTIVE", "SLOTS", "CPU%", "MEM%", "LAST HEARTBEAT", "AGE"):
+    for column in (
+        "ID",
+        "POOL",
+        "STATUS",
+        "ACTIVE",
+        "SLOTS",
+        "CPU%",
+        "MEM%",
+        "LAST HEARTBEAT",
+        "AGE",
+    ):
         table.add_column(column, overflow="fold")
     for worker in workers:
         heartbeat = (
             age(worker.last_heartbeat.ToNanoseconds() / 1e9) + " ago"
-            if worker.HasField("last_heartbeat") else "-"
+            if worker.HasField("last_heartbeat")
+            else "-"
         )
         table.add_row(
-            worker.worker_id, worker.pool or "-", pb.WorkerStatus.Name(worker.status),
-            str(len(worker.active_task_ids)), str(worker.capabilities.max_concurrent_tasks),
-            f"{worker.metrics.cpu_usage:.0f}", f"{worker.metrics.memory_usage:.0f}",
-            heartbeat, age(worker.registered_at.ToNanoseconds() / 1e9),
+            worker.worker_id,
+            worker.pool or "-",
+            pb.WorkerStatus.Name(worker.status),
+            str(len(worker.active_task_ids)),
+            str(worker.capabilities.max_concurrent_tasks),
+            f"{worker.metrics.cpu_usage:.0f}",
+            f"{worker.metrics.memory_usage:.0f}",
+            heartbeat,
+            age(worker.registered_at.ToNanoseconds() / 1e9),
         )
     return table

@@ -8,7 +8,8 @@ import contextlib
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vahana.app import service, settings as settings_module
+from vahana.app import service
+from vahana.app import settings as settings_module
 from vahana.core import models
 from vahana.rpc import convert
 from vahana.scheduling import scheduler as scheduler_module
@@ -19,13 +20,15 @@ async def run_tasks(
     settings: settings_module.Settings,
     console: Console,
 ) -> list[convert.tasks_pb.TaskInfo]:
-    """Runs the submissions to a final status on a fresh embedded scheduler; returns their records."""
+    """Runs the submissions to a final status on a fresh embedded scheduler; returns them."""
     process = service.SchedulerProcess(settings)
     await process.start()
     try:
         return await _watch(process, submissions, console)
     finally:
-        with console.status("stopping workers…") if console.is_terminal else contextlib.nullcontext():
+        with (
+            console.status("stopping workers…") if console.is_terminal else contextlib.nullcontext()
+        ):
             await process.stop()
 
 
@@ -38,9 +41,14 @@ async def _watch(
     all_done = asyncio.Event()
     ids: list[str] = []
     progress = Progress(
-        TextColumn("[bold]tasks"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[summary]}"), TimeElapsedColumn(),
-        console=console, transient=False, disable=not console.is_terminal,
+        TextColumn("[bold]tasks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[summary]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
     )
     bar = progress.add_task("tasks", total=len(submissions), summary="")
 
@@ -77,7 +85,8 @@ async def _watch(
                 on_change(scheduler.get_task(task_id))
             if not console.is_terminal:
                 console.print(
-                    f"submitted {len(ids)} task(s) to {process.settings.local_workers} local worker(s)"
+                    f"submitted {len(ids)} task(s) to "
+                    f"{process.settings.local_workers} local worker(s)"
                 )
             await all_done.wait()
     finally:

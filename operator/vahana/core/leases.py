@@ -15,7 +15,7 @@ from vahana.core import models
 
 class Verdict(enum.Enum):
     APPLY = "apply"
-    DUPLICATE = "duplicate"   # already applied: acknowledge, change nothing
+    DUPLICATE = "duplicate"  # already applied: acknowledge, change nothing
     REFUSE = "refuse"
 
 
@@ -26,9 +26,7 @@ class Check:
 
 
 _ALLOWED: dict[models.TaskPhase, frozenset[models.TaskPhase]] = {
-    models.TaskPhase.ASSIGNED: frozenset(
-        {models.TaskPhase.RUNNING} | models.FINAL_PHASES
-    ),
+    models.TaskPhase.ASSIGNED: frozenset({models.TaskPhase.RUNNING} | models.FINAL_PHASES),
     models.TaskPhase.RUNNING: frozenset({models.TaskPhase.RUNNING} | models.FINAL_PHASES),
 }
 
@@ -53,7 +51,9 @@ def check_report(
             return Check(Verdict.DUPLICATE, f"task is already {task.phase.value}")
         return Check(Verdict.REFUSE, f"task is already {task.phase.value}")
     if reported not in _ALLOWED.get(task.phase, frozenset()):
-        return Check(Verdict.REFUSE, f"cannot report {reported.value} for a task {task.phase.value}")
+        return Check(
+            Verdict.REFUSE, f"cannot report {reported.value} for a task {task.phase.value}"
+        )
     if reported == task.phase:
         return Check(Verdict.DUPLICATE)
     return Check(Verdict.APPLY)

@@ -1,4 +1,4 @@
-"""Whether a worker can take a task: capabilities, free capacity, labels, walltime; and locality rank."""
+"""Whether a worker can take a task (capacity, labels, walltime), and how well it is placed."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from collections.abc import Iterable, Mapping
 from vahana.core import models
 
 
-def free_capacity(worker: models.WorkerRecord, held: Iterable[models.Resources]) -> models.Resources:
+def free_capacity(
+    worker: models.WorkerRecord, held: Iterable[models.Resources]
+) -> models.Resources:
     """The worker's capacity minus what the tasks it holds asked for."""
-    cpu, memory, gpus = worker.capacity.cpu_cores, worker.capacity.memory_bytes, worker.capacity.gpus
+    cpu, memory, gpus = (
+        worker.capacity.cpu_cores,
+        worker.capacity.memory_bytes,
+        worker.capacity.gpus,
+    )
     for need in held:
         cpu -= need.cpu_cores
         memory -= need.memory_bytes

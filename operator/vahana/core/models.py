@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 
 
-class TaskPhase(str, enum.Enum):
+class TaskPhase(enum.StrEnum):
     """A task's status; the names are those of `worker.TaskStatus`."""
 
     PENDING = "PENDING"
@@ -36,7 +36,7 @@ FINAL_PHASES = frozenset(
 )
 
 
-class WorkerState(str, enum.Enum):
+class WorkerState(enum.StrEnum):
     """A worker's status; the names are those of `worker.WorkerStatus`."""
 
     AVAILABLE = "AVAILABLE"
@@ -46,7 +46,7 @@ class WorkerState(str, enum.Enum):
     TERMINATED = "TERMINATED"
 
 
-class FailureKind(str, enum.Enum):
+class FailureKind(enum.StrEnum):
     """Which retry budget an attempt's failure spends."""
 
     TASK_ERROR = "TASK_ERROR"

@@ -30,12 +30,8 @@ def explain_wait(
     capable = [w for w in live if matching.could_ever_fit(need, w)]
     if not capable:
         return "no worker can run it: " + _shortfall(need, live)
-    if all(
-        matching.outlives_allocation(task.spec.timeout_seconds, w, now) for w in capable
-    ):
-        return (
-            f"no worker's allocation lasts the task's {task.spec.timeout_seconds:g}s timeout"
-        )
+    if all(matching.outlives_allocation(task.spec.timeout_seconds, w, now) for w in capable):
+        return f"no worker's allocation lasts the task's {task.spec.timeout_seconds:g}s timeout"
     return f"all {len(capable)} matching worker(s) are busy"
 
 

@@ -18,9 +18,7 @@ class Decision:
     reason: str = ""
 
 
-def after_failure(
-    task: models.TaskRecord, kind: models.FailureKind, now: float
-) -> Decision:
+def after_failure(task: models.TaskRecord, kind: models.FailureKind, now: float) -> Decision:
     """Decides on a task whose failure of `kind` has already been counted on the record."""
     policy = task.retry
     if kind == models.FailureKind.INFRASTRUCTURE:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 
-class PoolWorkerState(str, enum.Enum):
+class PoolWorkerState(enum.StrEnum):
     STARTING = "Starting"
     RUNNING = "Running"
     STOPPING = "Stopping"

@@ -1,4 +1,4 @@
-"""Validation of incoming RPCs: a malformed request is refused with INVALID_ARGUMENT naming the field."""
+"""Validation of incoming RPCs: a malformed request gets INVALID_ARGUMENT naming the field."""
 
 from __future__ import annotations
 
@@ -50,13 +50,17 @@ def update(request: pb.UpdateTaskStatusRequest, field: str = "") -> None:
     identifier(request.worker_id, f"{prefix}worker_id")
     if request.status not in _REPORTABLE:
         raise InvalidArgument(
-            f"{prefix}status: {pb.TaskStatus.Name(request.status) if request.status in pb.TaskStatus.values() else request.status}"
+            f"{prefix}status: {_status_name(request.status)}"
             " cannot be reported — use RUNNING, COMPLETED, FAILED, CANCELLED or TIMED_OUT"
         )
     if request.attempt < 1:
         raise InvalidArgument(f"{prefix}attempt: must be the task's attempt number (≥ 1)")
     if request.failure_kind not in pb.FailureKind.values():
         raise InvalidArgument(f"{prefix}failure_kind: unknown value {request.failure_kind}")
+
+
+def _status_name(status: int) -> str:
+    return pb.TaskStatus.Name(status) if status in pb.TaskStatus.values() else str(status)
 
 
 def batch(request: pb.BatchUpdateTaskStatusRequest) -> None:
@@ -78,7 +82,10 @@ def heartbeat(request: pb.HeartbeatRequest) -> None:
 
 def worker_status(request: pb.UpdateWorkerStatusRequest) -> None:
     identifier(request.worker_id, "worker_id")
-    if request.status not in pb.WorkerStatus.values() or request.status == pb.WORKER_STATUS_UNSPECIFIED:
+    if (
+        request.status not in pb.WorkerStatus.values()
+        or request.status == pb.WORKER_STATUS_UNSPECIFIED
+    ):
         raise InvalidArgument("status: give AVAILABLE, BUSY, DRAINING, UNHEALTHY or TERMINATED")
 
 

@@ -54,8 +54,12 @@ def task_to_pb(task: models.TaskRecord) -> pb.Task:
     message = pb.Task(
         id=task.id,
         command=spec.command,
-        input_files=[pb.FileTransfer(source=f.source, destination=f.destination) for f in spec.input_files],
-        output_files=[pb.FileTransfer(source=f.source, destination=f.destination) for f in spec.output_files],
+        input_files=[
+            pb.FileTransfer(source=f.source, destination=f.destination) for f in spec.input_files
+        ],
+        output_files=[
+            pb.FileTransfer(source=f.source, destination=f.destination) for f in spec.output_files
+        ],
         environment=dict(spec.environment),
         requirements=resources_to_pb(spec.resources),
         priority=spec.priority,
@@ -74,8 +78,12 @@ def spec_of(message: pb.Task) -> models.TaskSpec:
     return models.TaskSpec(
         name=message.name,
         command=message.command,
-        input_files=tuple(models.FileTransfer(f.source, f.destination) for f in message.input_files),
-        output_files=tuple(models.FileTransfer(f.source, f.destination) for f in message.output_files),
+        input_files=tuple(
+            models.FileTransfer(f.source, f.destination) for f in message.input_files
+        ),
+        output_files=tuple(
+            models.FileTransfer(f.source, f.destination) for f in message.output_files
+        ),
         environment=dict(message.environment),
         resources=resources_of(message.requirements),
         priority=message.priority,
@@ -91,7 +99,9 @@ def retry_of(message: tasks_pb.RetryPolicy, default: models.RetryPolicy) -> mode
         max_infra_retries=message.max_infra_retries
         if message.max_infra_retries or message.HasField("backoff")
         else default.max_infra_retries,
-        backoff_seconds=seconds_of(message.backoff) if message.HasField("backoff") else default.backoff_seconds,
+        backoff_seconds=seconds_of(message.backoff)
+        if message.HasField("backoff")
+        else default.backoff_seconds,
         max_backoff_seconds=seconds_of(message.max_backoff)
         if message.HasField("max_backoff")
         else default.max_backoff_seconds,
@@ -108,7 +118,11 @@ def retry_to_pb(policy: models.RetryPolicy) -> tasks_pb.RetryPolicy:
 
 
 def submission_of(message: tasks_pb.TaskSubmission) -> models.Submission:
-    retry = retry_of(message.retry, models.RetryPolicy()) if message.HasField("retry") else models.RetryPolicy()
+    retry = (
+        retry_of(message.retry, models.RetryPolicy())
+        if message.HasField("retry")
+        else models.RetryPolicy()
+    )
     return models.Submission(
         spec=spec_of(message.spec),
         key=message.key,

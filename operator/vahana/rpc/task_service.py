@@ -24,7 +24,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     def __init__(self, sched: scheduler.Scheduler) -> None:
         self._scheduler = sched
 
-    async def SubmitTasks(self, request: tasks_pb.SubmitTasksRequest, context: Any) -> tasks_pb.SubmitTasksResponse:
+    async def SubmitTasks(
+        self, request: tasks_pb.SubmitTasksRequest, context: Any
+    ) -> tasks_pb.SubmitTasksResponse:
         if len(request.tasks) > MAX_TASKS_PER_SUBMIT:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -44,10 +46,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         task = await self._find(context, request.id)
         return convert.task_info(task, self._scheduler.pending_reason(task))
 
-    async def ListTasks(self, request: tasks_pb.ListTasksRequest, context: Any) -> tasks_pb.ListTasksResponse:
+    async def ListTasks(
+        self, request: tasks_pb.ListTasksRequest, context: Any
+    ) -> tasks_pb.ListTasksResponse:
         phase = _phase(request.status)
         tasks = self._scheduler.list_tasks(
-            phase=phase, namespace=request.namespace or None, ids=list(request.ids), limit=request.limit
+            phase=phase,
+            namespace=request.namespace or None,
+            ids=list(request.ids),
+            limit=request.limit,
         )
         return tasks_pb.ListTasksResponse(
             tasks=[convert.task_info(t, self._scheduler.pending_reason(t)) for t in tasks]
@@ -84,14 +91,20 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         finally:
             self._scheduler.remove_listener(on_change)
 
-    async def CancelTask(self, request: tasks_pb.CancelTaskRequest, context: Any) -> tasks_pb.CancelTaskResponse:
+    async def CancelTask(
+        self, request: tasks_pb.CancelTaskRequest, context: Any
+    ) -> tasks_pb.CancelTaskResponse:
         await self._find(context, request.id)
         cancelled, phase = self._scheduler.cancel(request.id, request.reason)
-        return tasks_pb.CancelTaskResponse(cancelled=cancelled, status=pb.TaskStatus.Value(phase.value))
+        return tasks_pb.CancelTaskResponse(
+            cancelled=cancelled, status=pb.TaskStatus.Value(phase.value)
+        )
 
     async def _find(self, context: Any, task_id: str) -> models.TaskRecord:
         if not task_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id: required — give a task id or name")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "id: required — give a task id or name"
+            )
         try:
             return self._scheduler.get_task(task_id)
         except records.UnknownTask as error:

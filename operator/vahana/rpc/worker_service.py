@@ -31,17 +31,23 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self._scheduler = sched
         self._wakes = wakes
 
-    async def RegisterWorker(self, request: pb.RegisterWorkerRequest, context: Any) -> pb.RegisterWorkerResponse:
+    async def RegisterWorker(
+        self, request: pb.RegisterWorkerRequest, context: Any
+    ) -> pb.RegisterWorkerResponse:
         await _refuse_invalid(context, lambda: checks.registration(request))
         revoked = self._scheduler.register(convert.registration_of(request))
         return pb.RegisterWorkerResponse(
             success=True,
             message="registered",
-            heartbeat_interval=convert.duration(self._scheduler.settings.heartbeat_interval_seconds),
+            heartbeat_interval=convert.duration(
+                self._scheduler.settings.heartbeat_interval_seconds
+            ),
             revoked_tasks=convert.leases_to_pb(revoked),
         )
 
-    async def PollForTask(self, request: pb.PollForTaskRequest, context: Any) -> pb.PollForTaskResponse:
+    async def PollForTask(
+        self, request: pb.PollForTaskRequest, context: Any
+    ) -> pb.PollForTaskResponse:
         await _refuse_invalid(context, lambda: checks.poll(request))
         wait = min(convert.seconds_of(request.wait), checks.MAX_WAIT_SECONDS)
         deadline = time.monotonic() + wait
@@ -58,13 +64,17 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                 return _poll_response(result)
             woken = await self._wakes.wait(request.worker_id, event, remaining)
 
-    async def UpdateTaskStatus(self, request: pb.UpdateTaskStatusRequest, context: Any) -> pb.UpdateTaskStatusResponse:
+    async def UpdateTaskStatus(
+        self, request: pb.UpdateTaskStatusRequest, context: Any
+    ) -> pb.UpdateTaskStatusResponse:
         await _refuse_invalid(context, lambda: checks.update(request))
         request.output_tail = checks.tail(request.output_tail)
         [result] = self._scheduler.report(request.worker_id, [convert.report_of(request)])
         if not result.accepted:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, result.message)
-        return pb.UpdateTaskStatusResponse(success=True, message=result.message, cancel=result.cancel)
+        return pb.UpdateTaskStatusResponse(
+            success=True, message=result.message, cancel=result.cancel
+        )
 
     async def BatchUpdateTaskStatus(
         self, request: pb.BatchUpdateTaskStatusRequest, context: Any
@@ -79,14 +89,19 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             success=all(r.accepted for r in results),
             results=[
                 pb.UpdateResult(
-                    task_id=r.task_id, attempt=r.attempt, accepted=r.accepted,
-                    message=r.message, cancel=r.cancel,
+                    task_id=r.task_id,
+                    attempt=r.attempt,
+                    accepted=r.accepted,
+                    message=r.message,
+                    cancel=r.cancel,
                 )
                 for r in results
             ],
         )
 
-    async def SendHeartbeat(self, request: pb.HeartbeatRequest, context: Any) -> pb.HeartbeatResponse:
+    async def SendHeartbeat(
+        self, request: pb.HeartbeatRequest, context: Any
+    ) -> pb.HeartbeatResponse:
         await _refuse_invalid(context, lambda: checks.heartbeat(request))
         result = self._scheduler.heartbeat(
             request.worker_id,
@@ -107,11 +122,14 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await _refuse_invalid(context, lambda: checks.worker_status(request))
         state = models.WorkerState(pb.WorkerStatus.Name(request.status))
         await self._call(
-            context, lambda: self._scheduler.set_worker_status(request.worker_id, state, request.reason)
+            context,
+            lambda: self._scheduler.set_worker_status(request.worker_id, state, request.reason),
         )
         return pb.UpdateWorkerStatusResponse(success=True)
 
-    async def ListWorkers(self, request: pb.ListWorkersRequest, context: Any) -> pb.ListWorkersResponse:
+    async def ListWorkers(
+        self, request: pb.ListWorkersRequest, context: Any
+    ) -> pb.ListWorkersResponse:
         state = (
             models.WorkerState(pb.WorkerStatus.Name(request.status))
             if request.status in pb.WorkerStatus.values() and request.status
@@ -139,5 +157,3 @@ def _poll_response(result: records.PollResult) -> pb.PollForTaskResponse:
     if tasks:
         response.task.CopyFrom(tasks[0])
     return response
-
-

@@ -21,13 +21,18 @@ class SchedulerSettings:
     assignment_grace_seconds: float = 0.0
     """A task handed out but missing from the worker's heartbeats for this long is requeued.
     Zero: two heartbeat intervals."""
-    recovery_grace_seconds: float = 0.0
-    """After a restart, how long known workers have to reconnect before they count as lost.
-    Zero: the same as the missed-heartbeat limit."""
+    recovery_grace_seconds: float = 30.0
+    """After a restart, how long known workers have to reconnect before they count as lost
+    (at least the missed-heartbeat limit). It covers a worker's reconnect backoff: the
+    scheduler was away, not the workers, and their running tasks should not be rerun."""
 
     @property
     def silence_limit_seconds(self) -> float:
         return self.heartbeat_interval_seconds * self.missed_heartbeats
+
+    @property
+    def recovery_grace(self) -> float:
+        return max(self.recovery_grace_seconds, self.silence_limit_seconds)
 
     @property
     def assignment_grace(self) -> float:

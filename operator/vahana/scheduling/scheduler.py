@@ -91,11 +91,11 @@ class Scheduler:
         """Rebuilds queue, leases and workers from the store after a (re)start."""
         now = self._clock()
         self._seq = self._store.max_seq()
-        grace = self.settings.recovery_grace_seconds or self.settings.silence_limit_seconds
+        # Known workers get the recovery grace from now to reconnect: the scheduler was away,
+        # not they, and their running tasks must not be rerun while they back off.
+        reconnect_by = now - self.settings.silence_limit_seconds + self.settings.recovery_grace
         for worker in self._store.load_workers():
-            # Workers get the full silence limit from now to reconnect: the scheduler was
-            # away, not they.
-            worker.last_seen = max(worker.last_seen, now - self.settings.silence_limit_seconds + grace)
+            worker.last_seen = max(worker.last_seen, reconnect_by)
             worker.leases = {}
             if worker.state == models.WorkerState.UNHEALTHY:
                 worker.unhealthy_since = now
@@ -126,7 +126,9 @@ class Scheduler:
             self._refresh_state(worker)
         log.info(
             "recovered tasks=%d queued=%d workers=%d",
-            len(self._tasks), len(self._queue), len(self._workers),
+            len(self._tasks),
+            len(self._queue),
+            len(self._workers),
         )
 
     # -- clients ------------------------------------------------------------------------
@@ -161,7 +163,9 @@ class Scheduler:
         for task in new:
             self._tasks[task.id] = task
             self._queue.push(task, now)
-            log.info("accepted task_id=%s name=%s pool=%s", task.id, task.spec.name, task.pool or "-")
+            log.info(
+                "accepted task_id=%s name=%s pool=%s", task.id, task.spec.name, task.pool or "-"
+            )
             self._emit(task)
         if new:
             self._wake(None)
@@ -263,7 +267,9 @@ class Scheduler:
                 task = self._tasks.get(task_id)
                 if task_id not in worker.leases and task is not None and task.attempt == attempt:
                     self._end_attempt(
-                        task, models.TaskPhase.FAILED, now,
+                        task,
+                        models.TaskPhase.FAILED,
+                        now,
                         kind=models.FailureKind.INFRASTRUCTURE,
                         message=f"worker {worker.id} restarted without it",
                     )
@@ -271,8 +277,12 @@ class Scheduler:
             self._store.save_workers([worker])
         log.info(
             "registered worker_id=%s pool=%s slots=%d cpu=%g renewed=%d revoked=%d",
-            worker.id, worker.pool or "-", worker.max_tasks, worker.capacity.cpu_cores,
-            len(worker.leases), len(revoked),
+            worker.id,
+            worker.pool or "-",
+            worker.max_tasks,
+            worker.capacity.cpu_cores,
+            len(worker.leases),
+            len(revoked),
         )
         self._wake(worker.id)
         return revoked
@@ -353,20 +363,28 @@ class Scheduler:
                 if check.verdict == leases.Verdict.REFUSE:
                     log.warning(
                         "refused report task_id=%s attempt=%d worker_id=%s status=%s: %s",
-                        report.task_id, report.attempt, worker_id, report.phase.value, check.reason,
+                        report.task_id,
+                        report.attempt,
+                        worker_id,
+                        report.phase.value,
+                        check.reason,
                     )
-                    results.append(records.ReportResult(
-                        report.task_id, report.attempt, False, check.reason, stale=True
-                    ))
+                    results.append(
+                        records.ReportResult(
+                            report.task_id, report.attempt, False, check.reason, stale=True
+                        )
+                    )
                     continue
                 assert task is not None
                 if check.verdict == leases.Verdict.APPLY:
                     self._apply_report(task, report, now)
                     changed[task.id] = task
                 cancel = task.cancel_requested and not task.is_final
-                results.append(records.ReportResult(
-                    report.task_id, report.attempt, True, check.reason, cancel=cancel
-                ))
+                results.append(
+                    records.ReportResult(
+                        report.task_id, report.attempt, True, check.reason, cancel=cancel
+                    )
+                )
             if worker is not None:
                 self._refresh_state(worker)
         for task in changed.values():
@@ -404,7 +422,9 @@ class Scheduler:
             with self._store.transaction():
                 for task in lost:
                     self._end_attempt(
-                        task, models.TaskPhase.FAILED, now,
+                        task,
+                        models.TaskPhase.FAILED,
+                        now,
                         kind=models.FailureKind.INFRASTRUCTURE,
                         message=f"worker {worker_id} no longer holds it",
                     )
@@ -412,7 +432,9 @@ class Scheduler:
         return result
 
     @_publishes
-    def set_worker_status(self, worker_id: str, state: models.WorkerState, reason: str = "") -> None:
+    def set_worker_status(
+        self, worker_id: str, state: models.WorkerState, reason: str = ""
+    ) -> None:
         worker = self._workers.get(worker_id)
         if worker is None:
             raise records.UnknownWorker(f"worker {worker_id!r} is not registered")
@@ -464,7 +486,9 @@ class Scheduler:
                 continue
             log.warning(
                 "worker unhealthy worker_id=%s silent_for=%.1fs tasks=%d",
-                worker.id, silent, len(worker.leases),
+                worker.id,
+                silent,
+                len(worker.leases),
             )
             worker.state = models.WorkerState.UNHEALTHY
             worker.unhealthy_since = now
@@ -472,7 +496,9 @@ class Scheduler:
             with self._store.transaction():
                 for task_id in list(worker.leases):
                     self._end_attempt(
-                        self._tasks[task_id], models.TaskPhase.FAILED, now,
+                        self._tasks[task_id],
+                        models.TaskPhase.FAILED,
+                        now,
                         kind=models.FailureKind.INFRASTRUCTURE,
                         message=f"worker {worker.id} lost: no heartbeat for {silent:.0f}s",
                     )
@@ -558,7 +584,9 @@ class Scheduler:
         key = (task.id, task.attempt)
         if key not in self._attempts:
             self._attempts[key] = models.AttemptRecord(
-                task_id=task.id, attempt=task.attempt, worker_id=task.worker_id,
+                task_id=task.id,
+                attempt=task.attempt,
+                worker_id=task.worker_id,
                 assigned_at=task.assigned_at or self._clock(),
             )
         return self._attempts[key]
@@ -604,7 +632,10 @@ class Scheduler:
             return
         log.info(
             "requeued task_id=%s attempt=%d reason=%r %s",
-            task.id, task.attempt, message, decision.reason,
+            task.id,
+            task.attempt,
+            message,
+            decision.reason,
         )
         task.phase = models.TaskPhase.PENDING
         task.worker_id = ""
@@ -625,7 +656,10 @@ class Scheduler:
         self._tasks.pop(task.id, None)
         log.info(
             "finished task_id=%s status=%s exit_code=%s attempt=%d",
-            task.id, phase.value, task.exit_code, task.attempt,
+            task.id,
+            phase.value,
+            task.exit_code,
+            task.attempt,
         )
         self._emit(task)
 
@@ -633,8 +667,11 @@ class Scheduler:
         with self._store.transaction():
             for task_id in list(worker.leases):
                 self._end_attempt(
-                    self._tasks[task_id], models.TaskPhase.FAILED, now,
-                    kind=models.FailureKind.INFRASTRUCTURE, message=reason,
+                    self._tasks[task_id],
+                    models.TaskPhase.FAILED,
+                    now,
+                    kind=models.FailureKind.INFRASTRUCTURE,
+                    message=reason,
                 )
             worker.state = models.WorkerState.TERMINATED
             self._store.delete_workers([worker.id])
@@ -664,4 +701,3 @@ class Scheduler:
 def snapshot(task: models.TaskRecord) -> models.TaskRecord:
     """A copy safe to keep after the live record changes."""
     return dataclasses.replace(task)
-

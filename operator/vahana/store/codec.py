@@ -10,19 +10,55 @@ from typing import Any
 from vahana.core import models
 
 TASK_COLUMNS = (
-    "id", "seq", "key", "name", "namespace", "pool", "spec", "retry", "phase", "attempt",
-    "worker_id", "exit_code", "message", "output_tail", "created_at", "started_at",
-    "finished_at", "assigned_at", "task_failures", "infra_failures", "not_before",
+    "id",
+    "seq",
+    "key",
+    "name",
+    "namespace",
+    "pool",
+    "spec",
+    "retry",
+    "phase",
+    "attempt",
+    "worker_id",
+    "exit_code",
+    "message",
+    "output_tail",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "assigned_at",
+    "task_failures",
+    "infra_failures",
+    "not_before",
     "cancel_requested",
 )
 TASK_MUTABLE = TASK_COLUMNS[8:]
 ATTEMPT_COLUMNS = (
-    "task_id", "attempt", "worker_id", "assigned_at", "phase", "started_at", "finished_at",
-    "exit_code", "failure_kind", "message",
+    "task_id",
+    "attempt",
+    "worker_id",
+    "assigned_at",
+    "phase",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "failure_kind",
+    "message",
 )
 WORKER_COLUMNS = (
-    "id", "pool", "hostname", "state", "capacity", "max_tasks", "registered_at", "last_seen",
-    "allocation_ends_at", "experiment_id", "compute_resource_id", "leases",
+    "id",
+    "pool",
+    "hostname",
+    "state",
+    "capacity",
+    "max_tasks",
+    "registered_at",
+    "last_seen",
+    "allocation_ends_at",
+    "experiment_id",
+    "compute_resource_id",
+    "leases",
 )
 
 
@@ -58,17 +94,34 @@ def resources_from_dict(raw: Mapping[str, Any]) -> models.Resources:
 
 def task_row(task: models.TaskRecord) -> tuple[Any, ...]:
     return (
-        task.id, task.seq, task.key, task.spec.name, task.namespace, task.pool,
-        spec_to_json(task.spec), json.dumps(dataclasses.asdict(task.retry)),
+        task.id,
+        task.seq,
+        task.key,
+        task.spec.name,
+        task.namespace,
+        task.pool,
+        spec_to_json(task.spec),
+        json.dumps(dataclasses.asdict(task.retry)),
         *task_mutable_row(task),
     )
 
 
 def task_mutable_row(task: models.TaskRecord) -> tuple[Any, ...]:
     return (
-        task.phase.value, task.attempt, task.worker_id, task.exit_code, task.message,
-        task.output_tail, task.created_at, task.started_at, task.finished_at, task.assigned_at,
-        task.task_failures, task.infra_failures, task.not_before, int(task.cancel_requested),
+        task.phase.value,
+        task.attempt,
+        task.worker_id,
+        task.exit_code,
+        task.message,
+        task.output_tail,
+        task.created_at,
+        task.started_at,
+        task.finished_at,
+        task.assigned_at,
+        task.task_failures,
+        task.infra_failures,
+        task.not_before,
+        int(task.cancel_requested),
     )
 
 
@@ -100,9 +153,16 @@ def task_from_row(row: Mapping[str, Any]) -> models.TaskRecord:
 
 def attempt_row(attempt: models.AttemptRecord) -> tuple[Any, ...]:
     return (
-        attempt.task_id, attempt.attempt, attempt.worker_id, attempt.assigned_at,
-        attempt.phase.value, attempt.started_at, attempt.finished_at, attempt.exit_code,
-        attempt.failure_kind.value if attempt.failure_kind else None, attempt.message,
+        attempt.task_id,
+        attempt.attempt,
+        attempt.worker_id,
+        attempt.assigned_at,
+        attempt.phase.value,
+        attempt.started_at,
+        attempt.finished_at,
+        attempt.exit_code,
+        attempt.failure_kind.value if attempt.failure_kind else None,
+        attempt.message,
     )
 
 
@@ -124,10 +184,18 @@ def attempt_from_row(row: Mapping[str, Any]) -> models.AttemptRecord:
 
 def worker_row(worker: models.WorkerRecord) -> tuple[Any, ...]:
     return (
-        worker.id, worker.pool, worker.hostname, worker.state.value,
-        json.dumps(dataclasses.asdict(worker.capacity)), worker.max_tasks, worker.registered_at,
-        worker.last_seen, worker.allocation_ends_at, worker.experiment_id,
-        worker.compute_resource_id, json.dumps(worker.leases),
+        worker.id,
+        worker.pool,
+        worker.hostname,
+        worker.state.value,
+        json.dumps(dataclasses.asdict(worker.capacity)),
+        worker.max_tasks,
+        worker.registered_at,
+        worker.last_seen,
+        worker.allocation_ends_at,
+        worker.experiment_id,
+        worker.compute_resource_id,
+        json.dumps(worker.leases),
     )
 
 

@@ -70,7 +70,9 @@ class SqlStore:
             self._execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
             )
-            applied = {row["version"] for row in self._rows("SELECT version FROM schema_migrations")}
+            applied = {
+                row["version"] for row in self._rows("SELECT version FROM schema_migrations")
+            }
         folder = importlib.resources.files("vahana.store") / "migrations"
         scripts = sorted(
             (int(entry.name.split("_", 1)[0]), entry)
@@ -111,13 +113,18 @@ class SqlStore:
 
     def save_attempts(self, attempts: Sequence[models.AttemptRecord]) -> None:
         with self._autocommit():
-            self._upsert("attempts", codec.ATTEMPT_COLUMNS, ("task_id", "attempt"),
-                         [codec.attempt_row(a) for a in attempts])
+            self._upsert(
+                "attempts",
+                codec.ATTEMPT_COLUMNS,
+                ("task_id", "attempt"),
+                [codec.attempt_row(a) for a in attempts],
+            )
 
     def save_workers(self, workers: Sequence[models.WorkerRecord]) -> None:
         with self._autocommit():
-            self._upsert("workers", codec.WORKER_COLUMNS, ("id",),
-                         [codec.worker_row(w) for w in workers])
+            self._upsert(
+                "workers", codec.WORKER_COLUMNS, ("id",), [codec.worker_row(w) for w in workers]
+            )
 
     def delete_workers(self, worker_ids: Sequence[str]) -> None:
         with self._autocommit():
@@ -128,7 +135,8 @@ class SqlStore:
     ) -> None:
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
         self._executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)}) "
             f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}",
             rows,
         )
@@ -183,9 +191,7 @@ class SqlStore:
         return [codec.attempt_from_row(row) for row in rows]
 
     def load_unfinished_tasks(self) -> list[models.TaskRecord]:
-        rows = self._rows(
-            "SELECT * FROM tasks WHERE phase IN (?, ?, ?) ORDER BY seq", _UNFINISHED
-        )
+        rows = self._rows("SELECT * FROM tasks WHERE phase IN (?, ?, ?) ORDER BY seq", _UNFINISHED)
         return [codec.task_from_row(row) for row in rows]
 
     def load_workers(self) -> list[models.WorkerRecord]:

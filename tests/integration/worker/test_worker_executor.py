@@ -32,13 +32,27 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def make_run(tmp_path: Path, command: str, *, timeout: float = 30.0, output_limit: int = 65536,
-             env: dict[str, str] | None = None, keep: bool = False,
-             task_id: str = "task-1", attempt: int = 1) -> executor.TaskRun:
-    spec = executor.TaskSpec(task_id=task_id, attempt=attempt, command=command, timeout=timeout,
-                             environment=env or {})
-    return executor.TaskRun(spec, working_dir=tmp_path / "work", output_limit=output_limit,
-                            keep_sandbox=keep, kill_grace=0.5)
+def make_run(
+    tmp_path: Path,
+    command: str,
+    *,
+    timeout: float = 30.0,
+    output_limit: int = 65536,
+    env: dict[str, str] | None = None,
+    keep: bool = False,
+    task_id: str = "task-1",
+    attempt: int = 1,
+) -> executor.TaskRun:
+    spec = executor.TaskSpec(
+        task_id=task_id, attempt=attempt, command=command, timeout=timeout, environment=env or {}
+    )
+    return executor.TaskRun(
+        spec,
+        working_dir=tmp_path / "work",
+        output_limit=output_limit,
+        keep_sandbox=keep,
+        kill_grace=0.5,
+    )
 
 
 def start(run: executor.TaskRun) -> tuple[threading.Thread, list[executor.Result]]:
@@ -61,8 +75,9 @@ def test_exit_zero_completes_with_output(tmp_path: Path) -> None:
     assert "hello\n" in result.output_tail and "oops\n" in result.output_tail
 
 
-@pytest.mark.parametrize(("command", "code"), [("exit 3", 3), ("false", 1), ("kill -9 $$", 137),
-                                               ("kill -TERM $$", 143)])
+@pytest.mark.parametrize(
+    ("command", "code"), [("exit 3", 3), ("false", 1), ("kill -9 $$", 137), ("kill -TERM $$", 143)]
+)
 def test_non_zero_exit_fails_with_exit_code(tmp_path: Path, command: str, code: int) -> None:
     result = make_run(tmp_path, command).run()
     assert result.outcome is executor.Outcome.FAILED
@@ -81,8 +96,13 @@ def test_output_tail_is_bounded(tmp_path: Path) -> None:
 
 
 def test_environment_has_working_dir_and_task_id(tmp_path: Path) -> None:
-    run = make_run(tmp_path, 'echo "$WORKING_DIR|$TASK_ID|$FOO|$PWD|${PATH:+path}"',
-                   env={"FOO": "bar", "TASK_ID": "overridden?"}, task_id="t/7", attempt=2)
+    run = make_run(
+        tmp_path,
+        'echo "$WORKING_DIR|$TASK_ID|$FOO|$PWD|${PATH:+path}"',
+        env={"FOO": "bar", "TASK_ID": "overridden?"},
+        task_id="t/7",
+        attempt=2,
+    )
     result = run.run()
     sandbox = str(tmp_path / "work" / "tasks" / "t_7-a2")
     assert result.output_tail.strip() == f"{sandbox}|t/7|bar|{sandbox}|path"

@@ -36,15 +36,33 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
 
 def test_pyz_help_and_version(pyz: Path, tmp_path: Path) -> None:
     env = clean_env(tmp_path)
-    shown = subprocess.run([sys.executable, str(pyz), "--help"], capture_output=True,
-                           text=True, env=env, cwd=tmp_path, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, str(pyz), "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "--server-address" in shown.stdout and "SERVER_ADDRESS" in shown.stdout
-    version = subprocess.run([sys.executable, str(pyz), "--version"], capture_output=True,
-                             text=True, env=env, cwd=tmp_path, timeout=60)
+    version = subprocess.run(
+        [sys.executable, str(pyz), "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert version.stdout.startswith("vahana-worker ")
-    bad = subprocess.run([sys.executable, str(pyz), "--task-timeout", "soon"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, str(pyz), "--task-timeout", "soon"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "task_timeout" in bad.stderr
 
 
@@ -63,9 +81,19 @@ def test_worker_stops_cleanly_on_sigterm_while_scheduler_is_unreachable(
     log = tmp_path / "worker.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, *command, "--server-address", "127.0.0.1:9",
-             "--worker-id", "w-sigterm", "--working-dir", str(tmp_path / "wd")],
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+            [
+                sys.executable,
+                *command,
+                "--server-address",
+                "127.0.0.1:9",
+                "--worker-id",
+                "w-sigterm",
+                "--working-dir",
+                str(tmp_path / "wd"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
             env=clean_env(tmp_path) if how == "pyz" else None,
         )
     try:

@@ -31,16 +31,20 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
-def run_task(tmp_path: Path, command: str, *, inputs: tuple[tuple[str, str], ...] = (),
-             outputs: tuple[tuple[str, str], ...] = ()) -> executor.Result:
-    spec = executor.TaskSpec(task_id="stage", attempt=1, command=command, timeout=30,
-                             inputs=inputs, outputs=outputs)
+def run_task(
+    tmp_path: Path,
+    command: str,
+    *,
+    inputs: tuple[tuple[str, str], ...] = (),
+    outputs: tuple[tuple[str, str], ...] = (),
+) -> executor.Result:
+    spec = executor.TaskSpec(
+        task_id="stage", attempt=1, command=command, timeout=30, inputs=inputs, outputs=outputs
+    )
     return executor.TaskRun(spec, working_dir=tmp_path / "work", output_limit=4096).run()
 
 
-def test_inputs_from_path_file_url_and_http(
-    tmp_path: Path, http_root: tuple[str, Path]
-) -> None:
+def test_inputs_from_path_file_url_and_http(tmp_path: Path, http_root: tuple[str, Path]) -> None:
     base, root = http_root
     local = tmp_path / "local.txt"
     local.write_text("from path\n")
@@ -50,8 +54,7 @@ def test_inputs_from_path_file_url_and_http(
     result = run_task(
         tmp_path,
         "cat in/local.txt url.txt remote.txt",
-        inputs=((str(local), "in/local.txt"), (via_url.as_uri(), ""),
-                (f"{base}/remote.txt", "")),
+        inputs=((str(local), "in/local.txt"), (via_url.as_uri(), ""), (f"{base}/remote.txt", "")),
     )
     assert result.outcome is executor.Outcome.COMPLETED, result.message
     assert result.output_tail == "from path\nfrom file url\nfrom http\n"
@@ -63,8 +66,9 @@ def test_directory_input_and_trailing_slash_destination(tmp_path: Path) -> None:
     (data / "sub" / "a.txt").write_text("A")
     single = tmp_path / "b.txt"
     single.write_text("B")
-    result = run_task(tmp_path, "cat d/sub/a.txt into/b.txt",
-                      inputs=((str(data), "d"), (str(single), "into/")))
+    result = run_task(
+        tmp_path, "cat d/sub/a.txt into/b.txt", inputs=((str(data), "d"), (str(single), "into/"))
+    )
     assert result.outcome is executor.Outcome.COMPLETED, result.message
     assert result.output_tail == "AB"
 
@@ -78,8 +82,9 @@ def test_directory_input_and_trailing_slash_destination(tmp_path: Path) -> None:
         ("__LOCAL__", "../evil", "'..'"),
     ],
 )
-def test_bad_inputs_fail_with_staging(tmp_path: Path, source: str, destination: str,
-                                      reason: str) -> None:
+def test_bad_inputs_fail_with_staging(
+    tmp_path: Path, source: str, destination: str, reason: str
+) -> None:
     marker = tmp_path / "ran"
     if source == "__LOCAL__":
         source = str(tmp_path / "ok.txt")
@@ -119,16 +124,24 @@ def test_outputs_collected_to_path_dir_and_file_url(tmp_path: Path) -> None:
     result = run_task(
         tmp_path,
         "echo one > a.txt; mkdir -p out/sub; echo two > out/sub/b.txt; echo three > c.txt",
-        outputs=(("a.txt", str(results_dir)), ("out", f"{tmp_path}/tree/"),
-                 ("c.txt", str(exact)), ("a.txt", url_target.as_uri())),
+        outputs=(
+            ("a.txt", str(results_dir)),
+            ("out", f"{tmp_path}/tree/"),
+            ("c.txt", str(exact)),
+            ("a.txt", url_target.as_uri()),
+        ),
     )
     assert result.outcome is executor.Outcome.COMPLETED, result.message
     assert (results_dir / "a.txt").read_text() == "one\n"
     assert (tmp_path / "tree" / "out" / "sub" / "b.txt").read_text() == "two\n"
     assert exact.read_text() == "three\n"
     assert url_target.read_text() == "one\n"
-    assert list(result.output_files) == [str(results_dir / "a.txt"), f"{tmp_path}/tree/out",
-                                         str(exact), str(url_target)]
+    assert list(result.output_files) == [
+        str(results_dir / "a.txt"),
+        f"{tmp_path}/tree/out",
+        str(exact),
+        str(url_target),
+    ]
 
 
 def test_missing_output_fails_with_staging(tmp_path: Path) -> None:

@@ -89,3 +89,16 @@ def test_success_resets_the_failure_count() -> None:
     breaker.record_success()
     breaker.record_failure()
     assert breaker.state is backoff.BreakerState.CLOSED
+
+
+def test_wait_closed_follows_the_breaker_state() -> None:
+    now = [0.0]
+    breaker = backoff.CircuitBreaker(failure_threshold=1, reset_timeout=5.0, clock=lambda: now[0])
+    assert breaker.wait_closed(timeout=0)
+    breaker.record_failure()
+    assert not breaker.wait_closed(timeout=0)
+    now[0] += 5.0
+    assert breaker.acquire() == 0.0  # the half-open trial
+    assert not breaker.wait_closed(timeout=0)
+    breaker.record_success()
+    assert breaker.wait_closed(timeout=0)

@@ -40,8 +40,15 @@ def test_format_duration_round_trips(seconds: float, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("1048576", 1048576), ("512Mi", 512 * 2**20), ("2Gi", 2 * 2**30), ("1G", 10**9),
-     ("64Ki", 65536), ("1.5Gi", int(1.5 * 2**30)), ("10k", 10000)],
+    [
+        ("1048576", 1048576),
+        ("512Mi", 512 * 2**20),
+        ("2Gi", 2 * 2**30),
+        ("1G", 10**9),
+        ("64Ki", 65536),
+        ("1.5Gi", int(1.5 * 2**30)),
+        ("10k", 10000),
+    ],
 )
 def test_parse_size(text: str, size: int) -> None:
     assert sizes.parse_size(text) == size

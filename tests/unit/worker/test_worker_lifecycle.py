@@ -18,8 +18,9 @@ class ExplodingClient:
     def register(self, request: pb.RegisterWorkerRequest) -> pb.RegisterWorkerResponse:
         raise RuntimeError("bug in registration")
 
-    def update_worker_status(self, status: int, reason: str, *,
-                             timeout: float | None = None) -> pb.UpdateWorkerStatusResponse:
+    def update_worker_status(
+        self, status: int, reason: str, *, timeout: float | None = None
+    ) -> pb.UpdateWorkerStatusResponse:
         self.statuses.append(status)
         return pb.UpdateWorkerStatusResponse(success=True)
 

@@ -40,12 +40,18 @@ class FakeSink:
         if self.down:
             raise Unavailable()
         self.batches.append([(u.task_id, u.status) for u in updates])
-        return pb.BatchUpdateTaskStatusResponse(success=True, results=[
-            pb.UpdateResult(task_id=u.task_id, attempt=u.attempt,
-                            accepted=u.task_id not in self.refuse_ids,
-                            cancel=u.task_id in self.cancel_ids)
-            for u in updates
-        ])
+        return pb.BatchUpdateTaskStatusResponse(
+            success=True,
+            results=[
+                pb.UpdateResult(
+                    task_id=u.task_id,
+                    attempt=u.attempt,
+                    accepted=u.task_id not in self.refuse_ids,
+                    cancel=u.task_id in self.cancel_ids,
+                )
+                for u in updates
+            ],
+        )
 
     def update_task_status(self, update: pb.UpdateTaskStatusRequest) -> pb.UpdateTaskStatusResponse:
         raise AssertionError("batch is supported")
@@ -131,4 +137,18 @@ def test_cancel_in_a_result_reaches_the_agent_and_refusals_are_forgotten(
     rep.submit(update("stale", pb.COMPLETED))
     assert rep.flush(timeout=10)
     assert cancels == [("c", 1)]
+    assert rep.pending() == []
+
+
+def test_an_update_in_flight_still_counts_as_pending(
+    started: tuple[reporter.Reporter, list[tuple[str, int]]], sink: FakeSink
+) -> None:
+    # The agent reports a lease as held while its result is undelivered: in flight included.
+    rep, _ = started
+    sink.hold.clear()
+    rep.submit(update("t1", pb.COMPLETED))
+    wait_for(sink.in_call.is_set)
+    assert [(u.task_id, u.status) for u in rep.pending()] == [("t1", pb.COMPLETED)]
+    sink.hold.set()
+    assert rep.flush(timeout=10)
     assert rep.pending() == []

@@ -67,12 +67,29 @@ def test_environment_overrides_defaults() -> None:
 
 
 def test_flags_override_environment() -> None:
-    env = {"SERVER_ADDRESS": "env:1", "VAHANA_WORKER_MAX_TASKS": "4",
-           "VAHANA_WORKER_LABELS": "zone=env"}
+    env = {
+        "SERVER_ADDRESS": "env:1",
+        "VAHANA_WORKER_MAX_TASKS": "4",
+        "VAHANA_WORKER_LABELS": "zone=env",
+    }
     config = load(
-        ["--server-address", "flag:2", "--max-tasks", "8", "--label", "zone=flag",
-         "--label", "gpu=a100", "--heartbeat-interval", "1h30m", "--keep-sandboxes",
-         "--output-limit", "1Ki", "--walltime", "2h"],
+        [
+            "--server-address",
+            "flag:2",
+            "--max-tasks",
+            "8",
+            "--label",
+            "zone=flag",
+            "--label",
+            "gpu=a100",
+            "--heartbeat-interval",
+            "1h30m",
+            "--keep-sandboxes",
+            "--output-limit",
+            "1Ki",
+            "--walltime",
+            "2h",
+        ],
         env,
     )
     assert config.server_address == "flag:2"
@@ -91,8 +108,10 @@ def test_allocation_end_as_rfc3339() -> None:
 
 def test_every_error_names_its_field() -> None:
     with pytest.raises(settings.SettingsError) as caught:
-        load(["--heartbeat-interval", "soon", "--max-tasks", "0", "--memory", "lots"],
-             {"LOG_LEVEL": "chatty", "VAHANA_WORKER_LABELS": "novalue"})
+        load(
+            ["--heartbeat-interval", "soon", "--max-tasks", "0", "--memory", "lots"],
+            {"LOG_LEVEL": "chatty", "VAHANA_WORKER_LABELS": "novalue"},
+        )
     fields = {error.split(":")[0] for error in caught.value.errors}
     assert fields == {"heartbeat_interval", "max_tasks", "memory_bytes", "log_level", "labels"}
     assert any("--heartbeat-interval" in e for e in caught.value.errors)
