@@ -89,22 +89,5 @@ def stray_processes(pattern: str) -> list[str]:
     return [line for line in out.splitlines() if line.split(" ", 1)[0] not in mine]
 
 
-def descendants() -> list[int]:
-    """Live child process ids of this process (zombies excluded)."""
-    try:
-        out = subprocess.run(
-            ["ps", "-o", "pid=,stat=", "--ppid", str(os.getpid())],
-            capture_output=True, text=True, check=False,
-        ).stdout
-    except FileNotFoundError:
-        return []
-    pids = []
-    for line in out.split("\n"):
-        parts = line.split()
-        if len(parts) == 2 and not parts[1].startswith("Z") and parts[0].isdigit():
-            pids.append(int(parts[0]))
-    return pids
-
-
 def log(message: str) -> None:
     print(f"  · {message}", file=sys.stderr, flush=True)
