@@ -64,6 +64,15 @@ def test_list_workers_returns_registered_workers_with_capabilities(
     assert worker.capabilities.labels["zone"] == "a"
     assert worker.capabilities.memory_bytes > 0
 
+    # Heartbeats carry real figures from the worker's host.
+    beat = wait_until(
+        lambda: [w for w in client.list_workers() if w.HasField("last_heartbeat")],
+        timeout=15, message="a heartbeat",
+    )[0]
+    assert 0 < beat.metrics.memory_usage <= 100
+    assert 0 <= beat.metrics.cpu_usage <= 100
+    assert beat.metrics.memory_used_bytes > 0
+
 
 def test_a_stale_attempt_is_refused_and_does_not_change_the_task(
     client: harness.Client, start_worker: WorkerFactory
