@@ -115,13 +115,7 @@ class Scheduler:
                 worker.leases[task.id] = task.attempt
         with self._store.transaction():
             for task in orphans:
-                self._end_attempt(
-                    task,
-                    models.TaskPhase.FAILED,
-                    now,
-                    kind=models.FailureKind.INFRASTRUCTURE,
-                    message=f"worker {task.worker_id} is gone",
-                )
+                self._lose(task, now, f"worker {task.worker_id} is gone")
         for worker in self._workers.values():
             self._refresh_state(worker)
         log.info(
@@ -266,13 +260,7 @@ class Scheduler:
             for task_id, attempt in previous.items():
                 task = self._tasks.get(task_id)
                 if task_id not in worker.leases and task is not None and task.attempt == attempt:
-                    self._end_attempt(
-                        task,
-                        models.TaskPhase.FAILED,
-                        now,
-                        kind=models.FailureKind.INFRASTRUCTURE,
-                        message=f"worker {worker.id} restarted without it",
-                    )
+                    self._lose(task, now, f"worker {worker.id} restarted without it")
             self._refresh_state(worker)
             self._store.save_workers([worker])
         log.info(
@@ -421,13 +409,7 @@ class Scheduler:
         if lost:
             with self._store.transaction():
                 for task in lost:
-                    self._end_attempt(
-                        task,
-                        models.TaskPhase.FAILED,
-                        now,
-                        kind=models.FailureKind.INFRASTRUCTURE,
-                        message=f"worker {worker_id} no longer holds it",
-                    )
+                    self._lose(task, now, f"worker {worker_id} no longer holds it")
                 self._refresh_state(worker)
         return result
 
@@ -495,12 +477,10 @@ class Scheduler:
             self._drain_requested.discard(worker.id)
             with self._store.transaction():
                 for task_id in list(worker.leases):
-                    self._end_attempt(
+                    self._lose(
                         self._tasks[task_id],
-                        models.TaskPhase.FAILED,
                         now,
-                        kind=models.FailureKind.INFRASTRUCTURE,
-                        message=f"worker {worker.id} lost: no heartbeat for {silent:.0f}s",
+                        f"worker {worker.id} lost: no heartbeat for {silent:.0f}s",
                     )
                 self._store.save_workers([worker])
         if self._queue.promote_due(now):
@@ -591,6 +571,16 @@ class Scheduler:
             )
         return self._attempts[key]
 
+    def _lose(self, task: models.TaskRecord, now: float, reason: str) -> None:
+        """Ends the current attempt as lost to the infrastructure (worker gone, restarted…)."""
+        self._end_attempt(
+            task,
+            models.TaskPhase.FAILED,
+            now,
+            kind=models.FailureKind.INFRASTRUCTURE,
+            message=reason,
+        )
+
     def _end_attempt(
         self,
         task: models.TaskRecord,
@@ -666,13 +656,7 @@ class Scheduler:
     def _remove_worker(self, worker: models.WorkerRecord, now: float, reason: str) -> None:
         with self._store.transaction():
             for task_id in list(worker.leases):
-                self._end_attempt(
-                    self._tasks[task_id],
-                    models.TaskPhase.FAILED,
-                    now,
-                    kind=models.FailureKind.INFRASTRUCTURE,
-                    message=reason,
-                )
+                self._lose(self._tasks[task_id], now, reason)
             worker.state = models.WorkerState.TERMINATED
             self._store.delete_workers([worker.id])
         self._workers.pop(worker.id, None)
