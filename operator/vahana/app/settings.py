@@ -43,6 +43,23 @@ class LocalPoolSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: str = ""
+    """Comma-separated namespaces to watch; empty: the whole cluster."""
+    worker_server_address: str = ""
+    """How workers started by pools reach the scheduler, e.g. vahana.vahana-system.svc:50051;
+    empty: this process's own address (fine when workers run on the same host)."""
+    worker_namespace: str = "default"
+    """Namespace for the Worker objects of workers that belong to no WorkerPool."""
+    status_flush_seconds: float = 0.5
+    """Coalescing window of Task status writes."""
+    worker_metrics_seconds: float = 10.0
+    """A Worker object's metrics are written at most this often (state changes at once)."""
+    pool_resync_seconds: float = 2.0
+    """How often each WorkerPool is scaled to its queue."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
     store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
@@ -50,6 +67,7 @@ class Settings:
         default_factory=records.SchedulerSettings
     )
     local_pool: LocalPoolSettings = dataclasses.field(default_factory=LocalPoolSettings)
+    operator: OperatorSettings = dataclasses.field(default_factory=OperatorSettings)
     log_level: str = "warning"
 
     @property

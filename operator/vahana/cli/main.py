@@ -100,6 +100,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scheduler_flags(server, default_state=".vahana")
     server.set_defaults(handler=_serve)
 
+    operator = commands.add_parser(
+        "operator",
+        help="run the Kubernetes operator (scheduler + Task/WorkerPool handlers)",
+        description="Watch Task and WorkerPool resources, run the scheduler and its gRPC "
+        "server, start workers through WorkerPools, mirror status and Worker objects. "
+        "Uses $KUBECONFIG, or the in-cluster service account.",
+    )
+    operator.add_argument(
+        "--host",
+        help="gRPC listen address (default 127.0.0.1; 0.0.0.0 in a cluster) [VAHANA_SERVER_HOST]",
+    )
+    operator.add_argument(
+        "--store-url", help="sqlite:///file.db or postgresql://… [VAHANA_STORE_URL]"
+    )
+    operator.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        help="watch only this namespace (repeatable; default: all) "
+        "[VAHANA_OPERATOR_NAMESPACES, comma-separated]",
+    )
+    operator.add_argument(
+        "--worker-server-address",
+        help="how pool workers reach this scheduler, e.g. vahana.vahana-system.svc:50051 "
+        "[VAHANA_OPERATOR_WORKER_SERVER_ADDRESS]",
+    )
+    _add_scheduler_flags(operator, default_state=".vahana")
+    operator.set_defaults(handler=_operate)
+
     submit = commands.add_parser("submit", help="submit the tasks of a file to a running scheduler")
     submit.add_argument(
         "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
@@ -258,6 +287,19 @@ def _serve(options: argparse.Namespace, console: Console) -> int:
         await process.stop()
 
     asyncio.run(serve())
+    return 0
+
+
+def _operate(options: argparse.Namespace, console: Console) -> int:
+    from vahana.app import operator as operator_module  # kopf loads only for this command
+
+    fixed: dict[str, Any] = {"log_level": "info"}
+    if options.namespaces:
+        fixed["operator.namespaces"] = ",".join(options.namespaces)
+    if options.worker_server_address:
+        fixed["operator.worker_server_address"] = options.worker_server_address
+    settings = _settings(options, **fixed)
+    asyncio.run(operator_module.run(settings))
     return 0
 
 

@@ -183,6 +183,8 @@ class WorkerRecord:
     unhealthy_since: float | None = None
     leases: dict[str, int] = dataclasses.field(default_factory=dict)
     """Task id → attempt of every task the worker holds."""
+    idle_since: float | None = None
+    """When the worker last became idle (no task); None while it holds one."""
 
 
 @dataclasses.dataclass(slots=True)

@@ -80,10 +80,15 @@ class LocalPool:
         return process
 
     def stop_workers(self, worker_ids: Sequence[str]) -> None:
+        """SIGTERM to running workers (they drain); exited ones are forgotten."""
         for worker_id in worker_ids:
             process = self._processes.get(worker_id)
-            if process is not None and process.poll() is None:
+            if process is None:
+                continue
+            if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+            else:
+                del self._processes[worker_id]
 
     def pid_of(self, worker_id: str) -> int:
         return self._processes[worker_id].pid

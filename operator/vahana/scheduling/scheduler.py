@@ -190,6 +190,10 @@ class Scheduler:
         # The store is written through, but live records carry the pending reason.
         return [self._tasks.get(task.id, task) for task in stored]
 
+    def find_by_key(self, key: str) -> str:
+        """The id of the task submitted with this idempotency key, or ""."""
+        return self._store.find_task_ids_by_keys([key]).get(key, "")
+
     def list_attempts(self, task_id: str) -> list[models.AttemptRecord]:
         return self._store.list_attempts(task_id)
 
@@ -490,6 +494,21 @@ class Scheduler:
         """When a delayed task becomes ready, so the caller can wake up for it."""
         return self._queue.next_due()
 
+    def pending_for_pool(self, pool: str, capacity: models.Resources) -> int:
+        """Queued tasks a worker of `pool` with `capacity` could run (the pool's demand)."""
+        count = 0
+        for task in self._queue:
+            if task.pool and task.pool != pool:
+                continue
+            need = task.spec.resources
+            if matching.labels_match(need.labels, capacity.labels) and (
+                (need.cpu_cores <= capacity.cpu_cores or capacity.cpu_cores <= 0)
+                and (need.memory_bytes <= capacity.memory_bytes or capacity.memory_bytes <= 0)
+                and need.gpus <= capacity.gpus
+            ):
+                count += 1
+        return count
+
     @property
     def queue_length(self) -> int:
         return len(self._queue)
@@ -665,6 +684,10 @@ class Scheduler:
         log.info("removed worker_id=%s: %s", worker.id, reason)
 
     def _refresh_state(self, worker: models.WorkerRecord) -> None:
+        if worker.leases:
+            worker.idle_since = None
+        elif worker.idle_since is None:
+            worker.idle_since = self._clock()
         if worker.state in (models.WorkerState.AVAILABLE, models.WorkerState.BUSY):
             full = len(worker.leases) >= worker.max_tasks
             worker.state = models.WorkerState.BUSY if full else models.WorkerState.AVAILABLE

@@ -1,0 +1,94 @@
+"""`vahana operator`: the scheduler, its gRPC server and the kopf handlers in one event loop.
+
+Tasks and WorkerPools are watched through kopf; the scheduler and its store are reached by
+the handlers through kopf's memo, never through module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import kopf
+
+from vahana.app import service
+from vahana.app import settings as settings_module
+from vahana.k8s import kube, mirrors, pools, resources
+from vahana.k8s.handlers import pools as pool_handlers
+from vahana.k8s.handlers import tasks as task_handlers
+
+log = logging.getLogger(__name__)
+
+
+def kopf_settings() -> kopf.OperatorSettings:
+    configured = kopf.OperatorSettings()
+    configured.persistence.finalizer = resources.FINALIZER
+    configured.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="vahana.dev")
+    configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="vahana.dev", key="last-handled-configuration"
+    )
+    configured.posting.level = logging.WARNING
+    configured.watching.server_timeout = 300
+    configured.networking.error_backoffs = [1, 2, 5, 10]
+    return configured
+
+
+async def run(settings: settings_module.Settings, *, stop: asyncio.Event | None = None) -> None:
+    process = service.SchedulerProcess(settings, local_workers=0)
+    await process.start()
+    api = kube.api_client()
+    operator = settings.operator
+    server_address = operator.worker_server_address or process.address
+    memo = kopf.Memo()
+    memo.scheduler = process.scheduler
+    memo.task_mirror = mirrors.TaskStatusMirror(
+        process.scheduler, api, flush_seconds=operator.status_flush_seconds
+    )
+    memo.pools = pools.PoolManager(
+        process.scheduler,
+        api,
+        pools.PoolDefaults(
+            server_address=server_address,
+            heartbeat_interval_seconds=settings.scheduler.heartbeat_interval_seconds,
+            state_dir=settings.state_dir,
+        ),
+    )
+    memo.worker_mirror = mirrors.WorkerMirror(
+        process.scheduler,
+        api,
+        pool_of=memo.pools.lookup,
+        default_namespace=operator.worker_namespace,
+        metrics_seconds=operator.worker_metrics_seconds,
+    )
+    registry = kopf.OperatorRegistry()
+    task_handlers.register(registry)
+    pool_handlers.register(registry, resync_seconds=operator.pool_resync_seconds)
+    namespaces = [n.strip() for n in operator.namespaces.split(",") if n.strip()]
+    background = [
+        asyncio.create_task(memo.task_mirror.run(), name="task-status-mirror"),
+        asyncio.create_task(memo.worker_mirror.run(), name="worker-mirror"),
+    ]
+    log.info(
+        "operator running grpc=%s workers_reach=%s namespaces=%s",
+        process.address,
+        server_address,
+        ",".join(namespaces) or "(all)",
+    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=kopf_settings(),
+            memo=memo,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            stop_flag=stop,
+        )
+    finally:
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await process.stop()
+        api.close()

@@ -1,0 +1,70 @@
+"""WorkerPool resources: keep their workers between min and max; drain them on delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from vahana.k8s import pools as pool_management
+from vahana.k8s import resources
+
+
+def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
+    @kopf.on.resume(resources.GROUP, resources.VERSION, resources.POOLS, registry=registry)
+    @kopf.on.create(resources.GROUP, resources.VERSION, resources.POOLS, registry=registry)
+    @kopf.on.update(
+        resources.GROUP, resources.VERSION, resources.POOLS, field="spec", registry=registry
+    )
+    async def pool_apply(
+        meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, patch: kopf.Patch, **_: Any
+    ) -> None:
+        try:
+            memo.pools.upsert(meta["namespace"], meta["name"], meta["uid"], spec)
+        except pool_management.PoolSpecError as error:
+            patch.status["conditions"] = [
+                resources.condition(
+                    "Ready", False, "InvalidSpec", str(error), generation=meta.get("generation")
+                )
+            ]
+            patch.status["lastError"] = str(error)
+            raise kopf.PermanentError(str(error)) from error
+        patch.status["observedGeneration"] = meta.get("generation")
+
+    @kopf.timer(
+        resources.GROUP,
+        resources.VERSION,
+        resources.POOLS,
+        interval=resync_seconds,
+        registry=registry,
+    )
+    async def pool_reconcile(
+        meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, patch: kopf.Patch, **_: Any
+    ) -> None:
+        key = resources.pool_key(meta["namespace"], meta["name"])
+        if memo.pools.lookup(key) is None:
+            try:
+                memo.pools.upsert(meta["namespace"], meta["name"], meta["uid"], spec)
+            except pool_management.PoolSpecError:
+                return  # reported by pool_apply
+        status = await memo.pools.reconcile(key)
+        ready = status["ready"] >= min(status["desired"], 1) if status["desired"] else True
+        message = f"{status['ready']} ready, {status['busy']} busy, {status['desired']} desired" + (
+            f"; last error: {status['lastError']}" if status["lastError"] else ""
+        )
+        status["conditions"] = [
+            resources.condition(
+                "Ready",
+                ready,
+                "Scaled" if ready else "Starting",
+                message,
+                generation=meta.get("generation"),
+            )
+        ]
+        patch.status.update(status)
+
+    @kopf.on.delete(resources.GROUP, resources.VERSION, resources.POOLS, registry=registry)
+    async def pool_delete(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+        left = await memo.pools.remove(resources.pool_key(meta["namespace"], meta["name"]))
+        if left:
+            raise kopf.TemporaryError(f"draining: {left} worker(s) still registered", delay=2)

@@ -1,0 +1,87 @@
+"""Task resources: create → queue; delete → cancel the running attempt, then let go."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import kopf
+
+from vahana.k8s import resources
+from vahana.manifests import tasks as task_manifests
+from vahana.scheduling import records
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.resume(resources.GROUP, resources.VERSION, resources.TASKS, registry=registry)
+    @kopf.on.create(
+        resources.GROUP,
+        resources.VERSION,
+        resources.TASKS,
+        registry=registry,
+        retries=10,
+        backoff=2,
+    )
+    async def task_create(
+        body: kopf.Body,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        memo: kopf.Memo,
+        patch: kopf.Patch,
+        logger: Any,
+        **_: Any,
+    ) -> None:
+        try:
+            submission = task_manifests.submission_from_resource(body)
+        except task_manifests.ManifestError as error:
+            patch.status["phase"] = "Failed"
+            patch.status["message"] = str(error)
+            patch.status["conditions"] = [
+                resources.condition(
+                    "Accepted", False, "InvalidSpec", str(error), generation=meta.get("generation")
+                )
+            ]
+            raise kopf.PermanentError(f"invalid Task: {error}") from error
+        namespace = meta["namespace"]
+        if spec.get("pool"):
+            submission = dataclasses.replace(
+                submission, pool=resources.pool_key(namespace, spec["pool"])
+            )
+        [task_id] = memo.scheduler.submit([submission])
+        memo.task_mirror.track(
+            task_id, namespace, meta["name"], spec.get("ttlSecondsAfterFinished")
+        )
+        task = memo.scheduler.get_task(task_id)
+        patch.status.update(resources.task_status(task, memo.scheduler.pending_reason(task)))
+        patch.status["observedGeneration"] = meta.get("generation")
+        patch.status["conditions"] = [
+            resources.condition(
+                "Accepted",
+                True,
+                "Queued",
+                f"accepted as task {task_id}",
+                generation=meta.get("generation"),
+            )
+        ]
+        logger.info(f"accepted as task {task_id}")
+
+    @kopf.on.delete(resources.GROUP, resources.VERSION, resources.TASKS, registry=registry)
+    async def task_delete(
+        meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, logger: Any, **_: Any
+    ) -> None:
+        task_id = status.get("taskId") or memo.scheduler.find_by_key(meta["uid"])
+        if not task_id:
+            return  # never accepted: nothing to stop
+        try:
+            task = memo.scheduler.get_task(task_id)
+        except records.UnknownTask:
+            return
+        if not task.is_final:
+            memo.scheduler.cancel(task.id, "its Task object was deleted")
+            task = memo.scheduler.get_task(task.id)
+        if not task.is_final:
+            raise kopf.TemporaryError(
+                f"waiting for task {task.id} to stop on worker {task.worker_id}", delay=1
+            )
+        memo.task_mirror.untrack(task.id)
+        logger.info(f"task {task.id} is {task.phase.value}; releasing the Task object")

@@ -1,0 +1,293 @@
+"""Kubernetes' view of the scheduler: Task status and Worker objects, written with few API calls.
+
+The store is the record; these objects are its face. Task status is coalesced: however often a
+task changes between two flushes, its object gets one patch with the latest state. Worker
+objects are patched when their state or task count changes, and for metrics at most every
+`metrics_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from vahana.core import models
+from vahana.k8s import resources
+from vahana.scheduling import records, scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrackedTask:
+    namespace: str
+    name: str
+    ttl_seconds: int | None = None
+    deleting: bool = False
+
+
+class TaskStatusMirror:
+    """Writes scheduler task changes to the status of their Task objects, coalesced."""
+
+    def __init__(
+        self,
+        sched: scheduler.Scheduler,
+        api: k8s.ApiClient,
+        *,
+        flush_seconds: float = 0.5,
+    ) -> None:
+        self._scheduler = sched
+        self._objects = k8s.CustomObjectsApi(api)
+        self._flush_seconds = flush_seconds
+        self._tracked: dict[str, TrackedTask] = {}
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self.writes = 0
+        """Status patches and deletions sent to the API server, for the bounded-writes figure."""
+        sched.add_listener(self._on_change)
+
+    def track(self, task_id: str, namespace: str, name: str, ttl_seconds: int | None) -> None:
+        self._tracked[task_id] = TrackedTask(namespace, name, ttl_seconds)
+        self._dirty.add(task_id)
+        self._wake.set()
+
+    def untrack(self, task_id: str) -> None:
+        self._tracked.pop(task_id, None)
+        self._dirty.discard(task_id)
+
+    def _on_change(self, task: models.TaskRecord) -> None:
+        if task.id in self._tracked:
+            self._dirty.add(task.id)
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            for task_id in dirty:
+                await self._write(task_id)
+            # Coalescing window: changes during it go out together in the next round.
+            await asyncio.sleep(self._flush_seconds)
+
+    async def _write(self, task_id: str) -> None:
+        tracked = self._tracked.get(task_id)
+        if tracked is None:
+            return
+        try:
+            task = self._scheduler.get_task(task_id)
+        except records.UnknownTask:
+            return
+        body = {"status": resources.task_status(task, self._scheduler.pending_reason(task))}
+        try:
+            await asyncio.to_thread(
+                self._objects.patch_namespaced_custom_object_status,
+                resources.GROUP,
+                resources.VERSION,
+                tracked.namespace,
+                resources.TASKS,
+                tracked.name,
+                body,
+            )
+            self.writes += 1
+        except ApiException as error:
+            if error.status == 404:
+                self.untrack(task_id)
+                return
+            log.warning("status write failed task_id=%s: %s", task_id, error.reason)
+            self._dirty.add(task_id)
+            self._wake.set()
+            return
+        if task.is_final and tracked.ttl_seconds is not None and not tracked.deleting:
+            tracked.deleting = True
+            left = max(0.0, (task.finished_at or time.time()) + tracked.ttl_seconds - time.time())
+            asyncio.get_running_loop().call_later(
+                left, lambda: asyncio.ensure_future(self._delete(task_id))
+            )
+
+    async def _delete(self, task_id: str) -> None:
+        """Removes a finished Task object after its TTL; the store keeps the history."""
+        tracked = self._tracked.get(task_id)
+        if tracked is None:
+            return
+        try:
+            await asyncio.to_thread(
+                self._objects.delete_namespaced_custom_object,
+                resources.GROUP,
+                resources.VERSION,
+                tracked.namespace,
+                resources.TASKS,
+                tracked.name,
+            )
+            self.writes += 1
+            log.info("removed finished Task %s/%s after its TTL", tracked.namespace, tracked.name)
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("TTL deletion failed task_id=%s: %s", task_id, error.reason)
+
+
+PoolLookup = Callable[[str], "tuple[str, str, str] | None"]
+"""Scheduler pool key → (namespace, name, uid) of its WorkerPool, if it is one."""
+
+
+@dataclasses.dataclass
+class _Written:
+    namespace: str
+    name: str
+    state: tuple[Any, ...]
+    metrics_at: float
+
+
+class WorkerMirror:
+    """Keeps one Worker object per registered worker, owned by its WorkerPool."""
+
+    def __init__(
+        self,
+        sched: scheduler.Scheduler,
+        api: k8s.ApiClient,
+        *,
+        pool_of: PoolLookup,
+        default_namespace: str,
+        metrics_seconds: float = 10.0,
+        tick_seconds: float = 1.0,
+    ) -> None:
+        self._scheduler = sched
+        self._objects = k8s.CustomObjectsApi(api)
+        self._pool_of = pool_of
+        self._default_namespace = default_namespace
+        self._metrics_seconds = metrics_seconds
+        self._tick = tick_seconds
+        self._written: dict[str, _Written] = {}
+        self.writes = 0
+
+    async def run(self) -> None:
+        await self._adopt()
+        while True:
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("worker mirror sync failed")
+            await asyncio.sleep(self._tick)
+
+    async def _adopt(self) -> None:
+        """Learns the Worker objects a previous operator left, so none is created twice."""
+        with contextlib.suppress(ApiException):
+            listing = await asyncio.to_thread(
+                self._objects.list_cluster_custom_object,
+                resources.GROUP,
+                resources.VERSION,
+                resources.WORKERS,
+                label_selector=f"{resources.MANAGED_LABEL}=vahana",
+            )
+            for item in listing.get("items", []):
+                worker_id = (item.get("status") or {}).get("workerId")
+                if worker_id:
+                    meta = item["metadata"]
+                    self._written[worker_id] = _Written(meta["namespace"], meta["name"], (), 0.0)
+
+    async def sync(self) -> None:
+        now = time.time()
+        live = {worker.id: worker for worker in self._scheduler.list_workers()}
+        for worker_id, worker in live.items():
+            state = (worker.state.value, len(worker.leases), worker.pool)
+            written = self._written.get(worker_id)
+            if written is None or written.state == ():
+                await self._create(worker, state, now)
+            elif written.state != state or now - written.metrics_at >= self._metrics_seconds:
+                await self._patch(worker, written, state, now)
+        for worker_id in [w for w in self._written if w not in live]:
+            await self._delete(worker_id)
+
+    def _place(
+        self, worker: models.WorkerRecord
+    ) -> tuple[str, list[dict[str, Any]], dict[str, str]]:
+        pool = self._pool_of(worker.pool) if worker.pool else None
+        labels = {resources.MANAGED_LABEL: "vahana"}
+        if pool is None:
+            return self._default_namespace, [], labels
+        namespace, name, uid = pool
+        labels[resources.POOL_LABEL] = name
+        owner = {
+            "apiVersion": f"{resources.GROUP}/{resources.VERSION}",
+            "kind": "WorkerPool",
+            "name": name,
+            "uid": uid,
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
+        return namespace, [owner], labels
+
+    async def _create(
+        self, worker: models.WorkerRecord, state: tuple[Any, ...], now: float
+    ) -> None:
+        namespace, owners, labels = self._place(worker)
+        name = resources.worker_object_name(worker.id)
+        body = {
+            "apiVersion": f"{resources.GROUP}/{resources.VERSION}",
+            "kind": "Worker",
+            "metadata": {"name": name, "labels": labels, "ownerReferences": owners},
+        }
+        try:
+            await asyncio.to_thread(
+                self._objects.create_namespaced_custom_object,
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.WORKERS,
+                body,
+            )
+            self.writes += 1
+        except ApiException as error:
+            if error.status != 409:  # already there (adopted): just write the status
+                log.warning("creating Worker %s/%s failed: %s", namespace, name, error.reason)
+                return
+        written = _Written(namespace, name, (), 0.0)
+        self._written[worker.id] = written
+        await self._patch(worker, written, state, now)
+
+    async def _patch(
+        self, worker: models.WorkerRecord, written: _Written, state: tuple[Any, ...], now: float
+    ) -> None:
+        body = {"status": resources.worker_status(worker)}
+        try:
+            await asyncio.to_thread(
+                self._objects.patch_namespaced_custom_object_status,
+                resources.GROUP,
+                resources.VERSION,
+                written.namespace,
+                resources.WORKERS,
+                written.name,
+                body,
+            )
+            self.writes += 1
+        except ApiException as error:
+            if error.status == 404:
+                written.state = ()  # gone (its pool was deleted?): create again next round
+            else:
+                log.warning("Worker status write failed worker_id=%s: %s", worker.id, error.reason)
+            return
+        written.state, written.metrics_at = state, now
+
+    async def _delete(self, worker_id: str) -> None:
+        written = self._written.pop(worker_id)
+        try:
+            await asyncio.to_thread(
+                self._objects.delete_namespaced_custom_object,
+                resources.GROUP,
+                resources.VERSION,
+                written.namespace,
+                resources.WORKERS,
+                written.name,
+            )
+            self.writes += 1
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("deleting Worker %s failed: %s", written.name, error.reason)

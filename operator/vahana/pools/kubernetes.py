@@ -1,0 +1,104 @@
+"""The Kubernetes pool: one batch/v1 Job per worker, found again by its labels."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from vahana.pools import base, jobs
+
+log = logging.getLogger(__name__)
+
+
+class KubernetesPool:
+    """Starts and stops worker Jobs through the Kubernetes API (blocking calls)."""
+
+    def __init__(self, api: k8s.ApiClient, spec: jobs.KubernetesPoolSpec) -> None:
+        self.name = spec.pool
+        self.spec = spec
+        self._batch = k8s.BatchV1Api(api)
+        self._last_error = ""
+
+    def start_workers(self, count: int) -> list[str]:
+        started = []
+        for _ in range(count):
+            worker_id = jobs.new_worker_id(self.spec.pool)
+            manifest = jobs.build_worker_job(self.spec, worker_id)
+            try:
+                self._batch.create_namespaced_job(self.spec.namespace, manifest)
+            except ApiException as error:
+                self._last_error = f"creating Job {jobs.job_name(worker_id)}: {_reason(error)}"
+                log.warning("pool=%s %s", self.name, self._last_error)
+                raise
+            log.info(
+                "started worker_id=%s job=%s pool=%s",
+                worker_id,
+                jobs.job_name(worker_id),
+                self.name,
+            )
+            started.append(worker_id)
+        return started
+
+    def stop_workers(self, worker_ids: Sequence[str]) -> None:
+        """Deletes the workers' Jobs; their Pods get SIGTERM and the workers drain."""
+        for worker_id in worker_ids:
+            try:
+                self._batch.delete_namespaced_job(
+                    jobs.job_name(worker_id), self.spec.namespace, propagation_policy="Background"
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    self._last_error = f"deleting Job {jobs.job_name(worker_id)}: {_reason(error)}"
+                    raise
+
+    def list_workers(self) -> list[base.PoolWorker]:
+        listing = self._batch.list_namespaced_job(
+            self.spec.namespace, label_selector=f"{jobs.POOL_LABEL}={self.spec.pool}"
+        )
+        return [_pool_worker(job) for job in listing.items]
+
+    def status(self) -> base.PoolStatus:
+        workers = self.list_workers()
+        count = lambda state: sum(1 for w in workers if w.state == state)  # noqa: E731
+        return base.PoolStatus(
+            self.name,
+            starting=count(base.PoolWorkerState.STARTING),
+            running=count(base.PoolWorkerState.RUNNING),
+            failed=count(base.PoolWorkerState.FAILED),
+            last_error=self._last_error,
+        )
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.stop_workers([w.worker_id for w in self.list_workers()])
+
+
+def _pool_worker(job: Any) -> base.PoolWorker:
+    worker_id = (job.metadata.labels or {}).get(jobs.WORKER_LABEL, job.metadata.name)
+    status = job.status
+    conditions = {c.type: c for c in (status.conditions or []) if c.status == "True"}
+    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+        state = base.PoolWorkerState.EXITED
+        detail = f"job {job.metadata.name} complete"
+    elif "Failed" in conditions or "FailureTarget" in conditions:
+        state = base.PoolWorkerState.FAILED
+        failed = conditions.get("Failed") or conditions.get("FailureTarget")
+        detail = f"job {job.metadata.name} failed: {failed.reason}: {failed.message or ''}".strip()
+    elif job.metadata.deletion_timestamp is not None:
+        state, detail = base.PoolWorkerState.STOPPING, f"job {job.metadata.name} deleting"
+    elif status.ready or (status.active and status.start_time and _pod_running(status)):
+        state, detail = base.PoolWorkerState.RUNNING, f"job {job.metadata.name}"
+    else:
+        state, detail = base.PoolWorkerState.STARTING, f"job {job.metadata.name} starting"
+    return base.PoolWorker(worker_id, state, detail)
+
+
+def _pod_running(status: Any) -> bool:
+    return bool(status.active) and (status.ready is None or status.ready > 0)
+
+
+def _reason(error: ApiException) -> str:
+    return f"{error.status} {error.reason}: {(error.body or '')[:300]}"
