@@ -1,8 +1,37 @@
 """Shared by every test tier: puts `tests/` on sys.path so tests can `import builders`."""
 
+import os
 import pathlib
 import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures import postgres
 
 _TESTS = str(pathlib.Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
+
+
+def require(available: bool, reason: str) -> None:
+    """Skips a test whose dependency is missing — fails instead under CI=true."""
+    if not available:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the whole session (tests/fixtures/postgres.py)."""
+    require(postgres.binaries_available(), postgres.MISSING)
+    with postgres.running_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """An empty database of its own for each test, on the session's cluster."""
+    with postgres.fresh_database(postgres_server) as url:
+        yield url

@@ -14,6 +14,14 @@ from typing import Protocol
 from vahana.core import models
 
 
+class StoreUnavailable(RuntimeError):
+    """The database cannot be used: unreachable, driver missing, or the connection was lost.
+
+    The message names the store (never its password) and says what to do; callers treat it as
+    fatal for the call in progress.
+    """
+
+
 class Store(Protocol):
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Groups the writes made inside into one commit; nested use joins the outer one."""
@@ -59,3 +67,20 @@ class Store(Protocol):
 def chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (in the user part or a `password=` parameter) masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<store URL>"
+    rest, question, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    parameters = [
+        "password=***" if item.partition("=")[0].lower() == "password" else item
+        for item in query.split("&")
+    ]
+    return f"{scheme}://{authority}{slash}{path}{question}{'&'.join(parameters)}"

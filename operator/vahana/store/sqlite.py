@@ -22,3 +22,9 @@ class SqliteStore(sql.SqlStore):
         connection.execute("PRAGMA busy_timeout=5000")
         super().__init__(connection)
         self.migrate()
+
+    def _lock_migrations(self) -> None:
+        # The sqlite3 module opens no transaction for DDL: open a write transaction explicitly,
+        # which makes the migrations atomic and makes a second process wait (busy_timeout).
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")

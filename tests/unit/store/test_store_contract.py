@@ -1,4 +1,8 @@
-"""The Store contract, run on every store: add a factory to STORES to cover another database."""
+"""The Store contract, run on every store: add a factory to STORES to cover another database.
+
+PostgreSQL runs on a throwaway cluster (`postgres_url`, tests/conftest.py): skipped when the
+server binaries are missing, failed instead under CI=true.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,28 @@ P = models.TaskPhase
 StoreFactory = Callable[[], sql.SqlStore]
 
 
-def sqlite_factory(tmp_path: pathlib.Path) -> StoreFactory:
+def sqlite_factory(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> StoreFactory:
     """Opens (and reopens) one SQLite file."""
     return lambda: sqlite.SqliteStore(tmp_path / "state" / "vahana.db")
 
 
-STORES: dict[str, Callable[[pathlib.Path], StoreFactory]] = {"sqlite": sqlite_factory}
+def postgres_factory(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> StoreFactory:
+    """Opens (and reopens) one fresh database of the session's PostgreSQL cluster."""
+    from vahana.store import postgres
+
+    url = request.getfixturevalue("postgres_url")
+    return lambda: postgres.PostgresStore(url)
+
+
+STORES: dict[str, Callable[[pytest.FixtureRequest, pathlib.Path], StoreFactory]] = {
+    "sqlite": sqlite_factory,
+    "postgresql": postgres_factory,
+}
 
 
 @pytest.fixture(params=sorted(STORES))
 def open_store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[StoreFactory]:
-    factory = STORES[request.param](tmp_path)
+    factory = STORES[request.param](request, tmp_path)
     opened: list[sql.SqlStore] = []
 
     def open_() -> sql.SqlStore:
