@@ -1,0 +1,1 @@
+"""Kubernetes test tier: a real control plane (envtest), a fake kubelet and RBAC helpers."""

@@ -1,0 +1,65 @@
+"""Fixtures of the Kubernetes tier: one control plane per session, a namespace and a kubelet per test.
+
+- `control_plane` (session): a started `ControlPlane` with the Vahana CRDs applied.
+- `namespace` (function): a fresh namespace (its `default` ServiceAccount exists), deleted after.
+- `kubelet` (function): a started `FakeKubelet` for that namespace, stopped after.
+- `kube_api` (function): an admin `kubernetes.client.ApiClient`, closed after.
+Without KUBEBUILDER_ASSETS the tests skip (fail under CI=true).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.k8s.controlplane import ControlPlane
+from tests.k8s.kubelet import FakeKubelet
+from tests.waiting import wait_until
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    plane = ControlPlane()
+    plane.start()
+    try:
+        plane.apply_crds()
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{stem or 't'}-{secrets.token_hex(3)}"
+    manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    status, body = control_plane.rest.request("POST", "/api/v1/namespaces", manifest)
+    assert status == 201, body
+    # Pods are refused until the serviceaccount controller made the namespace's `default`.
+    wait_until(
+        lambda: control_plane.rest.request(
+            "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"
+        )[0] == 200,
+        timeout=30,
+        message=f"the default ServiceAccount of {name}",
+    )
+    yield name
+    control_plane.rest.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture
+def kubelet(control_plane: ControlPlane, namespace: str) -> Iterator[FakeKubelet]:
+    fake = FakeKubelet(control_plane, [namespace]).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def kube_api(control_plane: ControlPlane) -> Iterator[Any]:
+    client = control_plane.api_client()
+    yield client
+    client.close()
