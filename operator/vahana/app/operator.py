@@ -62,6 +62,12 @@ async def run(settings: settings_module.Settings, *, stop: asyncio.Event | None 
         metrics_seconds=operator.worker_metrics_seconds,
     )
     registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+        # A private registry has none of kopf's default handlers: log in as the client does.
+        return kopf.login_via_client(**kwargs)
+
     task_handlers.register(registry)
     pool_handlers.register(registry, resync_seconds=operator.pool_resync_seconds)
     namespaces = [n.strip() for n in operator.namespaces.split(",") if n.strip()]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import rich.markup
 from rich.console import Console
 
 from vahana import __version__
@@ -28,6 +29,7 @@ from vahana.cli import render, run
 from vahana.core import models
 from vahana.manifests import tasks as task_manifests
 from vahana.proto import worker_pb2
+from vahana.store import base as store_base
 
 DEFAULT_SERVER = "localhost:50051"
 EXAMPLES = """\
@@ -56,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except grpc.RpcError as error:
         errors.print(f"[red]error:[/] {_rpc_message(error, options)}", soft_wrap=True)
+        return 1
+    except store_base.StoreUnavailable as error:
+        errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -95,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="listen address (default 127.0.0.1; 0.0.0.0 for remote workers) [VAHANA_SERVER_HOST]",
     )
     server.add_argument(
-        "--store-url", help="sqlite:///file.db (default: in the state dir) [VAHANA_STORE_URL]"
+        "--store-url",
+        help="sqlite:///file.db (default: in the state dir) or postgresql://user@host:port/db "
+        "[VAHANA_STORE_URL]",
     )
     _add_scheduler_flags(server, default_state=".vahana")
     server.set_defaults(handler=_serve)
@@ -280,7 +287,7 @@ def _serve(options: argparse.Namespace, console: Console) -> int:
             loop.add_signal_handler(signum, stop.set)
         console.print(
             f"vahana scheduler on {settings.server.host}:{process.server.port} "
-            f"(store {settings.store_url}, "
+            f"(store {store_base.redact_url(settings.store_url)}, "
             f"{settings.local_workers if process.pool else 0} local workers)"
         )
         await stop.wait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,7 +47,8 @@ class LocalPool:
         started = []
         for _ in range(count):
             self._counter += 1
-            worker_id = f"{self.name}-{os.getpid()}-{self._counter}"
+            stem = re.sub(r"[^A-Za-z0-9.-]+", "-", self.name).strip("-") or "local"
+            worker_id = f"{stem}-{os.getpid()}-{self._counter}"
             self._processes[worker_id] = self._spawn(worker_id)
             started.append(worker_id)
         return started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -32,7 +33,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         **_: Any,
     ) -> None:
         try:
-            submission = task_manifests.submission_from_resource(body)
+            submission = task_manifests.submission_from_resource(_plain(body))
         except task_manifests.ManifestError as error:
             patch.status["phase"] = "Failed"
             patch.status["message"] = str(error)
@@ -85,3 +86,12 @@ def register(registry: kopf.OperatorRegistry) -> None:
             )
         memo.task_mirror.untrack(task.id)
         logger.info(f"task {task.id} is {task.phase.value}; releasing the Task object")
+
+
+def _plain(value: Any) -> Any:
+    """kopf's views of an object as plain dicts and lists, as the manifest parser reads YAML."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
