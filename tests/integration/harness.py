@@ -38,6 +38,8 @@ class SchedulerProcess:
     port: int = dataclasses.field(default_factory=free_port)
     heartbeat_interval: float = 1.0
     missed_heartbeats: int = 3
+    store_url: str | None = None
+    """`--store-url`; None keeps the default, SQLite in the state dir (`db_path`)."""
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -60,6 +62,7 @@ class SchedulerProcess:
                 f"--heartbeat-interval={self.heartbeat_interval}",
                 f"--missed-heartbeats={self.missed_heartbeats}",
                 "--log-level=info",
+                *([f"--store-url={self.store_url}"] if self.store_url else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
