@@ -1,0 +1,101 @@
+"""`vahana operator` as a subprocess, acting with exactly the RBAC of deploy/manifests/rbac.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.integration.harness import free_port
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+RBAC = ROOT / "deploy" / "manifests" / "rbac.yaml"
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclasses.dataclass
+class OperatorProcess:
+    kubeconfig: Path
+    namespace: str
+    state_dir: Path
+    port: int = dataclasses.field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> OperatorProcess:
+        self.starts += 1
+        log = open(self.log_path(self.starts), "wb")  # noqa: SIM115 (Popen keeps it)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vahana.cli.main",
+                "operator",
+                f"--namespace={self.namespace}",
+                f"--port={self.port}",
+                f"--state-dir={self.state_dir}",
+                "--heartbeat-interval=1",
+                f"--worker-server-address={self.address}",
+                "--log-level=info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        log.close()
+        wait_until(self._serving, timeout=timeout, message="operator serving")
+        return self
+
+    def _serving(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited: {self.log_text()[-3000:]}")
+        with grpc.insecure_channel(self.address) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=0.5
+                )
+            except grpc.RpcError:
+                return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_path(self, start: int) -> Path:
+        return self.state_dir / f"operator-{start}.log"
+
+    def log_text(self) -> str:
+        return "\n".join(
+            self.log_path(n).read_text(errors="replace")
+            for n in range(1, self.starts + 1)
+            if self.log_path(n).exists()
+        )

@@ -1,0 +1,281 @@
+"""The operator on a real API server, under its own RBAC, with Pods played by the fake kubelet."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import pid_alive
+from tests.k8s import operator_process
+from tests.k8s.controlplane import ControlPlane
+from tests.k8s.kubelet import FakeKubelet
+from tests.k8s.serviceaccount import kubeconfig_for_service_account
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.kubernetes
+EXAMPLES = operator_process.ROOT / "deploy" / "examples"
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(control_plane: ControlPlane) -> Path:
+    control_plane.kubectl("create", "namespace", "vahana-system", check=False)
+    return kubeconfig_for_service_account(
+        control_plane, "vahana-system", "vahana", [operator_process.RBAC]
+    )
+
+
+@pytest.fixture
+def operator(
+    operator_kubeconfig: Path, namespace: str
+) -> Iterator[operator_process.OperatorProcess]:
+    with tempfile.TemporaryDirectory(prefix="vh-op-") as state:
+        process = operator_process.OperatorProcess(operator_kubeconfig, namespace, Path(state))
+        process.start()
+        try:
+            yield process
+        finally:
+            process.stop()
+
+
+@pytest.fixture
+def pods(control_plane: ControlPlane, namespace: str) -> Iterator[FakeKubelet]:
+    path = f"{operator_process.VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
+    fake = FakeKubelet(control_plane, [namespace], extra_env={"PATH": path}).start()
+    yield fake
+    fake.stop()
+
+
+def get(plane: ControlPlane, namespace: str, kind: str, name: str = "") -> Any:
+    args = ["get", kind, "-n", namespace, "-o", "json"] + ([name] if name else [])
+    result = plane.kubectl(*args, check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def phases(plane: ControlPlane, namespace: str) -> dict[str, str]:
+    items = get(plane, namespace, "tasks")["items"]
+    return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "") for i in items}
+
+
+def apply(plane: ControlPlane, namespace: str, text: str) -> None:
+    path = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    path.write_text(text)
+    plane.kubectl("apply", "-n", namespace, "-f", str(path))
+    path.unlink()
+
+
+def task_yaml(name: str, command: str, **spec: Any) -> str:
+    body = {
+        "apiVersion": "vahana.dev/v1alpha1",
+        "kind": "Task",
+        "metadata": {"name": name},
+        "spec": {"command": command, **spec},
+    }
+    return json.dumps(body) + "\n"
+
+
+def kubernetes_pool(name: str, *, minimum: int = 0, maximum: int = 2, slots: int = 1) -> str:
+    body = {
+        "apiVersion": "vahana.dev/v1alpha1",
+        "kind": "WorkerPool",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "kubernetes",
+            "minWorkers": minimum,
+            "maxWorkers": maximum,
+            "tasksPerWorker": slots,
+            "idleTimeout": "1s",
+            "resources": {"cpu": "1", "memory": "512Mi"},
+            "kubernetes": {"image": "vahana:test"},
+        },
+    }
+    return json.dumps(body) + "\n"
+
+
+def test_the_examples_run_to_completion_and_kubectl_shows_tasks_and_workers(
+    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES))
+    expected = {"hello", "count", "greet-env", "copy-hostname", "small-resources", "exits-three"}
+    done = wait_until(
+        lambda: (
+            lambda p: (
+                p
+                if set(p) >= expected and all(p[n] in ("Completed", "Failed") for n in expected)
+                else None
+            )
+        )(phases(control_plane, namespace)),
+        timeout=90,
+        message="every example Task final",
+    )
+    assert {n: done[n] for n in expected} == {
+        **dict.fromkeys(expected - {"exits-three"}, "Completed"),
+        "exits-three": "Failed",
+    }
+    failed = get(control_plane, namespace, "task", "exits-three")["status"]
+    assert failed["exitCode"] == 3
+
+    tasks = control_plane.kubectl("get", "tasks", "-n", namespace).stdout
+    for column in ("PHASE", "WORKER", "EXIT CODE", "ATTEMPTS", "AGE"):
+        assert column in tasks
+    workers = wait_until(
+        lambda: (lambda out: out if "AVAILABLE" in out or "BUSY" in out else None)(
+            control_plane.kubectl("get", "workers", "-n", namespace).stdout
+        ),
+        timeout=30,
+        message="Worker objects listed",
+    )
+    for column in ("ID", "POOL", "STATUS", "ACTIVE", "CPU%", "MEM%", "LAST HEARTBEAT", "AGE"):
+        assert column in workers
+
+
+def test_a_kubernetes_pool_runs_tasks_in_jobs_and_its_deletion_removes_jobs_and_workers(
+    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+) -> None:
+    apply(control_plane, namespace, kubernetes_pool("jobs", maximum=2))
+    apply(
+        control_plane,
+        namespace,
+        "---\n".join(
+            task_yaml(f"job-task-{i}", f"echo from-job-{i}", pool="jobs") for i in range(4)
+        ),
+    )
+    wait_until(
+        lambda: (lambda p: len(p) == 4 and set(p.values()) == {"Completed"})(
+            phases(control_plane, namespace)
+        ),
+        timeout=90,
+        message="tasks completed on Job workers",
+    )
+    jobs = get(control_plane, namespace, "jobs")["items"]
+    assert 1 <= len(jobs) <= 2
+    assert all(j["metadata"]["ownerReferences"][0]["kind"] == "WorkerPool" for j in jobs)
+    worker_pods = set(pods.processes())
+    assert worker_pods
+    wait_until(
+        lambda: get(control_plane, namespace, "workers")["items"],
+        timeout=20,
+        message="Worker objects",
+    )
+
+    control_plane.kubectl("delete", "workerpool", "jobs", "-n", namespace, "--wait=false")
+    wait_until(
+        lambda: not get(control_plane, namespace, "workers")["items"],
+        timeout=60,
+        message="Worker objects gone",
+    )
+    wait_until(
+        lambda: not get(control_plane, namespace, "jobs")["items"],
+        timeout=60,
+        message="Jobs garbage-collected",
+    )
+    wait_until(
+        lambda: get(control_plane, namespace, "workerpool", "jobs") is None,
+        timeout=30,
+        message="WorkerPool gone",
+    )
+    wait_until(
+        lambda: not any(pid_alive(pid) for pid in pods.processes().values()),
+        timeout=30,
+        message="worker processes stopped",
+    )
+
+
+def test_deleting_a_running_task_stops_its_process_and_the_object_goes_away(
+    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "task.pid"
+    apply(control_plane, namespace, kubernetes_pool("p", maximum=1))
+    apply(
+        control_plane,
+        namespace,
+        task_yaml("forever", f"echo $$ > {pid_file}; exec sleep 1000", pool="p"),
+    )
+    wait_until(
+        lambda: pid_file.exists() and pid_file.read_text().strip(),
+        timeout=60,
+        message="task started",
+    )
+    pid = int(pid_file.read_text())
+    control_plane.kubectl("delete", "task", "forever", "-n", namespace, "--wait=false")
+    wait_until(lambda: not pid_alive(pid), timeout=20, message="task process stopped")
+    wait_until(
+        lambda: get(control_plane, namespace, "task", "forever") is None,
+        timeout=20,
+        message="Task object removed",
+    )
+
+
+def test_scale_down_never_kills_a_busy_worker(
+    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+) -> None:
+    apply(control_plane, namespace, kubernetes_pool("elastic", maximum=3))
+    apply(
+        control_plane,
+        namespace,
+        "---\n".join(
+            [task_yaml("long", "sleep 6; echo long-done", pool="elastic")]
+            + [task_yaml(f"short-{i}", "true", pool="elastic") for i in range(4)]
+        ),
+    )
+    final = wait_until(
+        lambda: (
+            lambda p: (
+                p if len(p) == 5 and all(v in ("Completed", "Failed") for v in p.values()) else None
+            )
+        )(phases(control_plane, namespace)),
+        timeout=90,
+        message="all tasks final",
+    )
+    assert set(final.values()) == {"Completed"}
+    long = get(control_plane, namespace, "task", "long")["status"]
+    assert long["attempt"] == 1 and "long-done" in long["outputTail"]
+    # Idle workers are released (idleTimeout 1s) once the queue is empty.
+    wait_until(
+        lambda: len(get(control_plane, namespace, "jobs")["items"]) == 0,
+        timeout=60,
+        message="idle workers released",
+    )
+
+
+def test_a_restarted_operator_adopts_tasks_and_jobs_without_duplicates(
+    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+) -> None:
+    apply(control_plane, namespace, kubernetes_pool("steady", minimum=2, maximum=2, slots=2))
+    apply(
+        control_plane,
+        namespace,
+        "---\n".join(
+            task_yaml(f"r-{i}", f"sleep 0.{i % 4}; echo r-{i}", pool="steady") for i in range(20)
+        ),
+    )
+    wait_until(
+        lambda: sum(v == "Completed" for v in phases(control_plane, namespace).values()) >= 3,
+        timeout=60,
+        message="some tasks done",
+    )
+    jobs_before = {j["metadata"]["name"] for j in get(control_plane, namespace, "jobs")["items"]}
+    operator.kill()
+    operator.start()
+    final = wait_until(
+        lambda: (
+            lambda p: (
+                p
+                if len(p) == 20 and all(v in ("Completed", "Failed") for v in p.values())
+                else None
+            )
+        )(phases(control_plane, namespace)),
+        timeout=120,
+        message="all tasks final after the restart",
+    )
+    assert set(final.values()) == {"Completed"}
+    jobs_after = {j["metadata"]["name"] for j in get(control_plane, namespace, "jobs")["items"]}
+    assert jobs_after == jobs_before, "no duplicate Jobs after the restart"
+    attempts = [
+        get(control_plane, namespace, "task", f"r-{i}")["status"]["attempt"] for i in range(20)
+    ]
+    assert attempts == [1] * 20, "no task ran twice"
