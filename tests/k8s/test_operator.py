@@ -279,3 +279,65 @@ def test_a_restarted_operator_adopts_tasks_and_jobs_without_duplicates(
         get(control_plane, namespace, "task", f"r-{i}")["status"]["attempt"] for i in range(20)
     ]
     assert attempts == [1] * 20, "no task ran twice"
+
+
+def _task_writes(plane: ControlPlane) -> int:
+    """PATCH and PUT requests on tasks (any subresource) the API server has served so far."""
+    text = plane.rest.request("GET", "/metrics")[1].get("message", "")
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and 'resource="tasks"' in line:
+            if 'verb="PATCH"' in line or 'verb="PUT"' in line:
+                total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_200_tasks_applied_at_once_complete_with_bounded_api_writes(
+    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+) -> None:
+    count = 200
+    apply(control_plane, namespace, kubernetes_pool("bulk", maximum=4, slots=4))
+    before = _task_writes(control_plane)
+    apply(
+        control_plane,
+        namespace,
+        "---\n".join(task_yaml(f"bulk-{i}", "true", pool="bulk") for i in range(count)),
+    )
+    wait_until(
+        lambda: (lambda p: len(p) == count and set(p.values()) == {"Completed"})(
+            phases(control_plane, namespace)
+        ),
+        timeout=240,
+        interval=0.5,
+        message=f"{count} tasks completed",
+    )
+    # The last status writes may still be in flight: wait until the count settles.
+    settled = wait_until(
+        lambda: (lambda a, b: a if a == b else None)(
+            _task_writes(control_plane), _task_writes(control_plane)
+        ),
+        timeout=10,
+        message="writes settled",
+    )
+    per_task = (settled - before) / count
+    print(f"\noperator API writes per Task (PATCH/PUT on tasks, kopf included): {per_task:.2f}")
+    assert per_task <= 8, per_task
+
+
+def test_a_task_spec_cannot_change_after_creation(
+    control_plane: ControlPlane, namespace: str, operator: Any
+) -> None:
+    apply(control_plane, namespace, task_yaml("fixed", "echo one", pool="nowhere"))
+    result = control_plane.kubectl(
+        "patch",
+        "task",
+        "fixed",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"command": "echo two"}}',
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "spec is immutable" in result.stderr
