@@ -286,7 +286,9 @@ def _task_writes(plane: ControlPlane) -> int:
     text = plane.rest.request("GET", "/metrics")[1].get("message", "")
     total = 0
     for line in text.splitlines():
-        is_task_write = 'resource="tasks"' in line and ('verb="PATCH"' in line or 'verb="PUT"' in line)
+        is_task_write = 'resource="tasks"' in line and (
+            'verb="PATCH"' in line or 'verb="PUT"' in line
+        )
         if line.startswith("apiserver_request_total{") and is_task_write:
             total += int(float(line.rsplit(" ", 1)[1]))
     return total
