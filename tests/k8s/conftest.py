@@ -1,4 +1,4 @@
-"""Fixtures of the Kubernetes tier: one control plane per session, a namespace and a kubelet per test.
+"""Kubernetes tier fixtures: one control plane per session, a namespace and a kubelet per test.
 
 - `control_plane` (session): a started `ControlPlane` with the Vahana CRDs applied.
 - `namespace` (function): a fresh namespace (its `default` ServiceAccount exists), deleted after.
@@ -40,10 +40,9 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     status, body = control_plane.rest.request("POST", "/api/v1/namespaces", manifest)
     assert status == 201, body
     # Pods are refused until the serviceaccount controller made the namespace's `default`.
+    account = f"/api/v1/namespaces/{name}/serviceaccounts/default"
     wait_until(
-        lambda: control_plane.rest.request(
-            "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"
-        )[0] == 200,
+        lambda: control_plane.rest.request("GET", account)[0] == 200,
         timeout=30,
         message=f"the default ServiceAccount of {name}",
     )

@@ -5,7 +5,8 @@ free loopback ports, a short temp dir, a service-account key pair, a static admi
 `system:masters`, RBAC authorization, readiness on /readyz with a deadline. `stop()` ends the
 controller-manager and the apiserver first, then etcd (with etcd gone first the apiserver hangs).
 
-Binaries come from `$KUBEBUILDER_ASSETS` (`export KUBEBUILDER_ASSETS=$(../shared/envtest/setup-envtest)`).
+Binaries come from `$KUBEBUILDER_ASSETS`
+(`export KUBEBUILDER_ASSETS=$(../shared/envtest/setup-envtest)`).
 `RestClient` is a small JSON client over the admin (or any) token, with watches that another
 thread can interrupt; `api_client()` gives the official `kubernetes` client for the admin.
 """
@@ -171,7 +172,7 @@ class ControlPlane:
         self.with_controller_manager = controller_manager
         self.controllers = controllers
         self.ready_timeout = ready_timeout
-        self.dir = Path(tempfile.mkdtemp(prefix="vh-k8s-", dir=_short_tmp()))
+        self.dir = Path(tempfile.mkdtemp(prefix="vh-k8s-", dir=short_tmp()))
         self.token = secrets.token_hex(16)
         self.api_port = free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"
@@ -332,7 +333,7 @@ class ControlPlane:
         """A `kubernetes.client.ApiClient` for the admin (close it when done)."""
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
 
     def apply_crds(self, path: Path = CRDS) -> None:
         """Applies the CRDs and waits until each is Established (served)."""
@@ -343,7 +344,7 @@ class ControlPlane:
         )  # fmt: skip
 
 
-def _short_tmp() -> str | None:
+def short_tmp() -> str | None:
     # Unix socket paths (workers, scheduler) live under test dirs: keep them short.
     return "/tmp" if os.path.isdir("/tmp") else None
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tests.k8s.controlplane import ControlPlane, RestClient
+from tests.k8s.controlplane import ControlPlane, RestClient, short_tmp
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class FakeKubelet:
         self.node_name = node_name
         self.extra_env = dict(extra_env or {})
         self.rest = RestClient(plane.server, plane.token, plane.ca_file)
-        self.root = Path(tempfile.mkdtemp(prefix="vh-kl-", dir="/tmp" if Path("/tmp").is_dir() else None))
+        self.root = Path(tempfile.mkdtemp(prefix="vh-kl-", dir=short_tmp()))
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self._taken = 0
@@ -342,7 +342,7 @@ class FakeKubelet:
             content_type="application/merge-patch+json",
         )  # fmt: skip
         if code != 200 and code != 404:
-            log.warning("fake kubelet: status of %s (%s) answered %s %s", run.name, phase, code, body)
+            log.warning("fake kubelet: %s status %s: %s %s", run.name, phase, code, body)
 
     def _pod_path(self, run: _Run) -> str:
         return f"/api/v1/namespaces/{run.namespace}/pods/{run.name}"
@@ -409,7 +409,7 @@ class FakeKubelet:
                 "status.podIP": POD_IP, "status.hostIP": POD_IP,
             }  # fmt: skip
             if path in fields:
-                return fields[path]
+                return str(fields[path])
             keyed = _FIELD_KEY.match(path)
             if keyed:
                 return str(meta.get(keyed.group(1), {}).get(keyed.group(2), ""))

@@ -1,4 +1,4 @@
-"""The fake kubelet with the real Job controller and garbage collector: Jobs complete, fail, stop."""
+"""The fake kubelet with the real Job controller and garbage collector: Jobs end, fail, stop."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ def job(name: str, args: list[str], **pod_spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "backoffLimit": 0,
-            "template": {
-                "spec": {"restartPolicy": "Never", "containers": [container]} | pod_spec
-            },
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]} | pod_spec},
         },
     }
 
@@ -54,7 +52,7 @@ def job_condition(plane: ControlPlane, namespace: str, name: str, kind: str) -> 
 
 def pods_of(plane: ControlPlane, namespace: str, job_name: str) -> list[dict[str, Any]]:
     found = get(plane, f"/api/v1/namespaces/{namespace}/pods?labelSelector=job-name%3D{job_name}")
-    return (found or {}).get("items", [])
+    return list((found or {}).get("items", []))
 
 
 def process_gone(pid: int) -> bool:
@@ -101,7 +99,7 @@ def test_deleting_a_job_stops_its_process(
 ) -> None:
     create(control_plane, namespace, job("sleeper", ["sleep", "1000"]))
     pod_name = wait_until(
-        lambda: next(iter(kubelet.processes()), None), timeout=30, message="the sleep to start"
+        lambda: next(iter(kubelet.processes()), ""), timeout=30, message="the sleep to start"
     )
     pid = kubelet.pid_of(pod_name)
     assert pid is not None
@@ -140,7 +138,7 @@ def test_an_owned_job_is_garbage_collected_with_its_owner(
     ]
     create(control_plane, namespace, child)
     pod_name = wait_until(
-        lambda: next(iter(kubelet.processes()), None), timeout=30, message="the child to start"
+        lambda: next(iter(kubelet.processes()), ""), timeout=30, message="the child to start"
     )
     pid = kubelet.pid_of(pod_name)
     assert pid is not None
@@ -162,7 +160,7 @@ def test_an_owned_job_is_garbage_collected_with_its_owner(
 def test_env_and_empty_dir_reach_the_process(
     control_plane: ControlPlane, namespace: str, kubelet: FakeKubelet
 ) -> None:
-    script = 'echo "$POD:$NS:$IP:$GREETING" > "$1/out" && test -d "$(dirname "$WORK")" && cat "$1/out"'
+    script = 'echo "$POD:$NS:$IP:$GREETING" >"$1/out" && test -d "${WORK%/*}" && cat "$1/out"'
     manifest = job(
         "env",
         ["bash", "-c", script, "bash", "/data"],
@@ -188,3 +186,38 @@ def test_env_and_empty_dir_reach_the_process(
     (pod,) = pods_of(control_plane, namespace, "env")
     name = pod["metadata"]["name"]
     assert kubelet.log_of(name) == f"{name}:{namespace}:127.0.0.1:hello {namespace}\n"
+
+
+def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
+    control_plane: ControlPlane, namespace: str, kubelet: FakeKubelet
+) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "stubborn"},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "none",
+                    "command": ["bash", "-c", "trap '' TERM; sleep 1000"],
+                }
+            ],
+        },
+    }
+    create(control_plane, namespace, pod)
+    pid = wait_until(
+        lambda: kubelet.pid_of("stubborn") or 0, timeout=30, message="the pod to start"
+    )
+
+    path = f"/api/v1/namespaces/{namespace}/pods/stubborn"
+    status, body = control_plane.rest.request("DELETE", path)
+    assert status == 200, body
+    # A bound Pod lingers, being deleted, until the kubelet confirms its process is gone.
+    lingering = get(control_plane, path)
+    assert lingering is not None and lingering["metadata"]["deletionTimestamp"]
+    assert not process_gone(pid)
+
+    wait_until(lambda: process_gone(pid), timeout=10, message="SIGKILL after the grace period")
+    wait_until(lambda: get(control_plane, path) is None, timeout=10, message="the Pod to go")
