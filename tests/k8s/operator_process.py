@@ -28,18 +28,23 @@ class OperatorProcess:
     port: int = dataclasses.field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    name: str = "operator"
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> OperatorProcess:
+    def start(self, timeout: float = 30, *, wait_serving: bool = True) -> OperatorProcess:
         self.starts += 1
         log = open(self.log_path(self.starts), "wb")  # noqa: SIM115 (Popen keeps it)
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            # One Lease per watched namespace: tests' operators never wait for each other.
+            "VAHANA_OPERATOR_LEASE_NAMESPACE": "vahana-system",
+            "VAHANA_OPERATOR_LEASE_NAME": f"vahana-{self.namespace}",
+            "VAHANA_OPERATOR_LEASE_SECONDS": "3",
         }
         self.process = subprocess.Popen(
             [
@@ -60,7 +65,8 @@ class OperatorProcess:
             env=env,
         )
         log.close()
-        wait_until(self._serving, timeout=timeout, message="operator serving")
+        if wait_serving:
+            wait_until(self._serving, timeout=timeout, message="operator serving")
         return self
 
     def _serving(self) -> bool:
@@ -91,7 +97,7 @@ class OperatorProcess:
                 self.process.wait()
 
     def log_path(self, start: int) -> Path:
-        return self.state_dir / f"operator-{start}.log"
+        return self.state_dir / f"{self.name}-{start}.log"
 
     def log_text(self) -> str:
         return "\n".join(

@@ -343,3 +343,62 @@ def test_a_task_spec_cannot_change_after_creation(
     )
     assert result.returncode != 0
     assert "spec is immutable" in result.stderr
+
+
+def test_of_two_replicas_only_one_acts_and_the_standby_takes_over(
+    control_plane: ControlPlane, namespace: str, operator_kubeconfig: Path, pods: FakeKubelet
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="vh-ha-") as shared:
+        # Same store and port: the standby binds nothing until it holds the Lease.
+        first = operator_process.OperatorProcess(
+            operator_kubeconfig, namespace, Path(shared), name="first"
+        )
+        second = operator_process.OperatorProcess(
+            operator_kubeconfig, namespace, Path(shared), port=first.port, name="second"
+        )
+        try:
+            first.start()
+            second.start(wait_serving=False)
+            wait_until(
+                lambda: "standby: waiting for lease" in second.log_text(),
+                timeout=30,
+                message="second replica on standby",
+            )
+            apply(control_plane, namespace, kubernetes_pool("ha", minimum=2, maximum=2, slots=2))
+            apply(
+                control_plane,
+                namespace,
+                "---\n".join(
+                    task_yaml(f"ha-{i}", f"sleep 0.{i % 5}; echo ha-{i}", pool="ha")
+                    for i in range(12)
+                ),
+            )
+            wait_until(
+                lambda: (
+                    sum(v == "Completed" for v in phases(control_plane, namespace).values()) >= 2
+                ),
+                timeout=60,
+                message="the leader runs tasks",
+            )
+            assert "holding lease" not in second.log_text()
+            first.kill()
+            wait_until(
+                lambda: "leader: holding lease" in second.log_text(),
+                timeout=30,
+                message="the standby takes over",
+            )
+            final = wait_until(
+                lambda: (
+                    lambda p: (
+                        p
+                        if len(p) == 12 and all(v in ("Completed", "Failed") for v in p.values())
+                        else None
+                    )
+                )(phases(control_plane, namespace)),
+                timeout=120,
+                message="all tasks final after the failover",
+            )
+            assert set(final.values()) == {"Completed"}
+        finally:
+            first.stop()
+            second.stop()

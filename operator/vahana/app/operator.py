@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+from typing import Any
 
 import kopf
 
 from vahana.app import service
 from vahana.app import settings as settings_module
-from vahana.k8s import kube, mirrors, pools, resources
+from vahana.k8s import kube, leader, mirrors, pools, resources
 from vahana.k8s.handlers import pools as pool_handlers
 from vahana.k8s.handlers import tasks as task_handlers
 
@@ -35,9 +38,37 @@ def kopf_settings() -> kopf.OperatorSettings:
 
 
 async def run(settings: settings_module.Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Runs the operator until `stop` is set or a signal arrives; with leader election on, a
+    standby first waits for the Lease and a leader that loses it stops (LostLeadership)."""
+    api = kube.api_client()
+    elector: leader.LeaderElector | None = None
+    operator = settings.operator
+    if operator.leader_election:
+        elector = leader.LeaderElector(
+            api,
+            namespace=operator.lease_namespace or os.environ.get("POD_NAMESPACE", "default"),
+            name=operator.lease_name,
+            identity=f"{socket.gethostname()}-{os.getpid()}",
+            lease_seconds=operator.lease_seconds,
+            renew_seconds=max(0.5, operator.lease_seconds / 3),
+        )
+        await elector.acquire()
+    try:
+        await _lead(settings, api, elector, stop or asyncio.Event())
+    finally:
+        if elector is not None:
+            await asyncio.to_thread(elector.release)
+        api.close()
+
+
+async def _lead(
+    settings: settings_module.Settings,
+    api: Any,
+    elector: leader.LeaderElector | None,
+    stop: asyncio.Event,
+) -> None:
     process = service.SchedulerProcess(settings, local_workers=0)
     await process.start()
-    api = kube.api_client()
     operator = settings.operator
     server_address = operator.worker_server_address or process.address
     memo = kopf.Memo()
@@ -81,8 +112,8 @@ async def run(settings: settings_module.Settings, *, stop: asyncio.Event | None 
         server_address,
         ",".join(namespaces) or "(all)",
     )
-    try:
-        await kopf.operator(
+    kopf_run = asyncio.create_task(
+        kopf.operator(
             registry=registry,
             settings=kopf_settings(),
             memo=memo,
@@ -90,11 +121,23 @@ async def run(settings: settings_module.Settings, *, stop: asyncio.Event | None 
             namespaces=namespaces,
             standalone=True,
             stop_flag=stop,
-        )
+        ),
+        name="kopf",
+    )
+    watched = [kopf_run]
+    if elector is not None:
+        background.append(asyncio.create_task(elector.keep(), name="lease"))
+        watched.append(background[-1])
+    try:
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        for finished in done:
+            if finished is not kopf_run:
+                stop.set()  # leadership lost: stop handling before the next leader starts
+                await kopf_run
+            finished.result()
     finally:
         for task in background:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, leader.LostLeadership):
                 await task
         await process.stop()
-        api.close()

@@ -57,6 +57,13 @@ class OperatorSettings:
     """A Worker object's metrics are written at most this often (state changes at once)."""
     pool_resync_seconds: float = 2.0
     """How often each WorkerPool is scaled to its queue."""
+    leader_election: bool = True
+    """Act only while holding a Lease, so that of several replicas exactly one acts."""
+    lease_namespace: str = ""
+    """Namespace of the Lease; empty: $POD_NAMESPACE, else default."""
+    lease_name: str = "vahana-operator"
+    lease_seconds: float = 15.0
+    """A leader that has not renewed the Lease for this long is replaced."""
 
 
 @dataclasses.dataclass(frozen=True)

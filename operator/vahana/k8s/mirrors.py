@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -108,16 +109,30 @@ class TaskStatusMirror:
             return
         if task.is_final and tracked.ttl_seconds is not None and not tracked.deleting:
             tracked.deleting = True
-            left = max(0.0, (task.finished_at or time.time()) + tracked.ttl_seconds - time.time())
-            asyncio.get_running_loop().call_later(
-                left, lambda: asyncio.ensure_future(self._delete(task_id))
-            )
+            self._delete_later(tracked, task.finished_at or time.time())
 
-    async def _delete(self, task_id: str) -> None:
-        """Removes a finished Task object after its TTL; the store keeps the history."""
-        tracked = self._tracked.get(task_id)
-        if tracked is None:
+    def keep_for_ttl(
+        self, namespace: str, name: str, ttl_seconds: int | None, completion_time: str | None
+    ) -> None:
+        """A Task that finished before this operator started: remove it when its TTL is up."""
+        if ttl_seconds is None:
             return
+        finished = time.time()
+        if completion_time:
+            finished = datetime.datetime.fromisoformat(
+                completion_time.replace("Z", "+00:00")
+            ).timestamp()
+        self._delete_later(TrackedTask(namespace, name, ttl_seconds, deleting=True), finished)
+
+    def _delete_later(self, tracked: TrackedTask, finished_at: float) -> None:
+        assert tracked.ttl_seconds is not None
+        left = max(0.0, finished_at + tracked.ttl_seconds - time.time())
+        asyncio.get_running_loop().call_later(
+            left, lambda: asyncio.ensure_future(self._delete(tracked))
+        )
+
+    async def _delete(self, tracked: TrackedTask) -> None:
+        """Removes a finished Task object after its TTL; the store keeps the history."""
         try:
             await asyncio.to_thread(
                 self._objects.delete_namespaced_custom_object,
@@ -131,7 +146,12 @@ class TaskStatusMirror:
             log.info("removed finished Task %s/%s after its TTL", tracked.namespace, tracked.name)
         except ApiException as error:
             if error.status != 404:
-                log.warning("TTL deletion failed task_id=%s: %s", task_id, error.reason)
+                log.warning(
+                    "TTL deletion of %s/%s failed: %s",
+                    tracked.namespace,
+                    tracked.name,
+                    error.reason,
+                )
 
 
 PoolLookup = Callable[[str], "tuple[str, str, str] | None"]

@@ -12,6 +12,8 @@ from vahana.k8s import resources
 from vahana.manifests import tasks as task_manifests
 from vahana.scheduling import records
 
+FINAL_PHASES = {"Completed", "Failed", "Cancelled", "TimedOut"}
+
 
 def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.resume(resources.GROUP, resources.VERSION, resources.TASKS, registry=registry)
@@ -32,6 +34,16 @@ def register(registry: kopf.OperatorRegistry) -> None:
         logger: Any,
         **_: Any,
     ) -> None:
+        if body.get("status", {}).get("phase") in FINAL_PHASES:
+            # Finished before this operator started (a new store, a new leader): the object
+            # keeps its result; running it again would run a finished task twice.
+            memo.task_mirror.keep_for_ttl(
+                meta["namespace"],
+                meta["name"],
+                spec.get("ttlSecondsAfterFinished"),
+                body["status"].get("completionTime"),
+            )
+            return
         try:
             submission = task_manifests.submission_from_resource(_plain(body))
         except task_manifests.ManifestError as error:
