@@ -67,7 +67,8 @@ def test_list_workers_returns_registered_workers_with_capabilities(
     # Heartbeats carry real figures from the worker's host.
     beat = wait_until(
         lambda: [w for w in client.list_workers() if w.HasField("last_heartbeat")],
-        timeout=15, message="a heartbeat",
+        timeout=15,
+        message="a heartbeat",
     )[0]
     assert 0 < beat.metrics.memory_usage <= 100
     assert 0 <= beat.metrics.cpu_usage <= 100
