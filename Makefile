@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-integration lint proto worker-pyz bench bench-full clean help
+.PHONY: demo test test-unit test-integration test-k8s lint proto worker-pyz bench bench-full clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ test-unit: $(STAMP) ## run the unit tests only (seconds)
 
 test-integration: $(STAMP) ## run the integration tests only
 	$(BIN)/python -m pytest tests/integration
+
+test-k8s: $(STAMP) ## run the operator tests on a real API server (needs KUBEBUILDER_ASSETS)
+	$(BIN)/python -m pytest tests/k8s
 
 lint: $(STAMP) ## ruff, mypy (strict on core and worker), import layers
 	$(BIN)/ruff check operator worker tests bench scripts
