@@ -402,3 +402,33 @@ def test_of_two_replicas_only_one_acts_and_the_standby_takes_over(
         finally:
             first.stop()
             second.stop()
+
+
+def _pool_status(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    pool = get(plane, namespace, "workerpool", name)
+    return (pool or {}).get("status") or {}
+
+
+def test_workers_that_fail_to_start_are_reported_on_the_pool(
+    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+) -> None:
+    refused = json.loads(kubernetes_pool("refused", minimum=1, maximum=1))
+    refused["spec"]["kubernetes"]["nodeSelector"] = {"not a valid key!": "x"}
+    crashing = json.loads(kubernetes_pool("crashing", minimum=1, maximum=1))
+    crashing["spec"]["heartbeatInterval"] = "0s"  # the worker refuses it and exits 2
+    apply(control_plane, namespace, json.dumps(refused) + "\n---\n" + json.dumps(crashing))
+
+    refusal = wait_until(
+        lambda: _pool_status(control_plane, namespace, "refused").get("lastError"),
+        timeout=30,
+        message="the refused Job reported",
+    )
+    assert "creating Job" in refusal and "422" in refusal
+    crash = wait_until(
+        lambda: _pool_status(control_plane, namespace, "crashing").get("lastError"),
+        timeout=60,
+        message="the failed Job reported",
+    )
+    assert "failed" in crash
+    ready = {c["type"]: c for c in _pool_status(control_plane, namespace, "refused")["conditions"]}
+    assert ready["Ready"]["status"] == "False" and "last error" in ready["Ready"]["message"]

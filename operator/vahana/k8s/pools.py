@@ -203,8 +203,8 @@ class PoolManager:
         if active < desired:
             try:
                 await asyncio.to_thread(adapter.start_workers, desired - active)
-            except Exception as error:  # reported on the pool; retried next round
-                pool.last_error = f"starting workers: {error}"
+            except base.PoolError as error:  # reported on the pool; retried next round
+                pool.last_error = str(error)
                 log.warning("pool=%s %s", key, pool.last_error)
         elif active > desired:
             for worker_id in scaling.idle_to_release(

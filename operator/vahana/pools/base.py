@@ -8,6 +8,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 
+class PoolError(RuntimeError):
+    """A pool operation failed; the message is short and says what the pool refused and why."""
+
+
 class PoolWorkerState(enum.StrEnum):
     STARTING = "Starting"
     RUNNING = "Running"

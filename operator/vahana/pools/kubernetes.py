@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +34,7 @@ class KubernetesPool:
             except ApiException as error:
                 self._last_error = f"creating Job {jobs.job_name(worker_id)}: {_reason(error)}"
                 log.warning("pool=%s %s", self.name, self._last_error)
-                raise
+                raise base.PoolError(self._last_error) from error
             log.info(
                 "started worker_id=%s job=%s pool=%s",
                 worker_id,
@@ -101,4 +102,9 @@ def _pod_running(status: Any) -> bool:
 
 
 def _reason(error: ApiException) -> str:
-    return f"{error.status} {error.reason}: {(error.body or '')[:300]}"
+    """`422 Unprocessable Entity: <the API server's message>`."""
+    try:
+        message = json.loads(error.body or "{}").get("message", "")
+    except ValueError:
+        message = (error.body or "")[:300]
+    return f"{error.status} {error.reason}: {message}".strip()

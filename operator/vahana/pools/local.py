@@ -49,7 +49,11 @@ class LocalPool:
             self._counter += 1
             stem = re.sub(r"[^A-Za-z0-9.-]+", "-", self.name).strip("-") or "local"
             worker_id = f"{stem}-{os.getpid()}-{self._counter}"
-            self._processes[worker_id] = self._spawn(worker_id)
+            try:
+                self._processes[worker_id] = self._spawn(worker_id)
+            except OSError as error:
+                self._last_error = f"starting worker {worker_id}: {error}"
+                raise base.PoolError(self._last_error) from error
             started.append(worker_id)
         return started
 
