@@ -17,9 +17,12 @@ import kopf
 
 from vahana.app import service
 from vahana.app import settings as settings_module
-from vahana.k8s import kube, leader, mirrors, pools, resources
+from vahana.k8s import kube, leader, mirrors, resources
 from vahana.k8s.handlers import pools as pool_handlers
 from vahana.k8s.handlers import tasks as task_handlers
+from vahana.pools import kubernetes as kubernetes_pools
+from vahana.pools import local as local_pools
+from vahana.scheduling import pool_manager
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +79,14 @@ async def _lead(
     memo.task_mirror = mirrors.TaskStatusMirror(
         process.scheduler, api, flush_seconds=operator.status_flush_seconds
     )
-    memo.pools = pools.PoolManager(
+    memo.pools = pool_manager.PoolManager(
         process.scheduler,
-        api,
-        pools.PoolDefaults(
+        pool_manager.PoolDefaults(
             server_address=server_address,
             heartbeat_interval_seconds=settings.scheduler.heartbeat_interval_seconds,
             state_dir=settings.state_dir,
         ),
+        {"local": local_pools.from_pool, "kubernetes": kubernetes_pools.factory(api)},
     )
     memo.worker_mirror = mirrors.WorkerMirror(
         process.scheduler,

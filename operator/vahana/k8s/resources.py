@@ -39,11 +39,6 @@ def timestamp(seconds: float | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def pool_key(namespace: str, name: str) -> str:
-    """The scheduler's name of a WorkerPool: pools are namespaced, the scheduler's are not."""
-    return f"{namespace}/{name}"
-
-
 def task_status(task: models.TaskRecord, pending_reason: str = "") -> dict[str, Any]:
     status: dict[str, Any] = {
         "taskId": task.id,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from vahana.core import models
 
 
 class PoolError(RuntimeError):
@@ -55,3 +58,27 @@ class WorkerPool(Protocol):
 
     def close(self, timeout: float = 30.0) -> None:
         """Stops every worker of the pool and waits for them, up to `timeout` seconds."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolContext:
+    """Everything an adapter factory needs to build the adapter of one WorkerPool."""
+
+    namespace: str
+    name: str
+    uid: str
+    key: str
+    """The pool as the scheduler and its workers know it: `<namespace>/<name>`."""
+    spec: Mapping[str, Any]
+    """The WorkerPool's spec, as validated by its CRD schema."""
+    capacity: models.Resources
+    """What one worker of the pool offers (resources and labels)."""
+    server_address: str
+    """How the pool's workers reach the scheduler."""
+    heartbeat_interval_seconds: float
+    state_dir: Path
+    """A directory of the scheduler process for this pool's files (logs, scripts)."""
+
+
+AdapterFactory = Callable[[PoolContext, "WorkerPool | None"], "WorkerPool"]
+"""Builds a pool's adapter from its context; may reuse the previous adapter on a spec change."""

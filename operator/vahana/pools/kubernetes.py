@@ -108,3 +108,48 @@ def _reason(error: ApiException) -> str:
     except ValueError:
         message = (error.body or "")[:300]
     return f"{error.status} {error.reason}: {message}".strip()
+
+
+def factory(api: k8s.ApiClient) -> base.AdapterFactory:
+    """Adapter factory for WorkerPools of type kubernetes, talking to the API through `api`."""
+
+    def build(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
+        spec = pool_spec(context)
+        if isinstance(previous, KubernetesPool):
+            previous.spec = spec
+            return previous
+        return KubernetesPool(api, spec)
+
+    return build
+
+
+def pool_spec(context: base.PoolContext) -> jobs.KubernetesPoolSpec:
+    """The Job builder's view of a WorkerPool; ValueError says what is wrong with it."""
+    section = context.spec.get("kubernetes") or {}
+    need = context.spec.get("resources") or {}
+    if section.get("namespace") and section["namespace"] != context.namespace:
+        raise ValueError(
+            "spec.kubernetes.namespace: worker Jobs run in the WorkerPool's own namespace "
+            f"({context.namespace}) so that they are owned and garbage-collected with it — "
+            "create the WorkerPool in the namespace where the workers should run"
+        )
+    if not section.get("image"):
+        raise ValueError("spec.kubernetes.image: required — the image with vahana-worker in it")
+    return jobs.KubernetesPoolSpec(
+        pool=context.name,
+        namespace=context.namespace,
+        pool_uid=context.uid,
+        pool_key=context.key,
+        image=section["image"],
+        server_address=context.server_address,
+        service_account=section.get("serviceAccountName", ""),
+        node_selector=section.get("nodeSelector") or {},
+        tolerations=section.get("tolerations") or (),
+        image_pull_policy=section.get("imagePullPolicy", ""),
+        cpu=str(need.get("cpu", "1")),
+        memory=str(need.get("memory", "1Gi")),
+        gpus=context.capacity.gpus,
+        tasks_per_worker=int(context.spec.get("tasksPerWorker", 1)),
+        labels=context.capacity.labels,
+        heartbeat_interval_seconds=context.heartbeat_interval_seconds,
+    )

@@ -96,6 +96,9 @@ class LocalPool:
             else:
                 del self._processes[worker_id]
 
+    def reconfigure(self, config: LocalPoolConfig) -> None:
+        self._config = config
+
     def pid_of(self, worker_id: str) -> int:
         return self._processes[worker_id].pid
 
@@ -134,3 +137,21 @@ class LocalPool:
                 log.warning("worker did not stop in time, killing worker_id=%s", worker_id)
                 process.kill()
                 process.wait()
+
+
+def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> LocalPool:
+    """The adapter of a WorkerPool of type local: workers as processes of the scheduler."""
+    config = LocalPoolConfig(
+        server_address=context.server_address,
+        working_dir=context.state_dir / "workers",
+        log_dir=context.state_dir / "logs",
+        name=context.key,
+        tasks_per_worker=int(context.spec.get("tasksPerWorker", 1)),
+        heartbeat_interval_seconds=context.heartbeat_interval_seconds,
+        extra_args=(f"--cpu-cores={context.capacity.cpu_cores:g}",)
+        + tuple(f"--label={k}={v}" for k, v in sorted(context.capacity.labels.items())),
+    )
+    if isinstance(previous, LocalPool):
+        previous.reconfigure(config)  # running workers stay; new ones get the new settings
+        return previous
+    return LocalPool(config)

@@ -6,8 +6,8 @@ from typing import Any
 
 import kopf
 
-from vahana.k8s import pools as pool_management
 from vahana.k8s import resources
+from vahana.scheduling import pool_manager
 
 
 def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
@@ -21,7 +21,7 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
     ) -> None:
         try:
             memo.pools.upsert(meta["namespace"], meta["name"], meta["uid"], spec)
-        except pool_management.PoolSpecError as error:
+        except pool_manager.PoolSpecError as error:
             patch.status["conditions"] = [
                 resources.condition(
                     "Ready", False, "InvalidSpec", str(error), generation=meta.get("generation")
@@ -41,11 +41,11 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
     async def pool_reconcile(
         meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, patch: kopf.Patch, **_: Any
     ) -> None:
-        key = resources.pool_key(meta["namespace"], meta["name"])
+        key = pool_manager.pool_key(meta["namespace"], meta["name"])
         if memo.pools.lookup(key) is None:
             try:
                 memo.pools.upsert(meta["namespace"], meta["name"], meta["uid"], spec)
-            except pool_management.PoolSpecError:
+            except pool_manager.PoolSpecError:
                 return  # reported by pool_apply
         status = await memo.pools.reconcile(key)
         ready = status["ready"] >= min(status["desired"], 1) if status["desired"] else True
@@ -65,6 +65,6 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
 
     @kopf.on.delete(resources.GROUP, resources.VERSION, resources.POOLS, registry=registry)
     async def pool_delete(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-        left = await memo.pools.remove(resources.pool_key(meta["namespace"], meta["name"]))
+        left = await memo.pools.remove(pool_manager.pool_key(meta["namespace"], meta["name"]))
         if left:
             raise kopf.TemporaryError(f"draining: {left} worker(s) still registered", delay=2)

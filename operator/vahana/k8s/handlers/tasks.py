@@ -10,7 +10,7 @@ import kopf
 
 from vahana.k8s import resources
 from vahana.manifests import tasks as task_manifests
-from vahana.scheduling import records
+from vahana.scheduling import pool_manager, records
 
 FINAL_PHASES = {"Completed", "Failed", "Cancelled", "TimedOut"}
 
@@ -58,7 +58,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         namespace = meta["namespace"]
         if spec.get("pool"):
             submission = dataclasses.replace(
-                submission, pool=resources.pool_key(namespace, spec["pool"])
+                submission, pool=pool_manager.pool_key(namespace, spec["pool"])
             )
         [task_id] = memo.scheduler.submit([submission])
         memo.task_mirror.track(

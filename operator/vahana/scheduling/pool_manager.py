@@ -1,4 +1,7 @@
-"""WorkerPools as the operator runs them: an adapter each, scaled to the queue it can serve.
+"""WorkerPools as the scheduler runs them: an adapter each, scaled to the queue it can serve.
+
+The same manager serves the operator (WorkerPool resources) and the embedded default (WorkerPool
+YAML files); adapters come from factories keyed by the pool's `type`.
 
 Scaling up starts workers through the pool's adapter; scaling down only ever asks idle workers
 to drain (a drained worker finishes and exits by itself), so no busy worker is killed.
@@ -14,16 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client as k8s
-
 from vahana.core import models, scaling
-from vahana.k8s import resources
 from vahana.manifests import quantity
-from vahana.pools import base, jobs, kubernetes, local
+from vahana.pools import base
 from vahana.scheduling import scheduler
 
 log = logging.getLogger(__name__)
-SUPPORTED = ("kubernetes", "local")
+
+
+def pool_key(namespace: str, name: str) -> str:
+    """The scheduler's name of a WorkerPool: pools are namespaced, the scheduler's are not."""
+    return f"{namespace}/{name}"
 
 
 class PoolSpecError(ValueError):
@@ -56,25 +60,32 @@ class PoolDefaults:
 
 class PoolManager:
     def __init__(
-        self, sched: scheduler.Scheduler, api: k8s.ApiClient, defaults: PoolDefaults
+        self,
+        sched: scheduler.Scheduler,
+        defaults: PoolDefaults,
+        factories: Mapping[str, base.AdapterFactory],
     ) -> None:
         self._scheduler = sched
-        self._api = api
         self._defaults = defaults
+        self._factories = dict(factories)
         self._pools: dict[str, ManagedPool] = {}
 
     def lookup(self, key: str) -> tuple[str, str, str] | None:
         pool = self._pools.get(key)
         return (pool.namespace, pool.name, pool.uid) if pool else None
 
+    def keys(self) -> list[str]:
+        return list(self._pools)
+
     def upsert(self, namespace: str, name: str, uid: str, spec: Mapping[str, Any]) -> ManagedPool:
-        """Creates the pool's adapter, or updates its limits when the spec changed."""
-        key = resources.pool_key(namespace, name)
+        """Creates the pool's adapter, or updates it and its limits when the spec changed."""
+        key = pool_key(namespace, name)
         kind = spec["type"]
-        if kind not in SUPPORTED:
+        factory = self._factories.get(kind)
+        if factory is None:
             raise PoolSpecError(
-                f"spec.type: {kind!r} pools are not supported by this operator yet "
-                f"(supported: {', '.join(SUPPORTED)})"
+                f"spec.type: {kind!r} pools are not available in this scheduler "
+                f"(available: {', '.join(sorted(self._factories))})"
             )
         need = spec.get("resources") or {}
         capacity = models.Resources(
@@ -83,12 +94,26 @@ class PoolManager:
             gpus=int(need.get("gpu", 0)),
             labels=dict(spec.get("labels") or {}),
         )
+        heartbeat = spec.get("heartbeatInterval")
+        context = base.PoolContext(
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            key=key,
+            spec=spec,
+            capacity=capacity,
+            server_address=self._defaults.server_address,
+            heartbeat_interval_seconds=quantity.parse_duration(heartbeat)
+            if heartbeat
+            else self._defaults.heartbeat_interval_seconds,
+            state_dir=self._defaults.state_dir / "pools" / namespace / name,
+        )
         existing = self._pools.get(key)
-        adapter = existing.adapter if existing and existing.kind == kind else None
-        if adapter is None:
-            adapter = self._adapter(kind, namespace, name, uid, key, spec, capacity)
-        elif isinstance(adapter, kubernetes.KubernetesPool):
-            adapter.spec = self._kubernetes_spec(namespace, name, uid, key, spec, capacity)
+        previous = existing.adapter if existing and existing.kind == kind else None
+        try:
+            adapter = factory(context, previous)
+        except (KeyError, ValueError) as error:
+            raise PoolSpecError(str(error)) from error
         pool = ManagedPool(
             namespace=namespace,
             name=name,
@@ -101,76 +126,10 @@ class PoolManager:
             capacity=capacity,
             idle_timeout=quantity.parse_duration(spec.get("idleTimeout", "5m")),
             adapter=adapter,
+            last_error=existing.last_error if existing else "",
         )
         self._pools[key] = pool
         return pool
-
-    def _adapter(
-        self,
-        kind: str,
-        namespace: str,
-        name: str,
-        uid: str,
-        key: str,
-        spec: Mapping[str, Any],
-        capacity: models.Resources,
-    ) -> base.WorkerPool:
-        if kind == "kubernetes":
-            return kubernetes.KubernetesPool(
-                self._api, self._kubernetes_spec(namespace, name, uid, key, spec, capacity)
-            )
-        state = self._defaults.state_dir / "pools" / namespace / name
-        return local.LocalPool(
-            local.LocalPoolConfig(
-                server_address=self._defaults.server_address,
-                working_dir=state / "workers",
-                log_dir=state / "logs",
-                name=key,
-                tasks_per_worker=int(spec.get("tasksPerWorker", 1)),
-                heartbeat_interval_seconds=self._defaults.heartbeat_interval_seconds,
-                extra_args=(f"--cpu-cores={capacity.cpu_cores:g}",)
-                + tuple(f"--label={k}={v}" for k, v in sorted(capacity.labels.items())),
-            )
-        )
-
-    def _kubernetes_spec(
-        self,
-        namespace: str,
-        name: str,
-        uid: str,
-        key: str,
-        spec: Mapping[str, Any],
-        capacity: models.Resources,
-    ) -> jobs.KubernetesPoolSpec:
-        section = spec.get("kubernetes") or {}
-        need = spec.get("resources") or {}
-        if section.get("namespace") and section["namespace"] != namespace:
-            raise PoolSpecError(
-                "spec.kubernetes.namespace: worker Jobs run in the WorkerPool's own namespace "
-                f"({namespace}) so that they can be owned and garbage-collected with it — "
-                "create the WorkerPool in the namespace where the workers should run"
-            )
-        heartbeat = spec.get("heartbeatInterval")
-        return jobs.KubernetesPoolSpec(
-            pool=name,
-            namespace=namespace,
-            pool_uid=uid,
-            pool_key=key,
-            image=section["image"],
-            server_address=self._defaults.server_address,
-            service_account=section.get("serviceAccountName", ""),
-            node_selector=section.get("nodeSelector") or {},
-            tolerations=section.get("tolerations") or (),
-            image_pull_policy=section.get("imagePullPolicy", ""),
-            cpu=str(need.get("cpu", "1")),
-            memory=str(need.get("memory", "1Gi")),
-            gpus=capacity.gpus,
-            tasks_per_worker=int(spec.get("tasksPerWorker", 1)),
-            labels=capacity.labels,
-            heartbeat_interval_seconds=quantity.parse_duration(heartbeat)
-            if heartbeat
-            else self._defaults.heartbeat_interval_seconds,
-        )
 
     async def reconcile(self, key: str) -> dict[str, Any]:
         """One round: replace exited workers, scale to demand, report. Returns the status."""
