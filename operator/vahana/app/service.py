@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from vahana.app import embedded_pools, stores
 from vahana.app import settings as settings_module
-from vahana.app import stores
+from vahana.manifests import pools as pool_manifests
 from vahana.pools import local
 from vahana.rpc import server as server_module
 from vahana.scheduling import scheduler as scheduler_module
@@ -24,7 +26,11 @@ class SchedulerProcess:
     """
 
     def __init__(
-        self, settings: settings_module.Settings, *, local_workers: int | None = None
+        self,
+        settings: settings_module.Settings,
+        *,
+        local_workers: int | None = None,
+        pools: Sequence[pool_manifests.PoolManifest] = (),
     ) -> None:
         self.settings = settings
         self._local_workers = settings.local_workers if local_workers is None else local_workers
@@ -34,6 +40,9 @@ class SchedulerProcess:
         address = f"{settings.server.host}:{settings.server.port}"
         self.server = server_module.SchedulerServer(self.scheduler, address=address)
         self.pool: local.LocalPool | None = None
+        self.pools: embedded_pools.EmbeddedPools | None = None
+        """The WorkerPools of --pool-file files, when any were given."""
+        self._pool_manifests = list(pools)
         self._stopped = False
 
     @property
@@ -58,11 +67,18 @@ class SchedulerProcess:
                 )
             )
             self.pool.start_workers(self._local_workers)
+        if self._pool_manifests:
+            self.pools = embedded_pools.EmbeddedPools(
+                self.scheduler, self.settings, self._pool_manifests, server_address=self.address
+            )
+            await self.pools.start()
 
     async def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
+        if self.pools is not None:
+            await self.pools.stop()
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
         await self.server.stop()

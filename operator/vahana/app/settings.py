@@ -43,6 +43,19 @@ class LocalPoolSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class PoolSettings:
+    resync_seconds: float = 2.0
+    """How often each embedded WorkerPool (--pool-file) is scaled to its queue."""
+    worker_server_address: str = ""
+    """How workers of slurm/baremetal pools reach the scheduler (host:port); empty: this
+    process's own address (fine when they run on this host)."""
+    distribution_port: int = 0
+    """HTTP port serving the worker zipapp to remote pools; 0 picks a free port."""
+    worker_pyz: str = ""
+    """A prebuilt worker zipapp to serve; empty: built from the worker sources on first use."""
+
+
+@dataclasses.dataclass(frozen=True)
 class OperatorSettings:
     namespaces: str = ""
     """Comma-separated namespaces to watch; empty: the whole cluster."""
@@ -74,6 +87,7 @@ class Settings:
         default_factory=records.SchedulerSettings
     )
     local_pool: LocalPoolSettings = dataclasses.field(default_factory=LocalPoolSettings)
+    pools: PoolSettings = dataclasses.field(default_factory=PoolSettings)
     operator: OperatorSettings = dataclasses.field(default_factory=OperatorSettings)
     log_level: str = "warning"
 
@@ -103,6 +117,11 @@ class Settings:
             problems.append("scheduler.missed_heartbeats: must be ≥ 1")
         if self.local_pool.workers < -1:
             problems.append("local_pool.workers: must be ≥ 0 (or -1: one per CPU)")
+        if not 0 <= self.pools.distribution_port <= 65535:
+            port = self.pools.distribution_port
+            problems.append(f"pools.distribution_port: {port} is not a port (0–65535)")
+        if self.pools.resync_seconds <= 0:
+            problems.append("pools.resync_seconds: must be > 0")
         if self.local_pool.tasks_per_worker < 1:
             problems.append("local_pool.tasks_per_worker: must be ≥ 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -27,6 +27,7 @@ from vahana.app import settings as settings_module
 from vahana.cli import client as client_module
 from vahana.cli import render, run
 from vahana.core import models
+from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
 from vahana.proto import worker_pb2
 from vahana.store import base as store_base
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
     )
     _add_scheduler_flags(run_parser, default_state="a new temporary directory")
+    _add_pool_file_flag(run_parser)
     run_parser.set_defaults(handler=_run)
 
     server = commands.add_parser(
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[VAHANA_STORE_URL]",
     )
     _add_scheduler_flags(server, default_state=".vahana")
+    _add_pool_file_flag(server)
     server.set_defaults(handler=_serve)
 
     operator = commands.add_parser(
@@ -209,6 +212,32 @@ def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str)
     )
 
 
+def _add_pool_file_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pool-file",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="WorkerPool YAML (local, slurm or baremetal) run by this scheduler (repeatable); "
+        "with it, `run` starts no default local workers unless --workers is given",
+    )
+
+
+def _read_pools(paths: Sequence[Path]) -> list[pool_manifests.PoolManifest]:
+    found: list[pool_manifests.PoolManifest] = []
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise UsageError(f"cannot read {path}: {error.strerror}") from error
+        try:
+            found.extend(pool_manifests.parse_pool_documents(text, source=str(path)))
+        except pool_manifests.ManifestError as error:
+            raise UsageError(str(error)) from error
+    return found
+
+
 def _add_server_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
@@ -263,9 +292,13 @@ def _read_tasks(path: Path) -> list[models.Submission]:
 
 def _run(options: argparse.Namespace, console: Console) -> int:
     submissions = _read_tasks(options.file)
+    pools = _read_pools(options.pool_file)
+    fixed: dict[str, Any] = {"server.port": 0}
+    if pools:
+        fixed["local_pool.workers"] = 0
     with tempfile.TemporaryDirectory(prefix="vahana-run-") as scratch:
-        settings = _settings(options, **{"server.port": 0, "store.state_dir": scratch})
-        results = asyncio.run(run.run_tasks(submissions, settings, console))
+        settings = _settings(options, **fixed, **{"store.state_dir": scratch})
+        results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
     console.print(render.results_table(results))
     failed = [r for r in results if r.status != worker_pb2.COMPLETED]
     if failed:
@@ -277,9 +310,10 @@ def _run(options: argparse.Namespace, console: Console) -> int:
 
 def _serve(options: argparse.Namespace, console: Console) -> int:
     settings = _settings(options, log_level="info")
+    pools = _read_pools(options.pool_file)
 
     async def serve() -> None:
-        process = service.SchedulerProcess(settings)
+        process = service.SchedulerProcess(settings, pools=pools)
         await process.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -288,7 +322,9 @@ def _serve(options: argparse.Namespace, console: Console) -> int:
         console.print(
             f"vahana scheduler on {settings.server.host}:{process.server.port} "
             f"(store {store_base.redact_url(settings.store_url)}, "
-            f"{settings.local_workers if process.pool else 0} local workers)"
+            f"{settings.local_workers if process.pool else 0} local workers"
+            + (f", pools {', '.join(p.name for p in pools)}" if pools else "")
+            + ")"
         )
         await stop.wait()
         await process.stop()

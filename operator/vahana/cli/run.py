@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -11,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vahana.app import service
 from vahana.app import settings as settings_module
 from vahana.core import models
+from vahana.manifests import pools as pool_manifests
 from vahana.rpc import convert
 from vahana.scheduling import scheduler as scheduler_module
 
@@ -19,9 +21,10 @@ async def run_tasks(
     submissions: list[models.Submission],
     settings: settings_module.Settings,
     console: Console,
+    pools: Sequence[pool_manifests.PoolManifest] = (),
 ) -> list[convert.tasks_pb.TaskInfo]:
     """Runs the submissions to a final status on a fresh embedded scheduler; returns them."""
-    process = service.SchedulerProcess(settings)
+    process = service.SchedulerProcess(settings, pools=pools)
     await process.start()
     try:
         return await _watch(process, submissions, console)
