@@ -78,6 +78,10 @@ class PoolContext:
     heartbeat_interval_seconds: float
     state_dir: Path
     """A directory of the scheduler process for this pool's files (logs, scripts)."""
+    worker_binary_url: str = ""
+    """Where remote workers download the worker zipapp (WORKER_BINARY_URL); empty: not served."""
+    worker_binary_sha256: str = ""
+    """Hex sha256 of that zipapp; scripts refuse to run a download that does not match."""
 
 
 AdapterFactory = Callable[[PoolContext, "WorkerPool | None"], "WorkerPool"]

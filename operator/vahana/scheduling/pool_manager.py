@@ -56,6 +56,9 @@ class PoolDefaults:
     """Address workers started by pools use to reach this scheduler."""
     heartbeat_interval_seconds: float
     state_dir: Path
+    worker_binary_url: str = ""
+    """Where remote pools download the worker zipapp; empty when it is not served."""
+    worker_binary_sha256: str = ""
 
 
 class PoolManager:
@@ -107,6 +110,8 @@ class PoolManager:
             if heartbeat
             else self._defaults.heartbeat_interval_seconds,
             state_dir=self._defaults.state_dir / "pools" / namespace / name,
+            worker_binary_url=self._defaults.worker_binary_url,
+            worker_binary_sha256=self._defaults.worker_binary_sha256,
         )
         existing = self._pools.get(key)
         previous = existing.adapter if existing and existing.kind == kind else None
@@ -195,3 +200,9 @@ class PoolManager:
         await asyncio.to_thread(pool.adapter.close)
         del self._pools[key]
         return 0
+
+    async def close(self, key: str) -> None:
+        """Stops whatever the pool still runs (busy or not) and forgets it: the last resort."""
+        pool = self._pools.pop(key, None)
+        if pool is not None:
+            await asyncio.to_thread(pool.adapter.close)
