@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from vahana.core import clock as clocks
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 TaskListener = Callable[[models.TaskRecord], None]
 Waker = Callable[[str | None], None]
 """Called with a worker id that has something new, or None for every waiting worker."""
+WorkerHook = Callable[[str, models.WorkerRecord], None]
+"""Told of worker events only counters keep (metrics): "heartbeat", "unhealthy" (silent)."""
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -74,6 +76,7 @@ class Scheduler:
         self._listeners: list[TaskListener] = []
         self._changed: dict[str, models.TaskRecord] = {}
         self._wake: Waker = lambda _worker_id: None
+        self._worker_hook: WorkerHook = lambda _event, _worker: None
         self._seq = 0
 
     # -- wiring -------------------------------------------------------------------------
@@ -85,6 +88,9 @@ class Scheduler:
 
     def set_waker(self, waker: Waker) -> None:
         self._wake = waker
+
+    def set_worker_hook(self, hook: WorkerHook) -> None:
+        self._worker_hook = hook
 
     @_publishes
     def recover(self) -> None:
@@ -397,6 +403,7 @@ class Scheduler:
         worker.last_seen = now
         worker.last_heartbeat = now
         worker.metrics = metrics
+        self._worker_hook("heartbeat", worker)
         result = records.HeartbeatResult(drain=worker_id in self._drain_requested)
         held = dict(running)
         for task_id, attempt in held.items():
@@ -479,6 +486,7 @@ class Scheduler:
             worker.state = models.WorkerState.UNHEALTHY
             worker.unhealthy_since = now
             self._drain_requested.discard(worker.id)
+            self._worker_hook("unhealthy", worker)
             with self._store.transaction():
                 for task_id in list(worker.leases):
                     self._lose(
@@ -515,6 +523,10 @@ class Scheduler:
 
     def pending_shapes(self) -> list[models.TaskRecord]:
         return self._queue.shapes()
+
+    def queued_tasks(self) -> Iterator[models.TaskRecord]:
+        """Every queued task, ready or in a retry backoff (to read at once, e.g. for metrics)."""
+        return iter(self._queue)
 
     # -- internals ----------------------------------------------------------------------
     def _live_worker(self, worker_id: str) -> models.WorkerRecord:
