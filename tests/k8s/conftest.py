@@ -41,11 +41,16 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     assert status == 201, body
     # Pods are refused until the serviceaccount controller made the namespace's `default`.
     account = f"/api/v1/namespaces/{name}/serviceaccounts/default"
-    wait_until(
-        lambda: control_plane.rest.request("GET", account)[0] == 200,
-        timeout=30,
-        message=f"the default ServiceAccount of {name}",
-    )
+    try:
+        wait_until(
+            lambda: control_plane.rest.request("GET", account)[0] == 200,
+            timeout=30,
+            message=f"the default ServiceAccount of {name}",
+        )
+    except AssertionError as error:
+        control_plane.check_alive()
+        tail = control_plane.log_tail("kube-controller-manager")
+        raise AssertionError(f"{error}\nkube-controller-manager log:\n{tail}") from None
     yield name
     control_plane.rest.request("DELETE", f"/api/v1/namespaces/{name}")
 

@@ -26,6 +26,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -164,6 +165,7 @@ class ControlPlane:
         controller_manager: bool = True,
         controllers: str = CONTROLLERS,
         ready_timeout: float = 60,
+        stop_timeout: float = 3,
     ) -> None:
         found = assets or assets_dir()
         require(found is not None, SETUP_HINT)
@@ -172,6 +174,7 @@ class ControlPlane:
         self.with_controller_manager = controller_manager
         self.controllers = controllers
         self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="vh-k8s-", dir=short_tmp()))
         self.token = secrets.token_hex(16)
         self.api_port = free_port()
@@ -213,17 +216,19 @@ class ControlPlane:
             "--token-auth-file", str(d / "tokens.csv"), "--authorization-mode", "RBAC",
         ])  # fmt: skip
         wait_until(
-            lambda: self._alive() and self.ca_file.exists() and self.ca_file.stat().st_size > 0,
+            lambda: self._exited() or (self.ca_file.exists() and self.ca_file.stat().st_size > 0),
             timeout=self.ready_timeout,
             message=f"the apiserver's serving certificate (log: {d / 'kube-apiserver.log'})",
         )
+        self.check_alive()
         self.write_kubeconfig(self.kubeconfig, user="admin", token=self.token)
         self.rest = RestClient(self.server, self.token, self.ca_file)
         wait_until(
-            lambda: self._alive() and self._ready(),
+            lambda: self._exited() or self._ready(),
             timeout=self.ready_timeout,
             message=f"/readyz of the apiserver (log: {d / 'kube-apiserver.log'})",
         )
+        self.check_alive()
         if self.with_controller_manager:
             self._spawn("kube-controller-manager", [
                 "--kubeconfig", str(self.kubeconfig),
@@ -239,7 +244,9 @@ class ControlPlane:
         if rest is not None:
             rest.close_watches()
         first = [self._processes.get(n) for n in ("kube-controller-manager", "kube-apiserver")]
-        _terminate([p for p in first if p is not None], timeout=15)
+        # The apiserver's graceful shutdown can take 10 s and more with watches left over; the
+        # data is thrown away, so after `stop_timeout` it is killed (still before etcd).
+        _terminate([p for p in first if p is not None], timeout=self.stop_timeout)
         etcd = self._processes.get("etcd")
         _terminate([etcd] if etcd else [], timeout=10)
         self._processes.clear()
@@ -268,7 +275,11 @@ class ControlPlane:
             start_new_session=True,
         )
 
-    def _alive(self) -> bool:
+    def _exited(self) -> bool:
+        return any(process.poll() is not None for process in self._processes.values())
+
+    def check_alive(self) -> bool:
+        """True, or raises naming the component that exited, with the tail of its log."""
         for name, process in self._processes.items():
             if process.poll() is not None:
                 tail = self.log_tail(name)
@@ -359,10 +370,12 @@ def _terminate(processes: list[subprocess.Popen[bytes]], *, timeout: float) -> N
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
     for process in processes:
         try:
-            process.wait(timeout=timeout)
+            process.wait(timeout=max(0.0, started + timeout - time.monotonic()))
+            log.info("pid %s ended %.2fs after SIGTERM", process.pid, time.monotonic() - started)
         except subprocess.TimeoutExpired:
-            log.warning("pid %s ignored SIGTERM for %ss; killing it", process.pid, timeout)
+            log.info("pid %s still running %ss after SIGTERM; SIGKILL", process.pid, timeout)
             process.kill()
             process.wait()
