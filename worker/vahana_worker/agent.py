@@ -70,6 +70,10 @@ class Worker:
                 task_id, attempt, executor.StopReason.CANCELLED
             ),
             on_unknown_worker=self._request_register,
+            free_slots=self._free_slots,
+            on_dispatch=lambda response: self._handle_assignment(
+                list(response.tasks), list(response.cancel_tasks), response.drain
+            ),
         )
         self._cpu = sysmetrics.CpuSampler()
         self._working_dir = Path(config.working_dir)
@@ -186,9 +190,10 @@ class Worker:
     def _leases(self) -> list[tuple[str, int]]:
         """Leases this worker holds: running tasks, and finished ones whose result is not yet
         delivered (else the scheduler, not seeing them, would rerun a task that is done)."""
-        with self._lock:
+        with self._lock:  # a finishing task moves from slot to reporter under this lock
             held = dict.fromkeys(self._slots)
-        for update in self._reporter.pending():
+            pending = self._reporter.pending()
+        for update in pending:
             held.setdefault((update.task_id, update.attempt))
         return list(held)
 
@@ -384,22 +389,22 @@ class Worker:
                 future.cancel()
 
     def _handle_poll(self, response: pb.PollForTaskResponse) -> None:
-        for lease in response.cancel_tasks:
-            self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.CANCELLED)
         tasks = ([response.task] if response.has_task else []) + list(response.more_tasks)
+        self._handle_assignment(tasks, list(response.cancel_tasks), response.drain)
+
+    def _handle_assignment(
+        self, tasks: list[pb.Task], cancels: list[pb.TaskLease], drain: bool
+    ) -> None:
+        """Acts on what a poll or a report's answer handed out: stops, new tasks, drain."""
+        for lease in cancels:
+            self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.CANCELLED)
         _log.debug(
-            "poll answered",
-            extra={
-                "kv": {
-                    "tasks": len(tasks),
-                    "cancels": len(response.cancel_tasks),
-                    "drain": response.drain,
-                }
-            },
+            "tasks handed out",
+            extra={"kv": {"tasks": len(tasks), "cancels": len(cancels), "drain": drain}},
         )
         for task in tasks:
             self._start_task(task)
-        if response.drain:
+        if drain:
             self.shutdown(reason="drain requested by the scheduler")
 
     # -- tasks -----------------------------------------------------------------------------
@@ -478,11 +483,14 @@ class Worker:
             message=result.message or None,
             seconds=f"{time.monotonic() - started:.3f}",
         )
-        self._report(spec, result)
         with self._lock:
+            # Free the slot and queue the result together: the report then asks for the next
+            # task, and no heartbeat sees the lease in neither place.
             self._slots.pop((spec.task_id, spec.attempt), None)
+            self._report(spec, result)
             self._lock.notify_all()
-        self._cancel_poll()  # a held poll for zero tasks is re-issued with the free slot
+        # A poll held for zero tasks is not re-issued here: the scheduler answers it when the
+        # report has freed the slot and brought no task with it.
 
     def _report(self, spec: executor.TaskSpec, result: executor.Result) -> None:
         self._reporter.submit(

@@ -90,9 +90,11 @@ class SchedulerClient:
         return future
 
     def batch_update(
-        self, updates: list[pb.UpdateTaskStatusRequest]
+        self, updates: list[pb.UpdateTaskStatusRequest], max_tasks: int = 0
     ) -> pb.BatchUpdateTaskStatusResponse:
-        request = pb.BatchUpdateTaskStatusRequest(worker_id=self._config.worker_id, updates=updates)
+        request = pb.BatchUpdateTaskStatusRequest(
+            worker_id=self._config.worker_id, updates=updates, max_tasks=max_tasks
+        )
         response: pb.BatchUpdateTaskStatusResponse = self._stub.BatchUpdateTaskStatus(
             request, timeout=self._timeout
         )

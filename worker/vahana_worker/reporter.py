@@ -30,7 +30,7 @@ class StatusSink(Protocol):
     """The calls the reporter makes (SchedulerClient satisfies it)."""
 
     def batch_update(
-        self, updates: list[pb.UpdateTaskStatusRequest]
+        self, updates: list[pb.UpdateTaskStatusRequest], max_tasks: int = 0
     ) -> pb.BatchUpdateTaskStatusResponse: ...
 
     def update_task_status(
@@ -55,12 +55,18 @@ class Reporter:
         *,
         breaker: backoff.CircuitBreaker,
         on_cancel: Callable[[str, int], None],
+        free_slots: Callable[[], int] = lambda: 0,
+        on_dispatch: Callable[[pb.BatchUpdateTaskStatusResponse], None] = lambda _: None,
         on_unknown_worker: Callable[[], None],
         make_backoff: Callable[[], backoff.Backoff] = backoff.Backoff,
     ) -> None:
         self._sink = sink
         self._breaker = breaker
         self._on_cancel = on_cancel
+        # A report also asks for the worker's next tasks (as many as it has free slots), so
+        # finishing one task and getting the next is one call, not two.
+        self._free_slots = free_slots
+        self._on_dispatch = on_dispatch
         self._on_unknown_worker = on_unknown_worker
         self._backoff = make_backoff()
         self._cond = threading.Condition()
@@ -135,11 +141,13 @@ class Reporter:
 
     def _send(self, batch: list[pb.UpdateTaskStatusRequest]) -> bool:
         """One delivery attempt; True if the batch is done with (delivered or refused)."""
+        response: pb.BatchUpdateTaskStatusResponse | None = None
         try:
             if self._batch_unsupported:
                 results = [self._send_one(update) for update in batch]
             else:
-                results = list(self._sink.batch_update(batch).results)
+                response = self._sink.batch_update(batch, max_tasks=self._free_slots())
+                results = list(response.results)
         except grpc.RpcError as exc:
             code = client.code_of(exc)
             if code is grpc.StatusCode.UNIMPLEMENTED and not self._batch_unsupported:
@@ -167,6 +175,8 @@ class Reporter:
         self._breaker.record_success()
         self._backoff.reset()
         self._apply(batch, results)
+        if response is not None and (response.tasks or response.cancel_tasks or response.drain):
+            self._on_dispatch(response)
         return True
 
     def _send_one(self, update: pb.UpdateTaskStatusRequest) -> pb.UpdateResult:

@@ -65,6 +65,8 @@ def _status_name(status: int) -> str:
 
 def batch(request: pb.BatchUpdateTaskStatusRequest) -> None:
     identifier(request.worker_id, "worker_id")
+    if not 0 <= request.max_tasks <= MAX_TASKS_PER_POLL:
+        raise InvalidArgument(f"max_tasks: must be between 0 and {MAX_TASKS_PER_POLL}")
     for index, item in enumerate(request.updates):
         if item.worker_id and item.worker_id != request.worker_id:
             raise InvalidArgument(

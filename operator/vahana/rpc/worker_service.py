@@ -58,9 +58,18 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                 context, lambda: self._scheduler.poll(request.worker_id, request.max_tasks)
             )
             remaining = deadline - time.monotonic()
-            # A worker polling with no free slot is woken when one of its leases ends: it
-            # gets an empty answer at once and polls again with the slots it now has.
-            if result or remaining <= 0 or (woken and request.max_tasks == 0):
+            # A worker polling with no free slot is woken when one of its leases ends: unless
+            # its report already brought the next task, it gets an empty answer at once and
+            # polls again with the slots it now has.
+            if (
+                result
+                or remaining <= 0
+                or (
+                    woken
+                    and request.max_tasks == 0
+                    and self._scheduler.free_slots(request.worker_id) > 0
+                )
+            ):
                 return _poll_response(result)
             woken = await self._wakes.wait(request.worker_id, event, remaining)
 
@@ -85,7 +94,16 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             item.output_tail = checks.tail(item.output_tail)
             reports.append(convert.report_of(item))
         results = self._scheduler.report(request.worker_id, reports)
+        handed_out = records.PollResult()
+        if request.max_tasks > 0:
+            try:
+                handed_out = self._scheduler.poll(request.worker_id, request.max_tasks)
+            except records.UnknownWorker:
+                pass  # reports are fenced by lease, not registration: accept them anyway
         return pb.BatchUpdateTaskStatusResponse(
+            tasks=[convert.task_to_pb(task) for task in handed_out.tasks],
+            cancel_tasks=convert.leases_to_pb(handed_out.cancels),
+            drain=handed_out.drain,
             success=all(r.accepted for r in results),
             results=[
                 pb.UpdateResult(

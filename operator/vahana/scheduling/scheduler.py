@@ -446,6 +446,17 @@ class Scheduler:
             self._refresh_state(worker)
         self._store.save_workers([worker])
 
+    def free_slots(self, worker_id: str) -> int:
+        """Tasks the worker could take now; 0 if it is unknown, draining or unhealthy."""
+        worker = self._workers.get(worker_id)
+        if (
+            worker is None
+            or worker.state not in (models.WorkerState.AVAILABLE, models.WorkerState.BUSY)
+            or worker_id in self._drain_requested
+        ):
+            return 0
+        return max(0, worker.max_tasks - len(worker.leases))
+
     def request_drain(self, worker_id: str) -> None:
         """Asks a worker to finish its tasks and leave (pool scale-down)."""
         worker = self._live_worker(worker_id)

@@ -33,7 +33,7 @@ class FakeSink:
         self.refuse_ids: set[str] = set()
 
     def batch_update(
-        self, updates: list[pb.UpdateTaskStatusRequest]
+        self, updates: list[pb.UpdateTaskStatusRequest], max_tasks: int = 0
     ) -> pb.BatchUpdateTaskStatusResponse:
         self.in_call.set()
         self.hold.wait()
@@ -152,3 +152,47 @@ def test_an_update_in_flight_still_counts_as_pending(
     sink.hold.set()
     assert rep.flush(timeout=10)
     assert rep.pending() == []
+
+
+class DispatchingSink(FakeSink):
+    """Answers every batch with one new task when the reporter says it has a free slot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[int] = []
+
+    def batch_update(
+        self, updates: list[pb.UpdateTaskStatusRequest], max_tasks: int = 0
+    ) -> pb.BatchUpdateTaskStatusResponse:
+        response = super().batch_update(updates, max_tasks)
+        self.asked.append(max_tasks)
+        if max_tasks:
+            response.tasks.append(pb.Task(id=f"next-{len(self.asked)}", command="true", attempt=1))
+        return response
+
+
+def test_a_report_asks_for_as_many_tasks_as_slots_are_free_and_hands_them_on() -> None:
+    sink = DispatchingSink()
+    free = [1]
+    handed: list[str] = []
+    rep = reporter.Reporter(
+        sink,
+        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
+        on_cancel=lambda task_id, attempt: None,
+        on_unknown_worker=lambda: None,
+        free_slots=lambda: free[0],
+        on_dispatch=lambda response: handed.extend(t.id for t in response.tasks),
+    )
+    thread = threading.Thread(target=rep.run, daemon=True)
+    thread.start()
+    try:
+        rep.submit(update("done", pb.COMPLETED))
+        assert rep.flush(timeout=10)
+        free[0] = 0
+        rep.submit(update("other", pb.RUNNING))
+        assert rep.flush(timeout=10)
+    finally:
+        rep.close()
+        thread.join(timeout=5)
+    assert sink.asked == [1, 0]
+    assert handed == ["next-1"]

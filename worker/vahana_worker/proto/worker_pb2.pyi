@@ -311,12 +311,14 @@ class UpdateWorkerStatusResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class BatchUpdateTaskStatusRequest(_message.Message):
-    __slots__ = ("worker_id", "updates")
+    __slots__ = ("worker_id", "updates", "max_tasks")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASKS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     updates: _containers.RepeatedCompositeFieldContainer[UpdateTaskStatusRequest]
-    def __init__(self, worker_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[UpdateTaskStatusRequest, _Mapping]]] = ...) -> None: ...
+    max_tasks: int
+    def __init__(self, worker_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[UpdateTaskStatusRequest, _Mapping]]] = ..., max_tasks: _Optional[int] = ...) -> None: ...
 
 class UpdateResult(_message.Message):
     __slots__ = ("task_id", "attempt", "accepted", "message", "cancel")
@@ -333,12 +335,18 @@ class UpdateResult(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., accepted: _Optional[bool] = ..., message: _Optional[str] = ..., cancel: _Optional[bool] = ...) -> None: ...
 
 class BatchUpdateTaskStatusResponse(_message.Message):
-    __slots__ = ("success", "results")
+    __slots__ = ("success", "results", "tasks", "cancel_tasks", "drain")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_TASKS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     success: bool
     results: _containers.RepeatedCompositeFieldContainer[UpdateResult]
-    def __init__(self, success: _Optional[bool] = ..., results: _Optional[_Iterable[_Union[UpdateResult, _Mapping]]] = ...) -> None: ...
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    cancel_tasks: _containers.RepeatedCompositeFieldContainer[TaskLease]
+    drain: bool
+    def __init__(self, success: _Optional[bool] = ..., results: _Optional[_Iterable[_Union[UpdateResult, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
     __slots__ = ("pool", "status")
