@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -95,11 +96,11 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             reports.append(convert.report_of(item))
         results = self._scheduler.report(request.worker_id, reports)
         handed_out = records.PollResult()
+        # Reports are fenced by lease, not by registration: an unknown worker's are still
+        # judged, it just gets no new task.
         if request.max_tasks > 0:
-            try:
+            with contextlib.suppress(records.UnknownWorker):
                 handed_out = self._scheduler.poll(request.worker_id, request.max_tasks)
-            except records.UnknownWorker:
-                pass  # reports are fenced by lease, not registration: accept them anyway
         return pb.BatchUpdateTaskStatusResponse(
             tasks=[convert.task_to_pb(task) for task in handed_out.tasks],
             cancel_tasks=convert.leases_to_pb(handed_out.cancels),
