@@ -26,16 +26,15 @@ What the process gets:
 - cwd: the workingDir when it is under an emptyDir mount, else a fresh per-pod dir; stdout and
   stderr go to a per-pod log file (`log_of(pod_name)`).
 Other containers, init containers, probes, restartPolicy OnFailure, resources: ignored.
+The command line is built by `tests.k8s.container.prepare`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -47,15 +46,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from tests.k8s import container as container_command
+from tests.k8s.container import POD_IP
 from tests.k8s.controlplane import ControlPlane, RestClient, short_tmp
 
 log = logging.getLogger(__name__)
 
 NODE_NAME = "vahana-fake-node"
-POD_IP = "127.0.0.1"
 MAX_GRACE = 30.0
-_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-_FIELD_KEY = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 
 
 @dataclass
@@ -244,7 +242,9 @@ class FakeKubelet:
         container = pod["spec"]["containers"][0]
         started = _now()
         try:
-            argv, env, cwd = self._prepare(run, pod, container)
+            argv, env, cwd = container_command.prepare(
+                pod, run.workdir, node_name=self.node_name, extra_env=self.extra_env, rest=self.rest
+            )
             with open(run.log_path, "wb") as output:
                 process = subprocess.Popen(
                     argv, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
@@ -346,100 +346,6 @@ class FakeKubelet:
 
     def _pod_path(self, run: _Run) -> str:
         return f"/api/v1/namespaces/{run.namespace}/pods/{run.name}"
-
-    # -- the process -------------------------------------------------------------------------------
-    def _prepare(
-        self, run: _Run, pod: dict[str, Any], container: dict[str, Any]
-    ) -> tuple[list[str], dict[str, str], Path]:
-        mounts = self._empty_dirs(run, pod, container)
-
-        def local(value: str) -> str:
-            for mount, path in mounts:
-                if value == mount or value.startswith(mount.rstrip("/") + "/"):
-                    return str(path) + value[len(mount.rstrip("/")) :]
-            key, equals, rest = value.partition("=")
-            return f"{key}={local(rest)}" if equals and rest.startswith("/") else value
-
-        env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
-        env["LANG"] = os.environ.get("LANG", "C.UTF-8")
-        env |= self.extra_env
-        for item in container.get("env", []):
-            value = self._env_value(run, pod, item)
-            if value is not None:
-                env[item["name"]] = local(_expand(value, env))
-        words = [*container.get("command", []), *container.get("args", [])]
-        if not words:
-            raise ValueError("the fake kubelet needs command or args (it cannot read images)")
-        argv = [local(_expand(word, env)) for word in words]
-        executable = shutil.which(argv[0], path=env.get("PATH"))
-        if executable is None:
-            raise FileNotFoundError(f"{argv[0]!r} is not on PATH={env.get('PATH')}")
-        argv[0] = executable
-        cwd = run.workdir / "cwd"
-        cwd.mkdir(exist_ok=True)
-        working_dir = container.get("workingDir")
-        if working_dir and local(working_dir) != working_dir:
-            cwd = Path(local(working_dir))
-            cwd.mkdir(parents=True, exist_ok=True)
-        return argv, env, cwd
-
-    def _empty_dirs(
-        self, run: _Run, pod: dict[str, Any], container: dict[str, Any]
-    ) -> list[tuple[str, Path]]:
-        empty = {v["name"] for v in pod["spec"].get("volumes", []) if "emptyDir" in v}
-        mounts = []
-        for mount in container.get("volumeMounts", []):
-            if mount["name"] in empty:
-                path = run.workdir / "volumes" / mount["name"]
-                path.mkdir(parents=True, exist_ok=True)
-                mounts.append((mount["mountPath"], path))
-        return sorted(mounts, key=lambda item: len(item[0]), reverse=True)
-
-    def _env_value(self, run: _Run, pod: dict[str, Any], item: dict[str, Any]) -> str | None:
-        if "valueFrom" not in item:
-            return str(item.get("value", ""))
-        source = item["valueFrom"]
-        meta = pod["metadata"]
-        if "fieldRef" in source:
-            path = source["fieldRef"]["fieldPath"]
-            fields = {
-                "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-                "metadata.uid": meta["uid"], "spec.nodeName": self.node_name,
-                "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
-                "status.podIP": POD_IP, "status.hostIP": POD_IP,
-            }  # fmt: skip
-            if path in fields:
-                return str(fields[path])
-            keyed = _FIELD_KEY.match(path)
-            if keyed:
-                return str(meta.get(keyed.group(1), {}).get(keyed.group(2), ""))
-        for kind, plural in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
-            if kind in source:
-                ref = source[kind]
-                code, body = self.rest.request(
-                    "GET", f"/api/v1/namespaces/{run.namespace}/{plural}/{ref['name']}"
-                )
-                if code == 200:
-                    if plural == "secrets":
-                        raw = body.get("data", {}).get(ref["key"])
-                        return base64.b64decode(raw).decode() if raw is not None else None
-                    value = body.get("data", {}).get(ref["key"])
-                    return str(value) if value is not None else None
-        log.warning("fake kubelet: %s: env %s from %s is not supported; skipped",
-                    run.name, item["name"], source)  # fmt: skip
-        return None
-
-
-def _expand(value: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion: defined variables are replaced, `$$` becomes `$`."""
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return "$"
-        return env.get(name, match.group(0))
-
-    return _REFERENCE.sub(replace, value)
 
 
 def _now() -> str:
