@@ -11,6 +11,7 @@ from pathlib import Path
 from vahana.app import embedded_pools, stores
 from vahana.app import settings as settings_module
 from vahana.manifests import pools as pool_manifests
+from vahana.observability import endpoint, instrumentation
 from vahana.pools import local
 from vahana.rpc import server as server_module
 from vahana.scheduling import scheduler as scheduler_module
@@ -38,7 +39,15 @@ class SchedulerProcess:
         self.scheduler = scheduler_module.Scheduler(self.store, settings=settings.scheduler)
         self.scheduler.recover()
         address = f"{settings.server.host}:{settings.server.port}"
-        self.server = server_module.SchedulerServer(self.scheduler, address=address)
+        self.instrumentation = (
+            instrumentation.Instrumentation(self.scheduler) if settings.metrics.port else None
+        )
+        self.server = server_module.SchedulerServer(
+            self.scheduler,
+            address=address,
+            interceptors=[self.instrumentation.interceptor] if self.instrumentation else [],
+        )
+        self.metrics_endpoint: endpoint.MetricsEndpoint | None = None
         self.pool: local.LocalPool | None = None
         self.pools: embedded_pools.EmbeddedPools | None = None
         """The WorkerPools of --pool-file files, when any were given."""
@@ -53,6 +62,12 @@ class SchedulerProcess:
         return f"{host}:{self.server.port}"
 
     async def start(self) -> None:
+        if self.instrumentation is not None:
+            self.metrics_endpoint = self.instrumentation.endpoint(
+                host=self.settings.metrics.host or self.settings.server.host,
+                port=self.settings.metrics.port,
+            )
+            await self.metrics_endpoint.start()
         await self.server.start()
         if self._local_workers > 0:
             state = self.settings.state_dir
@@ -82,5 +97,7 @@ class SchedulerProcess:
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
         await self.server.stop()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.stop()
         self.store.close()
         log.info("stopped pid=%d", os.getpid())

@@ -56,6 +56,14 @@ class PoolSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsSettings:
+    port: int = 9090
+    """Port of the Prometheus `/metrics` endpoint; 0 disables it (the default of `vahana run`)."""
+    host: str = ""
+    """Address the endpoint listens on; empty: the same as server.host."""
+
+
+@dataclasses.dataclass(frozen=True)
 class OperatorSettings:
     namespaces: str = ""
     """Comma-separated namespaces to watch; empty: the whole cluster."""
@@ -89,6 +97,7 @@ class Settings:
     local_pool: LocalPoolSettings = dataclasses.field(default_factory=LocalPoolSettings)
     pools: PoolSettings = dataclasses.field(default_factory=PoolSettings)
     operator: OperatorSettings = dataclasses.field(default_factory=OperatorSettings)
+    metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
     log_level: str = "warning"
 
     @property
@@ -109,6 +118,8 @@ class Settings:
         problems = []
         if not 0 <= self.server.port <= 65535:
             problems.append(f"server.port: {self.server.port} is not a port (0–65535)")
+        if not 0 <= self.metrics.port <= 65535:
+            problems.append(f"metrics.port: {self.metrics.port} is not a port (0 disables)")
         if not self.store_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             problems.append("store.url: use sqlite:///path or postgresql://user@host/db")
         if self.scheduler.heartbeat_interval_seconds <= 0:

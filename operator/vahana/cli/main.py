@@ -208,6 +208,12 @@ def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str)
         "[VAHANA_SCHEDULER_MISSED_HEARTBEATS]",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of the Prometheus /metrics endpoint (run: 0, off; server and operator: 9090) "
+        "[VAHANA_METRICS_PORT]",
+    )
+    parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="[VAHANA_LOG_LEVEL]"
     )
 
@@ -256,6 +262,7 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
         "local_pool.tasks_per_worker": options.tasks_per_worker,
         "scheduler.heartbeat_interval_seconds": options.heartbeat_interval,
         "scheduler.missed_heartbeats": options.missed_heartbeats,
+        "metrics.port": options.metrics_port,
         "log_level": options.log_level,
     }
     for key, value in fixed.items():
@@ -294,6 +301,8 @@ def _run(options: argparse.Namespace, console: Console) -> int:
     submissions = _read_tasks(options.file)
     pools = _read_pools(options.pool_file)
     fixed: dict[str, Any] = {"server.port": 0}
+    if "VAHANA_METRICS_PORT" not in os.environ:
+        fixed["metrics.port"] = 0  # no /metrics unless asked for
     if pools:
         fixed["local_pool.workers"] = 0
     with tempfile.TemporaryDirectory(prefix="vahana-run-") as scratch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,18 +26,25 @@ SERVICE_NAMES = (
 class SchedulerServer:
     """Serves a scheduler on one port and runs its periodic health checks."""
 
-    def __init__(self, sched: scheduler.Scheduler, *, address: str) -> None:
+    def __init__(
+        self,
+        sched: scheduler.Scheduler,
+        *,
+        address: str,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
         self.scheduler = sched
         self._address = address
         self._wakes = wakeups.Wakeups()
         sched.set_waker(self._wakes.wake)
         self._server = grpc.aio.server(
+            interceptors=list(interceptors),
             options=[
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ]
+            ],
         )
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(
             worker_service.WorkerService(sched, self._wakes), self._server
