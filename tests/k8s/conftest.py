@@ -2,16 +2,20 @@
 
 - `control_plane` (session): a started `ControlPlane` with the Vahana CRDs applied.
 - `namespace` (function): a fresh namespace (its `default` ServiceAccount exists), deleted after.
-- `kubelet` (function): a started `FakeKubelet` for that namespace, stopped after.
+- `kubelet` (function): a started `FakeKubelet` for that namespace (PATH: the venv's bin first),
+  stopped after.
 - `kube_api` (function): an admin `kubernetes.client.ApiClient`, closed after.
 Without KUBEBUILDER_ASSETS the tests skip (fail under CI=true).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,7 +61,9 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
 
 @pytest.fixture
 def kubelet(control_plane: ControlPlane, namespace: str) -> Iterator[FakeKubelet]:
-    fake = FakeKubelet(control_plane, [namespace]).start()
+    # The venv's bin first, so that `vahana-worker` in a Pod's command resolves.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    fake = FakeKubelet(control_plane, [namespace], extra_env={"PATH": path}).start()
     yield fake
     fake.stop()
 
