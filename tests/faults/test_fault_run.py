@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vahana.proto import worker_pb2 as pb
 
 from tests.faults.proxy import FaultProxy
 from tests.integration import harness
 from tests.waiting import wait_until
-from vahana.proto import worker_pb2 as pb
 
 pytestmark = pytest.mark.integration
 TASKS = 1000
