@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vahana.app import distribution
 from vahana.app import settings as settings_module
 from vahana.manifests import pools as pool_manifests
-from vahana.pools import local
+from vahana.pools import base, local
 from vahana.scheduling import pool_manager, scheduler
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,13 @@ class EmbeddedPools:
         manifests: Sequence[pool_manifests.PoolManifest],
         *,
         server_address: str,
+        wrap_factories: Callable[
+            [Mapping[str, base.AdapterFactory]], Mapping[str, base.AdapterFactory]
+        ] = dict,
     ) -> None:
         self._scheduler = sched
+        self._wrap_factories = wrap_factories
+        """Wraps the adapter factories (metrics count the adapters' calls)."""
         self._settings = settings
         self._manifests = list(manifests)
         self._server_address = settings.pools.worker_server_address or server_address
@@ -62,7 +67,7 @@ class EmbeddedPools:
                 worker_binary_url=url,
                 worker_binary_sha256=sha,
             ),
-            {"local": local.from_pool},
+            self._wrap_factories({"local": local.from_pool}),
         )
         for manifest in self._manifests:
             key = pool_manager.pool_key(manifest.namespace, manifest.name)

@@ -86,7 +86,9 @@ async def _lead(
             heartbeat_interval_seconds=settings.scheduler.heartbeat_interval_seconds,
             state_dir=settings.state_dir,
         ),
-        {"local": local_pools.from_pool, "kubernetes": kubernetes_pools.factory(api)},
+        process.pool_factories(
+            {"local": local_pools.from_pool, "kubernetes": kubernetes_pools.factory(api)}
+        ),
     )
     memo.worker_mirror = mirrors.WorkerMirror(
         process.scheduler,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from vahana.app import embedded_pools, stores
 from vahana.app import settings as settings_module
 from vahana.manifests import pools as pool_manifests
 from vahana.observability import endpoint, instrumentation
+from vahana.pools import base as pool_base
 from vahana.pools import local
 from vahana.rpc import server as server_module
 from vahana.scheduling import scheduler as scheduler_module
@@ -61,6 +62,14 @@ class SchedulerProcess:
             host = "127.0.0.1"
         return f"{host}:{self.server.port}"
 
+    def pool_factories(
+        self, factories: Mapping[str, pool_base.AdapterFactory]
+    ) -> dict[str, pool_base.AdapterFactory]:
+        """The pool adapter factories to give a PoolManager: instrumented when metrics are on."""
+        if self.instrumentation is None:
+            return dict(factories)
+        return self.instrumentation.instrument_pools(factories)
+
     async def start(self) -> None:
         if self.instrumentation is not None:
             self.metrics_endpoint = self.instrumentation.endpoint(
@@ -84,7 +93,11 @@ class SchedulerProcess:
             self.pool.start_workers(self._local_workers)
         if self._pool_manifests:
             self.pools = embedded_pools.EmbeddedPools(
-                self.scheduler, self.settings, self._pool_manifests, server_address=self.address
+                self.scheduler,
+                self.settings,
+                self._pool_manifests,
+                server_address=self.address,
+                wrap_factories=self.pool_factories,
             )
             await self.pools.start()
 
