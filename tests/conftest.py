@@ -9,6 +9,10 @@ import pytest
 
 from tests.fixtures import postgres
 
+# Schedulers and operators started by tests serve /metrics only when a test asks for a port:
+# the default (9090) would make concurrent processes collide.
+os.environ.setdefault("VAHANA_METRICS_PORT", "0")
+
 _TESTS = str(pathlib.Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)

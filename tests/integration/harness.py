@@ -40,6 +40,8 @@ class SchedulerProcess:
     missed_heartbeats: int = 3
     store_url: str | None = None
     """`--store-url`; None keeps the default, SQLite in the state dir (`db_path`)."""
+    metrics_port: int = 0
+    """`--metrics-port`: Prometheus /metrics on 127.0.0.1; 0 (the default here) turns it off."""
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -61,6 +63,7 @@ class SchedulerProcess:
                 "--workers=0",
                 f"--heartbeat-interval={self.heartbeat_interval}",
                 f"--missed-heartbeats={self.missed_heartbeats}",
+                f"--metrics-port={self.metrics_port}",
                 "--log-level=info",
                 *([f"--store-url={self.store_url}"] if self.store_url else []),
             ],
