@@ -93,7 +93,7 @@ class FileTransfer(_message.Message):
     def __init__(self, source: _Optional[str] = ..., destination: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "command", "input_files", "output_files", "environment", "requirements", "priority", "deadline", "timeout", "attempt", "name", "experiment_id")
+    __slots__ = ("id", "command", "input_files", "output_files", "environment", "requirements", "priority", "deadline", "timeout", "attempt", "name", "experiment_id", "limits")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class Task(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     id: str
     command: str
     input_files: _containers.RepeatedCompositeFieldContainer[FileTransfer]
@@ -125,7 +126,22 @@ class Task(_message.Message):
     attempt: int
     name: str
     experiment_id: str
-    def __init__(self, id: _Optional[str] = ..., command: _Optional[str] = ..., input_files: _Optional[_Iterable[_Union[FileTransfer, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[FileTransfer, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., requirements: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., priority: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ..., experiment_id: _Optional[str] = ...) -> None: ...
+    limits: ResourceLimits
+    def __init__(self, id: _Optional[str] = ..., command: _Optional[str] = ..., input_files: _Optional[_Iterable[_Union[FileTransfer, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[FileTransfer, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., requirements: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., priority: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ..., experiment_id: _Optional[str] = ..., limits: _Optional[_Union[ResourceLimits, _Mapping]] = ...) -> None: ...
+
+class ResourceLimits(_message.Message):
+    __slots__ = ("cpu_seconds", "memory_bytes", "processes", "open_files", "file_size_bytes")
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FILES_FIELD_NUMBER: _ClassVar[int]
+    FILE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    cpu_seconds: int
+    memory_bytes: int
+    processes: int
+    open_files: int
+    file_size_bytes: int
+    def __init__(self, cpu_seconds: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., processes: _Optional[int] = ..., open_files: _Optional[int] = ..., file_size_bytes: _Optional[int] = ...) -> None: ...
 
 class WorkerCapabilities(_message.Message):
     __slots__ = ("cpu_cores", "memory_bytes", "gpus", "labels", "max_concurrent_tasks", "allocation_ends_at")
