@@ -70,6 +70,22 @@ class Resources:
 
 
 @dataclasses.dataclass(frozen=True)
+class Limits:
+    """Hard limits on one task attempt, enforced by the worker; zero: the worker's default."""
+
+    cpu_seconds: int = 0
+    """CPU time of each process of the task, seconds."""
+    memory_bytes: int = 0
+    """Address space of each process, bytes."""
+    processes: int = 0
+    """Processes of the task's user at once."""
+    open_files: int = 0
+    """Open file descriptors of each process."""
+    file_size_bytes: int = 0
+    """Largest file a process may write, bytes."""
+
+
+@dataclasses.dataclass(frozen=True)
 class FileTransfer:
     source: str
     destination: str
@@ -104,6 +120,7 @@ class TaskSpec:
     timeout_seconds: float = 0.0
     """Zero: the worker's own --task-timeout applies."""
     experiment_id: str = ""
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
 
 @dataclasses.dataclass(frozen=True)

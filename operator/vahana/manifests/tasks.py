@@ -9,6 +9,7 @@ so what passes here passes the API server, and report every problem with its fie
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -235,6 +236,7 @@ def _convert(obj: Mapping[str, Any]) -> models.Submission:
         if timeout is None
         else _parsed("spec.timeout", quantity.parse_duration, timeout),
         experiment_id=spec.get("experimentId", ""),
+        limits=_limits(spec.get("limits", {})),
     )
     return models.Submission(
         spec=task,
@@ -242,6 +244,24 @@ def _convert(obj: Mapping[str, Any]) -> models.Submission:
         retry=_retry(spec.get("retry", {})),
         pool=spec.get("pool", ""),
         namespace=metadata.get("namespace") or DEFAULT_NAMESPACE,
+    )
+
+
+def _limits(limits: Mapping[str, Any]) -> models.Limits:
+    """spec.limits; unset values are 0 (the worker's defaults). CPU time rounds up to seconds."""
+    cpu_time, memory, file_size = (limits.get(k) for k in ("cpuTime", "memory", "fileSize"))
+    return models.Limits(
+        cpu_seconds=0
+        if cpu_time is None
+        else math.ceil(_parsed("spec.limits.cpuTime", quantity.parse_duration, cpu_time)),
+        memory_bytes=0
+        if memory is None
+        else _parsed("spec.limits.memory", quantity.parse_memory, memory),
+        processes=limits.get("processes", 0),
+        open_files=limits.get("openFiles", 0),
+        file_size_bytes=0
+        if file_size is None
+        else _parsed("spec.limits.fileSize", quantity.parse_memory, file_size),
     )
 
 

@@ -79,7 +79,14 @@ def spec_from_json(text: str) -> models.TaskSpec:
         deadline=raw["deadline"],
         timeout_seconds=raw["timeout_seconds"],
         experiment_id=raw.get("experiment_id", ""),
+        limits=limits_from_dict(raw.get("limits", {})),
     )
+
+
+def limits_from_dict(raw: Mapping[str, Any]) -> models.Limits:
+    """Limits from spec JSON; rows written before limits existed have none (defaults)."""
+    fields = {f.name for f in dataclasses.fields(models.Limits)}
+    return models.Limits(**{k: int(v) for k, v in raw.items() if k in fields})
 
 
 def resources_from_dict(raw: Mapping[str, Any]) -> models.Resources:
