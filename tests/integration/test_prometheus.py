@@ -7,6 +7,7 @@ stores must equal the tasks run while the queue depth falls to zero.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 LOW, HIGH = 4, 2
 """Tasks submitted at priority 0 and at priority 7."""
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "vahana-dashboard.json"
 SCRAPED = 30.0
 """Seconds to wait for a value to reach Prometheus: first scrape ~5 s after its start."""
 
@@ -112,6 +114,12 @@ def test_prometheus_sees_the_queue_depth_then_every_completed_task(
             assert [float(s["value"][1]) for s in submitted] == [1.0]
             [scrape] = prom.targets()
             assert scrape["health"] == "up", scrape
+            # The Grafana dashboard's queries are valid PromQL that Prometheus evaluates.
+            dashboard = json.loads(DASHBOARD.read_text())
+            for panel in dashboard["panels"]:
+                for query in panel.get("targets", []):
+                    prom.query(query["expr"].replace("$job", ".+"))
+            assert prom.value('sum(vahana_queue_depth{job=~".+"}) or vector(0)') == 0
     finally:
         client.close()
         for worker in workers:
