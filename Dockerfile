@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1
+# One image for the Vahana scheduler/operator (`vahana`) and the worker (`vahana-worker`).
+#
+#   docker build -t ghcr.io/vahana/vahana:0.1.0 .
+#   docker run --rm -p 50051:50051 ghcr.io/vahana/vahana:0.1.0          # a standalone scheduler
+#   docker run --rm ghcr.io/vahana/vahana:0.1.0 vahana-worker --server-address=host:50051
+#
+# The Helm chart runs `vahana operator ...`; kubernetes WorkerPools run `vahana-worker ...`.
+# tests/integration/test_dockerfile.py checks the entry points and installs the same wheels.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# -- builder: wheels of both distributions and of every dependency ---------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# vahana/crds in the operator package is a symlink to the repository's crds/.
+COPY crds/ crds/
+COPY worker/ worker/
+COPY operator/ operator/
+RUN pip wheel --wheel-dir /wheels ./worker ./operator
+
+# -- runtime: a virtualenv installed from those wheels only; no compilers, no pip cache -------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="vahana" \
+      org.opencontainers.image.description="Vahana: scheduler, Kubernetes operator and worker for shell tasks on Kubernetes, SLURM and bare metal" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/vahana/vahana" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim"
+ENV PATH=/opt/vahana/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    python -m venv /opt/vahana \
+    && /opt/vahana/bin/pip install --no-index --find-links=/wheels vahana vahana-worker \
+    && /opt/vahana/bin/pip uninstall --yes pip \
+    && groupadd --gid 65532 vahana \
+    && useradd --uid 65532 --gid 65532 --home-dir /var/lib/vahana --create-home \
+       --shell /usr/sbin/nologin vahana \
+    && install -d -o 65532 -g 65532 /work
+# The state dir (store, logs, sandboxes) and the worker's working dir; volumes in a cluster.
+WORKDIR /var/lib/vahana
+USER 65532:65532
+EXPOSE 50051 9090
+# No ENTRYPOINT: the command names the program, `vahana ...` or `vahana-worker ...`.
+CMD ["vahana", "server", "--host=0.0.0.0", "--state-dir=/var/lib/vahana"]
