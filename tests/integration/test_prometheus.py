@@ -47,9 +47,10 @@ def test_prometheus_sees_the_queue_depth_then_every_completed_task(
     scheduler = metered_scheduler
     client = harness.Client(scheduler.address)
     workers: list[harness.WorkerProcess] = []
-    target = f"127.0.0.1:{scheduler.metrics_port}"
+    worker_ports = [harness.free_port() for _ in range(2)]
+    targets = [f"127.0.0.1:{port}" for port in (scheduler.metrics_port, *worker_ports)]
     try:
-        with prometheus.running_prometheus([target]) as prom:
+        with prometheus.running_prometheus(targets) as prom:
             ids = client.submit(
                 *[harness.submission("echo low", name=f"low-{i}") for i in range(LOW)],
                 *[
@@ -72,13 +73,14 @@ def test_prometheus_sees_the_queue_depth_then_every_completed_task(
             assert depth('vahana_tasks{phase="PENDING"}') == LOW + HIGH
             assert depth("vahana_tasks_submitted_total") == LOW + HIGH
 
-            for n in range(2):
+            for n, port in enumerate(worker_ports):
                 workers.append(
                     harness.WorkerProcess(
                         worker_id=f"prom-{n}",
                         server_address=scheduler.address,
                         working_dir=scheduler.state_dir / "workers" / f"prom-{n}",
                         max_tasks=2,
+                        extra=(f"--metrics-port={port}",),
                     ).start()
                 )
             wait_until(
@@ -112,8 +114,15 @@ def test_prometheus_sees_the_queue_depth_then_every_completed_task(
                 'vahana_grpc_server_handled_total{grpc_method="SubmitTasks",grpc_code="OK"}'
             )
             assert [float(s["value"][1]) for s in submitted] == [1.0]
-            [scrape] = prom.targets()
-            assert scrape["health"] == "up", scrape
+            # The workers' own endpoints (--metrics-port) count the same tasks.
+            wait_until(
+                lambda: depth('sum(vahana_worker_tasks_total{outcome="completed"})') == LOW + HIGH,
+                timeout=SCRAPED,
+                message="the workers' metrics to count every task",
+            )
+            assert depth("sum(vahana_worker_active_tasks)") == 0
+            assert depth('sum(vahana_worker_circuit_breaker_state{state="closed"})') == 2
+            assert [t["health"] for t in prom.targets()] == ["up"] * 3, prom.targets()
             # The Grafana dashboard's queries are valid PromQL that Prometheus evaluates.
             dashboard = json.loads(DASHBOARD.read_text())
             for panel in dashboard["panels"]:

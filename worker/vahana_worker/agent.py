@@ -23,7 +23,16 @@ from pathlib import Path
 
 import grpc
 
-from vahana_worker import backoff, client, executor, messages, reporter, settings, sysmetrics
+from vahana_worker import (
+    backoff,
+    client,
+    executor,
+    messages,
+    metrics,
+    reporter,
+    settings,
+    sysmetrics,
+)
 from vahana_worker.proto import worker_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -95,6 +104,8 @@ class Worker:
         self._poll_cancelled = False
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._outcomes = metrics.OutcomeCounter()
+        self._metrics_server: metrics.MetricsServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -104,6 +115,21 @@ class Worker:
             raise RuntimeError("Worker.run() may be called once")
         self._started = True
         self._working_dir.mkdir(parents=True, exist_ok=True)
+        if self._config.metrics_port:
+            try:
+                self._metrics_server = metrics.MetricsServer(
+                    self.metrics_snapshot,
+                    host=self._config.metrics_host,
+                    port=self._config.metrics_port,
+                ).start()
+            except OSError as exc:
+                _ev(
+                    "cannot serve metrics",
+                    level=logging.ERROR,
+                    address=f"{self._config.metrics_host}:{self._config.metrics_port}",
+                    error=str(exc),
+                )
+                return 1
         _ev(
             "worker starting",
             server=self._config.server_address,
@@ -173,6 +199,20 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout=2.0)
         self._client.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+
+    def metrics_snapshot(self) -> metrics.Snapshot:
+        """The figures the optional /metrics endpoint serves."""
+        with self._lock:
+            active = len(self._slots)
+        return metrics.Snapshot(
+            active_tasks=active,
+            task_slots=self._config.max_tasks,
+            outcomes=self._outcomes.counts(),
+            breaker_state=self._breaker.state.value,
+            buffered_updates=len(self._reporter.pending()),
+        )
 
     def _set_worker_status(self, status: pb.WorkerStatus, reason: str) -> None:
         try:
@@ -483,6 +523,7 @@ class Worker:
             message=result.message or None,
             seconds=f"{time.monotonic() - started:.3f}",
         )
+        self._outcomes.add(result.outcome.value)
         with self._lock:
             # Free the slot and queue the result together: the report then asks for the next
             # task, and no heartbeat sees the lease in neither place.

@@ -71,6 +71,10 @@ class Settings:
     """Keep task sandboxes after the task ends (for debugging)."""
     exit_with_parent: bool = False
     """Drain and exit when the process that started the worker dies (local pools)."""
+    metrics_port: int = 0
+    """Port of a Prometheus /metrics endpoint for this worker; 0: none."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint listens on (0.0.0.0 to be scraped from other hosts)."""
 
     def validate(self) -> list[str]:
         """Returns every problem as "field: problem" (empty if the settings are usable)."""
@@ -104,6 +108,8 @@ class Settings:
             errors.append("gpus: must be >= 0")
         if self.output_limit < 0:
             errors.append("output_limit: must be >= 0")
+        if not 0 <= self.metrics_port <= 65535:
+            errors.append("metrics_port: must be a port (1-65535), or 0 for none")
         return errors
 
 
@@ -277,6 +283,21 @@ OPTIONS: tuple[Option, ...] = (
         "drain and exit when the parent process dies (Linux)",
         "false",
         "bool",
+    ),
+    Option(
+        "metrics_port",
+        "--metrics-port",
+        _env("METRICS_PORT"),
+        "serve Prometheus metrics at http://HOST:PORT/metrics; 0: off",
+        "0",
+        "int",
+    ),
+    Option(
+        "metrics_host",
+        "--metrics-host",
+        _env("METRICS_HOST"),
+        "address of the metrics endpoint",
+        "127.0.0.1",
     ),
 )
 
