@@ -1,9 +1,11 @@
-"""Keeps the Helm chart's copies current: its CRDs from `crds/`, and `deploy/manifests/` from it.
+"""Keeps the copies of the one sources current: the chart's CRDs and docs/crds.md from `crds/`,
+and `deploy/manifests/` from the chart.
 
     python scripts/sync_chart.py           # copy the CRDs, render the plain manifests
     python scripts/sync_chart.py --check   # exit 1 (with a diff) if anything is stale
 
-`crds/` is the one source of the CRDs; `helm/vahana/crds/` holds byte-identical copies.
+`crds/` is the one source of the CRDs; `helm/vahana/crds/` holds byte-identical copies and
+`docs/crds.md` the reference made from them (scripts/crd_docs.py).
 `helm/vahana` is the one source of the operator's Deployment, Service and RBAC;
 `deploy/manifests/*.yaml` are `helm template` renderings of it with the default values (release
 `vahana`, namespace `vahana-system`) for clusters installed without Helm.
@@ -19,6 +21,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import crd_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "crds"
@@ -54,6 +58,10 @@ def helm_binary() -> str:
 
 def expected_crds() -> dict[Path, str]:
     return {CHART / "crds" / path.name: path.read_text() for path in sorted(CRDS.glob("*.yaml"))}
+
+
+def expected_docs() -> dict[Path, str]:
+    return {ROOT / "docs" / "crds.md": crd_docs.reference(crd_docs.crd_paths())}
 
 
 def render(templates: list[str], *, helm: str) -> str:
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     helm = helm_binary()
     crds = expected_crds()
-    manifests = expected_manifests(helm=helm)
+    manifests = {**expected_manifests(helm=helm), **expected_docs()}
     if args.check:
         problems = stale(crds, directory=CHART / "crds") + stale(manifests)
         if problems:
@@ -109,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     (CHART / "crds").mkdir(exist_ok=True)
+    (ROOT / "docs").mkdir(exist_ok=True)
     for path in sorted((CHART / "crds").glob("*.yaml")):
         if path not in crds:
             path.unlink()
