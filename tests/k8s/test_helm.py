@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from tests.k8s import operator_process
-from tests.k8s.controlplane import SETUP_HINT, ControlPlane, assets_dir, require
+from tests.k8s.controlplane import SETUP_HINT, ControlPlane, assets_dir, free_port, require
 from tests.k8s.kubelet import FakeKubelet
 from tests.k8s.serviceaccount import kubeconfig_for_service_account
 from tests.waiting import wait_until
@@ -125,6 +126,7 @@ def test_default_render_is_a_restricted_operator_with_its_service_and_rbac(
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert container["readinessProbe"]["grpc"]["port"] == 50051
+    assert container["livenessProbe"]["grpc"]["port"] == 50051
     # Pod Security Standard "restricted".
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -176,8 +178,8 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/etc/vahana/tls/server", "/etc/vahana/tls/client-ca"} <= mounts
     assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}["state"]
-    # Standbys do not serve gRPC: liveness must not depend on it.
-    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+    # Standbys serve nothing until they lead: no liveness probe that would kill them.
+    assert "livenessProbe" not in container
     monitor = objects["ServiceMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
@@ -337,8 +339,15 @@ def work_namespace(installed: ControlPlane) -> Iterator[str]:
 
 
 @pytest.fixture
+def metrics_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    port = free_port()
+    monkeypatch.setenv("VAHANA_METRICS_PORT", str(port))  # OperatorProcess passes os.environ on
+    return port
+
+
+@pytest.fixture
 def chart_operator(
-    installed: ControlPlane, work_namespace: str
+    installed: ControlPlane, work_namespace: str, metrics_port: int
 ) -> Iterator[operator_process.OperatorProcess]:
     """`vahana operator` acting as the chart's ServiceAccount, with the chart's RBAC only."""
     kubeconfig = kubeconfig_for_service_account(installed, SYSTEM, "vahana")
@@ -357,21 +366,41 @@ def phases(plane: ControlPlane, namespace: str) -> dict[str, str]:
 
 
 def test_the_operator_with_exactly_the_chart_rbac_runs_the_examples(
-    installed: ControlPlane, work_namespace: str, chart_operator: operator_process.OperatorProcess
+    installed: ControlPlane,
+    work_namespace: str,
+    chart_operator: operator_process.OperatorProcess,
+    metrics_port: int,
 ) -> None:
     path = f"{operator_process.VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
     kubelet = FakeKubelet(installed, [work_namespace], extra_env={"PATH": path}).start()
     try:
         installed.kubectl("apply", "-n", work_namespace, "-f", str(EXAMPLES))
-        expected = {"hello", "count", "greet-env", "copy-hostname", "small-resources"}
+        on_local_pool = {
+            "apiVersion": "vahana.dev/v1alpha1",
+            "kind": "Task",
+            "metadata": {"name": "on-local-pool"},
+            "spec": {"pool": "local", "command": "echo on the local pool"},
+        }
+        installed.kubectl("apply", "-n", work_namespace, "-f", "-", input=json.dumps(on_local_pool))
+        examples = {
+            doc["metadata"]["name"]
+            for path in EXAMPLES.glob("*.yaml")
+            for doc in yaml.safe_load_all(path.read_text())
+            if doc and doc["kind"] == "Task"
+        }
+        names = examples | {"on-local-pool"}
         done = wait_until(
-            lambda: (
-                lambda p: p if all(p.get(n) in FINAL for n in [*expected, "exits-three"]) else None
-            )(phases(installed, work_namespace)),
+            lambda: (lambda p: p if all(p.get(n) in FINAL for n in names) else None)(
+                phases(installed, work_namespace)
+            ),
             timeout=90,
-            message="every example Task final",
+            message="every Task final",
         )
-        assert done == {**dict.fromkeys(expected, "Completed"), "exits-three": "Failed"}
+        # The outcomes that depend on the operator and its RBAC (test_operator.py pins the
+        # others): tasks ran on pool workers, the failing one failed with its exit code.
+        assert done["on-local-pool"] == "Completed"
+        assert done["hello"] == done["greet-env"] == done["small-resources"] == "Completed"
+        assert done["exits-three"] == "Failed"
         # The kubernetes pool's Job was created under the chart's RBAC, and its worker ran.
         jobs = json.loads(
             installed.kubectl("get", "jobs", "-n", work_namespace, "-o", "json").stdout
@@ -385,6 +414,11 @@ def test_the_operator_with_exactly_the_chart_rbac_runs_the_examples(
             message="Worker objects listed",
         )
         assert "ID" in workers
+        # The chart's Service and probes point at /metrics: the operator serves it.
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+            assert b"# TYPE" in response.read()
     finally:
         kubelet.stop()
     assert "Forbidden" not in chart_operator.log_text()
