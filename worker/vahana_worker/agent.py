@@ -450,13 +450,20 @@ class Worker:
     # -- tasks -----------------------------------------------------------------------------
 
     def _start_task(self, task: pb.Task) -> None:
-        spec = messages.spec_from_task(task, default_timeout=self._config.task_timeout)
+        spec = messages.spec_from_task(
+            task,
+            default_timeout=self._config.task_timeout,
+            default_limits=self._config.task_limits,
+        )
         key = (spec.task_id, spec.attempt)
         run = executor.TaskRun(
             spec,
             working_dir=self._working_dir,
             output_limit=self._config.output_limit,
             keep_sandbox=self._config.keep_sandboxes,
+            base_env=self._config.task_env,
+            output_root=Path(self._config.output_dir) if self._config.output_dir else None,
+            user=self._config.task_user_ids(),
         )
         with self._lock:
             if key in self._slots:

@@ -1,5 +1,6 @@
-"""Runs one task attempt: sandbox, input staging, `bash -c` in its own process group, output tail,
-timeout and cancellation (the whole process group is killed), output collection, clean-up.
+"""Runs one task attempt: sandbox, input staging, `bash -c` in its own process group under the
+task's resource limits and with a clean environment, output tail, timeout and cancellation (the
+whole process group is killed), output collection, clean-up, and which limit a failure hit.
 
 This module knows nothing of gRPC: it takes a `TaskSpec` and returns a `Result`; `messages`
 translates to and from the protocol.
@@ -21,12 +22,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from vahana_worker import outputbuffer, staging
+from vahana_worker import limits, outputbuffer, staging
 
 _log = logging.getLogger(__name__)
 
 KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL to a task's process group."""
+
+MINIMAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""PATH of a task that declares none (the worker's --task-env may set another)."""
 
 
 class Outcome(enum.Enum):
@@ -70,6 +74,8 @@ class TaskSpec:
     """(source, sandbox-relative destination) pairs."""
     outputs: Sequence[tuple[str, str]] = ()
     """(sandbox-relative source, destination) pairs."""
+    limits: limits.Limits = dataclasses.field(default_factory=limits.Limits)
+    """The limits that apply (the task's, with the worker's defaults filled in); 0: none."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +97,18 @@ def sandbox_name(task_id: str, attempt: int) -> str:
 def task_environment(
     base: Mapping[str, str], task_env: Mapping[str, str], *, sandbox: Path, task_id: str
 ) -> dict[str, str]:
-    """The environment a task's command sees: the worker's, the task's on top, then ours."""
-    env = dict(base)
+    """The whole environment a task's command sees, never the worker's own (which may hold
+    tokens, SERVER_ADDRESS or cloud credentials): a minimal PATH, HOME (the sandbox), LANG and
+    TMPDIR (sandbox/tmp); then `base`, the variables the worker gives every task (--task-env);
+    then what the task declares; then WORKING_DIR and TASK_ID, which nothing overrides.
+    """
+    env = {
+        "PATH": MINIMAL_PATH,
+        "HOME": str(sandbox),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(sandbox / "tmp"),
+    }
+    env.update(base)
     env.update(task_env)
     env["WORKING_DIR"] = str(sandbox)
     env["TASK_ID"] = task_id
@@ -102,6 +118,14 @@ def task_environment(
 def exit_code_of(returncode: int) -> int:
     """Shell convention: a process killed by signal N exits with 128+N."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Gives the sandbox (staged inputs included) to the task's user; symlinks are not followed."""
+    os.chown(root, uid, gid)
+    for parent, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -121,14 +145,21 @@ class TaskRun:
         keep_sandbox: bool = False,
         kill_grace: float = KILL_GRACE,
         base_env: Mapping[str, str] | None = None,
+        output_root: Path | None = None,
+        user: tuple[int, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`base_env`: variables every task gets (--task-env); `output_root`: the directory
+        output destinations must lie in (default `<working_dir>/outputs`); `user`: (uid, gid)
+        the command runs as (needs root; default: the worker's own), owning the sandbox."""
         self.spec = spec
         self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
+        self.output_root = working_dir / "outputs" if output_root is None else output_root
         self._output = outputbuffer.TailBuffer(output_limit)
         self._keep_sandbox = keep_sandbox
         self._kill_grace = kill_grace
         self._base_env = base_env
+        self._user = user
         self._clock = clock
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -166,13 +197,16 @@ class TaskRun:
         if self.sandbox.exists():
             shutil.rmtree(self.sandbox)
         self.sandbox.mkdir(parents=True)
+        (self.sandbox / "tmp").mkdir()
         try:
             for source, destination in self.spec.inputs:
                 staging.stage_input(self.sandbox, source, destination)
         except staging.StagingError as exc:
             return Result(Outcome.FAILED, 0, str(exc), "", FailureKind.STAGING)
+        if self._user is not None:
+            _chown_tree(self.sandbox, *self._user)
         env = task_environment(
-            os.environ if self._base_env is None else self._base_env,
+            {} if self._base_env is None else self._base_env,
             self.spec.environment,
             sandbox=self.sandbox,
             task_id=self.spec.task_id,
@@ -181,8 +215,10 @@ class TaskRun:
             if self._stop_reason is not None:
                 return self._stopped_result(self._stop_reason)
             try:
+                # No preexec_fn: the worker is multithreaded; limits are set by a launcher.
+                argv = [shutil.which("bash") or "/bin/bash", "-c", self.spec.command]
                 proc = subprocess.Popen(
-                    ["bash", "-c", self.spec.command],
+                    limits.command_line(argv, self.spec.limits, user=self._user),
                     cwd=self.sandbox,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -226,16 +262,17 @@ class TaskRun:
                 FailureKind.TASK_ERROR,
             )
         if code != 0:
-            return Result(
-                Outcome.FAILED,
-                code,
-                f"command exited with code {code}",
-                tail,
-                FailureKind.TASK_ERROR,
-            )
+            message = f"command exited with code {code}"
+            hit = limits.diagnose(code, tail, self.spec.limits)
+            if hit is not None:
+                message = f"{hit}: {message}"
+                _log.info("task hit a limit", extra={"kv": {**self._fields, "limit": hit}})
+            return Result(Outcome.FAILED, code, message, tail, FailureKind.TASK_ERROR)
         try:
             collected = tuple(
-                staging.collect_output(self.sandbox, source, destination)
+                staging.collect_output(
+                    self.sandbox, source, destination, output_root=self.output_root
+                )
                 for source, destination in self.spec.outputs
             )
         except staging.StagingError as exc:

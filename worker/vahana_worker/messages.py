@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from google.protobuf import duration_pb2, timestamp_pb2  # type: ignore[import-untyped]
 
-from vahana_worker import __version__, executor, settings
+from vahana_worker import __version__, executor, limits, settings
 from vahana_worker.proto import worker_pb2 as pb
 
 _OUTCOME_STATUS = {
@@ -41,8 +41,21 @@ def seconds_of(value: duration_pb2.Duration) -> float:
     return float(value.seconds) + float(value.nanos) / 1e9
 
 
-def spec_from_task(task: pb.Task, *, default_timeout: float) -> executor.TaskSpec:
-    """The executor's view of a Task; a zero timeout means the worker's default."""
+def limits_of(message: pb.ResourceLimits) -> limits.Limits:
+    """A task's limits as sent (0: the worker's default); negative values count as unset."""
+    return limits.Limits(
+        cpu_seconds=max(0, message.cpu_seconds),
+        memory_bytes=max(0, message.memory_bytes),
+        processes=max(0, message.processes),
+        open_files=max(0, message.open_files),
+        file_size_bytes=max(0, message.file_size_bytes),
+    )
+
+
+def spec_from_task(
+    task: pb.Task, *, default_timeout: float, default_limits: limits.Limits | None = None
+) -> executor.TaskSpec:
+    """The executor's view of a Task; a zero timeout or limit means the worker's default."""
     timeout = seconds_of(task.timeout) if task.HasField("timeout") else 0.0
     return executor.TaskSpec(
         task_id=task.id,
@@ -52,6 +65,7 @@ def spec_from_task(task: pb.Task, *, default_timeout: float) -> executor.TaskSpe
         environment=dict(task.environment),
         inputs=tuple((f.source, f.destination) for f in task.input_files),
         outputs=tuple((f.source, f.destination) for f in task.output_files),
+        limits=limits_of(task.limits).over(default_limits or limits.Limits()),
     )
 
 

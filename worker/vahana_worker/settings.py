@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import pwd
 import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from vahana_worker import durations, sizes, sysmetrics
+from vahana_worker import durations, limits, sizes, sysmetrics
 
 ENV_PREFIX = "VAHANA_WORKER_"
 
@@ -75,6 +76,47 @@ class Settings:
     """Port of a Prometheus /metrics endpoint for this worker; 0: none."""
     metrics_host: str = "127.0.0.1"
     """Address the metrics endpoint listens on (0.0.0.0 to be scraped from other hosts)."""
+    output_dir: str = ""
+    """Directory output destinations must lie in; default `<working_dir>/outputs`."""
+    task_user: str = ""
+    """User (name or uid) tasks run as; the worker must be root. Empty: the worker's own."""
+    task_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Variables every task gets (e.g. PATH); tasks never see the worker's own environment."""
+    limit_cpu_time: float = 0.0
+    """Default CPU-time limit of each task process, seconds (rounded up); 0: none."""
+    limit_memory: int = 0
+    """Default address-space limit of each task process, bytes; 0: none."""
+    limit_processes: int = 0
+    """Default process limit (RLIMIT_NPROC: per user id, not per task); 0: none."""
+    limit_open_files: int = 0
+    """Default open-descriptor limit of each task process; 0: none."""
+    limit_file_size: int = 0
+    """Default largest file a task process may write, bytes; 0: none."""
+
+    def task_user_ids(self) -> tuple[int, int] | None:
+        """(uid, gid) of task_user, None when tasks run as the worker; ValueError if unknown."""
+        if not self.task_user.strip():
+            return None
+        try:
+            entry = (
+                pwd.getpwuid(int(self.task_user))
+                if self.task_user.isdigit()
+                else pwd.getpwnam(self.task_user)
+            )
+        except KeyError:
+            raise ValueError(f"no such user {self.task_user!r}") from None
+        return entry.pw_uid, entry.pw_gid
+
+    @property
+    def task_limits(self) -> limits.Limits:
+        """The worker's default limits, for tasks that set none of their own."""
+        return limits.Limits(
+            cpu_seconds=limits.cpu_seconds_of(self.limit_cpu_time),
+            memory_bytes=self.limit_memory,
+            processes=self.limit_processes,
+            open_files=self.limit_open_files,
+            file_size_bytes=self.limit_file_size,
+        )
 
     def validate(self) -> list[str]:
         """Returns every problem as "field: problem" (empty if the settings are usable)."""
@@ -108,6 +150,22 @@ class Settings:
             errors.append("gpus: must be >= 0")
         if self.output_limit < 0:
             errors.append("output_limit: must be >= 0")
+        try:
+            user = self.task_user_ids()
+        except ValueError as exc:
+            errors.append(f"task_user: {exc}")
+        else:
+            if user is not None and os.geteuid() != 0 and user[0] != os.geteuid():
+                errors.append("task_user: the worker must run as root to run tasks as another user")
+        for name in (
+            "limit_cpu_time",
+            "limit_memory",
+            "limit_processes",
+            "limit_open_files",
+            "limit_file_size",
+        ):
+            if getattr(self, name) < 0:
+                errors.append(f"{name}: must be >= 0 (0: no limit)")
         if not 0 <= self.metrics_port <= 65535:
             errors.append("metrics_port: must be a port (1-65535), or 0 for none")
         return errors
@@ -298,6 +356,72 @@ OPTIONS: tuple[Option, ...] = (
         _env("METRICS_HOST"),
         "address of the metrics endpoint",
         "127.0.0.1",
+    ),
+    Option(
+        "output_dir",
+        "--output-dir",
+        _env("OUTPUT_DIR"),
+        "directory task output destinations must lie in (relative ones are taken from it)",
+        "<working-dir>/outputs",
+    ),
+    Option(
+        "task_user",
+        "--task-user",
+        _env("TASK_USER"),
+        "user (name or uid) tasks run as; needs a root worker; makes --limit-processes count "
+        "that user's processes, not the worker's",
+        "the worker's user",
+    ),
+    Option(
+        "task_env",
+        "--task-env",
+        _env("TASK_ENV"),
+        "variable every task gets, e.g. PATH=/opt/bin:/usr/bin:/bin; repeatable (env: "
+        "comma-separated); tasks never see the worker's own environment",
+        "",
+        "labels",
+        "NAME=VALUE",
+    ),
+    Option(
+        "limit_cpu_time",
+        "--limit-cpu-time",
+        _env("LIMIT_CPU_TIME"),
+        "default CPU-time limit of each task process (RLIMIT_CPU)",
+        "none",
+        "duration",
+    ),
+    Option(
+        "limit_memory",
+        "--limit-memory",
+        _env("LIMIT_MEMORY"),
+        "default address-space limit of each task process (RLIMIT_AS), e.g. 2Gi",
+        "none",
+        "size",
+    ),
+    Option(
+        "limit_processes",
+        "--limit-processes",
+        _env("LIMIT_PROCESSES"),
+        "default process limit (RLIMIT_NPROC: counts every process of the user id, "
+        "not enforced for root)",
+        "none",
+        "int",
+    ),
+    Option(
+        "limit_open_files",
+        "--limit-open-files",
+        _env("LIMIT_OPEN_FILES"),
+        "default open-files limit of each task process (RLIMIT_NOFILE)",
+        "none",
+        "int",
+    ),
+    Option(
+        "limit_file_size",
+        "--limit-file-size",
+        _env("LIMIT_FILE_SIZE"),
+        "default largest file a task process may write (RLIMIT_FSIZE), e.g. 10Gi",
+        "none",
+        "size",
     ),
 )
 

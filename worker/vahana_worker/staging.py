@@ -1,9 +1,17 @@
 """Moves a task's files: inputs into its sandbox before it runs, outputs out of it afterwards.
 
 Inputs come from a local path, a file:// URL or an http(s):// URL and land at a sandbox-relative
-destination. Outputs are sandbox-relative sources copied to a local path, a directory (trailing
-slash or existing) or a file:// URL. Sandbox paths must stay inside the sandbox: absolute paths,
-`..` parts and symlinks leading out are refused with a StagingError that says which file and why.
+destination. Outputs are sandbox-relative sources copied to a path, a directory (trailing slash or
+existing) or a file:// URL inside the worker's output directory (`--output-dir`): relative
+destinations are taken from there, absolute ones must lie inside it. Every path the task's spec
+names on the worker's side must stay where it belongs: input destinations and output sources in
+the sandbox, output destinations in the output directory; absolute paths elsewhere, `..` parts
+and symlinks leading out (including ones the task made, anywhere inside an output directory) are
+refused with a StagingError that says which file and why, before anything is written.
+
+Not covered: a task running as the worker's user can still write anywhere that user may (that
+is what per-task users or containers are for), hard links it makes are not symlinks, and a
+concurrent process could swap a checked directory for a symlink before the copy (no openat2).
 """
 
 from __future__ import annotations
@@ -41,6 +49,45 @@ def confine(sandbox: Path, relative: str, *, what: str) -> Path:
     if resolved != root and not resolved.is_relative_to(root):
         raise StagingError(f"{what}: leads outside the sandbox through a symlink")
     return root / pure
+
+
+def confine_destination(root: Path, destination: str, *, what: str) -> Path:
+    """An output destination (path or file:// URL) as a path inside `root`, else StagingError.
+
+    Relative destinations are taken from `root`; absolute ones must lie inside it already.
+    """
+    location = _local_path_of(destination, what=what)
+    if ".." in location.parts:
+        raise StagingError(f"{what}: '..' is not allowed in output destinations")
+    base = root.resolve()
+    if location.is_absolute():
+        inside = [r for r in (root.absolute(), base) if location.is_relative_to(r)]
+        if not inside:
+            raise StagingError(
+                f"{what}: absolute paths must lie inside the worker's output directory "
+                f"{str(base)!r}; give a path relative to it"
+            )
+        location = location.relative_to(inside[0])
+    target = base / location
+    resolved = target.resolve()
+    if resolved != base and not resolved.is_relative_to(base):
+        raise StagingError(f"{what}: leads outside the output directory through a symlink")
+    return target
+
+
+def _check_tree(sandbox: Path, path: Path, *, what: str) -> None:
+    """Refuses a directory output holding a symlink that leads out of the sandbox."""
+    root = sandbox.resolve()
+    for parent, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            entry = Path(parent) / name
+            if entry.is_symlink():
+                resolved = entry.resolve()
+                if resolved != root and not resolved.is_relative_to(root):
+                    inside = entry.relative_to(sandbox)
+                    raise StagingError(
+                        f"{what}: {str(inside)!r} is a symlink leading outside the sandbox"
+                    )
 
 
 def _source_name(source: str) -> str:
@@ -108,8 +155,9 @@ def stage_input(sandbox: Path, source: str, destination: str) -> Path:
     return target
 
 
-def collect_output(sandbox: Path, source: str, destination: str) -> str:
-    """Copies the sandbox-relative `source` to `destination`; returns where it went."""
+def collect_output(sandbox: Path, source: str, destination: str, *, output_root: Path) -> str:
+    """Copies the sandbox-relative `source` to `destination` inside `output_root`; returns where
+    it went."""
     what = f"output {source!r}"
     path = confine(sandbox, source, what=what)
     if not path.exists():
@@ -118,9 +166,13 @@ def collect_output(sandbox: Path, source: str, destination: str) -> str:
         raise StagingError(f"{what}: no destination given")
     if urllib.parse.urlparse(destination).scheme in ("http", "https"):
         raise StagingError(f"{what}: uploading to http(s) destinations is not supported")
-    target = _local_path_of(destination, what=f"{what} destination {destination!r}")
+    where = f"{what} destination {destination!r}"
+    target = confine_destination(output_root, destination, what=where)
     if destination.endswith("/") or target.is_dir():
         target = target / path.name
+        confine_destination(output_root, str(target), what=where)
+    if path.is_dir():
+        _check_tree(sandbox, path, what=what)
     try:
         _copy(path, target)
     except OSError as exc:

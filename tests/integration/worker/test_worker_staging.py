@@ -41,7 +41,9 @@ def run_task(
     spec = executor.TaskSpec(
         task_id="stage", attempt=1, command=command, timeout=30, inputs=inputs, outputs=outputs
     )
-    return executor.TaskRun(spec, working_dir=tmp_path / "work", output_limit=4096).run()
+    return executor.TaskRun(
+        spec, working_dir=tmp_path / "work", output_limit=4096, output_root=tmp_path
+    ).run()
 
 
 def test_inputs_from_path_file_url_and_http(tmp_path: Path, http_root: tuple[str, Path]) -> None:

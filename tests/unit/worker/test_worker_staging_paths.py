@@ -63,6 +63,6 @@ def test_error_names_the_file(sandbox: Path) -> None:
 def test_output_source_must_stay_inside(sandbox: Path, tmp_path: Path) -> None:
     os.symlink("/etc/hostname", sandbox / "leak")
     with pytest.raises(staging.StagingError, match="outside the sandbox"):
-        staging.collect_output(sandbox, "leak", str(tmp_path / "out"))
+        staging.collect_output(sandbox, "leak", "out", output_root=tmp_path / "outputs")
     with pytest.raises(staging.StagingError, match="absolute"):
-        staging.collect_output(sandbox, "/etc/hostname", str(tmp_path / "out"))
+        staging.collect_output(sandbox, "/etc/hostname", "out", output_root=tmp_path)
