@@ -123,6 +123,7 @@ def test_default_render_is_a_restricted_operator_with_its_service_and_rbac(
     assert container["command"] == ["vahana", "operator"]
     assert "--host=0.0.0.0" in container["args"]
     assert f"--worker-server-address=vahana.{SYSTEM}.svc:50051" in container["args"]
+    assert "--metrics-port=9090" in container["args"]
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert container["readinessProbe"]["grpc"]["port"] == 50051
@@ -196,6 +197,13 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
 def test_the_optional_objects_are_off_by_default(helm_bin: Path) -> None:
     kinds = {doc["kind"] for doc in render(helm_bin)}
     assert not kinds & {"ServiceMonitor", "NetworkPolicy"}
+
+
+def test_metrics_off_turns_the_endpoint_off_and_drops_its_port(helm_bin: Path) -> None:
+    objects = by_kind(render(helm_bin, "--set", "metrics.enabled=false"))
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert "--metrics-port=0" in container["args"]  # the operator's own default is 9090
+    assert [p["name"] for p in objects["Service"]["spec"]["ports"]] == ["grpc"]
 
 
 def test_the_operator_command_uses_only_flags_the_operator_knows(helm_bin: Path) -> None:
