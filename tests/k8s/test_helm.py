@@ -397,13 +397,12 @@ def test_the_operator_with_exactly_the_chart_rbac_runs_the_examples(
             if doc and doc["kind"] == "Task"
         }
         names = examples | {"on-local-pool"}
-        done = wait_until(
-            lambda: (lambda p: p if all(p.get(n) in FINAL for n in names) else None)(
-                phases(installed, work_namespace)
-            ),
-            timeout=90,
-            message="every Task final",
-        )
+
+        def all_final() -> dict[str, str]:
+            found = phases(installed, work_namespace)
+            return found if all(found.get(n) in FINAL for n in names) else {}
+
+        done = wait_until(all_final, timeout=90, message="every Task final")
         # The outcomes that depend on the operator and its RBAC (test_operator.py pins the
         # others): tasks ran on pool workers, the failing one failed with its exit code.
         assert done["on-local-pool"] == "Completed"
@@ -414,13 +413,12 @@ def test_the_operator_with_exactly_the_chart_rbac_runs_the_examples(
             installed.kubectl("get", "jobs", "-n", work_namespace, "-o", "json").stdout
         )
         assert jobs["items"]
-        workers = wait_until(
-            lambda: (lambda out: out if "AVAILABLE" in out or "BUSY" in out else None)(
-                installed.kubectl("get", "workers", "-n", work_namespace).stdout
-            ),
-            timeout=30,
-            message="Worker objects listed",
-        )
+
+        def workers_listed() -> str:
+            out = installed.kubectl("get", "workers", "-n", work_namespace).stdout
+            return out if "AVAILABLE" in out or "BUSY" in out else ""
+
+        workers = wait_until(workers_listed, timeout=30, message="Worker objects listed")
         assert "ID" in workers
         # The chart's Service and probes point at /metrics: the operator serves it.
         url = f"http://127.0.0.1:{metrics_port}/metrics"
