@@ -68,7 +68,7 @@ if user is not None:
         os.setgid(user[1])
         os.setuid(user[0])
     except OSError as exc:
-        sys.stderr.write("vahana: could not switch to uid %d gid %d: %s\n" % (user + (exc,)))
+        sys.stderr.write("vahana: could not switch to uid %d gid %d: %s\\n" % (user + (exc,)))
         os._exit(126)
 try:
     os.execvp(args[split + 1], args[split + 1:])
