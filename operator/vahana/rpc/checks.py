@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from vahana.proto import worker_pb2 as pb
@@ -31,8 +32,11 @@ def registration(request: pb.RegisterWorkerRequest) -> None:
     identifier(request.worker_id, "worker_id")
     caps = request.capabilities
     for field in ("cpu_cores", "memory_bytes", "gpus", "max_concurrent_tasks"):
-        if getattr(caps, field) < 0:
-            raise InvalidArgument(f"capabilities.{field}: must be ≥ 0")
+        value = getattr(caps, field)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"capabilities.{field}: must be a number ≥ 0")
+    if caps.max_concurrent_tasks > MAX_TASKS_PER_POLL:
+        raise InvalidArgument(f"capabilities.max_concurrent_tasks: at most {MAX_TASKS_PER_POLL}")
     leases(request.running_tasks, "running_tasks")
 
 

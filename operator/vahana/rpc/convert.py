@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from vahana.core import models
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
+from vahana.rpc import checks
 from vahana.scheduling import records
 
 NANOS = 1_000_000_000
@@ -24,8 +27,21 @@ def duration(seconds: float) -> duration_pb2.Duration:
     return value
 
 
-def seconds_of(value: timestamp_pb2.Timestamp | duration_pb2.Duration) -> float:
-    return float(value.ToNanoseconds()) / NANOS
+LAST_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the end of protobuf's Timestamp range
+LONGEST_DURATION = 315_576_000_000  # ±10,000 years, protobuf's Duration range
+
+
+def seconds_of(value: timestamp_pb2.Timestamp | duration_pb2.Duration, field: str = "") -> float:
+    """Seconds of a Timestamp or Duration; InvalidArgument naming `field` if it is not valid."""
+    try:
+        seconds = float(value.ToNanoseconds()) / NANOS
+    except ValueError as error:
+        raise checks.InvalidArgument(f"{field or 'time'}: {error}") from error
+    if isinstance(value, timestamp_pb2.Timestamp) and not 0 <= seconds <= LAST_TIMESTAMP:
+        raise checks.InvalidArgument(f"{field or 'time'}: must be between 1970 and 9999")
+    if isinstance(value, duration_pb2.Duration) and abs(seconds) > LONGEST_DURATION:
+        raise checks.InvalidArgument(f"{field or 'duration'}: out of range")
+    return seconds
 
 
 def resources_to_pb(need: models.Resources) -> pb.ResourceRequirements:
@@ -109,8 +125,12 @@ def spec_of(message: pb.Task) -> models.TaskSpec:
         environment=dict(message.environment),
         resources=resources_of(message.requirements),
         priority=message.priority,
-        deadline=seconds_of(message.deadline) if message.HasField("deadline") else None,
-        timeout_seconds=seconds_of(message.timeout) if message.HasField("timeout") else 0.0,
+        deadline=seconds_of(message.deadline, "spec.deadline")
+        if message.HasField("deadline")
+        else None,
+        timeout_seconds=seconds_of(message.timeout, "spec.timeout")
+        if message.HasField("timeout")
+        else 0.0,
         experiment_id=message.experiment_id,
         limits=limits_of(message.limits),
     )
@@ -122,10 +142,10 @@ def retry_of(message: tasks_pb.RetryPolicy, default: models.RetryPolicy) -> mode
         max_infra_retries=message.max_infra_retries
         if message.max_infra_retries or message.HasField("backoff")
         else default.max_infra_retries,
-        backoff_seconds=seconds_of(message.backoff)
+        backoff_seconds=seconds_of(message.backoff, "retry.backoff")
         if message.HasField("backoff")
         else default.backoff_seconds,
-        max_backoff_seconds=seconds_of(message.max_backoff)
+        max_backoff_seconds=seconds_of(message.max_backoff, "retry.max_backoff")
         if message.HasField("max_backoff")
         else default.max_backoff_seconds,
     )
@@ -233,7 +253,11 @@ def worker_info(worker: models.WorkerRecord) -> pb.WorkerInfo:
 
 def registration_of(request: pb.RegisterWorkerRequest) -> records.Registration:
     caps = request.capabilities
-    ends = seconds_of(caps.allocation_ends_at) if caps.HasField("allocation_ends_at") else None
+    ends = (
+        seconds_of(caps.allocation_ends_at, "capabilities.allocation_ends_at")
+        if caps.HasField("allocation_ends_at")
+        else None
+    )
     return records.Registration(
         worker_id=request.worker_id,
         capacity=resources_of(caps),
@@ -262,20 +286,29 @@ def report_of(update: pb.UpdateTaskStatusRequest) -> records.StatusReport:
         message=update.message,
         output_tail=update.output_tail,
         failure_kind=kind,
-        timestamp=seconds_of(update.timestamp) if update.HasField("timestamp") else None,
+        timestamp=seconds_of(update.timestamp, "timestamp")
+        if update.HasField("timestamp")
+        else None,
     )
 
 
 def metrics_of(message: pb.WorkerMetrics, now: float) -> models.WorkerMetrics:
     return models.WorkerMetrics(
-        cpu_usage=message.cpu_usage,
-        memory_usage=message.memory_usage,
+        cpu_usage=_percent(message.cpu_usage),
+        memory_usage=_percent(message.memory_usage),
         active_tasks=message.active_tasks,
         memory_used_bytes=message.memory_used_bytes,
-        load_average=message.load_average,
-        timestamp=seconds_of(message.timestamp) if message.HasField("timestamp") else now,
+        load_average=message.load_average if math.isfinite(message.load_average) else 0.0,
+        timestamp=seconds_of(message.timestamp, "metrics.timestamp")
+        if message.HasField("timestamp")
+        else now,
     )
 
 
 def leases_to_pb(leases: list[records.Lease]) -> list[pb.TaskLease]:
     return [pb.TaskLease(task_id=task_id, attempt=attempt) for task_id, attempt in leases]
+
+
+def _percent(value: float) -> float:
+    """A reported percentage as a sane number: figures from a worker are not trusted blindly."""
+    return min(100.0, max(0.0, value)) if math.isfinite(value) else 0.0

@@ -11,8 +11,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vahana.proto import task_service_pb2, task_service_pb2_grpc, worker_pb2, worker_pb2_grpc
-from vahana.rpc import task_service, wakeups, worker_service
+from vahana.proto import task_service_pb2, worker_pb2
+from vahana.rpc import decoding, task_service, wakeups, worker_service
 from vahana.scheduling import scheduler
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,15 @@ class SchedulerServer:
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ],
         )
-        worker_pb2_grpc.add_WorkerServiceServicer_to_server(
-            worker_service.WorkerService(sched, self._wakes), self._server
+        decoding.add_service(
+            self._server,
+            worker_service.WorkerService(sched, self._wakes),
+            worker_pb2.DESCRIPTOR.services_by_name["WorkerService"],
         )
-        task_service_pb2_grpc.add_TaskServiceServicer_to_server(
-            task_service.TaskService(sched), self._server
+        decoding.add_service(
+            self._server,
+            task_service.TaskService(sched),
+            task_service_pb2.DESCRIPTOR.services_by_name["TaskService"],
         )
         self._health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()

@@ -50,7 +50,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self, request: pb.PollForTaskRequest, context: Any
     ) -> pb.PollForTaskResponse:
         await _refuse_invalid(context, lambda: checks.poll(request))
-        wait = min(convert.seconds_of(request.wait), checks.MAX_WAIT_SECONDS)
+        wait = min(convert.seconds_of(request.wait, "wait"), checks.MAX_WAIT_SECONDS)
         deadline = time.monotonic() + wait
         woken = False
         while True:

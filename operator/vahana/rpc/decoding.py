@@ -1,0 +1,85 @@
+"""Registers a servicer so that a malformed request gets INVALID_ARGUMENT, never INTERNAL.
+
+grpc's generated registration decodes requests before any handler runs, and answers a decode
+failure with INTERNAL — a server error for what is the client's. Here the handler receives the
+raw bytes and decodes them itself, so the answer names the method and the expected message.
+A handler (or a conversion it calls) raising `checks.InvalidArgument` is answered the same way.
+Every method of the service descriptor (the proto, the one source) is registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor, message, message_factory
+from google.protobuf.message import DecodeError
+
+from vahana.rpc import checks
+
+Handler = Callable[[Any, Any], Any]
+
+
+def add_service(
+    server: grpc.aio.Server, servicer: object, service: descriptor.ServiceDescriptor
+) -> None:
+    handlers = {}
+    for method in service.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        implementation = getattr(servicer, method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _streaming(implementation, request_class, method.full_name),
+                response_serializer=response_class.SerializeToString,
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _unary(implementation, request_class, method.full_name),
+                response_serializer=response_class.SerializeToString,
+            )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+
+
+async def _decode(raw: bytes, request_class: type[message.Message], name: str, context: Any) -> Any:
+    try:
+        return request_class.FromString(raw)
+    except (DecodeError, RuntimeWarning, ValueError) as error:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{name}: the request is not a valid {request_class.DESCRIPTOR.full_name} ({error})",
+        )
+
+
+def _unary(
+    implementation: Callable[[Any, Any], Awaitable[Any]],
+    request_class: type[message.Message],
+    name: str,
+) -> Callable[[bytes, Any], Awaitable[Any]]:
+    async def handle(raw: bytes, context: Any) -> Any:
+        request = await _decode(raw, request_class, name, context)
+        try:
+            return await implementation(request, context)
+        except checks.InvalidArgument as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
+
+    return handle
+
+
+def _streaming(
+    implementation: Callable[[Any, Any], AsyncIterator[Any]],
+    request_class: type[message.Message],
+    name: str,
+) -> Callable[[bytes, Any], AsyncIterator[Any]]:
+    async def handle(raw: bytes, context: Any) -> AsyncIterator[Any]:
+        request = await _decode(raw, request_class, name, context)
+        try:
+            async for item in implementation(request, context):
+                yield item
+        except checks.InvalidArgument as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
+
+    return handle
