@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-integration test-k8s lint proto worker-pyz bench bench-full clean help
+.PHONY: demo test test-unit test-integration test-k8s chart lint proto worker-pyz bench bench-full clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ lint: $(STAMP) ## ruff, mypy (strict on core and worker), import layers
 
 proto: $(STAMP) ## regenerate the gRPC stubs of both distributions from proto/
 	$(BIN)/python scripts/gen_proto.py
+
+chart: $(STAMP) ## copy crds/ into the chart; render deploy/manifests/ and docs/crds.md (needs helm)
+	$(BIN)/python scripts/sync_chart.py
 
 worker-pyz: $(STAMP) ## build dist/worker.pyz, the self-contained worker
 	$(BIN)/python worker/build_pyz.py --output dist/worker.pyz
