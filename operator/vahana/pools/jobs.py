@@ -81,6 +81,8 @@ def build_worker_job(spec: KubernetesPoolSpec, worker_id: str) -> dict[str, Any]
     ]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # A worker talks only to the scheduler, never to the Kubernetes API.
+        "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": int(spec.drain_timeout_seconds) + 15,
         "securityContext": {
             "runAsNonRoot": True,

@@ -30,6 +30,7 @@ def test_the_job_runs_one_worker_with_requests_equal_to_limits() -> None:
     assert job["metadata"]["namespace"] == "science"
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
     [container] = pod["containers"]
     assert (
         container["resources"]["requests"]
