@@ -213,16 +213,20 @@ class RegisterWorkerRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., capabilities: _Optional[_Union[WorkerCapabilities, _Mapping]] = ..., experiment_id: _Optional[str] = ..., compute_resource_id: _Optional[str] = ..., hostname: _Optional[str] = ..., pool: _Optional[str] = ..., version: _Optional[str] = ..., running_tasks: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class RegisterWorkerResponse(_message.Message):
-    __slots__ = ("success", "message", "heartbeat_interval", "revoked_tasks")
+    __slots__ = ("success", "message", "heartbeat_interval", "revoked_tasks", "token", "token_expires_at")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     REVOKED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     success: bool
     message: str
     heartbeat_interval: _duration_pb2.Duration
     revoked_tasks: _containers.RepeatedCompositeFieldContainer[TaskLease]
-    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., revoked_tasks: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ...) -> None: ...
+    token: str
+    token_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., revoked_tasks: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ..., token: _Optional[str] = ..., token_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PollForTaskRequest(_message.Message):
     __slots__ = ("worker_id", "max_tasks", "wait")
