@@ -4,7 +4,8 @@ grpc's generated registration decodes requests before any handler runs, and answ
 failure with INTERNAL — a server error for what is the client's. Here the handler receives the
 raw bytes and decodes them itself, so the answer names the method and the expected message.
 A handler (or a conversion it calls) raising `checks.InvalidArgument` is answered the same way.
-Every method of the service descriptor (the proto, the one source) is registered.
+Every method of the service descriptor (the proto, the one source) is registered. A `guard`
+(rpc/auth.py) sees every decoded request before its handler and may refuse the call.
 """
 
 from __future__ import annotations
@@ -19,16 +20,25 @@ from google.protobuf.message import DecodeError
 from vahana.rpc import checks
 
 Handler = Callable[[Any, Any], Any]
+Guard = Callable[[str, str, Any, Any], Awaitable[None]]
+"""(service full name, method name, decoded request, context); aborts the call to refuse it."""
 
 
 def add_service(
-    server: grpc.aio.Server, servicer: object, service: descriptor.ServiceDescriptor
+    server: grpc.aio.Server,
+    servicer: object,
+    service: descriptor.ServiceDescriptor,
+    guard: Guard | None = None,
 ) -> None:
     handlers = {}
     for method in service.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
         implementation = getattr(servicer, method.name)
+        if guard is not None:
+            implementation = _guarded(
+                implementation, guard, service.full_name, method, method.server_streaming
+            )
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _streaming(implementation, request_class, method.full_name),
@@ -42,6 +52,30 @@ def add_service(
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
+
+
+def _guarded(
+    implementation: Any,
+    guard: Guard,
+    service: str,
+    method: descriptor.MethodDescriptor,
+    streaming: bool,
+) -> Any:
+    name = method.name
+    if streaming:
+
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            await guard(service, name, request, context)
+            async for item in implementation(request, context):
+                yield item
+
+        return stream
+
+    async def unary(request: Any, context: Any) -> Any:
+        await guard(service, name, request, context)
+        return await implementation(request, context)
+
+    return unary
 
 
 async def _decode(raw: bytes, request_class: type[message.Message], name: str, context: Any) -> Any:

@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vahana.proto import task_service_pb2, worker_pb2
-from vahana.rpc import decoding, task_service, wakeups, worker_service
+from vahana.rpc import auth, decoding, task_service, wakeups, worker_service
 from vahana.scheduling import scheduler
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,13 @@ class SchedulerServer:
         *,
         address: str,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
+        guard: auth.Guard | None = None,
     ) -> None:
+        """`credentials`: TLS (rpc/tls.py), None for plaintext; `guard`: token checks."""
         self.scheduler = sched
         self._address = address
+        self._credentials = credentials
         self._wakes = wakeups.Wakeups()
         sched.set_waker(self._wakes.wake)
         self._server = grpc.aio.server(
@@ -48,13 +52,17 @@ class SchedulerServer:
         )
         decoding.add_service(
             self._server,
-            worker_service.WorkerService(sched, self._wakes),
+            worker_service.WorkerService(
+                sched, self._wakes, tokens=guard.tokens if guard else None
+            ),
             worker_pb2.DESCRIPTOR.services_by_name["WorkerService"],
+            guard,
         )
         decoding.add_service(
             self._server,
             task_service.TaskService(sched),
             task_service_pb2.DESCRIPTOR.services_by_name["TaskService"],
+            guard,
         )
         self._health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
@@ -67,14 +75,22 @@ class SchedulerServer:
         self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
-        self.port = self._server.add_insecure_port(self._address)
+        if self._credentials is None:
+            self.port = self._server.add_insecure_port(self._address)
+        else:
+            self.port = self._server.add_secure_port(self._address, self._credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self._address}: address in use or not available")
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
             await _set_health(self._health, name, health_pb2.HealthCheckResponse.SERVING)
         self._monitor = asyncio.create_task(self._monitor_health(), name="health-monitor")
-        log.info("serving address=%s port=%d", self._address, self.port)
+        log.info(
+            "serving address=%s port=%d tls=%s",
+            self._address,
+            self.port,
+            "mutual" if self._credentials else "off",
+        )
         return self.port
 
     async def stop(self, grace: float = 1.0) -> None:

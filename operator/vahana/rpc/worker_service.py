@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from vahana.core import models
+from vahana.core import tokens as token_store
 from vahana.proto import worker_pb2 as pb
 from vahana.proto import worker_pb2_grpc
 from vahana.rpc import checks, convert, wakeups
@@ -28,16 +29,24 @@ async def _refuse_invalid(context: grpc.aio.ServicerContext, check: Callable[[],
 
 
 class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, sched: scheduler.Scheduler, wakes: wakeups.Wakeups) -> None:
+    def __init__(
+        self,
+        sched: scheduler.Scheduler,
+        wakes: wakeups.Wakeups,
+        *,
+        tokens: token_store.TokenStore | None = None,
+    ) -> None:
+        """`tokens`: when workers must authenticate, issues each registered worker its token."""
         self._scheduler = sched
         self._wakes = wakes
+        self._tokens = tokens
 
     async def RegisterWorker(
         self, request: pb.RegisterWorkerRequest, context: Any
     ) -> pb.RegisterWorkerResponse:
         await _refuse_invalid(context, lambda: checks.registration(request))
         revoked = self._scheduler.register(convert.registration_of(request))
-        return pb.RegisterWorkerResponse(
+        response = pb.RegisterWorkerResponse(
             success=True,
             message="registered",
             heartbeat_interval=convert.duration(
@@ -45,6 +54,11 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             ),
             revoked_tasks=convert.leases_to_pb(revoked),
         )
+        if self._tokens is not None:
+            issued = self._tokens.issue(request.worker_id)
+            response.token = issued.token
+            response.token_expires_at.FromNanoseconds(int(issued.expires_at * 1e9))
+        return response
 
     async def PollForTask(
         self, request: pb.PollForTaskRequest, context: Any

@@ -77,6 +77,7 @@ class Scheduler:
         self._changed: dict[str, models.TaskRecord] = {}
         self._wake: Waker = lambda _worker_id: None
         self._worker_hook: WorkerHook = lambda _event, _worker: None
+        self._removal_listeners: list[Callable[[str], object]] = []
         self._seq = 0
 
     # -- wiring -------------------------------------------------------------------------
@@ -88,6 +89,10 @@ class Scheduler:
 
     def set_waker(self, waker: Waker) -> None:
         self._wake = waker
+
+    def add_removal_listener(self, listener: Callable[[str], object]) -> None:
+        """`listener(worker_id)` is called when a worker is removed (e.g. to revoke its token)."""
+        self._removal_listeners.append(listener)
 
     def set_worker_hook(self, hook: WorkerHook) -> None:
         self._worker_hook = hook
@@ -202,6 +207,19 @@ class Scheduler:
 
     def list_attempts(self, task_id: str) -> list[models.AttemptRecord]:
         return self._store.list_attempts(task_id)
+
+    def lease_holder(self, task_id: str, attempt: int) -> str | None:
+        """The worker this attempt of the task was given to; None if there is no such attempt."""
+        task = self._tasks.get(task_id) or self._store.get_task(task_id)
+        if task is None:
+            return None
+        if attempt == task.attempt and task.worker_id:
+            return task.worker_id
+        record = self._attempts.get((task_id, attempt))
+        if record is None:
+            found = [a for a in self._store.list_attempts(task_id) if a.attempt == attempt]
+            record = found[0] if found else None
+        return record.worker_id if record is not None else None
 
     def pending_reason(self, task: models.TaskRecord) -> str:
         if task.phase != models.TaskPhase.PENDING:
@@ -705,6 +723,8 @@ class Scheduler:
         self._drain_requested.discard(worker.id)
         self._unsent_cancels.pop(worker.id, None)
         log.info("removed worker_id=%s: %s", worker.id, reason)
+        for listener in self._removal_listeners:
+            listener(worker.id)
 
     def _refresh_state(self, worker: models.WorkerRecord) -> None:
         if worker.leases:
