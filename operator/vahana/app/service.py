@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from vahana.app import embedded_pools, stores
+from vahana.app import embedded_pools, security, stores
 from vahana.app import settings as settings_module
 from vahana.manifests import pools as pool_manifests
 from vahana.observability import endpoint, instrumentation
@@ -43,10 +43,13 @@ class SchedulerProcess:
         self.instrumentation = (
             instrumentation.Instrumentation(self.scheduler) if settings.metrics.port else None
         )
+        self.certificates = security.certificates(settings)
         self.server = server_module.SchedulerServer(
             self.scheduler,
             address=address,
             interceptors=[self.instrumentation.interceptor] if self.instrumentation else [],
+            credentials=self.certificates.credentials() if self.certificates else None,
+            guard=security.guard(settings, self.scheduler),
         )
         self.metrics_endpoint: endpoint.MetricsEndpoint | None = None
         self.pool: local.LocalPool | None = None
@@ -88,6 +91,7 @@ class SchedulerProcess:
                     tasks_per_worker=self.settings.local_pool.tasks_per_worker,
                     heartbeat_interval_seconds=self.settings.scheduler.heartbeat_interval_seconds,
                     task_timeout_seconds=self.settings.local_pool.task_timeout_seconds,
+                    extra_args=security.local_worker_args(self.settings),
                 )
             )
             self.pool.start_workers(self._local_workers)

@@ -25,6 +25,41 @@ class ServerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TlsSettings:
+    """TLS of the gRPC port (docs/security.md): all three files for mutual TLS, or none."""
+
+    cert_file: str = ""
+    """PEM certificate chain of the server; reloaded when the file changes."""
+    key_file: str = ""
+    """PEM private key of cert_file (unencrypted); reloaded with it."""
+    client_ca_file: str = ""
+    """PEM CA certificate(s) that client (worker, CLI) certificates must be signed by."""
+    insecure: bool = False
+    """Serve plaintext on a non-loopback address: must be asked for explicitly."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file or self.key_file or self.client_ca_file)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthSettings:
+    """Bearer tokens (docs/security.md): per-worker tokens and an optional client token."""
+
+    bootstrap_token_file: str = ""
+    """File whose first line is the secret workers present to RegisterWorker; set: every worker
+    call needs the worker token RegisterWorker hands out. Empty: no worker authentication."""
+    token_lifetime_seconds: float = 86400.0
+    """How long a worker token is valid; workers register again before it expires."""
+    client_token_file: str = ""
+    """File whose first line is the token TaskService and ListWorkers callers must present;
+    empty: those calls need no token (mutual TLS, when on, still applies)."""
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclasses.dataclass(frozen=True)
 class StoreSettings:
     url: str = ""
     """sqlite:///path/to/file.db or postgresql://…; empty: SQLite in the state directory."""
@@ -98,6 +133,8 @@ class Settings:
     pools: PoolSettings = dataclasses.field(default_factory=PoolSettings)
     operator: OperatorSettings = dataclasses.field(default_factory=OperatorSettings)
     metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
+    tls: TlsSettings = dataclasses.field(default_factory=TlsSettings)
+    auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
     log_level: str = "warning"
 
     @property
@@ -137,6 +174,37 @@ class Settings:
             problems.append("local_pool.tasks_per_worker: must be ≥ 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             problems.append("log_level: use debug, info, warning or error")
+        return problems + self.security_problems()
+
+    def security_problems(self) -> list[str]:
+        """Problems of the tls and auth sections: partial TLS, unreadable files, plaintext on a
+        non-loopback address without tls.insecure."""
+        problems = []
+        tls = self.tls
+        files = {"cert_file": tls.cert_file, "key_file": tls.key_file}
+        files["client_ca_file"] = tls.client_ca_file
+        if tls.enabled:
+            given = " and ".join(f"tls.{name}" for name, path in files.items() if path)
+            for name, path in files.items():
+                if not path:
+                    problems.append(
+                        f"tls.{name}: required with {given} — mutual TLS needs tls.cert_file, "
+                        "tls.key_file and tls.client_ca_file"
+                    )
+        elif self.server.host not in _LOOPBACK and not tls.insecure:
+            problems.append(
+                f"tls: serving plaintext on {self.server.host or 'every address'} needs "
+                "tls.insecure=true (--insecure); or give tls.cert_file, tls.key_file and "
+                "tls.client_ca_file for mutual TLS"
+            )
+        named = {f"tls.{name}": path for name, path in files.items()}
+        named["auth.bootstrap_token_file"] = self.auth.bootstrap_token_file
+        named["auth.client_token_file"] = self.auth.client_token_file
+        for name, path in named.items():
+            if path and not os.access(path, os.R_OK):
+                problems.append(f"{name}: cannot read {path}")
+        if self.auth.token_lifetime_seconds <= 0:
+            problems.append("auth.token_lifetime_seconds: must be > 0")
         return problems
 
 
