@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -18,11 +20,63 @@ from vahana.rpc import convert
 FINAL = {worker_pb2.COMPLETED, worker_pb2.FAILED, worker_pb2.CANCELLED, worker_pb2.TIMED_OUT}
 
 
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <token>` to every call."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), self._metadata])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+def channel(
+    address: str,
+    *,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    token_file: str | None = None,
+) -> grpc.Channel:
+    """A channel to the scheduler: TLS when a CA file is given (mutual with cert and key),
+    carrying the client token when a token file is given. Raises OSError for unreadable files."""
+    if ca_file or cert_file or key_file:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+            private_key=Path(key_file).read_bytes() if key_file else None,
+            certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+        )
+        link = grpc.secure_channel(address, credentials)
+    else:
+        link = grpc.insecure_channel(address)
+    if token_file:
+        lines = Path(token_file).read_text().split()
+        link = grpc.intercept_channel(link, _Bearer(lines[0] if lines else ""))
+    return link
+
+
 class Client:
-    def __init__(self, address: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 10.0,
+        *,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        token_file: str | None = None,
+    ) -> None:
         self.address = address
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(address)
+        self._channel = channel(
+            address, ca_file=ca_file, cert_file=cert_file, key_file=key_file, token_file=token_file
+        )
         self.tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
         self.workers = worker_pb2_grpc.WorkerServiceStub(self._channel)
 

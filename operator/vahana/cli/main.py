@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -24,8 +25,8 @@ from rich.console import Console
 from vahana import __version__
 from vahana.app import service
 from vahana.app import settings as settings_module
+from vahana.cli import certs, render, run
 from vahana.cli import client as client_module
-from vahana.cli import render, run
 from vahana.core import models
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
@@ -40,6 +41,7 @@ examples:
   vahana submit -f tasks.yaml --wait                submit to a running scheduler
   vahana get tasks            vahana get workers    vahana logs hello
   vahana cancel hello
+  vahana certs --out certs --workers 2              a CA and certificates for mutual TLS
 """
 
 
@@ -172,6 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="", help="recorded on the task")
     _add_server_flag(cancel)
     cancel.set_defaults(handler=_cancel)
+
+    certs_parser = commands.add_parser(
+        "certs",
+        help="make a CA, a server certificate and client certificates for a test setup",
+        description="Write ca.pem, server.pem, client.pem, worker-N.pem (each with its "
+        "-key.pem), bootstrap-token and client-token into DIR. An existing CA in DIR is "
+        "reused, so running it again rotates the server and client certificates.",
+    )
+    certs_parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    certs_parser.add_argument(
+        "--hosts",
+        default=",".join(certs.DEFAULT_HOSTS),
+        help="comma-separated names and IPs of the server certificate (default %(default)s)",
+    )
+    certs_parser.add_argument("--workers", type=int, default=1, help="worker certificates")
+    certs_parser.add_argument("--days", type=int, default=365, help="validity in days")
+    certs_parser.set_defaults(handler=_certs)
     return parser
 
 
@@ -216,6 +235,25 @@ def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str)
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="[VAHANA_LOG_LEVEL]"
     )
+    security = parser.add_argument_group("security (docs/security.md)")
+    for name, text in (
+        ("tls-cert-file", "server certificate chain (PEM)"),
+        ("tls-key-file", "its private key (PEM)"),
+        ("tls-client-ca-file", "CA of client certificates (PEM); all three: mutual TLS"),
+        ("bootstrap-token-file", "secret workers register with; set: worker tokens required"),
+        ("client-token-file", "token TaskService clients must present"),
+    ):
+        section = "TLS" if name.startswith("tls-") else "AUTH"
+        field = name.removeprefix("tls-").replace("-", "_").upper()
+        security.add_argument(
+            f"--{name}", metavar="FILE", help=f"{text} [VAHANA_{section}_{field}]"
+        )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve plaintext on a non-loopback address [VAHANA_TLS_INSECURE]",
+    )
 
 
 def _add_pool_file_flag(parser: argparse.ArgumentParser) -> None:
@@ -250,6 +288,29 @@ def _add_server_flag(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("VAHANA_SERVER", DEFAULT_SERVER),
         help=f"scheduler address (default {DEFAULT_SERVER}) [VAHANA_SERVER]",
     )
+    for name, text in (
+        ("tls-ca-file", "CA of the scheduler's certificate; set: connect with TLS"),
+        ("tls-cert-file", "client certificate (PEM) for mutual TLS"),
+        ("tls-key-file", "its private key (PEM)"),
+        ("token-file", "file holding the client token"),
+    ):
+        env = "VAHANA_CLIENT_" + name.replace("-", "_").upper()
+        parser.add_argument(
+            f"--{name}", metavar="FILE", default=os.environ.get(env), help=f"{text} [{env}]"
+        )
+
+
+def _client(options: argparse.Namespace) -> client_module.Client:
+    try:
+        return client_module.Client(
+            options.server,
+            ca_file=options.tls_ca_file,
+            cert_file=options.tls_cert_file,
+            key_file=options.tls_key_file,
+            token_file=options.token_file,
+        )
+    except OSError as error:
+        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from error
 
 
 def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Settings:
@@ -263,6 +324,12 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
         "scheduler.heartbeat_interval_seconds": options.heartbeat_interval,
         "scheduler.missed_heartbeats": options.missed_heartbeats,
         "metrics.port": options.metrics_port,
+        "tls.cert_file": options.tls_cert_file,
+        "tls.key_file": options.tls_key_file,
+        "tls.client_ca_file": options.tls_client_ca_file,
+        "tls.insecure": options.insecure,
+        "auth.bootstrap_token_file": options.bootstrap_token_file,
+        "auth.client_token_file": options.client_token_file,
         "log_level": options.log_level,
     }
     for key, value in fixed.items():
@@ -273,6 +340,15 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
     except ValueError as error:
         raise UsageError(str(error)) from error
     problems = settings.validate()
+    if settings.tls.enabled and settings.local_workers > 0 and not problems:
+        if options.workers is None and "VAHANA_LOCAL_POOL_WORKERS" not in os.environ:
+            local_pool = dataclasses.replace(settings.local_pool, workers=0)
+            settings = dataclasses.replace(settings, local_pool=local_pool)
+        else:
+            problems.append(
+                "local_pool.workers: local workers cannot present a client certificate — "
+                "with mutual TLS use --workers 0 and start workers with --tls-* flags"
+            )
     if problems:
         raise UsageError("invalid settings:\n  " + "\n  ".join(problems))
     logging.basicConfig(
@@ -357,7 +433,7 @@ def _operate(options: argparse.Namespace, console: Console) -> int:
 
 def _submit(options: argparse.Namespace, console: Console) -> int:
     submissions = _read_tasks(options.file)
-    client = client_module.Client(options.server)
+    client = _client(options)
     ids = client.submit(submissions)
     for submission, task_id in zip(submissions, ids, strict=True):
         console.print(f"task/{submission.spec.name} submitted as {task_id}")
@@ -369,7 +445,7 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
 
 
 def _get(options: argparse.Namespace, console: Console) -> int:
-    client = client_module.Client(options.server)
+    client = _client(options)
     if options.what == "workers":
         workers = client.list_workers()
         if options.output != "table":
@@ -397,7 +473,7 @@ def _get(options: argparse.Namespace, console: Console) -> int:
 
 
 def _logs(options: argparse.Namespace, console: Console) -> int:
-    task = client_module.Client(options.server).get(options.task)
+    task = _client(options).get(options.task)
     if task.output_tail:
         sys.stdout.write(
             task.output_tail if task.output_tail.endswith("\n") else task.output_tail + "\n"
@@ -415,13 +491,30 @@ def _logs(options: argparse.Namespace, console: Console) -> int:
 
 
 def _cancel(options: argparse.Namespace, console: Console) -> int:
-    reply = client_module.Client(options.server).cancel(options.task, options.reason)
+    reply = _client(options).cancel(options.task, options.reason)
     status = worker_pb2.TaskStatus.Name(reply.status)
     if reply.cancelled:
         console.print(f"task {options.task}: cancel requested (was {status})")
         return 0
     console.print(f"task {options.task} had already ended: {status}")
     return 1
+
+
+def _certs(options: argparse.Namespace, console: Console) -> int:
+    hosts = [host.strip() for host in options.hosts.split(",") if host.strip()]
+    if not hosts:
+        raise UsageError("--hosts: give at least one name or IP for the server certificate")
+    if options.workers < 0 or options.days < 1:
+        raise UsageError("--workers must be ≥ 0 and --days ≥ 1")
+    try:
+        written = certs.make_setup(
+            options.out, hosts=hosts, workers=options.workers, days=options.days
+        )
+    except (OSError, ValueError) as error:
+        raise UsageError(f"certs: {error}") from error
+    for path in written:
+        console.print(str(path))
+    return 0
 
 
 def _rpc_message(error: grpc.RpcError, options: argparse.Namespace) -> str:
