@@ -70,6 +70,10 @@ class Worker:
     ) -> None:
         self._config = config
         self._client = scheduler or client.SchedulerClient(config)
+        # A stand-in client (tests) may carry no credentials: then there is no token to renew.
+        self._credentials: client.Credentials = getattr(
+            self._client, "credentials", client.Credentials()
+        )
         self._now = wall_clock
         self._breaker = backoff.CircuitBreaker(failure_threshold=5, reset_timeout=5.0)
         self._reporter = reporter.Reporter(
@@ -261,7 +265,9 @@ class Worker:
             self._breaker.record_failure()
         else:
             self._breaker.record_success()  # the scheduler answered
-        if code is grpc.StatusCode.NOT_FOUND:
+        if code is grpc.StatusCode.UNAUTHENTICATED:
+            self._credentials.forget()
+        if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
             self._request_register()
         delay = pause.next_delay()
         _ev(
@@ -292,6 +298,8 @@ class Worker:
         next_beat = 0.0
         while not self._link_stop.is_set():
             self._check_allocation_end()
+            if self._credentials.renewal_due() and not self._needs_register.is_set():
+                self._request_register()  # a fresh token before this one expires
             if self._needs_register.is_set() and not self._stopping.is_set():
                 if self._wait_breaker(self._link_stop) and self._register(pause):
                     next_beat = time.monotonic()  # first figures right away

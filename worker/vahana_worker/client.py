@@ -1,8 +1,18 @@
-"""The gRPC link to the scheduler: the channel (with keepalive options), per-call deadlines, and
-the classification of errors into transient (retry, count towards the circuit breaker) or not.
+"""The gRPC link to the scheduler: the channel (with keepalive options and, when configured,
+mutual TLS), per-call deadlines, the worker's credentials, and the classification of errors into
+transient (retry, count towards the circuit breaker) or not.
+
+Credentials: RegisterWorker presents the pool's bootstrap secret and gets back a worker token;
+every later call carries that token (`authorization: Bearer …`). The token lives only in this
+object's memory: it is never logged and never reaches a task.
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 
@@ -62,21 +72,86 @@ def channel_options(config: settings.Settings) -> list[tuple[str, int]]:
     ]
 
 
+RENEW_AT = 0.8
+"""Fraction of a token's lifetime after which the worker registers again for a fresh one."""
+
+
+def open_channel(config: settings.Settings) -> grpc.Channel:
+    """A channel to the scheduler: TLS (mutual with a client certificate) when configured."""
+    if not config.uses_tls:
+        return grpc.insecure_channel(config.server_address, options=channel_options(config))
+
+    def read(path: str) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(config.tls_ca_file),
+        private_key=read(config.tls_key_file),
+        certificate_chain=read(config.tls_cert_file),
+    )
+    return grpc.secure_channel(config.server_address, credentials, options=channel_options(config))
+
+
+def bootstrap_secret(config: settings.Settings) -> str:
+    """The pool's bootstrap secret (the file is reread, so it can be rotated); empty: none."""
+    if config.bootstrap_token_file:
+        lines = Path(config.bootstrap_token_file).read_text().split()
+        return lines[0] if lines else ""
+    return config.bootstrap_token
+
+
+class Credentials:
+    """The worker token from the last registration and when to renew it; thread-safe."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token = ""
+        self._renew_at = 0.0
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        with self._lock:
+            token = self._token
+        return (("authorization", f"Bearer {token}"),) if token else ()
+
+    def accept(self, response: pb.RegisterWorkerResponse) -> None:
+        """Keeps the token a registration handed out (none: authentication is off)."""
+        now = self._clock()
+        expires = response.token_expires_at.ToNanoseconds() / 1e9 if response.token else 0.0
+        with self._lock:
+            self._token = response.token
+            self._renew_at = now + RENEW_AT * max(0.0, expires - now) if response.token else 0.0
+
+    def forget(self) -> None:
+        """The scheduler refused the token (UNAUTHENTICATED): register again for a new one."""
+        with self._lock:
+            self._token = ""
+
+    def renewal_due(self) -> bool:
+        with self._lock:
+            return bool(self._token) and self._clock() >= self._renew_at
+
+
 class SchedulerClient:
     """Thin typed wrapper over the WorkerService stub; one channel, shared by all loops."""
 
     def __init__(self, config: settings.Settings, *, call_timeout: float = CALL_TIMEOUT) -> None:
         self._config = config
         self._timeout = call_timeout
-        self._channel = grpc.insecure_channel(
-            config.server_address, options=channel_options(config)
-        )
+        self._channel = open_channel(config)
         self._stub = pb_grpc.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.credentials = Credentials()
 
     def register(self, request: pb.RegisterWorkerRequest) -> pb.RegisterWorkerResponse:
-        response: pb.RegisterWorkerResponse = self._stub.RegisterWorker(
-            request, timeout=self._timeout
+        """Registers with the bootstrap secret (or, without one, the current token)."""
+        secret = bootstrap_secret(self._config)
+        metadata = (
+            (("authorization", f"Bearer {secret}"),) if secret else self.credentials.metadata()
         )
+        response: pb.RegisterWorkerResponse = self._stub.RegisterWorker(
+            request, timeout=self._timeout, metadata=metadata
+        )
+        self.credentials.accept(response)
         return response
 
     def poll(self, *, max_tasks: int, wait: float) -> grpc.Future:
@@ -86,7 +161,9 @@ class SchedulerClient:
             max_tasks=max_tasks,
             wait=messages.duration(wait),
         )
-        future: grpc.Future = self._stub.PollForTask.future(request, timeout=wait + POLL_MARGIN)
+        future: grpc.Future = self._stub.PollForTask.future(
+            request, timeout=wait + POLL_MARGIN, metadata=self.credentials.metadata()
+        )
         return future
 
     def batch_update(
@@ -96,18 +173,20 @@ class SchedulerClient:
             worker_id=self._config.worker_id, updates=updates, max_tasks=max_tasks
         )
         response: pb.BatchUpdateTaskStatusResponse = self._stub.BatchUpdateTaskStatus(
-            request, timeout=self._timeout
+            request, timeout=self._timeout, metadata=self.credentials.metadata()
         )
         return response
 
     def update_task_status(self, update: pb.UpdateTaskStatusRequest) -> pb.UpdateTaskStatusResponse:
         response: pb.UpdateTaskStatusResponse = self._stub.UpdateTaskStatus(
-            update, timeout=self._timeout
+            update, timeout=self._timeout, metadata=self.credentials.metadata()
         )
         return response
 
     def heartbeat(self, request: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
-        response: pb.HeartbeatResponse = self._stub.SendHeartbeat(request, timeout=self._timeout)
+        response: pb.HeartbeatResponse = self._stub.SendHeartbeat(
+            request, timeout=self._timeout, metadata=self.credentials.metadata()
+        )
         return response
 
     def update_worker_status(
@@ -117,7 +196,7 @@ class SchedulerClient:
             worker_id=self._config.worker_id, status=status, reason=reason
         )
         response: pb.UpdateWorkerStatusResponse = self._stub.UpdateWorkerStatus(
-            request, timeout=timeout or self._timeout
+            request, timeout=timeout or self._timeout, metadata=self.credentials.metadata()
         )
         return response
 

@@ -159,7 +159,7 @@ class Reporter:
                 self._breaker.record_failure()
             else:
                 self._breaker.record_success()
-            if code is grpc.StatusCode.NOT_FOUND:
+            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
                 self._on_unknown_worker()
             _log.warning(
                 "status updates not delivered; will retry",

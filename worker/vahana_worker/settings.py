@@ -92,6 +92,16 @@ class Settings:
     """Default open-descriptor limit of each task process; 0: none."""
     limit_file_size: int = 0
     """Default largest file a task process may write, bytes; 0: none."""
+    tls_ca_file: str = ""
+    """PEM CA certificate of the scheduler's certificate; set (or a client cert): use TLS."""
+    tls_cert_file: str = ""
+    """PEM client certificate presented to the scheduler (mutual TLS)."""
+    tls_key_file: str = ""
+    """PEM private key of tls_cert_file."""
+    bootstrap_token_file: str = ""
+    """File whose first line is the pool's bootstrap secret, exchanged for a worker token."""
+    bootstrap_token: str = dataclasses.field(default="", repr=False)
+    """The bootstrap secret itself (environment only); the file wins when both are given."""
 
     def task_user_ids(self) -> tuple[int, int] | None:
         """(uid, gid) of task_user, None when tasks run as the worker; ValueError if unknown."""
@@ -168,7 +178,18 @@ class Settings:
                 errors.append(f"{name}: must be >= 0 (0: no limit)")
         if not 0 <= self.metrics_port <= 65535:
             errors.append("metrics_port: must be a port (1-65535), or 0 for none")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            missing = "tls_key_file" if self.tls_cert_file else "tls_cert_file"
+            errors.append(f"{missing}: required with the other (a client certificate needs both)")
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file", "bootstrap_token_file"):
+            path = getattr(self, name)
+            if path and not os.access(path, os.R_OK):
+                errors.append(f"{name}: cannot read {path}")
         return errors
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls_ca_file or self.tls_cert_file)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,6 +443,35 @@ OPTIONS: tuple[Option, ...] = (
         "default largest file a task process may write (RLIMIT_FSIZE), e.g. 10Gi",
         "none",
         "size",
+    ),
+    Option(
+        "tls_ca_file",
+        "--tls-ca-file",
+        _env("TLS_CA_FILE"),
+        "CA certificate (PEM) of the scheduler's certificate; set: connect with TLS",
+        "",
+    ),
+    Option(
+        "tls_cert_file",
+        "--tls-cert-file",
+        _env("TLS_CERT_FILE"),
+        "client certificate (PEM) for mutual TLS",
+        "",
+    ),
+    Option("tls_key_file", "--tls-key-file", _env("TLS_KEY_FILE"), "its private key (PEM)", ""),
+    Option(
+        "bootstrap_token_file",
+        "--bootstrap-token-file",
+        _env("BOOTSTRAP_TOKEN_FILE"),
+        "file holding the pool's bootstrap secret, exchanged at registration for a worker token",
+        "",
+    ),
+    Option(
+        "bootstrap_token",
+        "",
+        _env("BOOTSTRAP_TOKEN"),
+        "the pool's bootstrap secret itself (never passed to tasks)",
+        "",
     ),
 )
 
