@@ -49,4 +49,4 @@ WORKDIR /var/lib/vahana
 USER 65532:65532
 EXPOSE 50051 9090
 # No ENTRYPOINT: the command names the program, `vahana ...` or `vahana-worker ...`.
-CMD ["vahana", "server", "--host=0.0.0.0", "--state-dir=/var/lib/vahana"]
+CMD ["vahana", "server", "--host=0.0.0.0", "--insecure", "--state-dir=/var/lib/vahana"]
