@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -44,6 +45,12 @@ class SchedulerProcess:
     """`--metrics-port`: Prometheus /metrics on 127.0.0.1; 0 (the default here) turns it off."""
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra: tuple[str, ...] = ()
+    """Further `vahana server` flags, e.g. --tls-cert-file=…"""
+    credentials: grpc.ChannelCredentials | None = None
+    """How the readiness check connects; None: plaintext."""
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Variables added to this process's environment, e.g. VAHANA_AUTH_*."""
 
     @property
     def address(self) -> str:
@@ -66,10 +73,12 @@ class SchedulerProcess:
                 f"--metrics-port={self.metrics_port}",
                 "--log-level=info",
                 *([f"--store-url={self.store_url}"] if self.store_url else []),
+                *self.extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
         )
         log.close()
         wait_until(self._serving, timeout=timeout, message=f"scheduler serving on {self.address}")
@@ -81,7 +90,7 @@ class SchedulerProcess:
             raise AssertionError(
                 f"scheduler exited with {self.process.returncode}: {self.log_text()[-2000:]}"
             )
-        with grpc.insecure_channel(self.address) as channel:
+        with open_channel(self.address, self.credentials) as channel:
             try:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=0.5
@@ -179,11 +188,24 @@ class WorkerProcess:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+def open_channel(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, credentials)
+
+
 class Client:
     """Typed access to both services of a scheduler."""
 
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.insecure_channel(address)
+    def __init__(
+        self,
+        address: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str = "",
+    ) -> None:
+        self.channel = open_channel(address, credentials)
+        if token:
+            self.channel = grpc.intercept_channel(self.channel, BearerToken(token))
         self.tasks = task_service_pb2_grpc.TaskServiceStub(self.channel)
         self.workers = worker_pb2_grpc.WorkerServiceStub(self.channel)
 
@@ -203,6 +225,22 @@ class Client:
 
     def close(self) -> None:
         self.channel.close()
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Sends `authorization: Bearer <token>` with every call."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), self.metadata])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
 
 
 def submission(command: str, name: str = "", **fields: object) -> tasks_pb.TaskSubmission:
