@@ -41,6 +41,11 @@ FLUSH_TIMEOUT = 15.0
 """Seconds the reporter gets on shutdown to deliver the last results."""
 STATUS_CALL_TIMEOUT = 5.0
 """Deadline of the DRAINING and TERMINATED calls on shutdown."""
+KILLED_EXIT_CODES = frozenset({128 + 1, 128 + 9, 128 + 15, -1, -9, -15})
+"""Exit codes of a task killed by SIGHUP, SIGKILL or SIGTERM."""
+KILLED_GRACE = 2.0
+"""Seconds to wait, after a task was killed by a signal, for the worker's own SIGTERM: a batch
+system ending the allocation (scancel, walltime) signals the task and the worker at once."""
 ALLOCATION_MARGIN = 10.0
 """Seconds before `allocation_ends_at - drain_timeout` at which the worker starts draining."""
 
@@ -527,6 +532,16 @@ class Worker:
                 executor.Outcome.FAILED,
                 message=f"worker error: {exc}",
                 failure_kind=executor.FailureKind.INFRASTRUCTURE,
+            )
+        if (
+            result.failure_kind == executor.FailureKind.TASK_ERROR
+            and result.exit_code in KILLED_EXIT_CODES
+            and self._stopping.wait(KILLED_GRACE)
+        ):  # killed along with the worker's allocation: not the task's fault
+            result = dataclasses.replace(
+                result,
+                failure_kind=executor.FailureKind.INFRASTRUCTURE,
+                message="killed by a signal while the worker was stopping (allocation ended)",
             )
         _ev(
             "task finished",
