@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures import postgres
+from tests.fixtures import postgres, slurm, sshd
 
 # Schedulers and operators started by tests serve /metrics only when a test asks for a port:
 # the default (9090) would make concurrent processes collide.
@@ -39,3 +39,19 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     """An empty database of its own for each test, on the session's cluster."""
     with postgres.fresh_database(postgres_server) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def slurm_conf() -> Iterator[str]:
+    """A one-node SLURM for the session; yields SLURM_CONF (tests/fixtures/slurm.py)."""
+    require(slurm.binaries_available(), slurm.MISSING)
+    with slurm.running_slurm() as conf:
+        yield conf
+
+
+@pytest.fixture(scope="session")
+def sshd_server() -> Iterator[sshd.Sshd]:
+    """sshd on a loopback port for the session (tests/fixtures/sshd.py)."""
+    require(sshd.binaries_available(), sshd.MISSING)
+    with sshd.running_sshd() as server:
+        yield server

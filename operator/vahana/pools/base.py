@@ -78,6 +78,8 @@ class PoolContext:
     heartbeat_interval_seconds: float
     state_dir: Path
     """A directory of the scheduler process for this pool's files (logs, scripts)."""
+    walltime_seconds: float | None = None
+    """Longest life of one worker (spec.walltime); None: unlimited."""
     worker_binary_url: str = ""
     """Where remote workers download the worker zipapp (WORKER_BINARY_URL); empty: not served."""
     worker_binary_sha256: str = ""

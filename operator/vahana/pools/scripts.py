@@ -20,6 +20,8 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 
+from vahana.pools import base
+
 SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:+=@%/-]+")
 """What a value on an `#SBATCH` line may hold (no spaces, quotes, newlines or `#`)."""
 SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
@@ -49,6 +51,29 @@ class Launch:
     @property
     def worker_dir(self) -> str:
         return f"{self.working_dir.rstrip('/') or '/'}/{self.worker_id}"
+
+
+def launch_template(context: base.PoolContext, working_dir: str) -> Launch:
+    """A pool's launch settings; each start fills in its own worker_id."""
+    if not context.worker_binary_url:
+        raise ValueError(
+            f"{context.spec.get('type')} pools need the worker zipapp served (WORKER_BINARY_URL)"
+        )
+    return Launch(
+        worker_id="",
+        pool=context.key,
+        server_address=context.server_address,
+        binary_url=context.worker_binary_url,
+        binary_sha256=context.worker_binary_sha256,
+        working_dir=working_dir,
+        heartbeat_interval_seconds=context.heartbeat_interval_seconds,
+        tasks_per_worker=int(context.spec.get("tasksPerWorker", 1)),
+        cpu_cores=context.capacity.cpu_cores,
+        memory_bytes=context.capacity.memory_bytes,
+        gpus=context.capacity.gpus,
+        labels=dict(context.capacity.labels),
+        walltime_seconds=context.walltime_seconds,
+    )
 
 
 def check_id(worker_id: str) -> str:

@@ -110,6 +110,9 @@ class PoolManager:
             if heartbeat
             else self._defaults.heartbeat_interval_seconds,
             state_dir=self._defaults.state_dir / "pools" / namespace / name,
+            walltime_seconds=quantity.parse_duration(spec["walltime"])
+            if spec.get("walltime")
+            else None,
             worker_binary_url=self._defaults.worker_binary_url,
             worker_binary_sha256=self._defaults.worker_binary_sha256,
         )
