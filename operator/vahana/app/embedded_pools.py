@@ -19,7 +19,7 @@ from typing import Any
 from vahana.app import distribution
 from vahana.app import settings as settings_module
 from vahana.manifests import pools as pool_manifests
-from vahana.pools import base, local, slurm
+from vahana.pools import base, baremetal, local, slurm
 from vahana.scheduling import pool_manager, scheduler
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,13 @@ class EmbeddedPools:
                 worker_binary_url=url,
                 worker_binary_sha256=sha,
             ),
-            self._wrap_factories({"local": local.from_pool, "slurm": slurm.factory()}),
+            self._wrap_factories(
+                {
+                    "local": local.from_pool,
+                    "slurm": slurm.factory(),
+                    "baremetal": baremetal.factory(),
+                }
+            ),
         )
         for manifest in self._manifests:
             key = pool_manager.pool_key(manifest.namespace, manifest.name)

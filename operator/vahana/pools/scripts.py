@@ -206,7 +206,10 @@ def baremetal_script(launch: Launch, *, kill_grace_seconds: float = 15.0) -> str
         "WATCHER=",
         "cleanup() {",
         "  trap - EXIT HUP INT TERM",
-        '  if [ -n "$WATCHER" ]; then kill -KILL "$WATCHER" 2>/dev/null || true; fi',
+        '  if [ -n "$WATCHER" ]; then',
+        '    pkill -KILL -P "$WATCHER" 2>/dev/null || true',
+        '    kill -KILL "$WATCHER" 2>/dev/null || true',
+        "  fi",
         '  if [ -n "$GROUP" ]; then',
         '    kill -TERM -- "-$GROUP" 2>/dev/null || true',
         f"    for _ in $(seq {wait_rounds}); do",
@@ -231,8 +234,9 @@ def baremetal_script(launch: Launch, *, kill_grace_seconds: float = 15.0) -> str
         "GROUP=$!",
         'echo "VAHANA_WORKER_GROUP=$GROUP"',
         "# The rest of stdin is the ssh connection: its end stops the worker.",
-        '{ cat <&3 >/dev/null; kill -TERM -- "-$GROUP" 2>/dev/null; } &',
+        '{ cat <&3 >/dev/null 2>&1; kill -TERM -- "-$GROUP" 2>/dev/null; } &',
         "WATCHER=$!",
+        'disown "$WATCHER"',
         'wait "$GROUP" || exit $?',
     ]
     lines = [

@@ -192,7 +192,11 @@ class PoolManager:
     async def remove(self, key: str) -> int:
         """Drains the pool's workers; returns how many are still registered (0: all gone)."""
         pool = self._pools.get(key)
-        registered = self._scheduler.list_workers(pool=key)
+        registered = [
+            w
+            for w in self._scheduler.list_workers(pool=key)
+            if w.state != models.WorkerState.UNHEALTHY  # lost: its adapter's close ends it
+        ]
         for worker in registered:
             if worker.state != models.WorkerState.DRAINING:
                 self._scheduler.request_drain(worker.id)

@@ -1,0 +1,116 @@
+"""Bare-metal pools over a real sshd on 127.0.0.1: many tasks, a killed worker, clean removal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from vahana.proto import worker_pb2
+
+from tests.fixtures import sshd
+from tests.integration import harness
+from tests.integration.pools.embedded import EmbeddedScheduler
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+KEY = "default/metal"
+
+
+def pool_yaml(server: sshd.Sshd, work: Path, *, port: int = 0, key: str = "") -> str:
+    return f"""\
+apiVersion: vahana.dev/v1alpha1
+kind: WorkerPool
+metadata: {{name: metal}}
+spec:
+  type: baremetal
+  minWorkers: 2
+  maxWorkers: 2
+  tasksPerWorker: 2
+  idleTimeout: 10m
+  baremetal:
+    hosts: [{{host: 127.0.0.1, port: {port or server.port}, user: {server.user}, workersPerHost: 2}}]
+    sshKeyFile: {key or server.key_file}
+    knownHostsFile: {server.known_hosts_file}
+    workingDir: {work}
+"""
+
+
+@pytest.fixture
+def dirs() -> Iterator[tuple[Path, Path]]:
+    with (
+        tempfile.TemporaryDirectory(prefix="vh-") as state,
+        tempfile.TemporaryDirectory(prefix="vw-") as work,
+    ):
+        yield Path(state), Path(work)
+
+
+def _processes_in(path: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.readlink(proc / "cwd").startswith(str(path)):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def _all_final(client: harness.Client, ids: list[str]) -> bool:
+    return all(client.status(i) in harness.FINAL for i in ids)
+
+
+def test_a_baremetal_pool_runs_200_tasks_survives_a_kill_and_leaves_nothing(
+    sshd_server: sshd.Sshd, dirs: tuple[Path, Path]
+) -> None:
+    state, work = dirs
+    with EmbeddedScheduler(state, pool_yaml(sshd_server, work)) as sched:
+        assert sched.client is not None
+        client = sched.client
+        wait_until(lambda: len(sched.workers(KEY)) == 2, timeout=60, message="2 workers")
+        ids = client.submit(*(harness.submission("true", f"t{i}") for i in range(200)))
+        wait_until(lambda: _all_final(client, ids), timeout=90, message="200 tasks final")
+        assert {client.status(i) for i in ids} == {worker_pb2.COMPLETED}
+        # kill one remote worker's process group mid-task: its task is requeued and completes
+        [task] = client.submit(harness.submission("sleep 4", "long"))
+        wait_until(lambda: client.status(task) == worker_pb2.RUNNING, timeout=20)
+        victim = client.get(task).worker_id
+        group = next(
+            int(line.split("=", 1)[1])
+            for line in (state / "pools/default/metal/logs" / f"{victim}.log")
+            .read_text()
+            .splitlines()
+            if line.startswith("VAHANA_WORKER_GROUP=")
+        )
+        os.killpg(group, signal.SIGKILL)
+        wait_until(lambda: client.status(task) in harness.FINAL, timeout=60, message="rerun")
+        info = client.get(task)
+        assert info.status == worker_pb2.COMPLETED and info.worker_id != victim, info
+        sched.call(sched.pools.remove(KEY))
+        wait_until(lambda: not _processes_in(work), timeout=60, message="no process left")
+        wait_until(lambda: not any(work.iterdir()), timeout=30, message="working dirs removed")
+
+
+def test_a_bad_key_or_an_unreachable_host_is_reported_and_no_task_is_lost(
+    sshd_server: sshd.Sshd, dirs: tuple[Path, Path]
+) -> None:
+    state, work = dirs
+    bad_key = state / "wrong_key"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {bad_key}")  # noqa: S605
+    for yaml, expected in (
+        (pool_yaml(sshd_server, work, key=str(bad_key)), "Permission denied"),
+        (pool_yaml(sshd_server, work, port=harness.free_port()), "Connection refused"),
+    ):
+        with EmbeddedScheduler(state / expected.split()[0], yaml) as sched:
+            assert sched.client is not None
+            [task] = sched.client.submit(harness.submission("true", "waits"))
+            wait_until(
+                lambda s=sched: expected in (s.status(KEY).get("lastError") or ""),
+                timeout=30,
+                message=expected,
+            )
+            assert sched.client.status(task) == worker_pb2.PENDING
