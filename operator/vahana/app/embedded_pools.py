@@ -19,7 +19,7 @@ from typing import Any
 from vahana.app import distribution
 from vahana.app import settings as settings_module
 from vahana.manifests import pools as pool_manifests
-from vahana.pools import base, baremetal, local, slurm
+from vahana.pools import baremetal, base, local, slurm
 from vahana.scheduling import pool_manager, scheduler
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ hosts by free capacity (workersPerHost); a host whose ssh fails is backed off an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -130,10 +131,8 @@ class BaremetalPool:
             if remote.process.poll() is None:
                 remote.stopping = True
                 if remote.process.stdin is not None and not remote.process.stdin.closed:
-                    try:
+                    with contextlib.suppress(BrokenPipeError):
                         remote.process.stdin.close()
-                    except BrokenPipeError:
-                        pass
             else:
                 del self._remotes[worker_id]
 

@@ -32,7 +32,8 @@ spec:
   tasksPerWorker: 2
   idleTimeout: 10m
   baremetal:
-    hosts: [{{host: 127.0.0.1, port: {port or server.port}, user: {server.user}, workersPerHost: 2}}]
+    hosts:
+      - {{host: 127.0.0.1, port: {port or server.port}, user: {server.user}, workersPerHost: 2}}
     sshKeyFile: {key or server.key_file}
     knownHostsFile: {server.known_hosts_file}
     workingDir: {work}
@@ -109,7 +110,7 @@ def test_a_bad_key_or_an_unreachable_host_is_reported_and_no_task_is_lost(
             assert sched.client is not None
             [task] = sched.client.submit(harness.submission("true", "waits"))
             wait_until(
-                lambda s=sched: expected in (s.status(KEY).get("lastError") or ""),
+                lambda s=sched, e=expected: e in (s.status(KEY).get("lastError") or ""),
                 timeout=30,
                 message=expected,
             )
