@@ -31,3 +31,18 @@ def idle_to_release(
     ]
     idle.sort(key=lambda w: (w.idle_since, w.id))
     return [w.id for w in idle[: max(0, excess)]]
+
+
+def expiring(
+    workers: Sequence[models.WorkerRecord], *, now: float, lead_seconds: float
+) -> list[str]:
+    """Workers whose allocation ends within `lead_seconds` (drain time + a margin + the time a
+    replacement takes to start): they no longer count as capacity, so that a replacement is
+    running before they expire. Draining and unhealthy workers are left out (not counted anyway)."""
+    return [
+        w.id
+        for w in workers
+        if w.state not in (models.WorkerState.DRAINING, models.WorkerState.UNHEALTHY)
+        and w.allocation_ends_at is not None
+        and w.allocation_ends_at - now <= lead_seconds
+    ]

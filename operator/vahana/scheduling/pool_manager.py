@@ -59,6 +59,9 @@ class PoolDefaults:
     worker_binary_url: str = ""
     """Where remote pools download the worker zipapp; empty when it is not served."""
     worker_binary_sha256: str = ""
+    retire_lead_seconds: float = 60.0
+    """A worker whose allocation ends within this many seconds is replaced now (the worker's
+    drain timeout, 30 s, plus its 10 s margin plus the time a replacement takes to start)."""
 
 
 class PoolManager:
@@ -166,7 +169,10 @@ class PoolManager:
             tasks_per_worker=pool.tasks_per_worker,
         )
         draining = sum(1 for w in registered if w.state == models.WorkerState.DRAINING)
-        active = len(live) - draining
+        expiring = scaling.expiring(
+            registered, now=time.time(), lead_seconds=self._defaults.retire_lead_seconds
+        )
+        active = len(live) - draining - len(expiring)
         if active < desired:
             try:
                 await asyncio.to_thread(adapter.start_workers, desired - active)
