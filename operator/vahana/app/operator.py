@@ -11,17 +11,20 @@ import contextlib
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import kopf
 
-from vahana.app import service
+from vahana.app import distribution, service
 from vahana.app import settings as settings_module
 from vahana.k8s import kube, leader, mirrors, resources
 from vahana.k8s.handlers import pools as pool_handlers
 from vahana.k8s.handlers import tasks as task_handlers
+from vahana.pools import baremetal as baremetal_pools
 from vahana.pools import kubernetes as kubernetes_pools
 from vahana.pools import local as local_pools
+from vahana.pools import slurm as slurm_pools
 from vahana.scheduling import pool_manager
 
 log = logging.getLogger(__name__)
@@ -79,15 +82,23 @@ async def _lead(
     memo.task_mirror = mirrors.TaskStatusMirror(
         process.scheduler, api, flush_seconds=operator.status_flush_seconds
     )
+    served = await asyncio.to_thread(_serve_worker_zipapp, settings)
     memo.pools = pool_manager.PoolManager(
         process.scheduler,
         pool_manager.PoolDefaults(
             server_address=server_address,
             heartbeat_interval_seconds=settings.scheduler.heartbeat_interval_seconds,
             state_dir=settings.state_dir,
+            worker_binary_url=served.url(server_address.rsplit(":", 1)[0]) if served else "",
+            worker_binary_sha256=served.sha256 if served else "",
         ),
         process.pool_factories(
-            {"local": local_pools.from_pool, "kubernetes": kubernetes_pools.factory(api)}
+            {
+                "local": local_pools.from_pool,
+                "kubernetes": kubernetes_pools.factory(api),
+                "slurm": slurm_pools.factory(),
+                "baremetal": baremetal_pools.factory(),
+            }
         ),
     )
     memo.worker_mirror = mirrors.WorkerMirror(
@@ -145,4 +156,28 @@ async def _lead(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, leader.LostLeadership):
                 await task
+        if served is not None:
+            served.stop()
         await process.stop()
+
+
+def _serve_worker_zipapp(
+    settings: settings_module.Settings,
+) -> distribution.WorkerDistribution | None:
+    """Serves the worker zipapp that slurm and baremetal pools download; None if there is none
+    (those pools then say so on their status)."""
+    try:
+        configured = settings.pools.worker_pyz
+        pyz = (
+            Path(configured).expanduser().resolve()
+            if configured
+            else distribution.build_worker_pyz(settings.state_dir / "dist" / "worker.pyz")
+        )
+        served = distribution.WorkerDistribution(
+            pyz, host=settings.server.host, port=settings.pools.distribution_port
+        )
+        served.start()
+    except (OSError, RuntimeError) as error:
+        log.warning("no worker zipapp to serve, slurm and baremetal pools cannot start: %s", error)
+        return None
+    return served
