@@ -59,6 +59,16 @@ class SchedulerProcess:
         self._stopped = False
 
     @property
+    def output_dir(self) -> Path:
+        """Where local workers collect task outputs."""
+        configured = self.settings.local_pool.output_dir
+        return (
+            Path(configured).expanduser().resolve()
+            if configured
+            else self.settings.state_dir / "outputs"
+        )
+
+    @property
     def address(self) -> str:
         host = self.settings.server.host
         if host in ("0.0.0.0", "::", ""):
@@ -91,7 +101,10 @@ class SchedulerProcess:
                     tasks_per_worker=self.settings.local_pool.tasks_per_worker,
                     heartbeat_interval_seconds=self.settings.scheduler.heartbeat_interval_seconds,
                     task_timeout_seconds=self.settings.local_pool.task_timeout_seconds,
-                    extra_args=security.local_worker_args(self.settings),
+                    extra_args=(
+                        f"--output-dir={self.output_dir}",
+                        *security.local_worker_args(self.settings),
+                    ),
                 )
             )
             self.pool.start_workers(self._local_workers)

@@ -75,6 +75,8 @@ class LocalPoolSettings:
     """Tasks each local worker runs at once."""
     task_timeout_seconds: float = 3600.0
     """Default timeout of a task that sets none."""
+    output_dir: str = ""
+    """Where local workers put task outputs; empty: <state dir>/outputs (run: ./outputs)."""
 
 
 @dataclasses.dataclass(frozen=True)

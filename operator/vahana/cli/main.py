@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
     )
+    run_parser.add_argument(
+        "--output-dir",
+        default="outputs",
+        help="where local workers put the tasks' outputFiles (default ./outputs) "
+        "[VAHANA_LOCAL_POOL_OUTPUT_DIR]",
+    )
     _add_scheduler_flags(run_parser, default_state="a new temporary directory")
     _add_pool_file_flag(run_parser)
     run_parser.set_defaults(handler=_run)
@@ -107,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--store-url",
         help="sqlite:///file.db (default: in the state dir) or postgresql://user@host:port/db "
         "[VAHANA_STORE_URL]",
+    )
+    server.add_argument(
+        "--output-dir",
+        help="where local workers put the tasks' outputFiles (default: <state dir>/outputs) "
+        "[VAHANA_LOCAL_POOL_OUTPUT_DIR]",
     )
     _add_scheduler_flags(server, default_state=".vahana")
     _add_pool_file_flag(server)
@@ -321,6 +332,7 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
         "store.state_dir": options.state_dir,
         "local_pool.workers": options.workers,
         "local_pool.tasks_per_worker": options.tasks_per_worker,
+        "local_pool.output_dir": getattr(options, "output_dir", None),
         "scheduler.heartbeat_interval_seconds": options.heartbeat_interval,
         "scheduler.missed_heartbeats": options.missed_heartbeats,
         "metrics.port": options.metrics_port,
@@ -385,6 +397,8 @@ def _run(options: argparse.Namespace, console: Console) -> int:
         settings = _settings(options, **fixed, **{"store.state_dir": scratch})
         results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
     console.print(render.results_table(results))
+    if any(s.spec.output_files for s in submissions):
+        console.print(f"outputs collected in {Path(settings.local_pool.output_dir).resolve()}")
     failed = [r for r in results if r.status != worker_pb2.COMPLETED]
     if failed:
         console.print(f"[red]{len(failed)} of {len(results)} task(s) did not complete[/]")
