@@ -47,6 +47,8 @@ class ManagedPool:
     capacity: models.Resources
     idle_timeout: float
     adapter: base.WorkerPool
+    walltime_seconds: float = 0.0
+    """How long each worker's allocation lasts (slurm, baremetal); 0: unlimited."""
     last_error: str = ""
 
 
@@ -136,6 +138,9 @@ class PoolManager:
             tasks_per_worker=int(spec.get("tasksPerWorker", 1)),
             capacity=capacity,
             idle_timeout=quantity.parse_duration(spec.get("idleTimeout", "5m")),
+            walltime_seconds=quantity.parse_duration(spec["walltime"])
+            if spec.get("walltime")
+            else 0.0,
             adapter=adapter,
             last_error=existing.last_error if existing else "",
         )
@@ -169,13 +174,18 @@ class PoolManager:
             tasks_per_worker=pool.tasks_per_worker,
         )
         draining = sum(1 for w in registered if w.state == models.WorkerState.DRAINING)
-        expiring = scaling.expiring(
-            registered, now=time.time(), lead_seconds=self._defaults.retire_lead_seconds
-        )
+        walltime = pool.walltime_seconds
+        lead = self._defaults.retire_lead_seconds
+        if walltime:
+            # A short walltime must not make every pilot "expiring" from its first heartbeat.
+            lead = min(lead, walltime / 4)
+        expiring = scaling.expiring(registered, now=time.time(), lead_seconds=lead)
         active = len(live) - draining - len(expiring)
-        if active < desired:
+        # Replacements may overlap the pilots they replace, but never more than one each.
+        headroom = 2 * pool.maximum - len(live)
+        if active < desired and headroom > 0:
             try:
-                await asyncio.to_thread(adapter.start_workers, desired - active)
+                await asyncio.to_thread(adapter.start_workers, min(desired - active, headroom))
             except base.PoolError as error:  # reported on the pool; retried next round
                 pool.last_error = str(error)
                 log.warning("pool=%s %s", key, pool.last_error)

@@ -1,0 +1,86 @@
+"""PoolManager.reconcile with a fake adapter: replacements for expiring pilots stay bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from vahana.core import models
+from vahana.pools import base
+from vahana.scheduling import pool_manager, records, scheduler
+from vahana.store.sqlite import SqliteStore
+
+
+class FakePool:
+    """An adapter whose workers exist only as ids: enough to see what the manager asks for."""
+
+    def __init__(self, context: base.PoolContext) -> None:
+        self.name = context.key
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    def start_workers(self, count: int) -> list[str]:
+        ids = [f"w{len(self.started) + n}" for n in range(count)]
+        self.started += ids
+        return ids
+
+    def stop_workers(self, worker_ids: Sequence[str]) -> None:
+        self.stopped += worker_ids
+
+    def list_workers(self) -> list[base.PoolWorker]:
+        return [
+            base.PoolWorker(w, base.PoolWorkerState.RUNNING)
+            for w in self.started
+            if w not in self.stopped
+        ]
+
+    def status(self) -> base.PoolStatus:
+        return base.PoolStatus(self.name, 0, len(self.list_workers()), 0)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.stopped += self.started
+
+
+def test_pilots_near_their_walltime_are_replaced_once_each_never_without_bound(
+    tmp_path: Path,
+) -> None:
+    sched = scheduler.Scheduler(SqliteStore(":memory:"))
+    adapters: list[FakePool] = []
+
+    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
+        adapters.append(FakePool(context))
+        return adapters[-1]
+
+    manager = pool_manager.PoolManager(
+        sched,
+        pool_manager.PoolDefaults(
+            server_address="x:1", heartbeat_interval_seconds=30, state_dir=tmp_path
+        ),
+        {"fake": factory},
+    )
+    spec = {"type": "fake", "minWorkers": 2, "maxWorkers": 2, "walltime": "40s"}
+    manager.upsert("ns", "p", "uid", spec)
+    key = pool_manager.pool_key("ns", "p")
+    asyncio.run(manager.reconcile(key))
+    [adapter] = adapters
+    assert len(adapter.started) == 2
+
+    def register_all(ends_in: float) -> None:
+        for worker_id in adapter.started:
+            sched.register(
+                records.Registration(
+                    worker_id,
+                    models.Resources(1),
+                    1,
+                    pool=key,
+                    allocation_ends_at=time.time() + ends_in,
+                )
+            )
+
+    register_all(ends_in=5)  # within a quarter of the 40 s walltime: expiring
+    for _ in range(5):
+        asyncio.run(manager.reconcile(key))
+        register_all(ends_in=5)
+    assert len(adapter.started) == 4, "one replacement per expiring pilot, capped at 2 × maxWorkers"
