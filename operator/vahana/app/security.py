@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 def certificates(settings: settings_module.Settings) -> tls.ReloadingCertificates | None:
     """The reloading server certificates for mutual TLS; None (and a warning) for plaintext."""
     if not settings.tls.enabled:
-        log.warning(
+        # On loopback only this host's processes can connect: plaintext is the embedded
+        # default there and not worth a warning on every `vahana run`.
+        loopback = settings.server.host in ("127.0.0.1", "localhost", "::1")
+        log.log(
+            logging.INFO if loopback else logging.WARNING,
             "serving plaintext gRPC on %s: no TLS, workers and clients are not authenticated "
             "by certificate (set tls.cert_file, tls.key_file, tls.client_ca_file)",
             settings.server.host,
