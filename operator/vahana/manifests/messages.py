@@ -39,6 +39,7 @@ HINTS: Mapping[str, str] = {
     "idleTimeout": _DURATION_HINT,
     "heartbeatInterval": _DURATION_HINT,
     "walltime": _DURATION_HINT,
+    "drainTimeout": _DURATION_HINT,
     "maxTaskRetries": _COUNT_HINT,
     "maxInfraRetries": _COUNT_HINT,
     "ttlSecondsAfterFinished": "give a whole number of seconds, 0 or more",

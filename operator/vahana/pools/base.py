@@ -80,6 +80,9 @@ class PoolContext:
     """A directory of the scheduler process for this pool's files (logs, scripts)."""
     walltime_seconds: float | None = None
     """Longest life of one worker (spec.walltime); None: unlimited."""
+    drain_timeout_seconds: float = 30.0
+    """How long a stopping worker lets its tasks finish (spec.drainTimeout, the worker's
+    --drain-timeout); a pilot with a walltime starts draining this long (+10 s) before its end."""
     worker_binary_url: str = ""
     """Where remote workers download the worker zipapp (WORKER_BINARY_URL); empty: not served."""
     worker_binary_sha256: str = ""

@@ -73,6 +73,7 @@ def launch_template(context: base.PoolContext, working_dir: str) -> Launch:
         gpus=context.capacity.gpus,
         labels=dict(context.capacity.labels),
         walltime_seconds=context.walltime_seconds,
+        drain_seconds=context.drain_timeout_seconds,
     )
 
 

@@ -118,6 +118,7 @@ class PoolManager:
             walltime_seconds=quantity.parse_duration(spec["walltime"])
             if spec.get("walltime")
             else None,
+            drain_timeout_seconds=quantity.parse_duration(spec.get("drainTimeout") or "30s"),
             worker_binary_url=self._defaults.worker_binary_url,
             worker_binary_sha256=self._defaults.worker_binary_sha256,
         )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vahana.core import models
-from vahana.pools import base
+from vahana.pools import base, scripts
 from vahana.scheduling import pool_manager, records, scheduler
 from vahana.store.sqlite import SqliteStore
 
@@ -84,3 +84,27 @@ def test_pilots_near_their_walltime_are_replaced_once_each_never_without_bound(
         asyncio.run(manager.reconcile(key))
         register_all(ends_in=5)
     assert len(adapter.started) == 4, "one replacement per expiring pilot, capped at 2 × maxWorkers"
+
+
+def test_the_pools_drain_timeout_reaches_the_workers_flags(tmp_path: Path) -> None:
+    contexts: list[base.PoolContext] = []
+
+    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
+        contexts.append(context)
+        return FakePool(context)
+
+    manager = pool_manager.PoolManager(
+        scheduler.Scheduler(SqliteStore(":memory:")),
+        pool_manager.PoolDefaults(
+            server_address="x:1",
+            heartbeat_interval_seconds=30,
+            state_dir=tmp_path,
+            worker_binary_url="http://x/worker.pyz",
+        ),
+        {"fake": factory},
+    )
+    manager.upsert("ns", "p", "uid", {"type": "fake", "maxWorkers": 1})
+    manager.upsert("ns", "p", "uid", {"type": "fake", "maxWorkers": 1, "drainTimeout": "2s"})
+    assert [c.drain_timeout_seconds for c in contexts] == [30.0, 2.0]
+    launch = scripts.launch_template(contexts[-1], "/tmp/w")
+    assert "--drain-timeout=2s" in scripts.worker_args(launch)
