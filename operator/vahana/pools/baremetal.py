@@ -177,14 +177,7 @@ class BaremetalPool:
         return lines[-1][:300] if lines else ""
 
     def status(self) -> base.PoolStatus:
-        workers = self.list_workers()
-        return base.PoolStatus(
-            self.name,
-            starting=0,
-            running=sum(1 for w in workers if w.state == base.PoolWorkerState.RUNNING),
-            failed=sum(1 for w in workers if w.state == base.PoolWorkerState.FAILED),
-            last_error=self._last_error,
-        )
+        return base.summarize(self.name, self.list_workers(), self._last_error)
 
     def close(self, timeout: float = 30.0) -> None:
         """Hangs up on every worker, waits for the remote scripts to clean up, then kills ssh."""
@@ -202,15 +195,7 @@ class BaremetalPool:
 
 def factory() -> base.AdapterFactory:
     """Adapter factory for WorkerPools of type baremetal."""
-
-    def build(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
-        config = pool_config(context)
-        if isinstance(previous, BaremetalPool):
-            previous.config = config
-            return previous
-        return BaremetalPool(config)
-
-    return build
+    return base.reconfiguring_factory(BaremetalPool, pool_config)
 
 
 def pool_config(context: base.PoolContext) -> BaremetalConfig:

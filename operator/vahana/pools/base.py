@@ -91,3 +91,34 @@ class PoolContext:
 
 AdapterFactory = Callable[[PoolContext, "WorkerPool | None"], "WorkerPool"]
 """Builds a pool's adapter from its context; may reuse the previous adapter on a spec change."""
+
+
+def summarize(name: str, workers: Sequence[PoolWorker], last_error: str) -> PoolStatus:
+    """A pool's status from the states of its workers."""
+
+    def count(state: PoolWorkerState) -> int:
+        return sum(1 for worker in workers if worker.state == state)
+
+    return PoolStatus(
+        name,
+        starting=count(PoolWorkerState.STARTING),
+        running=count(PoolWorkerState.RUNNING),
+        failed=count(PoolWorkerState.FAILED),
+        last_error=last_error,
+    )
+
+
+def reconfiguring_factory(
+    adapter: Callable[[Any], WorkerPool], configure: Callable[[PoolContext], Any]
+) -> AdapterFactory:
+    """A factory for adapters built from one config object: on a spec change the running
+    adapter (and its workers) is kept and given the new config."""
+
+    def build(context: PoolContext, previous: WorkerPool | None) -> WorkerPool:
+        config = configure(context)
+        if isinstance(previous, adapter):  # type: ignore[arg-type]
+            previous.config = config  # type: ignore[attr-defined]
+            return previous
+        return adapter(config)
+
+    return build

@@ -63,15 +63,7 @@ class KubernetesPool:
         return [_pool_worker(job) for job in listing.items]
 
     def status(self) -> base.PoolStatus:
-        workers = self.list_workers()
-        count = lambda state: sum(1 for w in workers if w.state == state)  # noqa: E731
-        return base.PoolStatus(
-            self.name,
-            starting=count(base.PoolWorkerState.STARTING),
-            running=count(base.PoolWorkerState.RUNNING),
-            failed=count(base.PoolWorkerState.FAILED),
-            last_error=self._last_error,
-        )
+        return base.summarize(self.name, self.list_workers(), self._last_error)
 
     def close(self, timeout: float = 30.0) -> None:
         self.stop_workers([w.worker_id for w in self.list_workers()])

@@ -117,15 +117,7 @@ class LocalPool:
         return workers
 
     def status(self) -> base.PoolStatus:
-        workers = self.list_workers()
-        count = lambda state: sum(1 for w in workers if w.state == state)  # noqa: E731
-        return base.PoolStatus(
-            self.name,
-            starting=count(base.PoolWorkerState.STARTING),
-            running=count(base.PoolWorkerState.RUNNING),
-            failed=count(base.PoolWorkerState.FAILED),
-            last_error=self._last_error,
-        )
+        return base.summarize(self.name, self.list_workers(), self._last_error)
 
     def close(self, timeout: float = 30.0) -> None:
         self.stop_workers(list(self._processes))

@@ -196,15 +196,7 @@ class SlurmPool:
 
 def factory() -> base.AdapterFactory:
     """Adapter factory for WorkerPools of type slurm."""
-
-    def build(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
-        config = pool_config(context)
-        if isinstance(previous, SlurmPool):
-            previous.config = config
-            return previous
-        return SlurmPool(config)
-
-    return build
+    return base.reconfiguring_factory(SlurmPool, pool_config)
 
 
 def pool_config(context: base.PoolContext) -> SlurmConfig:
