@@ -90,14 +90,7 @@ class SchedulerProcess:
             raise AssertionError(
                 f"scheduler exited with {self.process.returncode}: {self.log_text()[-2000:]}"
             )
-        with open_channel(self.address, self.credentials) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=0.5
-                )
-            except grpc.RpcError:
-                return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return serving(self.address, self.credentials)
 
     def kill(self) -> None:
         """kill -9: no chance to clean up."""
@@ -106,13 +99,7 @@ class SchedulerProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=15)
 
     def log_text(self) -> str:
         return "\n".join(
@@ -268,3 +255,26 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def serving(address: str, credentials: grpc.ChannelCredentials | None = None) -> bool:
+    """True once the gRPC health service at `address` answers SERVING."""
+    with open_channel(address, credentials) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=0.5
+            )
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, *, grace: float) -> None:
+    """SIGTERM, then SIGKILL if it is not gone within `grace` seconds."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from tests.integration import harness
 from tests.integration.harness import free_port
 from tests.waiting import wait_until
 
@@ -73,14 +70,7 @@ class OperatorProcess:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"operator exited: {self.log_text()[-3000:]}")
-        with grpc.insecure_channel(self.address) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=0.5
-                )
-            except grpc.RpcError:
-                return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return harness.serving(self.address)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -88,13 +78,7 @@ class OperatorProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        harness.stop_process(self.process, grace=20)
 
     def log_path(self, start: int) -> Path:
         return self.state_dir / f"{self.name}-{start}.log"
