@@ -432,3 +432,73 @@ def test_workers_that_fail_to_start_are_reported_on_the_pool(
     assert "failed" in crash
     ready = {c["type"]: c for c in _pool_status(control_plane, namespace, "refused")["conditions"]}
     assert ready["Ready"]["status"] == "False" and "last error" in ready["Ready"]["message"]
+
+
+def test_a_baremetal_pool_reads_its_ssh_key_and_known_hosts_from_secrets(
+    control_plane: ControlPlane, namespace: str, operator: Any, sshd_server: Any, tmp_path: Path
+) -> None:
+    for secret, key, path in (
+        ("lab-key", "ssh-privatekey", sshd_server.key_file),
+        ("lab-hosts", "known_hosts", sshd_server.known_hosts_file),
+    ):
+        control_plane.kubectl(
+            "create", "secret", "generic", secret, "-n", namespace, f"--from-file={key}={path}"
+        )
+    pool = {
+        "apiVersion": "vahana.dev/v1alpha1",
+        "kind": "WorkerPool",
+        "metadata": {"name": "lab"},
+        "spec": {
+            "type": "baremetal",
+            "minWorkers": 1,
+            "maxWorkers": 1,
+            "idleTimeout": "10m",
+            "baremetal": {
+                "hosts": [
+                    {"host": "127.0.0.1", "port": sshd_server.port, "user": sshd_server.user}
+                ],
+                "sshKeySecret": "lab-key",
+                "knownHostsSecret": "lab-hosts",
+                "workingDir": str(tmp_path / "remote"),
+            },
+        },
+    }
+    apply(control_plane, namespace, json.dumps(pool))
+    # The chart's default RBAC does not read Secrets: the pool says what to grant.
+    refusal = wait_until(
+        lambda: _pool_status(control_plane, namespace, "lab").get("lastError"),
+        timeout=30,
+        message="the Secret refusal reported",
+    )
+    assert "rbac.readSshSecrets" in refusal
+
+    grant = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "read-ssh-secrets"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "read-ssh-secrets"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "read-ssh-secrets",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "vahana", "namespace": "vahana-system"}],
+    }
+    apply(control_plane, namespace, json.dumps(grant) + "\n---\n" + json.dumps(binding))
+    apply(control_plane, namespace, task_yaml("over-ssh", "echo over-ssh", pool="lab"))
+    wait_until(
+        lambda: phases(control_plane, namespace).get("over-ssh") == "Completed",
+        timeout=90,
+        message="a task on the ssh worker",
+    )
+    control_plane.kubectl("delete", "workerpool", "lab", "-n", namespace, "--wait=false")
+    wait_until(
+        lambda: get(control_plane, namespace, "workerpool", "lab") is None,
+        timeout=60,
+        message="pool removed",
+    )

@@ -79,6 +79,8 @@ async def _lead(
     server_address = operator.worker_server_address or process.address
     memo = kopf.Memo()
     memo.scheduler = process.scheduler
+    memo.api = api
+    memo.secrets_dir = settings.state_dir / "secrets"
     memo.task_mirror = mirrors.TaskStatusMirror(
         process.scheduler, api, flush_seconds=operator.status_flush_seconds
     )

@@ -203,8 +203,8 @@ def pool_config(context: base.PoolContext) -> BaremetalConfig:
     section = context.spec.get("baremetal") or {}
     if section.get("sshKeySecret") and not section.get("sshKeyFile"):
         raise ValueError(
-            "spec.baremetal.sshKeySecret: reading the key from a Secret is not supported yet; "
-            "give spec.baremetal.sshKeyFile"
+            "spec.baremetal.sshKeySecret: Secrets are read by the operator in a cluster; "
+            "without one, give spec.baremetal.sshKeyFile"
         )
     hosts = tuple(
         Host(

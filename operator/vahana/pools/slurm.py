@@ -213,8 +213,8 @@ def pool_config(context: base.PoolContext) -> SlurmConfig:
         )
         if section.get("sshKeySecret") and not section.get("sshKeyFile"):
             raise ValueError(
-                "spec.slurm.sshKeySecret: reading the key from a Secret is not supported yet; "
-                "give spec.slurm.sshKeyFile"
+                "spec.slurm.sshKeySecret: Secrets are read by the operator in a cluster; "
+                "without one, give spec.slurm.sshKeyFile"
             )
     launch = scripts.launch_template(context, section.get("workingDir") or "/tmp/vahana-workers")
     config = SlurmConfig(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
-from vahana.k8s import resources
+from vahana.k8s import resources, secrets
 from vahana.scheduling import pool_manager
 
 
@@ -20,7 +21,16 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
         meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, patch: kopf.Patch, **_: Any
     ) -> None:
         try:
-            memo.pools.upsert(meta["namespace"], meta["name"], meta["uid"], spec)
+            await _upsert(meta, spec, memo)
+        except secrets.SecretError as error:
+            # Not permanent: the Secret or the permission may come later; the timer retries.
+            patch.status["conditions"] = [
+                resources.condition(
+                    "Ready", False, "SecretUnavailable", str(error), generation=meta.get("generation")
+                )
+            ]
+            patch.status["lastError"] = str(error)
+            return
         except pool_manager.PoolSpecError as error:
             patch.status["conditions"] = [
                 resources.condition(
@@ -44,8 +54,8 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
         key = pool_manager.pool_key(meta["namespace"], meta["name"])
         if memo.pools.lookup(key) is None:
             try:
-                memo.pools.upsert(meta["namespace"], meta["name"], meta["uid"], spec)
-            except pool_manager.PoolSpecError:
+                await _upsert(meta, spec, memo)
+            except (pool_manager.PoolSpecError, secrets.SecretError):
                 return  # reported by pool_apply
         status = await memo.pools.reconcile(key)
         ready = status["ready"] >= min(status["desired"], 1) if status["desired"] else True
@@ -68,3 +78,12 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
         left = await memo.pools.remove(pool_manager.pool_key(meta["namespace"], meta["name"]))
         if left:
             raise kopf.TemporaryError(f"draining: {left} worker(s) still registered", delay=2)
+
+
+async def _upsert(meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo) -> None:
+    """Builds or updates the pool's adapter, with the ssh Secrets it names written to files."""
+    namespace, name = meta["namespace"], meta["name"]
+    plain = await asyncio.to_thread(
+        secrets.materialize, memo.api, namespace, spec, memo.secrets_dir / namespace / name
+    )
+    memo.pools.upsert(namespace, name, meta["uid"], plain)
