@@ -43,7 +43,8 @@ def materialize(
             secret_name = section.get(secret_field)
             if not secret_name or section.get(file_field):
                 continue
-            data = _read(api, namespace, secret_name, data_key, f"spec.{section_name}.{secret_field}")
+            field = f"spec.{section_name}.{secret_field}"
+            data = _read(api, namespace, secret_name, data_key, field)
             path = directory / file_name
             _write_private(path, data)
             section[file_field] = str(path)

@@ -26,7 +26,11 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
             # Not permanent: the Secret or the permission may come later; the timer retries.
             patch.status["conditions"] = [
                 resources.condition(
-                    "Ready", False, "SecretUnavailable", str(error), generation=meta.get("generation")
+                    "Ready",
+                    False,
+                    "SecretUnavailable",
+                    str(error),
+                    generation=meta.get("generation"),
                 )
             ]
             patch.status["lastError"] = str(error)
