@@ -62,8 +62,8 @@ class LeaderElector:
             await asyncio.sleep(self._renew_seconds)
             try:
                 held = await asyncio.to_thread(self._try_acquire)
-            except ApiException as error:
-                log.warning("lease renewal failed: %s", error.reason)
+            except Exception as error:  # ApiException, or the API server briefly unreachable
+                log.warning("lease renewal failed: %s", getattr(error, "reason", error))
                 held = None
             if held:
                 renewed_at = time.monotonic()

@@ -75,7 +75,12 @@ class TaskStatusMirror:
             self._wake.clear()
             dirty, self._dirty = self._dirty, set()
             for task_id in dirty:
-                await self._write(task_id)
+                try:
+                    await self._write(task_id)
+                except Exception as error:  # API server unreachable (urllib3), …: retry later
+                    log.warning("status write failed task_id=%s: %s", task_id, error)
+                    self._dirty.add(task_id)
+                    self._wake.set()
             # Coalescing window: changes during it go out together in the next round.
             await asyncio.sleep(self._flush_seconds)
 
@@ -199,7 +204,7 @@ class WorkerMirror:
 
     async def _adopt(self) -> None:
         """Learns the Worker objects a previous operator left, so none is created twice."""
-        with contextlib.suppress(ApiException):
+        with contextlib.suppress(Exception):  # none adopted: creating them again gets a 409
             listing = await asyncio.to_thread(
                 self._objects.list_cluster_custom_object,
                 resources.GROUP,

@@ -10,6 +10,7 @@ translates: it never decides how many pilots there should be.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import secrets
@@ -54,7 +55,13 @@ class SlurmPool:
         self._forgotten: set[str] = set()
         self._last_error = ""
         self._counts = (0, 0)
-        self._stem = re.sub(r"[^A-Za-z0-9.-]+", "-", config.pool).strip("-") or "slurm"
+        # The stem names the pool uniquely (a readable part plus a hash of the whole key), and
+        # a job is this pool's only if its name is the stem plus exactly one worker suffix:
+        # pools `a/gpu` and `a/gpu-big` (or `a/b-c` and `a-b/c`) never take each other's jobs.
+        readable = re.sub(r"[^A-Za-z0-9.-]+", "-", config.pool).strip("-")[:40] or "slurm"
+        digest = hashlib.sha256(config.pool.encode()).hexdigest()[:6]
+        self._stem = f"{readable}-{digest}"
+        self._own_job = re.compile(rf"^worker_{re.escape(self._stem)}-[0-9a-f]{{8}}$")
 
     # -- commands ------------------------------------------------------------------------
     def _run(self, argv: Sequence[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -122,10 +129,9 @@ class SlurmPool:
             self._last_error = done.stderr.strip() or f"squeue exited with {done.returncode}"
             raise base.PoolError(self._last_error)
         seen: dict[str, base.PoolWorker] = {}
-        prefix = f"worker_{self._stem}-"
         for line in done.stdout.splitlines():
             parts = line.split("|")
-            if len(parts) != 4 or not parts[1].startswith(prefix):
+            if len(parts) != 4 or not self._own_job.match(parts[1]):
                 continue
             job, name, state, reason = parts
             if job in self._forgotten:
@@ -190,8 +196,8 @@ class SlurmPool:
         done = self._run(["squeue", "--me", "-h", "-o", "%j|%T"])
         if done.returncode != 0:
             raise base.PoolError(done.stderr.strip())
-        prefix = f"worker_{self._stem}-"
-        return [line.split("|")[1] for line in done.stdout.splitlines() if line.startswith(prefix)]
+        rows = [line.split("|") for line in done.stdout.splitlines()]
+        return [row[1] for row in rows if len(row) == 2 and self._own_job.match(row[0])]
 
 
 def factory() -> base.AdapterFactory:

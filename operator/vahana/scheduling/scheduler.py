@@ -110,6 +110,9 @@ class Scheduler:
             worker.leases = {}
             if worker.state == models.WorkerState.UNHEALTHY:
                 worker.unhealthy_since = now
+            if worker.state == models.WorkerState.DRAINING:
+                # Told to drain before the restart: it must still be told to leave.
+                self._drain_requested.add(worker.id)
             self._workers[worker.id] = worker
         orphans: list[models.TaskRecord] = []
         for task in self._store.load_unfinished_tasks():

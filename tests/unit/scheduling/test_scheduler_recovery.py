@@ -171,3 +171,13 @@ def test_finished_tasks_are_not_recovered(start) -> None:
     assert second.queue_length == 0 and second.list_workers()[0].leases == {}
     assert second.get_task(a).phase == P.COMPLETED
     assert report(second, "w1", a, 1, P.COMPLETED).accepted  # a replay stays harmless
+
+
+def test_a_worker_told_to_drain_is_still_told_after_a_restart(start) -> None:
+    first = start()
+    register(first, make_registration("w1"))
+    first.request_drain("w1")
+    second = start()
+    second.recover()
+    result = second.poll("w1", 1)
+    assert result.drain and not result.tasks
