@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from vahana.manifests import pools
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "examples"
