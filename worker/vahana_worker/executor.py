@@ -200,7 +200,7 @@ class TaskRun:
         (self.sandbox / "tmp").mkdir()
         try:
             for source, destination in self.spec.inputs:
-                staging.stage_input(self.sandbox, source, destination)
+                staging.stage_input(self.sandbox, source, destination, reader=self._user)
         except staging.StagingError as exc:
             return Result(Outcome.FAILED, 0, str(exc), "", FailureKind.STAGING)
         if self._user is not None:

@@ -16,9 +16,11 @@ concurrent process could swap a checked directory for a symlink before the copy 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -131,8 +133,15 @@ def _download(url: str, destination: Path, *, what: str) -> None:
         raise StagingError(f"{what}: download failed: {reason}") from exc
 
 
-def stage_input(sandbox: Path, source: str, destination: str) -> Path:
-    """Puts `source` at the sandbox-relative `destination` (default: the source's base name)."""
+def stage_input(
+    sandbox: Path, source: str, destination: str, *, reader: tuple[int, int] | None = None
+) -> Path:
+    """Puts `source` at the sandbox-relative `destination` (default: the source's base name).
+
+    `reader` (uid, gid): the user the task runs as. The worker may be root, so a local source
+    is copied only if that user could read it itself — else a task could have any file of the
+    worker's host (keys, tokens) copied into its sandbox.
+    """
     what = f"input {source!r}"
     if not source:
         raise StagingError("input: empty source")
@@ -146,6 +155,8 @@ def stage_input(sandbox: Path, source: str, destination: str) -> Path:
         path = _local_path_of(source, what=what)
         if not path.exists():
             raise StagingError(f"{what}: not found")
+        if reader is not None and not readable_by(path, *reader):
+            raise StagingError(f"{what}: the task's user (uid {reader[0]}) may not read it")
         try:
             _copy(path, target)
         except OSError as exc:
@@ -178,3 +189,38 @@ def collect_output(sandbox: Path, source: str, destination: str, *, output_root:
     except OSError as exc:
         raise StagingError(f"{what}: copy to {str(target)!r} failed: {exc}") from exc
     return str(target)
+
+
+def readable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether the user could read `path` (all of it, for a directory) by its permission bits:
+    every directory above it searchable, every file readable. ACLs are not consulted, so this
+    may refuse what an ACL would allow, never the other way round."""
+    if uid == 0:
+        return True
+    groups = {gid}
+    with contextlib.suppress(KeyError):
+        import grp
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+        groups |= {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+
+    def allowed(info: os.stat_result, user_bit: int, group_bit: int, other_bit: int) -> bool:
+        if info.st_uid == uid:
+            return bool(info.st_mode & user_bit)
+        if info.st_gid in groups:
+            return bool(info.st_mode & group_bit)
+        return bool(info.st_mode & other_bit)
+
+    resolved = path.resolve()
+    for parent in resolved.parents:
+        if not allowed(parent.stat(), stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return False
+    entries = [resolved] + (sorted(resolved.rglob("*")) if resolved.is_dir() else [])
+    for entry in entries:
+        info = entry.stat()
+        if not allowed(info, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
+            return False
+        if entry.is_dir() and not allowed(info, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return False
+    return True

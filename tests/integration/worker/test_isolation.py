@@ -316,3 +316,24 @@ def test_task_does_not_see_the_workers_environment(
     assert seen["PATH"] == executor.MINIMAL_PATH and seen["LANG"] == "C.UTF-8"
     allowed = {"MINE", "SITE", "TASK_ID", "WORKING_DIR", "HOME", "TMPDIR", "PATH", "LANG"}
     assert set(seen) - allowed <= {"PWD", "SHLVL", "_"}  # what bash itself adds
+
+
+def test_a_task_user_gets_only_inputs_it_could_read_itself(
+    nobody_work: tuple[Path, tuple[int, int]],
+) -> None:
+    work, user = nobody_work
+    secret = work / "root-only.key"
+    secret.write_text("do not copy\n")
+    secret.chmod(0o600)  # root's: the root worker can read it, nobody cannot
+    public = work / "public.txt"
+    public.write_text("fine\n")
+    public.chmod(0o644)
+    refused = run_task(
+        work, "cat stolen", user=user, inputs=((str(secret), "stolen"),), task_id="steal"
+    )
+    assert refused.outcome == executor.Outcome.FAILED
+    assert "may not read" in refused.message
+    allowed = run_task(
+        work, "cat shared", user=user, inputs=((str(public), "shared"),), task_id="share"
+    )
+    assert allowed.outcome == executor.Outcome.COMPLETED and "fine" in allowed.output_tail
