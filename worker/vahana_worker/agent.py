@@ -456,7 +456,25 @@ class Worker:
             extra={"kv": {"tasks": len(tasks), "cancels": len(cancels), "drain": drain}},
         )
         for task in tasks:
-            self._start_task(task)
+            try:
+                self._start_task(task)
+            except Exception as error:
+                # One task that cannot start (a bad value, no thread to spare) must not take
+                # the worker and its running tasks down: hand it back to be run elsewhere.
+                _log.exception("task could not start", extra={"kv": {"task_id": task.id}})
+                self._reporter.submit(
+                    messages.final_update(
+                        worker_id=self._config.worker_id,
+                        task_id=task.id,
+                        attempt=task.attempt,
+                        result=executor.Result(
+                            executor.Outcome.FAILED,
+                            message=f"the worker could not start it: {error}",
+                            failure_kind=executor.FailureKind.INFRASTRUCTURE,
+                        ),
+                        now=self._now(),
+                    )
+                )
         if drain:
             self.shutdown(reason="drain requested by the scheduler")
 

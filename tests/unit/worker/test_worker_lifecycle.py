@@ -59,3 +59,24 @@ def test_shutdown_is_idempotent(tmp_path: Path) -> None:
     assert not thread.is_alive()
     assert stub.statuses.count(pb.TERMINATED) == 1
     worker.shutdown("after the end")
+
+
+def test_a_task_that_cannot_start_is_handed_back_and_the_others_still_start(
+    tmp_path: Path,
+) -> None:
+    worker = make_worker(tmp_path, ExplodingClient())
+    started: list[str] = []
+
+    def start(task: pb.Task) -> None:
+        if task.id == "bad":
+            raise RuntimeError("can't start new thread")
+        started.append(task.id)
+
+    worker._start_task = start  # type: ignore[method-assign]
+    worker._handle_assignment(
+        [pb.Task(id="bad", attempt=3), pb.Task(id="good", attempt=1)], [], False
+    )
+    assert started == ["good"]
+    [handed_back] = worker._reporter.pending()
+    assert (handed_back.task_id, handed_back.attempt, handed_back.status) == ("bad", 3, pb.FAILED)
+    assert handed_back.failure_kind == pb.INFRASTRUCTURE
