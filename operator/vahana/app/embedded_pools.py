@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vahana.app import distribution
+from vahana.app import distribution, security
 from vahana.app import settings as settings_module
 from vahana.manifests import pools as pool_manifests
 from vahana.pools import baremetal, base, local, slurm
@@ -66,6 +66,10 @@ class EmbeddedPools:
                 state_dir=self._settings.state_dir,
                 worker_binary_url=url,
                 worker_binary_sha256=sha,
+                worker_args=(
+                    f"--output-dir={self._settings.state_dir / 'outputs'}",
+                    *security.local_worker_args(self._settings),
+                ),
             ),
             self._wrap_factories(
                 {

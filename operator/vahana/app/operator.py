@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from vahana.app import distribution, service
+from vahana.app import distribution, security, service
 from vahana.app import settings as settings_module
 from vahana.k8s import kube, leader, mirrors, resources
 from vahana.k8s.handlers import pools as pool_handlers
@@ -93,6 +93,10 @@ async def _lead(
             state_dir=settings.state_dir,
             worker_binary_url=served.url(server_address.rsplit(":", 1)[0]) if served else "",
             worker_binary_sha256=served.sha256 if served else "",
+            worker_args=(
+                f"--output-dir={settings.state_dir / 'outputs'}",
+                *security.local_worker_args(settings),
+            ),
         ),
         process.pool_factories(
             {

@@ -81,6 +81,9 @@ class PoolContext:
     walltime_seconds: float | None = None
     """Longest life of one worker (spec.walltime); None: unlimited."""
     drain_timeout_seconds: float = 30.0
+    worker_args: tuple[str, ...] = ()
+    """Extra flags for workers the scheduler starts itself (local pools): authentication,
+    output directory."""
     """How long a stopping worker lets its tasks finish (spec.drainTimeout, the worker's
     --drain-timeout); a pilot with a walltime starts draining this long (+10 s) before its end."""
     worker_binary_url: str = ""

@@ -141,7 +141,8 @@ def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> Lo
         tasks_per_worker=int(context.spec.get("tasksPerWorker", 1)),
         heartbeat_interval_seconds=context.heartbeat_interval_seconds,
         extra_args=(f"--cpu-cores={context.capacity.cpu_cores:g}",)
-        + tuple(f"--label={k}={v}" for k, v in sorted(context.capacity.labels.items())),
+        + tuple(f"--label={k}={v}" for k, v in sorted(context.capacity.labels.items()))
+        + context.worker_args,
     )
     if isinstance(previous, LocalPool):
         previous.reconfigure(config)  # running workers stay; new ones get the new settings

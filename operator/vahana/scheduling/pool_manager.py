@@ -64,6 +64,8 @@ class PoolDefaults:
     retire_lead_seconds: float = 60.0
     """A worker whose allocation ends within this many seconds is replaced now (the worker's
     drain timeout, 30 s, plus its 10 s margin plus the time a replacement takes to start)."""
+    worker_args: tuple[str, ...] = ()
+    """Extra flags for workers the scheduler starts itself (authentication, output directory)."""
 
 
 class PoolManager:
@@ -119,6 +121,7 @@ class PoolManager:
             if spec.get("walltime")
             else None,
             drain_timeout_seconds=quantity.parse_duration(spec.get("drainTimeout") or "30s"),
+            worker_args=self._defaults.worker_args,
             worker_binary_url=self._defaults.worker_binary_url,
             worker_binary_sha256=self._defaults.worker_binary_sha256,
         )

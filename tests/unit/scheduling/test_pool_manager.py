@@ -108,3 +108,23 @@ def test_the_pools_drain_timeout_reaches_the_workers_flags(tmp_path: Path) -> No
     assert [c.drain_timeout_seconds for c in contexts] == [30.0, 2.0]
     launch = scripts.launch_template(contexts[-1], "/tmp/w")
     assert "--drain-timeout=2s" in scripts.worker_args(launch)
+
+
+def test_workers_of_local_pools_get_the_schedulers_worker_args(tmp_path: Path) -> None:
+    from vahana.pools import local
+
+    sched = scheduler.Scheduler(SqliteStore(":memory:"))
+    manager = pool_manager.PoolManager(
+        sched,
+        pool_manager.PoolDefaults(
+            server_address="x:1",
+            heartbeat_interval_seconds=30,
+            state_dir=tmp_path,
+            worker_args=("--bootstrap-token-file=/run/token", "--output-dir=/data/out"),
+        ),
+        {"local": local.from_pool},
+    )
+    managed = manager.upsert("ns", "p", "uid", {"type": "local", "maxWorkers": 1})
+    assert isinstance(managed.adapter, local.LocalPool)
+    args = managed.adapter._config.extra_args
+    assert "--bootstrap-token-file=/run/token" in args and "--output-dir=/data/out" in args
