@@ -126,7 +126,13 @@ class PoolManager:
             worker_binary_sha256=self._defaults.worker_binary_sha256,
         )
         existing = self._pools.get(key)
-        previous = existing.adapter if existing and existing.kind == kind else None
+        if existing is not None and existing.kind != kind:
+            # Its workers belong to the old adapter: switching would leave them unmanaged.
+            raise PoolSpecError(
+                f"spec.type: cannot change from {existing.kind!r} to {kind!r} — delete the "
+                "WorkerPool and create it again"
+            )
+        previous = existing.adapter if existing else None
         try:
             adapter = factory(context, previous)
         except (KeyError, ValueError) as error:

@@ -128,3 +128,21 @@ def test_workers_of_local_pools_get_the_schedulers_worker_args(tmp_path: Path) -
     assert isinstance(managed.adapter, local.LocalPool)
     args = managed.adapter._config.extra_args
     assert "--bootstrap-token-file=/run/token" in args and "--output-dir=/data/out" in args
+
+
+def test_a_pools_type_cannot_change_under_its_workers(tmp_path: Path) -> None:
+    import pytest
+
+    from vahana.pools import local
+
+    sched = scheduler.Scheduler(SqliteStore(":memory:"))
+    manager = pool_manager.PoolManager(
+        sched,
+        pool_manager.PoolDefaults(
+            server_address="x:1", heartbeat_interval_seconds=30, state_dir=tmp_path
+        ),
+        {"local": local.from_pool, "other": local.from_pool},
+    )
+    manager.upsert("ns", "p", "uid", {"type": "local", "maxWorkers": 1})
+    with pytest.raises(pool_manager.PoolSpecError, match="spec.type: cannot change"):
+        manager.upsert("ns", "p", "uid", {"type": "other", "maxWorkers": 1})
