@@ -132,7 +132,6 @@ def test_workers_of_local_pools_get_the_schedulers_worker_args(tmp_path: Path) -
 
 def test_a_pools_type_cannot_change_under_its_workers(tmp_path: Path) -> None:
     import pytest
-
     from vahana.pools import local
 
     sched = scheduler.Scheduler(SqliteStore(":memory:"))
