@@ -25,6 +25,12 @@ class Wakeups:
         event.clear()
         return event
 
+    def release(self, worker_id: str) -> None:
+        """Forgets the worker's event when no poll of it waits (ids of gone workers pile up
+        otherwise). Nothing is lost: every poll arms afresh and looks before it waits."""
+        if not self._waiting.get(worker_id):
+            self._events.pop(worker_id, None)
+
     async def wait(self, worker_id: str, event: asyncio.Event, timeout: float) -> bool:
         """Waits for a wake-up or the timeout; True if woken."""
         self._waiting[worker_id] = self._waiting.get(worker_id, 0) + 1

@@ -66,6 +66,14 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await _refuse_invalid(context, lambda: checks.poll(request))
         wait = min(convert.seconds_of(request.wait, "wait"), checks.MAX_WAIT_SECONDS)
         deadline = time.monotonic() + wait
+        try:
+            return await self._long_poll(request, context, deadline)
+        finally:
+            self._wakes.release(request.worker_id)
+
+    async def _long_poll(
+        self, request: pb.PollForTaskRequest, context: Any, deadline: float
+    ) -> pb.PollForTaskResponse:
         woken = False
         while True:
             event = self._wakes.arm(request.worker_id)
