@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +19,8 @@ from vahana.scheduling import records, scheduler
 
 log = logging.getLogger(__name__)
 MAX_TASKS_PER_SUBMIT = 100_000
+WATCH_BACKLOG = 100_000
+"""Changes a watcher may fall behind before its stream is ended."""
 
 
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
@@ -64,11 +67,18 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: tasks_pb.WatchTasksRequest, context: Any
     ) -> AsyncIterator[tasks_pb.TaskInfo]:
         wanted = set(request.ids)
-        changes: asyncio.Queue[tasks_pb.TaskInfo] = asyncio.Queue()
+        # Bounded: a watcher that cannot keep up is ended, not given all of memory.
+        changes: asyncio.Queue[tasks_pb.TaskInfo | None] = asyncio.Queue(WATCH_BACKLOG)
 
         def on_change(task: models.TaskRecord) -> None:
-            if not wanted or task.id in wanted:
+            if wanted and task.id not in wanted:
+                return
+            try:
                 changes.put_nowait(convert.task_info(task, self._scheduler.pending_reason(task)))
+            except asyncio.QueueFull:
+                self._scheduler.remove_listener(on_change)
+                changes.get_nowait()
+                changes.put_nowait(None)  # the end-of-stream mark, in the last place
 
         self._scheduler.add_listener(on_change)
         try:
@@ -81,6 +91,13 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 return
             while True:
                 info = await changes.get()
+                if info is None:
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"watch fell {WATCH_BACKLOG} changes behind — watch fewer tasks or "
+                        "read faster, then watch again",
+                    )
+                    return
                 yield info
                 if info.status in (pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT):
                     unfinished.discard(info.id)
@@ -89,7 +106,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 elif info.id in wanted:
                     unfinished.add(info.id)
         finally:
-            self._scheduler.remove_listener(on_change)
+            with contextlib.suppress(ValueError):  # removed already on overflow
+                self._scheduler.remove_listener(on_change)
 
     async def CancelTask(
         self, request: tasks_pb.CancelTaskRequest, context: Any
