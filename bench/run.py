@@ -34,7 +34,9 @@ if __package__ in (None, ""):  # `python bench/run.py` from the repo root
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench import common, scenarios  # noqa: E402
+from bench import common, scale, scenarios  # noqa: E402
+
+SCENARIOS = {**scenarios.SCENARIOS, **scale.SCENARIOS}
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
@@ -44,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="larger runs (several minutes)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
-    names = [*scenarios.SCENARIOS, *scenarios.ALIASES]
+    names = [*SCENARIOS, *scenarios.ALIASES]
     parser.add_argument("--only", action="append", metavar="NAME", choices=names,
                         help=f"run only this scenario (repeatable): {', '.join(names)}")
     parser.add_argument("--profile", action="store_true",
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def selected(only: list[str] | None) -> list[str]:
     if not only:
-        return list(scenarios.SCENARIOS)
+        return list(SCENARIOS)
     chosen: list[str] = []
     for name in only:
         target = scenarios.ALIASES.get(name, name)
@@ -78,6 +80,22 @@ def table(results: list[common.Result], mode: str) -> Table:
 
 def summary(result: common.Result) -> str:
     d, c = result.detail, result.comparison or {}
+    if "skipped" in d:
+        return f"skipped: {d['skipped']}"
+    if "sbatch_seconds" in d:
+        return (f"pilots {d['pilots_seconds']:.1f}s vs sbatch {d['sbatch_seconds']:.1f}s for "
+                f"{d['tasks']} tasks (with pilot start-up {d['ratio_with_pilot_startup']:.1f}×)")
+    if "heartbeat_p99_ms" in d:
+        return (f"{d['workers']:,} workers, {d['heartbeats_per_s']:.0f} hb/s; p50 "
+                f"{d['heartbeat_p50_ms']:.1f} ms p99 {d['heartbeat_p99_ms']:.1f} ms; RSS "
+                f"{d['scheduler_rss_mib']:.0f} MiB")
+    if "queued_tasks" in d:
+        return (f"{d['queued_tasks']:,} queued; idle {d['rss_idle_mib']:.0f} MiB; "
+                f"{d['kib_per_queued_task']:.2f} KiB/task; submit {d['submit_tasks_per_s']:,.0f}/s")
+    if "bound_s" in c:
+        runs = ", ".join(f"{x:.2f}" for x in d["seconds_each"])
+        return (f"bound {c['bound_s']:g} s (interval × missed + 1); runs {runs} s; "
+                f"retry backoff 0: {d['with_zero_backoff_s']:.2f} s")
     if "xargs_tasks_per_s" in c:
         return (f"xargs -P{d['workers'] * d['tasks_per_worker']}: {c['xargs_tasks_per_s']:,.0f} "
                 f"tasks/s → ratio {c['ratio_vahana_over_xargs']:.2f}; {d['tasks']} tasks in "
@@ -112,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if profiler:
             profiler.enable()
         try:
-            results.extend(scenarios.SCENARIOS[name](args.full))
+            results.extend(SCENARIOS[name](args.full))
         except Exception as error:  # one broken scenario must not hide the others' figures
             console.print(f"[red]{name} failed: {error!r}[/red]")
             results.append(common.Result(name, float("nan"), "error", {"error": repr(error)}))

@@ -5,6 +5,12 @@ Run as its own process (`python -m bench.simworkers ADDRESS --workers K --max-ta
 then loops: PollForTask(max_tasks=M) → one BatchUpdateTaskStatus carrying RUNNING and COMPLETED
 for every task it got. The process exits once N tasks have been acknowledged in total, after
 saying TERMINATED for every worker. Prints one JSON line: its own CPU seconds and counts.
+
+`--heartbeat-interval S` switches to heartbeat mode (`heartbeat_scale`): the K workers register
+(50 at a time, over a few shared channels), the process prints `registered`, then each worker
+sends SendHeartbeat every S seconds from a random phase, and never polls. Latencies (client side,
+call → response) are kept between `start` and `stop` lines read from stdin; on `stop` it prints
+one JSON line with them (ms) and its CPU seconds, and exits without unregistering.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import sys
 import time
@@ -93,13 +100,119 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     return {"done": tally.done, "polls": tally.polls, "batches": tally.batches}
 
 
+SLOW_MS = 20.0
+
+
+class Beats:
+    def __init__(self) -> None:
+        self.measuring = False
+        self.latencies_ms: list[float] = []
+        self.slow_at: list[float] = []
+        """perf_counter at which each call slower than SLOW_MS started."""
+        self.failures = 0
+        self.reregister = 0
+        self.sent = 0
+
+
+async def heartbeat_worker(
+    stub: worker_pb2_grpc.WorkerServiceStub, worker_id: str, interval: float, beats: Beats
+) -> None:
+    loop = asyncio.get_running_loop()
+    next_at = loop.time() + random.uniform(0, interval)
+    request = pb.HeartbeatRequest(
+        worker_id=worker_id, status=pb.AVAILABLE,
+        metrics=pb.WorkerMetrics(cpu_usage=1.0, memory_usage=2.0, load_average=0.1),
+    )
+    while True:
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        next_at += interval
+        request.metrics.timestamp.CopyFrom(_now())
+        started = time.perf_counter()
+        try:
+            response = await stub.SendHeartbeat(request, timeout=30)
+        except grpc.aio.AioRpcError:
+            beats.failures += 1
+            continue
+        if beats.measuring:
+            took = (time.perf_counter() - started) * 1000
+            beats.latencies_ms.append(took)
+            if took > SLOW_MS:
+                beats.slow_at.append(started)
+            beats.sent += 1
+            beats.reregister += response.reregister
+
+
+async def heartbeat_main(args: argparse.Namespace) -> dict[str, object]:
+    channels = [grpc.aio.insecure_channel(args.address) for _ in range(args.channels)]
+    stubs = [worker_pb2_grpc.WorkerServiceStub(channel) for channel in channels]
+    ids = [f"hb-{os.getpid()}-{i}" for i in range(args.workers)]
+    gate = asyncio.Semaphore(50)
+
+    async def register(index: int, worker_id: str) -> None:
+        async with gate:
+            await stubs[index % len(stubs)].RegisterWorker(pb.RegisterWorkerRequest(
+                worker_id=worker_id,
+                capabilities=pb.WorkerCapabilities(max_concurrent_tasks=1),
+                hostname="bench", pool="", version="bench", pid=os.getpid(),
+            ), timeout=60)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(register(i, w) for i, w in enumerate(ids)))
+    registration_seconds = time.perf_counter() - started
+    print("registered", flush=True)
+    beats = Beats()
+    loops = [
+        asyncio.ensure_future(heartbeat_worker(stubs[i % len(stubs)], w, args.heartbeat_interval,
+                                               beats))
+        for i, w in enumerate(ids)
+    ]
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    cpu_at_start = 0.0
+    while line := (await reader.readline()).decode().strip():
+        if line == "start":
+            beats.measuring = True
+            cpu_at_start = _cpu()
+        elif line == "stop":
+            break
+    beats.measuring = False
+    cpu = _cpu() - cpu_at_start
+    for task in loops:
+        task.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    for channel in channels:
+        await channel.close()
+    return {
+        "registration_seconds": registration_seconds, "heartbeats": beats.sent,
+        "failures": beats.failures, "reregister": beats.reregister,
+        "cpu_seconds_measured": cpu,
+        "latencies_ms": [round(x, 3) for x in beats.latencies_ms],
+        # Slow calls bunched in a few 100 ms slots point at pauses (of the scheduler, or of this
+        # process), not at a steady per-call cost.
+        "slow_calls": len(beats.slow_at),
+        "slow_call_slots_100ms": len({int(t * 10) for t in beats.slow_at}),
+    }
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("address")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--max-tasks", type=int, default=1)
-    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--expect", type=int, default=0)
+    parser.add_argument("--heartbeat-interval", type=float, default=0.0,
+                        help="heartbeat mode: seconds between two heartbeats of one worker")
+    parser.add_argument("--channels", type=int, default=8, help="heartbeat mode: gRPC channels")
     args = parser.parse_args(argv)
+    if args.heartbeat_interval > 0:
+        print(json.dumps(asyncio.run(heartbeat_main(args))), flush=True)
+        sys.exit(0)
     summary = asyncio.run(main_async(args))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     summary["cpu_seconds"] = usage.ru_utime + usage.ru_stime
