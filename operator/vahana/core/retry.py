@@ -27,7 +27,12 @@ def after_failure(task: models.TaskRecord, kind: models.FailureKind, now: float)
         used, budget, what = task.task_failures, policy.max_task_retries, "task"
     if used > budget:
         return Decision(False, reason=f"{what} retries exhausted ({used - 1} of {budget} used)")
-    delay = backoff_seconds(policy, task.task_failures + task.infra_failures)
+    failures = task.task_failures + task.infra_failures
+    if kind == models.FailureKind.INFRASTRUCTURE:
+        # The task was not at fault: the first time its worker is lost it reruns at once
+        # elsewhere; only repeated losses (a task that takes its workers down?) back off.
+        failures -= 1
+    delay = backoff_seconds(policy, failures)
     return Decision(True, now + delay, f"retry {used} of {budget} after {kind.value.lower()}")
 
 

@@ -72,6 +72,17 @@ def test_backoff_counts_failures_of_both_kinds() -> None:
     task = (
         make_task("t")
         .retries(task=5, infra=5, backoff=1, max_backoff=100)
+        .record(task_failures=2, infra_failures=1)
+    )
+    assert retry.after_failure(task, TASK, NOW).not_before == NOW + 4
+    repeated = (
+        make_task("t")
+        .retries(task=5, infra=5, backoff=1, max_backoff=100)
         .record(task_failures=1, infra_failures=2)
     )
-    assert retry.after_failure(task, INFRA, NOW).not_before == NOW + 4
+    assert retry.after_failure(repeated, INFRA, NOW).not_before == NOW + 2
+
+
+def test_the_first_loss_of_a_worker_reruns_the_task_at_once() -> None:
+    task = make_task("t").retries(infra=3, backoff=5).record(infra_failures=1)
+    assert retry.after_failure(task, INFRA, NOW).not_before == NOW
