@@ -70,6 +70,7 @@ class EmbeddedPools:
                     f"--output-dir={self._settings.state_dir / 'outputs'}",
                     *security.local_worker_args(self._settings),
                 ),
+                pool_secret=security.pool_secrets(self._settings),
             ),
             self._wrap_factories(
                 {

@@ -97,6 +97,7 @@ async def _lead(
                 f"--output-dir={settings.state_dir / 'outputs'}",
                 *security.local_worker_args(settings),
             ),
+            pool_secret=security.pool_secrets(settings),
         ),
         process.pool_factories(
             {

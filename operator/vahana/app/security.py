@@ -6,6 +6,7 @@ Settings are validated before this runs (settings.security_problems); here they 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from vahana.app import settings as settings_module
@@ -64,7 +65,17 @@ def guard(
         bootstrap=bootstrap,
         client_secret=client_secret,
         lease_holder=sched.lease_holder,
+        worker_pool=sched.worker_pool,
     )
+
+
+def pool_secrets(settings: settings_module.Settings) -> Callable[[str], str]:
+    """pool key → the bootstrap secret its remote workers register with; empty when workers
+    need none. Read from the master file at each call, so a rotated master reaches new pilots."""
+    if not settings.auth.bootstrap_token_file:
+        return lambda _pool: ""
+    master = auth.FileSecret(settings.auth.bootstrap_token_file)
+    return lambda pool: tokens.pool_secret(master.value(), pool)
 
 
 def local_worker_args(settings: settings_module.Settings) -> tuple[str, ...]:

@@ -7,8 +7,10 @@ bound to and when it expires, so a leaked memory dump or log line of the store r
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 
@@ -37,6 +39,19 @@ class _Entry:
 def digest(token: str) -> str:
     """The hash a token is stored and looked up by."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def pool_secret(master: str, pool: str) -> str:
+    """The bootstrap secret of one pool, derived from the scheduler's master secret.
+
+    Each pool's workers get only their own pool's secret, so a leaked pilot script lets its
+    reader register workers of that pool and no other; nothing per pool needs storing, and
+    rotating the master secret rotates them all.
+    """
+    if not master or not pool:
+        raise ValueError("a pool secret needs the master secret and the pool's name")
+    mac = hmac.new(master.encode(), b"vahana-pool-bootstrap\0" + pool.encode(), hashlib.sha256)
+    return "pool." + base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
 
 
 def _new_secret() -> str:

@@ -90,6 +90,9 @@ class PoolContext:
     """Where remote workers download the worker zipapp (WORKER_BINARY_URL); empty: not served."""
     worker_binary_sha256: str = ""
     """Hex sha256 of that zipapp; scripts refuse to run a download that does not match."""
+    bootstrap_secret: str = dataclasses.field(default="", repr=False)
+    """The secret this pool's remote workers register with (tokens.pool_secret); empty when
+    the scheduler requires none."""
 
 
 AdapterFactory = Callable[[PoolContext, "WorkerPool | None"], "WorkerPool"]

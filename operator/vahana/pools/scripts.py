@@ -47,6 +47,8 @@ class Launch:
     walltime_seconds: float | None = None
     drain_seconds: float = 30.0
     python: str = "python3"
+    bootstrap_token: str = dataclasses.field(default="", repr=False)
+    """The pool's bootstrap secret, exported to the worker; empty when none is needed."""
 
     @property
     def worker_dir(self) -> str:
@@ -74,6 +76,7 @@ def launch_template(context: base.PoolContext, working_dir: str) -> Launch:
         labels=dict(context.capacity.labels),
         walltime_seconds=context.walltime_seconds,
         drain_seconds=context.drain_timeout_seconds,
+        bootstrap_token=context.bootstrap_secret,
     )
 
 
@@ -115,6 +118,12 @@ def _prologue(launch: Launch) -> list[str]:
         f"export WORKING_DIR={q(launch.worker_dir)}",
         f"export WORKER_BINARY_URL={q(launch.binary_url)}",
         f"export HEARTBEAT_INTERVAL={q(f'{launch.heartbeat_interval_seconds:g}s')}",
+        *(
+            # The worker reads it from its environment and never passes it on to tasks.
+            [f"export VAHANA_WORKER_BOOTSTRAP_TOKEN={q(launch.bootstrap_token)}"]
+            if launch.bootstrap_token
+            else []
+        ),
         f"WORKER_SHA256={q(launch.binary_sha256)}",
         f"PYTHON={q(launch.python)}",
         'export SHIV_ROOT="$WORKING_DIR/.shiv"',

@@ -2,8 +2,9 @@
 
 The decoding layer calls the `Guard` with every decoded request before the servicer sees it:
 
-- RegisterWorker: the pool's bootstrap secret (any worker id), or the caller's own worker token
-  (its own id only);
+- RegisterWorker: the scheduler's master bootstrap secret (any worker id, any pool); a pool's
+  own bootstrap secret (`tokens.pool_secret`), for that pool only and for no worker id that is
+  registered in another pool; or the caller's own worker token (its own id, its own pool);
 - every other WorkerService call (except ListWorkers): a worker token. The call is bound to the
   token's worker id: a request naming another worker id, or a task attempt leased to another
   worker, is answered PERMISSION_DENIED before any state is touched;
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 LeaseHolder = Callable[[str, int], "str | None"]
 """(task id, attempt) → the worker that attempt was leased to; None if unknown."""
+WorkerPool = Callable[[str], "str | None"]
+"""worker id → the pool it is registered in; None if it is not registered."""
 
 WORKER_SERVICE = "worker.WorkerService"
 _CLIENT_METHODS = {(WORKER_SERVICE, "ListWorkers")}
@@ -105,6 +108,7 @@ class Guard:
         bootstrap: FileSecret | None,
         client_secret: FileSecret | None,
         lease_holder: LeaseHolder,
+        worker_pool: WorkerPool = lambda _worker_id: None,
     ) -> None:
         if (tokens is None) != (bootstrap is None):
             raise ValueError(
@@ -114,6 +118,7 @@ class Guard:
         self._bootstrap = bootstrap
         self._client_secret = client_secret
         self._lease_holder = lease_holder
+        self._worker_pool = worker_pool
 
     async def __call__(self, service: str, method: str, request: Any, context: Any) -> None:
         if service != WORKER_SERVICE or (service, method) in _CLIENT_METHODS:
@@ -126,8 +131,12 @@ class Guard:
         if self.tokens is None or self._bootstrap is None:
             return
         presented = bearer(context)
-        if method == "RegisterWorker" and self._bootstrap.matches(presented):
-            return
+        if method == "RegisterWorker":
+            if self._bootstrap.matches(presented):
+                return
+            if presented.startswith("pool."):
+                await self._admit_pool_secret(presented, request, context)
+                return
         caller = self.tokens.identify(presented)
         if caller is None:
             wanted = (
@@ -141,7 +150,44 @@ class Guard:
                 " — register again",
             )
             return
+        if method == "RegisterWorker":
+            await self._keep_pool(caller, request.pool, context)
         await self._bind(caller, method, request, context)
+
+    async def _admit_pool_secret(self, presented: str, request: Any, context: Any) -> None:
+        assert self._bootstrap is not None
+        pool = request.pool
+        if not pool or not hmac.compare_digest(
+            presented.encode(), tokens.pool_secret(self._bootstrap.value(), pool).encode()
+        ):
+            log.warning(
+                "refused RegisterWorker: worker %s with no secret of pool %r",
+                request.worker_id,
+                pool,
+            )
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"RegisterWorker: the secret given is not pool {pool!r}'s bootstrap secret"
+                " (a pool's secret registers workers of that pool only)",
+            )
+            return
+        await self._keep_pool(request.worker_id, pool, context)
+
+    async def _keep_pool(self, worker_id: str, pool: str, context: Any) -> None:
+        """A registered worker stays in its pool: no secret but the master one moves it."""
+        registered = self._worker_pool(worker_id)
+        if registered is not None and registered != pool:
+            log.warning(
+                "refused RegisterWorker: worker %s of pool %r claimed pool %r",
+                worker_id,
+                registered,
+                pool,
+            )
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"RegisterWorker: worker {worker_id!r} is registered in pool {registered!r},"
+                f" not {pool!r}",
+            )
 
     async def _bind(self, caller: str, method: str, request: Any, context: Any) -> None:
         for worker_id in _worker_ids(request):

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,8 @@ class PoolDefaults:
     drain timeout, 30 s, plus its 10 s margin plus the time a replacement takes to start)."""
     worker_args: tuple[str, ...] = ()
     """Extra flags for workers the scheduler starts itself (authentication, output directory)."""
+    pool_secret: Callable[[str], str] = lambda _pool: ""
+    """pool key → the bootstrap secret of that pool's remote workers; empty: none needed."""
 
 
 class PoolManager:
@@ -122,6 +124,7 @@ class PoolManager:
             else None,
             drain_timeout_seconds=quantity.parse_duration(spec.get("drainTimeout") or "30s"),
             worker_args=self._defaults.worker_args,
+            bootstrap_secret=self._defaults.pool_secret(key),
             worker_binary_url=self._defaults.worker_binary_url,
             worker_binary_sha256=self._defaults.worker_binary_sha256,
         )

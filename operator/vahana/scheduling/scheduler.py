@@ -211,6 +211,11 @@ class Scheduler:
     def list_attempts(self, task_id: str) -> list[models.AttemptRecord]:
         return self._store.list_attempts(task_id)
 
+    def worker_pool(self, worker_id: str) -> str | None:
+        """The pool a registered worker belongs to; None if no such worker is registered."""
+        worker = self._workers.get(worker_id)
+        return worker.pool if worker is not None else None
+
     def lease_holder(self, task_id: str, attempt: int) -> str | None:
         """The worker this attempt of the task was given to; None if there is no such attempt."""
         task = self._tasks.get(task_id) or self._store.get_task(task_id)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vahana.core import tokens
 from vahana.proto import worker_pb2
 
 from tests.fixtures import sshd
@@ -115,3 +116,33 @@ def test_a_bad_key_or_an_unreachable_host_is_reported_and_no_task_is_lost(
                 message=expected,
             )
             assert sched.client.status(task) == worker_pb2.PENDING
+
+
+def test_remote_workers_register_with_their_pools_own_secret(
+    sshd_server: sshd.Sshd, dirs: tuple[Path, Path]
+) -> None:
+    """With worker authentication on, a pilot is given its pool's secret (not the master one)."""
+    state, work = dirs
+    master = state / "bootstrap-token"
+    master.write_text("the-master-secret\n")
+    settings = {"auth.bootstrap_token_file": str(master)}
+    with EmbeddedScheduler(state / "s", pool_yaml(sshd_server, work), **settings) as sched:
+        assert sched.client is not None
+        client = sched.client
+        wait_until(lambda: len(sched.workers(KEY)) == 2, timeout=60, message="2 workers")
+        ids = client.submit(*(harness.submission("true", f"t{i}") for i in range(10)))
+        wait_until(lambda: _all_final(client, ids), timeout=60, message="10 tasks final")
+        assert {client.status(i) for i in ids} == {worker_pb2.COMPLETED}
+        secrets_seen = set()
+        for pid in _processes_in(work):
+            try:
+                environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            assert not any(b"the-master-secret" in entry for entry in environ)
+            secrets_seen.update(
+                entry.split(b"=", 1)[1]
+                for entry in environ
+                if entry.startswith(b"VAHANA_WORKER_BOOTSTRAP_TOKEN=")
+            )
+        assert secrets_seen == {tokens.pool_secret("the-master-secret", KEY).encode()}

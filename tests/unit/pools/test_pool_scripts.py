@@ -39,6 +39,7 @@ def _launch(tmp: Path, value: str, python: Path) -> scripts.Launch:
         labels={"site": value},
         walltime_seconds=600,
         python=str(python),
+        bootstrap_token=f"pool.{value}",
     )
 
 
@@ -80,6 +81,8 @@ def _sandbox(tmp: Path) -> tuple[dict[str, str], Path]:
     python.write_text(
         "#!/usr/bin/env python3\nimport json, os, sys\n"
         "open(os.environ['ARGV_OUT'], 'w').write(json.dumps(sys.argv[1:]))\n"
+        "open(os.environ['ARGV_OUT'] + '.token', 'w')"
+        ".write(os.environ.get('VAHANA_WORKER_BOOTSTRAP_TOKEN', ''))\n"
     )
     for tool in (curl, python):
         tool.chmod(0o755)
@@ -116,6 +119,10 @@ def test_hostile_values_reach_the_worker_as_data(tmp_path: Path, value: str, kin
     expected = scripts.worker_args(launch)
     assert argv[1 : 1 + len(expected)] == expected
     assert f"--label=site={value}" in argv
+    # The pool's secret reaches the worker's environment intact, never its argv or a repr.
+    assert (tmp_path / "argv.json.token").read_text() == f"pool.{value}"
+    assert not any(launch.bootstrap_token in arg for arg in argv)
+    assert launch.bootstrap_token not in repr(launch)
     if kind == "baremetal":  # the trap removed the working dir
         assert not Path(launch.worker_dir).exists()
 

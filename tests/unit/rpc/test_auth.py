@@ -31,6 +31,7 @@ class Context:
 
 
 LEASES = {("t-1", 1): "w1", ("t-2", 1): "w2"}
+POOLS = {"w1": "ns/a", "w2": "ns/b"}
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def guard(tmp_path: Path) -> auth.Guard:
         bootstrap=auth.FileSecret(tmp_path / "bootstrap"),
         client_secret=auth.FileSecret(tmp_path / "client"),
         lease_holder=lambda task_id, attempt: LEASES.get((task_id, attempt)),
+        worker_pool=POOLS.get,
     )
 
 
@@ -70,7 +72,7 @@ def test_a_worker_token_acts_for_its_own_id_only(guard: auth.Guard) -> None:
     mine, theirs = pb.HeartbeatRequest(worker_id="w1"), pb.HeartbeatRequest(worker_id="w2")
     assert check(guard, "SendHeartbeat", mine, token) is None
     assert check(guard, "SendHeartbeat", theirs, token) == grpc.StatusCode.PERMISSION_DENIED
-    again = pb.RegisterWorkerRequest(worker_id="w1")
+    again = pb.RegisterWorkerRequest(worker_id="w1", pool="ns/a")
     assert check(guard, "RegisterWorker", again, token) is None
     other = pb.RegisterWorkerRequest(worker_id="w2")
     assert check(guard, "RegisterWorker", other, token) == grpc.StatusCode.PERMISSION_DENIED
@@ -122,3 +124,37 @@ def test_an_empty_secret_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(auth.SecretFileError, match="empty"):
         auth.FileSecret(tmp_path / "empty")
+
+
+def test_a_pools_secret_registers_workers_of_that_pool_only(guard: auth.Guard) -> None:
+    secret_a = tokens.pool_secret("the-bootstrap", "ns/a")
+    denied, unknown = grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED
+
+    def register(worker_id: str, pool: str, token: str) -> grpc.StatusCode | None:
+        request = pb.RegisterWorkerRequest(worker_id=worker_id, pool=pool)
+        return check(guard, "RegisterWorker", request, token)
+
+    assert register("new", "ns/a", secret_a) is None
+    assert register("w1", "ns/a", secret_a) is None  # a registered worker of pool a, again
+    assert register("new", "ns/b", secret_a) == unknown
+    assert register("new", "", secret_a) == unknown
+    assert register("w2", "ns/a", secret_a) == denied  # taking over pool b's worker
+    assert register("new", "ns/a", tokens.pool_secret("another-master", "ns/a")) == unknown
+    # The master secret admits any pool; a pool's secret is no good for anything else.
+    assert register("w2", "ns/a", "the-bootstrap") is None
+    assert check(guard, "SendHeartbeat", pb.HeartbeatRequest(worker_id="w1"), secret_a) == unknown
+
+
+def test_a_worker_token_cannot_move_its_worker_to_another_pool(guard: auth.Guard) -> None:
+    assert guard.tokens is not None
+    token = guard.tokens.issue("w1").token
+    moved = pb.RegisterWorkerRequest(worker_id="w1", pool="ns/b")
+    assert check(guard, "RegisterWorker", moved, token) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_pool_secrets_differ_by_pool_and_master() -> None:
+    secret = tokens.pool_secret("m", "ns/a")
+    assert secret == tokens.pool_secret("m", "ns/a")
+    assert secret not in {tokens.pool_secret("m", "ns/b"), tokens.pool_secret("m2", "ns/a")}
+    with pytest.raises(ValueError):
+        tokens.pool_secret("m", "")
