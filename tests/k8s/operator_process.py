@@ -26,6 +26,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     name: str = "operator"
+    extra_args: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -55,6 +56,7 @@ class OperatorProcess:
                 "--heartbeat-interval=1",
                 f"--worker-server-address={self.address}",
                 "--log-level=info",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

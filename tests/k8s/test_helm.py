@@ -158,6 +158,8 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
         "--set", "store.postgresql.existingSecret=vahana-db",
         "--set", "tls.serverSecretName=vahana-server-tls",
         "--set", "tls.clientCASecretName=vahana-client-ca",
+        "--set", "auth.bootstrapSecretName=vahana-bootstrap",
+        "--set", "auth.clientTokenSecretName=vahana-client-token",
         "--set", "serviceMonitor.enabled=true",
         "--set", "networkPolicy.enabled=true",
         "--set", "networkPolicy.workerCIDRs={10.20.0.0/16}",
@@ -178,6 +180,24 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
     assert {"--namespace=team-a", "--namespace=team-b"} <= set(container["args"])
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/etc/vahana/tls/server", "/etc/vahana/tls/client-ca"} <= mounts
+    assert {"/etc/vahana/auth/bootstrap", "/etc/vahana/auth/client"} <= mounts
+    assert {
+        "--tls-cert-file=/etc/vahana/tls/server/tls.crt",
+        "--tls-key-file=/etc/vahana/tls/server/tls.key",
+        "--tls-client-ca-file=/etc/vahana/tls/client-ca/ca.crt",
+        "--bootstrap-token-file=/etc/vahana/auth/bootstrap/bootstrap-token",
+        "--client-token-file=/etc/vahana/auth/client/client-token",
+    } <= set(container["args"])
+    assert "--insecure" not in container["args"]
+    # The kubelet's gRPC probe cannot speak TLS: the port is probed by connecting.
+    assert container["readinessProbe"]["tcpSocket"] == {"port": 50051}
+    # Pools' bootstrap Secrets are written by the operator: create and patch, nothing more.
+    secret_rules = [
+        rule for rule in objects["ClusterRole"]["rules"] if "secrets" in rule["resources"]
+    ]
+    assert secret_rules == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]}
+    ]
     assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}["state"]
     # Standbys serve nothing until they lead: no liveness probe that would kill them.
     assert "livenessProbe" not in container
@@ -236,6 +256,7 @@ def test_the_operator_command_uses_only_flags_the_operator_knows(helm_bin: Path)
         ("replicaCount: 2\n", "/store/type"),
         ("store: {type: postgresql}\n", "/store/postgresql/existingSecret"),
         ("metrics: {port: 50051}\n", "metrics.port"),
+        ("tls: {serverSecretName: server-tls}\n", "/tls/clientCASecretName"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_field(

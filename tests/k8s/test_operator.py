@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vahana.core import tokens
 
 from tests.integration.harness import pid_alive
 from tests.k8s import operator_process
@@ -502,3 +504,73 @@ def test_a_baremetal_pool_reads_its_ssh_key_and_known_hosts_from_secrets(
         timeout=60,
         message="pool removed",
     )
+
+
+def test_with_worker_authentication_a_kubernetes_pool_gets_a_secret_of_its_own(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator_kubeconfig: Path,
+    pods: FakeKubelet,
+    tmp_path: Path,
+) -> None:
+    master = tmp_path / "bootstrap-token"
+    master.write_text("k8s-master-secret\n")
+    (tmp_path / "state").mkdir()
+    process = operator_process.OperatorProcess(
+        operator_kubeconfig,
+        namespace,
+        tmp_path / "state",
+        extra_args=(f"--bootstrap-token-file={master}",),
+    ).start()
+    try:
+        apply(control_plane, namespace, kubernetes_pool("authed", maximum=1))
+        apply(
+            control_plane,
+            namespace,
+            "---\n".join(task_yaml(f"authed-{i}", "echo ok", pool="authed") for i in range(2)),
+        )
+        # What the chart grants with auth.bootstrapSecretName; without it the pool says so.
+        refusal = wait_until(
+            lambda: _pool_status(control_plane, namespace, "authed").get("lastError"),
+            timeout=30,
+            message="the Secret refusal reported",
+        )
+        assert "auth.bootstrapSecretName" in refusal
+        grant = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "write-bootstrap-secrets"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]}],
+        }
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "write-bootstrap-secrets"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "write-bootstrap-secrets",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "vahana", "namespace": "vahana-system"}
+            ],
+        }
+        apply(control_plane, namespace, json.dumps(grant) + "\n---\n" + json.dumps(binding))
+        worker_jobs = wait_until(
+            lambda: get(control_plane, namespace, "jobs")["items"], timeout=30, message="a Job"
+        )
+        wait_until(
+            lambda: set(phases(control_plane, namespace).values()) == {"Completed"},
+            timeout=90,
+            message="tasks completed by workers that registered with the pool's secret",
+        )
+        secret = get(control_plane, namespace, "secret", "authed-vahana-bootstrap")
+        expected = tokens.pool_secret("k8s-master-secret", f"{namespace}/authed")
+        assert base64.b64decode(secret["data"]["bootstrap-token"]).decode() == expected
+        assert secret["metadata"]["ownerReferences"][0]["kind"] == "WorkerPool"
+        job_text = json.dumps(worker_jobs)
+        assert "authed-vahana-bootstrap" in job_text  # the Pod reads it from the Secret
+        assert "k8s-master-secret" not in job_text and expected not in job_text
+        assert "k8s-master-secret" not in process.log_text() and expected not in process.log_text()
+    finally:
+        process.stop()

@@ -85,3 +85,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "metrics.port: must differ from grpc.port" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The health probe of the gRPC port. The kubelet's gRPC probe speaks plaintext only, so with
+mutual TLS the probe checks that the port accepts connections (only the leader listens).
+*/}}
+{{- define "vahana.grpcProbe" -}}
+{{- if .Values.tls.serverSecretName -}}
+tcpSocket:
+  port: {{ .Values.grpc.port }}
+{{- else -}}
+grpc:
+  port: {{ .Values.grpc.port }}
+{{- end -}}
+{{- end }}

@@ -71,6 +71,7 @@ class EmbeddedPools:
                     *security.local_worker_args(self._settings),
                 ),
                 pool_secret=security.pool_secrets(self._settings),
+                tls_required=self._settings.tls.enabled,
             ),
             self._wrap_factories(
                 {

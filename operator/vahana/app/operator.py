@@ -98,6 +98,7 @@ async def _lead(
                 *security.local_worker_args(settings),
             ),
             pool_secret=security.pool_secrets(settings),
+            tls_required=settings.tls.enabled,
         ),
         process.pool_factories(
             {

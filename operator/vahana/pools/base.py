@@ -93,6 +93,8 @@ class PoolContext:
     bootstrap_secret: str = dataclasses.field(default="", repr=False)
     """The secret this pool's remote workers register with (tokens.pool_secret); empty when
     the scheduler requires none."""
+    tls_required: bool = False
+    """The scheduler serves mutual TLS: remote workers need their TLS files (spec.<type>.tls)."""
 
 
 AdapterFactory = Callable[[PoolContext, "WorkerPool | None"], "WorkerPool"]

@@ -14,6 +14,8 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vahana.pools import credentials
+
 API_GROUP = "vahana.dev"
 API_VERSION = "v1alpha1"
 POOL_LABEL = "vahana.dev/pool"
@@ -21,6 +23,8 @@ WORKER_LABEL = "vahana.dev/worker-id"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "vahana", "app.kubernetes.io/name": "vahana-worker"}
 WORKING_DIR = "/work"
 WORKER_UID = 65532  # the non-root user of the image
+TLS_DIR = "/etc/vahana/tls"
+"""Where a worker Pod sees its pool's tlsSecretName (ca.crt, tls.crt, tls.key)."""
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
 
@@ -50,6 +54,11 @@ class KubernetesPoolSpec:
     command: Sequence[str] = ("vahana-worker",)
     pool_key: str = ""
     """The pool as the scheduler knows it (`<namespace>/<name>`); default: `pool`."""
+    tls_secret: str = ""
+    """Secret with the workers' mutual-TLS files (ca.crt, tls.crt, tls.key); empty: plaintext."""
+    bootstrap_secret: str = ""
+    """Secret with the pool's bootstrap secret (credentials.BOOTSTRAP_SECRET_KEY); empty: the
+    scheduler requires none."""
 
 
 def new_worker_id(pool: str) -> str:
@@ -79,6 +88,24 @@ def build_worker_job(spec: KubernetesPoolSpec, worker_id: str) -> dict[str, Any]
         f"--drain-timeout={spec.drain_timeout_seconds:g}s",
         *(f"--label={key}={value}" for key, value in sorted(spec.labels.items())),
     ]
+    env: list[dict[str, Any]] = [
+        {"name": "WORKING_DIR", "value": WORKING_DIR},
+        {"name": "WORKER_ID", "value": worker_id},
+        {"name": "SERVER_ADDRESS", "value": spec.server_address},
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "work", "mountPath": WORKING_DIR}]
+    volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {}}]
+    if spec.bootstrap_secret:
+        key_ref = {"name": spec.bootstrap_secret, "key": credentials.BOOTSTRAP_SECRET_KEY}
+        env.append({"name": credentials.BOOTSTRAP_ENV, "valueFrom": {"secretKeyRef": key_ref}})
+    if spec.tls_secret:
+        args.extend(
+            credentials.WorkerTls(
+                f"{TLS_DIR}/ca.crt", f"{TLS_DIR}/tls.crt", f"{TLS_DIR}/tls.key"
+            ).args()
+        )
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+        volumes.append({"name": "tls", "secret": {"secretName": spec.tls_secret}})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # A worker talks only to the scheduler, never to the Kubernetes API.
@@ -97,11 +124,7 @@ def build_worker_job(spec: KubernetesPoolSpec, worker_id: str) -> dict[str, Any]
                 "image": spec.image,
                 "command": list(spec.command),
                 "args": args,
-                "env": [
-                    {"name": "WORKING_DIR", "value": WORKING_DIR},
-                    {"name": "WORKER_ID", "value": worker_id},
-                    {"name": "SERVER_ADDRESS", "value": spec.server_address},
-                ],
+                "env": env,
                 "resources": {"requests": dict(quantities), "limits": dict(quantities)},
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
@@ -109,10 +132,10 @@ def build_worker_job(spec: KubernetesPoolSpec, worker_id: str) -> dict[str, Any]
                     "runAsNonRoot": True,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "volumeMounts": [{"name": "work", "mountPath": WORKING_DIR}],
+                "volumeMounts": mounts,
             }
         ],
-        "volumes": [{"name": "work", "emptyDir": {}}],
+        "volumes": volumes,
     }
     if spec.image_pull_policy:
         pod_spec["containers"][0]["imagePullPolicy"] = spec.image_pull_policy
@@ -129,16 +152,7 @@ def build_worker_job(spec: KubernetesPoolSpec, worker_id: str) -> dict[str, Any]
             "name": job_name(worker_id),
             "namespace": spec.namespace,
             "labels": dict(labels),
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                    "kind": "WorkerPool",
-                    "name": spec.pool,
-                    "uid": spec.pool_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [_owner(spec)],
         },
         "spec": {
             # A worker that exits is replaced by the pool's reconciler, not by the Job.
@@ -153,3 +167,31 @@ def _cores(cpu: str) -> str:
     if text.endswith("m"):
         return f"{int(text[:-1]) / 1000:g}"
     return text
+
+
+def build_bootstrap_secret(spec: KubernetesPoolSpec, token: str) -> dict[str, Any]:
+    """The Secret the pool's worker Pods read their bootstrap secret from, owned by the pool
+    (deleting the WorkerPool deletes it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": spec.bootstrap_secret,
+            "namespace": spec.namespace,
+            "labels": {**MANAGED_BY, POOL_LABEL: spec.pool},
+            "ownerReferences": [_owner(spec)],
+        },
+        "stringData": {credentials.BOOTSTRAP_SECRET_KEY: token},
+    }
+
+
+def _owner(spec: KubernetesPoolSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "WorkerPool",
+        "name": spec.pool,
+        "uid": spec.pool_uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from vahana.pools import base, jobs
+from vahana.pools import base, credentials, jobs
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +19,22 @@ log = logging.getLogger(__name__)
 class KubernetesPool:
     """Starts and stops worker Jobs through the Kubernetes API (blocking calls)."""
 
-    def __init__(self, api: k8s.ApiClient, spec: jobs.KubernetesPoolSpec) -> None:
+    def __init__(
+        self, api: k8s.ApiClient, spec: jobs.KubernetesPoolSpec, bootstrap_token: str = ""
+    ) -> None:
         self.name = spec.pool
         self.spec = spec
+        self.bootstrap_token = bootstrap_token
         self._batch = k8s.BatchV1Api(api)
+        self._core = k8s.CoreV1Api(api)
         self._last_error = ""
+        self._secret_written = ""
+        """Digest of the bootstrap secret last written to the pool's Secret."""
 
     def start_workers(self, count: int) -> list[str]:
         started = []
+        if count > 0 and self.spec.bootstrap_secret:
+            self._write_bootstrap_secret()
         for _ in range(count):
             worker_id = jobs.new_worker_id(self.spec.pool)
             manifest = jobs.build_worker_job(self.spec, worker_id)
@@ -43,6 +52,33 @@ class KubernetesPool:
             )
             started.append(worker_id)
         return started
+
+    def _write_bootstrap_secret(self) -> None:
+        """Creates the Secret the worker Pods read the pool's secret from, or updates it when
+        the secret changed (the master secret was rotated)."""
+        digest = hashlib.sha256(self.bootstrap_token.encode()).hexdigest()
+        if digest == self._secret_written:
+            return
+        manifest = jobs.build_bootstrap_secret(self.spec, self.bootstrap_token)
+        name = self.spec.bootstrap_secret
+        try:
+            try:
+                self._core.create_namespaced_secret(self.spec.namespace, manifest)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                self._core.patch_namespaced_secret(name, self.spec.namespace, manifest)
+        except ApiException as error:
+            self._last_error = f"writing Secret {name}: {_reason(error)}"
+            if error.status == 403:
+                self._last_error += (
+                    " — the operator needs create and patch on Secrets for its pools' "
+                    "bootstrap secrets (the chart grants them with auth.bootstrapSecretName)"
+                )
+            log.warning("pool=%s %s", self.name, self._last_error)
+            raise base.PoolError(self._last_error) from error
+        log.info("pool=%s wrote its bootstrap Secret %s", self.name, name)
+        self._secret_written = digest
 
     def stop_workers(self, worker_ids: Sequence[str]) -> None:
         """Deletes the workers' Jobs; their Pods get SIGTERM and the workers drain."""
@@ -109,8 +145,9 @@ def factory(api: k8s.ApiClient) -> base.AdapterFactory:
         spec = pool_spec(context)
         if isinstance(previous, KubernetesPool):
             previous.spec = spec
+            previous.bootstrap_token = context.bootstrap_secret
             return previous
-        return KubernetesPool(api, spec)
+        return KubernetesPool(api, spec, context.bootstrap_secret)
 
     return build
 
@@ -127,6 +164,11 @@ def pool_spec(context: base.PoolContext) -> jobs.KubernetesPoolSpec:
         )
     if not section.get("image"):
         raise ValueError("spec.kubernetes.image: required — the image with vahana-worker in it")
+    if context.tls_required and not section.get("tlsSecretName"):
+        raise ValueError(
+            "spec.kubernetes.tlsSecretName: required — this scheduler serves mutual TLS, so "
+            "its workers need a Secret with ca.crt, tls.crt and tls.key"
+        )
     return jobs.KubernetesPoolSpec(
         pool=context.name,
         namespace=context.namespace,
@@ -144,4 +186,9 @@ def pool_spec(context: base.PoolContext) -> jobs.KubernetesPoolSpec:
         tasks_per_worker=int(context.spec.get("tasksPerWorker", 1)),
         labels=context.capacity.labels,
         heartbeat_interval_seconds=context.heartbeat_interval_seconds,
+        drain_timeout_seconds=context.drain_timeout_seconds,
+        tls_secret=section.get("tlsSecretName", ""),
+        bootstrap_secret=credentials.bootstrap_secret_name(context.name)
+        if context.bootstrap_secret
+        else "",
     )

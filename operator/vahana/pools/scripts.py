@@ -20,7 +20,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 
-from vahana.pools import base
+from vahana.pools import base, credentials
 
 SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:+=@%/-]+")
 """What a value on an `#SBATCH` line may hold (no spaces, quotes, newlines or `#`)."""
@@ -49,6 +49,8 @@ class Launch:
     python: str = "python3"
     bootstrap_token: str = dataclasses.field(default="", repr=False)
     """The pool's bootstrap secret, exported to the worker; empty when none is needed."""
+    tls: credentials.WorkerTls | None = None
+    """The worker's mutual-TLS files on the node; None: plaintext."""
 
     @property
     def worker_dir(self) -> str:
@@ -57,6 +59,10 @@ class Launch:
 
 def launch_template(context: base.PoolContext, working_dir: str) -> Launch:
     """A pool's launch settings; each start fills in its own worker_id."""
+    kind = context.spec.get("type", "")
+    tls = credentials.worker_tls(
+        context.spec.get(kind) or {}, f"spec.{kind}.tls", required=context.tls_required
+    )
     if not context.worker_binary_url:
         raise ValueError(
             f"{context.spec.get('type')} pools need the worker zipapp served (WORKER_BINARY_URL)"
@@ -77,6 +83,7 @@ def launch_template(context: base.PoolContext, working_dir: str) -> Launch:
         walltime_seconds=context.walltime_seconds,
         drain_seconds=context.drain_timeout_seconds,
         bootstrap_token=context.bootstrap_secret,
+        tls=tls,
     )
 
 
@@ -104,6 +111,8 @@ def worker_args(launch: Launch) -> list[str]:
     if launch.gpus:
         args.append(f"--gpus={launch.gpus}")
     args.extend(f"--label={key}={value}" for key, value in sorted(launch.labels.items()))
+    if launch.tls is not None:
+        args.extend(launch.tls.args())
     return args
 
 
@@ -120,7 +129,7 @@ def _prologue(launch: Launch) -> list[str]:
         f"export HEARTBEAT_INTERVAL={q(f'{launch.heartbeat_interval_seconds:g}s')}",
         *(
             # The worker reads it from its environment and never passes it on to tasks.
-            [f"export VAHANA_WORKER_BOOTSTRAP_TOKEN={q(launch.bootstrap_token)}"]
+            [f"export {credentials.BOOTSTRAP_ENV}={q(launch.bootstrap_token)}"]
             if launch.bootstrap_token
             else []
         ),

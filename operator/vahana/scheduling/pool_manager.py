@@ -68,6 +68,8 @@ class PoolDefaults:
     """Extra flags for workers the scheduler starts itself (authentication, output directory)."""
     pool_secret: Callable[[str], str] = lambda _pool: ""
     """pool key → the bootstrap secret of that pool's remote workers; empty: none needed."""
+    tls_required: bool = False
+    """The scheduler serves mutual TLS, so remote workers need client certificates."""
 
 
 class PoolManager:
@@ -125,6 +127,7 @@ class PoolManager:
             drain_timeout_seconds=quantity.parse_duration(spec.get("drainTimeout") or "30s"),
             worker_args=self._defaults.worker_args,
             bootstrap_secret=self._defaults.pool_secret(key),
+            tls_required=self._defaults.tls_required,
             worker_binary_url=self._defaults.worker_binary_url,
             worker_binary_sha256=self._defaults.worker_binary_sha256,
         )

@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
 from vahana.app import service
 from vahana.app import settings as settings_module
 from vahana.manifests import pools as pool_manifests
@@ -24,8 +25,16 @@ T = TypeVar("T")
 
 
 class EmbeddedScheduler:
-    def __init__(self, state_dir: Path, pool_yaml: str, **settings: Any) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        pool_yaml: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        **settings: Any,
+    ) -> None:
         self.state_dir = state_dir
+        self._credentials = credentials
         self.manifests = pool_manifests.parse_pool_documents(pool_yaml, source="test")
         overrides = {
             "server.port": 0,
@@ -45,7 +54,7 @@ class EmbeddedScheduler:
     def __enter__(self) -> EmbeddedScheduler:
         self._thread.start()
         self.process = self.call(self._start())
-        self.client = harness.Client(self.process.address)
+        self.client = harness.Client(self.process.address, self._credentials)
         return self
 
     async def _start(self) -> service.SchedulerProcess:

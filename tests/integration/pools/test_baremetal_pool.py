@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from vahana.core import tokens
 from vahana.proto import worker_pb2
@@ -21,7 +24,9 @@ pytestmark = pytest.mark.integration
 KEY = "default/metal"
 
 
-def pool_yaml(server: sshd.Sshd, work: Path, *, port: int = 0, key: str = "") -> str:
+def pool_yaml(
+    server: sshd.Sshd, work: Path, *, port: int = 0, key: str = "", extra: str = ""
+) -> str:
     return f"""\
 apiVersion: vahana.dev/v1alpha1
 kind: WorkerPool
@@ -38,7 +43,7 @@ spec:
     sshKeyFile: {key or server.key_file}
     knownHostsFile: {server.known_hosts_file}
     workingDir: {work}
-"""
+{extra}"""
 
 
 @pytest.fixture
@@ -118,15 +123,42 @@ def test_a_bad_key_or_an_unreachable_host_is_reported_and_no_task_is_lost(
             assert sched.client.status(task) == worker_pb2.PENDING
 
 
-def test_remote_workers_register_with_their_pools_own_secret(
+def test_with_mutual_tls_and_tokens_pilots_use_their_pools_certificates_and_secret(
     sshd_server: sshd.Sshd, dirs: tuple[Path, Path]
 ) -> None:
-    """With worker authentication on, a pilot is given its pool's secret (not the master one)."""
+    """A pilot connects with the TLS files its pool names and registers with its pool's secret
+    (never the master one)."""
     state, work = dirs
-    master = state / "bootstrap-token"
+    pki = state / "pki"
+    subprocess.run(
+        [sys.executable, "-m", "vahana.cli.main", "certs", f"--out={pki}", "--workers=1"],
+        check=True,
+        capture_output=True,
+    )
+    master = pki / "bootstrap-token"
     master.write_text("the-master-secret\n")
-    settings = {"auth.bootstrap_token_file": str(master)}
-    with EmbeddedScheduler(state / "s", pool_yaml(sshd_server, work), **settings) as sched:
+    tls = (
+        f"    tls: {{caFile: {pki / 'ca.pem'}, certFile: {pki / 'worker-1.pem'},"
+        f" keyFile: {pki / 'worker-1-key.pem'}}}\n"
+    )
+    settings = {
+        "auth.bootstrap_token_file": str(master),
+        "tls.cert_file": str(pki / "server.pem"),
+        "tls.key_file": str(pki / "server-key.pem"),
+        "tls.client_ca_file": str(pki / "ca.pem"),
+    }
+    client_credentials = grpc.ssl_channel_credentials(
+        root_certificates=(pki / "ca.pem").read_bytes(),
+        private_key=(pki / "client-key.pem").read_bytes(),
+        certificate_chain=(pki / "client.pem").read_bytes(),
+    )
+    # Without the pool's TLS files the pool says what it needs and starts nothing.
+    with EmbeddedScheduler(
+        state / "plain", pool_yaml(sshd_server, work), credentials=client_credentials, **settings
+    ) as sched:
+        assert "spec.baremetal.tls: required" in sched.status(KEY).get("lastError", "")
+    yaml = pool_yaml(sshd_server, work, extra=tls)
+    with EmbeddedScheduler(state / "s", yaml, credentials=client_credentials, **settings) as sched:
         assert sched.client is not None
         client = sched.client
         wait_until(lambda: len(sched.workers(KEY)) == 2, timeout=60, message="2 workers")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from vahana.pools import jobs
+from vahana.core import models
+from vahana.pools import base, jobs, kubernetes
 
 
 def spec(**overrides: object) -> jobs.KubernetesPoolSpec:
@@ -104,3 +107,64 @@ def test_optional_fields_appear_only_when_set() -> None:
     assert full["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
     assert full["serviceAccountName"] == "runner"
     assert full["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_credentials_come_from_secrets_never_from_the_job_itself() -> None:
+    with_credentials = spec(tls_secret="worker-tls", bootstrap_secret="gpu-vahana-bootstrap")
+    job = jobs.build_worker_job(with_credentials, "gpu-abc123")
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    [token_env] = [e for e in container["env"] if e["name"] == "VAHANA_WORKER_BOOTSTRAP_TOKEN"]
+    assert token_env == {
+        "name": "VAHANA_WORKER_BOOTSTRAP_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "gpu-vahana-bootstrap", "key": "bootstrap-token"}},
+    }
+    assert {"name": "tls", "secret": {"secretName": "worker-tls"}} in pod["volumes"]
+    assert {"name": "tls", "mountPath": jobs.TLS_DIR, "readOnly": True} in container["volumeMounts"]
+    assert f"--tls-cert-file={jobs.TLS_DIR}/tls.crt" in container["args"]
+    assert f"--tls-ca-file={jobs.TLS_DIR}/ca.crt" in container["args"]
+    plain = jobs.build_worker_job(spec(), "gpu-abc123")["spec"]["template"]["spec"]
+    assert not any(a.startswith("--tls") for a in plain["containers"][0]["args"])
+    assert [v["name"] for v in plain["volumes"]] == ["work"]
+
+
+def test_the_bootstrap_secret_is_owned_by_the_pool() -> None:
+    secret = jobs.build_bootstrap_secret(spec(bootstrap_secret="gpu-vahana-bootstrap"), "pool.x")
+    assert secret["metadata"]["name"] == "gpu-vahana-bootstrap"
+    assert secret["metadata"]["namespace"] == "science"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert secret["stringData"] == {"bootstrap-token": "pool.x"}
+
+
+def _context(section: dict[str, object], **overrides: object) -> base.PoolContext:
+    values: dict[str, object] = dict(
+        namespace="science",
+        name="gpu",
+        uid="uid-1",
+        key="science/gpu",
+        spec={"type": "kubernetes", "maxWorkers": 1, "kubernetes": section},
+        capacity=models.Resources(1),
+        server_address="vahana:50051",
+        heartbeat_interval_seconds=30,
+        state_dir=Path("/nonexistent"),
+    )
+    values.update(overrides)
+    return base.PoolContext(**values)  # type: ignore[arg-type]
+
+
+def test_a_pool_of_a_tls_scheduler_must_name_its_workers_tls_secret() -> None:
+    with pytest.raises(ValueError, match=r"spec\.kubernetes\.tlsSecretName: required"):
+        kubernetes.pool_spec(_context({"image": "v:1"}, tls_required=True))
+    ready = kubernetes.pool_spec(
+        _context(
+            {"image": "v:1", "tlsSecretName": "worker-tls"},
+            tls_required=True,
+            bootstrap_secret="pool.s",
+            drain_timeout_seconds=90.0,
+        )
+    )
+    assert ready.tls_secret == "worker-tls"
+    assert ready.bootstrap_secret == "gpu-vahana-bootstrap"
+    assert ready.drain_timeout_seconds == 90.0
+    assert "pool.s" not in repr(ready)
+    assert kubernetes.pool_spec(_context({"image": "v:1"})).bootstrap_secret == ""

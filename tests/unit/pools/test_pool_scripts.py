@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from vahana.pools import scripts
+from vahana.pools import credentials, scripts
 
 PAYLOAD = b"not really a zipapp\n"
 HOSTILE = [
@@ -173,3 +173,32 @@ def test_worker_ids_are_checked() -> None:
     with pytest.raises(ValueError):
         scripts.check_id("w;1")
     assert os.sep not in scripts.check_id("w-1.a_b")
+
+
+def test_tls_files_reach_the_worker_and_a_partial_tls_section_is_refused() -> None:
+    tls = credentials.worker_tls(
+        {"tls": {"caFile": "/n/ca.pem", "certFile": "/n/w.pem", "keyFile": "/n/w-key.pem"}},
+        "spec.slurm.tls",
+        required=True,
+    )
+    launch = scripts.Launch(
+        worker_id="w-1",
+        pool="default/p",
+        server_address="s:50051",
+        binary_url="http://s/worker.pyz",
+        binary_sha256="0" * 64,
+        working_dir="/tmp/w",
+        tls=tls,
+    )
+    assert scripts.worker_args(launch)[-3:] == [
+        "--tls-ca-file=/n/ca.pem",
+        "--tls-cert-file=/n/w.pem",
+        "--tls-key-file=/n/w-key.pem",
+    ]
+    assert credentials.worker_tls({}, "spec.slurm.tls", required=False) is None
+    with pytest.raises(ValueError, match=r"spec\.slurm\.tls: required — this scheduler serves"):
+        credentials.worker_tls({}, "spec.slurm.tls", required=True)
+    with pytest.raises(ValueError, match=r"spec\.baremetal\.tls: keyFile missing"):
+        credentials.worker_tls(
+            {"tls": {"caFile": "a", "certFile": "b"}}, "spec.baremetal.tls", required=False
+        )
