@@ -47,6 +47,10 @@ def test_documents_and_lists_are_read_and_namespace_defaults() -> None:
         (SLURM.replace("walltime: 1h", "walltime: forever"), "spec.walltime"),
         (SLURM.replace("kind: WorkerPool", "kind: Task"), "kind"),
         (SLURM + "---\n" + SLURM, "used twice"),
+        (
+            SLURM.replace("partition: debug,", "partition: debug, tls: {caFile: /ca.pem},"),
+            "spec.slurm.tls.certFile",
+        ),
         ("", "no WorkerPool found"),
         ("a: [", "invalid YAML"),
     ],
