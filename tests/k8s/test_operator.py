@@ -406,6 +406,25 @@ def test_of_two_replicas_only_one_acts_and_the_standby_takes_over(
             second.stop()
 
 
+def grant_on_secrets(plane: ControlPlane, namespace: str, name: str, verbs: list[str]) -> None:
+    """Gives the operator's ServiceAccount `verbs` on Secrets of `namespace` (a Role named
+    `name`), as the chart's rbac.readSshSecrets and auth.bootstrapSecretName do."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": verbs}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "vahana", "namespace": "vahana-system"}],
+    }
+    apply(plane, namespace, json.dumps(role) + "\n---\n" + json.dumps(binding))
+
+
 def _pool_status(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     pool = get(plane, namespace, "workerpool", name)
     return (pool or {}).get("status") or {}
@@ -474,24 +493,7 @@ def test_a_baremetal_pool_reads_its_ssh_key_and_known_hosts_from_secrets(
     )
     assert "rbac.readSshSecrets" in refusal
 
-    grant = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "read-ssh-secrets"},
-        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "read-ssh-secrets"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "Role",
-            "name": "read-ssh-secrets",
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": "vahana", "namespace": "vahana-system"}],
-    }
-    apply(control_plane, namespace, json.dumps(grant) + "\n---\n" + json.dumps(binding))
+    grant_on_secrets(control_plane, namespace, "read-ssh-secrets", ["get"])
     apply(control_plane, namespace, task_yaml("over-ssh", "echo over-ssh", pool="lab"))
     wait_until(
         lambda: phases(control_plane, namespace).get("over-ssh") == "Completed",
@@ -536,26 +538,7 @@ def test_with_worker_authentication_a_kubernetes_pool_gets_a_secret_of_its_own(
             message="the Secret refusal reported",
         )
         assert "auth.bootstrapSecretName" in refusal
-        grant = {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "write-bootstrap-secrets"},
-            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]}],
-        }
-        binding = {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "write-bootstrap-secrets"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "write-bootstrap-secrets",
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": "vahana", "namespace": "vahana-system"}
-            ],
-        }
-        apply(control_plane, namespace, json.dumps(grant) + "\n---\n" + json.dumps(binding))
+        grant_on_secrets(control_plane, namespace, "write-bootstrap-secrets", ["create", "patch"])
         worker_jobs = wait_until(
             lambda: get(control_plane, namespace, "jobs")["items"], timeout=30, message="a Job"
         )
