@@ -46,6 +46,11 @@ KILLED_EXIT_CODES = frozenset({128 + 1, 128 + 9, 128 + 15, -1, -9, -15})
 KILLED_GRACE = 2.0
 """Seconds to wait, after a task was killed by a signal, for the worker's own SIGTERM: a batch
 system ending the allocation (scancel, walltime) signals the task and the worker at once."""
+STREAMED_RUNNING_WAIT = 0.02
+"""Seconds the RUNNING report of a task handed out in answer to a report may wait for the
+task's result: a worker working through a queue of short tasks then makes one call per task
+(RUNNING, result and the next task together) instead of two. A task handed out to an idle
+worker's poll reports RUNNING at once."""
 ALLOCATION_MARGIN = 10.0
 """Seconds before `allocation_ends_at - drain_timeout` at which the worker starts draining."""
 
@@ -57,6 +62,8 @@ class _Slot:
     spec: executor.TaskSpec
     run: executor.TaskRun
     thread: threading.Thread | None = None
+    streamed: bool = False
+    """Handed out in answer to a report: the worker is working through a queue."""
 
 
 def _ev(msg: str, *, level: int = logging.INFO, **fields: object) -> None:
@@ -90,7 +97,7 @@ class Worker:
             on_unknown_worker=self._request_register,
             free_slots=self._free_slots,
             on_dispatch=lambda response: self._handle_assignment(
-                list(response.tasks), list(response.cancel_tasks), response.drain
+                list(response.tasks), list(response.cancel_tasks), response.drain, streamed=True
             ),
         )
         self._cpu = sysmetrics.CpuSampler()
@@ -446,7 +453,12 @@ class Worker:
         self._handle_assignment(tasks, list(response.cancel_tasks), response.drain)
 
     def _handle_assignment(
-        self, tasks: list[pb.Task], cancels: list[pb.TaskLease], drain: bool
+        self,
+        tasks: list[pb.Task],
+        cancels: list[pb.TaskLease],
+        drain: bool,
+        *,
+        streamed: bool = False,
     ) -> None:
         """Acts on what a poll or a report's answer handed out: stops, new tasks, drain."""
         for lease in cancels:
@@ -457,7 +469,7 @@ class Worker:
         )
         for task in tasks:
             try:
-                self._start_task(task)
+                self._start_task(task, streamed=streamed)
             except Exception as error:
                 # One task that cannot start (a bad value, no thread to spare) must not take
                 # the worker and its running tasks down: hand it back to be run elsewhere.
@@ -480,7 +492,7 @@ class Worker:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    def _start_task(self, task: pb.Task) -> None:
+    def _start_task(self, task: pb.Task, *, streamed: bool = False) -> None:
         spec = messages.spec_from_task(
             task,
             default_timeout=self._config.task_timeout,
@@ -507,7 +519,7 @@ class Worker:
                 return
             refuse = self._stopping.is_set()
             if not refuse:
-                slot = _Slot(spec, run)
+                slot = _Slot(spec, run, streamed=streamed)
                 self._slots[key] = slot
         if refuse:
             # Handed out while we were stopping: give it back without starting it.
@@ -533,7 +545,8 @@ class Worker:
                 task_id=spec.task_id,
                 attempt=spec.attempt,
                 now=self._now(),
-            )
+            ),
+            may_wait=STREAMED_RUNNING_WAIT if slot.streamed else 0.0,
         )
         _ev(
             "task started", task_id=spec.task_id, attempt=spec.attempt, timeout=f"{spec.timeout:g}s"

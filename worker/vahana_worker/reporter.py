@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -71,14 +72,26 @@ class Reporter:
         self._backoff = make_backoff()
         self._cond = threading.Condition()
         self._buffer: list[pb.UpdateTaskStatusRequest] = []
+        self._hold_until: float | None = None
+        """While every buffered update may wait: when the first of them must go."""
         self._in_flight_batch: list[pb.UpdateTaskStatusRequest] = []
         self._closed = threading.Event()
         self._kick = threading.Event()
         self._batch_unsupported = False
 
-    def submit(self, update: pb.UpdateTaskStatusRequest) -> None:
-        """Queues one update for delivery."""
+    def submit(self, update: pb.UpdateTaskStatusRequest, *, may_wait: float = 0.0) -> None:
+        """Queues one update for delivery.
+
+        `may_wait`: seconds the update may be held for others to join it in one call (a
+        RUNNING report waiting for its short task's result). An update that may not wait
+        sends everything buffered with it.
+        """
         with self._cond:
+            if may_wait > 0 and (self._hold_until is not None or not self._buffer):
+                due = time.monotonic() + may_wait
+                self._hold_until = due if self._hold_until is None else min(self._hold_until, due)
+            else:
+                self._hold_until = None
             self._buffer.append(update)
             self._cond.notify_all()
 
@@ -113,10 +126,16 @@ class Reporter:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._buffer) or self._closed.is_set())
+                while self._hold_until is not None and not self._closed.is_set():
+                    left = self._hold_until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(timeout=left)
                 if self._closed.is_set():
                     return
                 batch = self._buffer[:MAX_BATCH]
                 del self._buffer[: len(batch)]
+                self._hold_until = None
                 self._in_flight_batch = batch
             delivered = self._wait_breaker() and self._send(batch)
             with self._cond:

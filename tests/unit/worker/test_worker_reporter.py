@@ -196,3 +196,26 @@ def test_a_report_asks_for_as_many_tasks_as_slots_are_free_and_hands_them_on() -
         thread.join(timeout=5)
     assert sink.asked == [1, 0]
     assert handed == ["next-1"]
+
+
+def test_a_running_report_that_may_wait_goes_with_its_result_in_one_call(
+    sink: FakeSink, started: tuple[reporter.Reporter, list[tuple[str, int]]]
+) -> None:
+    rep, _ = started
+    rep.submit(update("a", pb.RUNNING), may_wait=60.0)
+    assert not rep.flush(timeout=0.2)  # held for the result
+    rep.submit(update("a", pb.COMPLETED))  # may not wait: both go now
+    assert rep.flush(timeout=10)
+    assert sink.batches == [[("a", pb.RUNNING), ("a", pb.COMPLETED)]]
+
+
+def test_a_held_report_goes_alone_when_its_wait_is_over(
+    sink: FakeSink, started: tuple[reporter.Reporter, list[tuple[str, int]]]
+) -> None:
+    rep, _ = started
+    rep.submit(update("a", pb.RUNNING), may_wait=0.05)
+    assert rep.flush(timeout=10)
+    assert sink.batches == [[("a", pb.RUNNING)]]
+    rep.submit(update("b", pb.RUNNING))  # an idle worker's task reports at once
+    assert rep.flush(timeout=10)
+    assert sink.batches[-1] == [("b", pb.RUNNING)]
