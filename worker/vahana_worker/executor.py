@@ -14,6 +14,7 @@ import enum
 import logging
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -133,6 +134,55 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _remove_sandbox(sandbox: Path) -> None:
+    """Removes a sandbox; the common case (the task left its two empty directories) without
+    walking the tree."""
+    try:
+        os.rmdir(sandbox / "tmp")
+        os.rmdir(sandbox)
+    except OSError:
+        shutil.rmtree(sandbox, ignore_errors=True)
+
+
+class _Waker:
+    """A file descriptor that becomes readable when `wake()` is called, from any thread."""
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self.fd = self._write_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            self.fd, self._write_fd = os.pipe()
+            os.set_blocking(self.fd, False)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):  # already closed: the run is over
+            os.write(self._write_fd, (1).to_bytes(8, "little"))
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 4096)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self._write_fd != self.fd:
+            os.close(self._write_fd)
+
+
+def _exit_fd(proc: subprocess.Popen[bytes], waker: _Waker) -> int:
+    """A descriptor readable once `proc` has exited: its pidfd (Linux 5.3+); elsewhere the
+    waker, which a thread waiting for the process wakes."""
+    try:
+        return os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+
+        def wait() -> None:
+            proc.wait()
+            waker.wake()
+
+        threading.Thread(target=wait, daemon=True, name=f"wait-{proc.pid}").start()
+        return -1
+
+
 class TaskRun:
     """One attempt of one task: `run()` blocks until it is over; `stop()` works from any thread."""
 
@@ -162,8 +212,7 @@ class TaskRun:
         self._user = user
         self._clock = clock
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._exited = threading.Event()
+        self._waker: _Waker | None = None
         self._stop_reason: StopReason | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._fields = {"task_id": spec.task_id, "attempt": spec.attempt}
@@ -179,7 +228,8 @@ class TaskRun:
         with self._lock:
             if self._stop_reason is None:
                 self._stop_reason = reason
-        self._wake.set()
+            if self._waker is not None:
+                self._waker.wake()
 
     def run(self) -> Result:
         """Stages, runs and collects the task; never raises for task-level problems."""
@@ -187,7 +237,7 @@ class TaskRun:
             return self._run()
         finally:
             if not self._keep_sandbox:
-                shutil.rmtree(self.sandbox, ignore_errors=True)
+                _remove_sandbox(self.sandbox)
 
     def _stopped_result(self, reason: StopReason, exit_code: int = 0) -> Result:
         outcome, kind, message = _STOP_RESULTS[reason]
@@ -235,19 +285,14 @@ class TaskRun:
                     FailureKind.INFRASTRUCTURE,
                 )
             self._proc = proc
+            self._waker = _Waker()
         _log.debug("task process started", extra={"kv": {**self._fields, "pid": proc.pid}})
-        reader = threading.Thread(
-            target=self._read_output, args=(proc,), daemon=True, name=f"output-{self.spec.task_id}"
-        )
-        reader.start()
-        threading.Thread(
-            target=self._await_exit, args=(proc,), daemon=True, name=f"wait-{self.spec.task_id}"
-        ).start()
-
-        ended_by = self._supervise(proc)
-        # Whatever the command left behind in its group goes with it.
-        _kill_group(proc.pid, signal.SIGKILL)
-        reader.join(timeout=5.0)
+        try:
+            ended_by = _Supervision(self, proc, self._waker).run()
+        finally:
+            with self._lock:
+                self._waker.close()
+                self._waker = None
         returncode = proc.wait()
         code = exit_code_of(returncode)
         tail = self._output.text()
@@ -279,42 +324,95 @@ class TaskRun:
             return Result(Outcome.FAILED, 0, str(exc), tail, FailureKind.STAGING)
         return Result(Outcome.COMPLETED, 0, "", tail, FailureKind.NONE, collected)
 
-    def _supervise(self, proc: subprocess.Popen[bytes]) -> StopReason | str:
-        """Waits for the process to exit, a stop or the timeout; kills the group for the latter."""
-        deadline = self._clock() + self.spec.timeout
+
+class _Supervision:
+    """Watches one task process from the task's own thread: its output (kept in the tail
+    buffer), its exit, a stop request and the timeout, all with one poll()."""
+
+    def __init__(self, run: TaskRun, proc: subprocess.Popen[bytes], waker: _Waker) -> None:
+        assert proc.stdout is not None
+        self._run = run
+        self._proc = proc
+        self._waker = waker
+        self._poller = select.poll()
+        self._output_fd = proc.stdout.fileno()
+        self._exit_fd = _exit_fd(proc, waker)
+        self.exited = False
+        for fd in (self._output_fd, self._exit_fd, waker.fd):
+            if fd >= 0:
+                self._poller.register(fd, select.POLLIN)
+
+    def run(self) -> StopReason | str:
+        """How the process ended: "exited", "timeout" or the stop reason. Afterwards the
+        group is killed and the output read to its end (or for at most 5 s)."""
+        try:
+            ended_by = self._watch()
+            # Whatever the command left behind in its group goes with it.
+            _kill_group(self._proc.pid, signal.SIGKILL)
+            self._pump(until=lambda: self._output_fd < 0, seconds=5.0, wakeable=False)
+            return ended_by
+        finally:
+            if self._exit_fd >= 0:
+                os.close(self._exit_fd)
+            assert self._proc.stdout is not None
+            self._proc.stdout.close()
+
+    def _watch(self) -> StopReason | str:
+        run = self._run
+        deadline = run._clock() + run.spec.timeout
         while True:
-            self._wake.wait(timeout=max(0.0, deadline - self._clock()))
-            # Clear before looking, so that a wake-up arriving meanwhile is not lost.
-            self._wake.clear()
-            if self._exited.is_set():
+            self._pump(until=lambda: self.exited, seconds=max(0.0, deadline - run._clock()))
+            if self.exited:
                 return "exited"
-            with self._lock:
-                reason = self._stop_reason
+            with run._lock:
+                reason = run._stop_reason
             if reason is not None:
-                self._terminate(proc, why=reason.value)
+                self._terminate(why=reason.value)
                 return reason
-            if self._clock() >= deadline:
-                self._terminate(proc, why="timeout")
+            if run._clock() >= deadline:
+                self._terminate(why="timeout")
                 return "timeout"
 
-    def _terminate(self, proc: subprocess.Popen[bytes], *, why: str) -> None:
-        _log.info("killing task process group", extra={"kv": {**self._fields, "why": why}})
-        _kill_group(proc.pid, signal.SIGTERM)
-        self._exited.wait(timeout=self._kill_grace)
-        _kill_group(proc.pid, signal.SIGKILL)
+    def _terminate(self, *, why: str) -> None:
+        _log.info("killing task process group", extra={"kv": {**self._run._fields, "why": why}})
+        _kill_group(self._proc.pid, signal.SIGTERM)
+        self._pump(until=lambda: self.exited, seconds=self._run._kill_grace, wakeable=False)
+        _kill_group(self._proc.pid, signal.SIGKILL)
 
-    def _read_output(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
+    def _pump(self, *, until: Callable[[], bool], seconds: float, wakeable: bool = True) -> None:
+        """Reads output and notes the exit until `until()` holds, `seconds` pass, or (if
+        `wakeable`) `TaskRun.stop()` wakes it."""
+        end = time.monotonic() + seconds
+        while not until():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            woken = False
+            for fd, _ in self._poller.poll(left * 1000):
+                if fd == self._output_fd:
+                    self._read_output()
+                elif fd == self._exit_fd:
+                    self._note_exit()
+                elif fd == self._waker.fd:
+                    self._waker.clear()
+                    woken = True
+                    if self._exit_fd < 0 and self._proc.poll() is not None:
+                        self._note_exit()
+            if woken and wakeable:
+                return
+
+    def _read_output(self) -> None:
         try:
-            while chunk := os.read(fd, 65536):
-                self._output.write(chunk)
+            chunk = os.read(self._output_fd, 65536)
         except OSError:
-            pass
-        finally:
-            proc.stdout.close()
+            chunk = b""
+        if chunk:
+            self._run._output.write(chunk)
+        else:  # end of output: every holder of the pipe has closed it
+            self._poller.unregister(self._output_fd)
+            self._output_fd = -1
 
-    def _await_exit(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.wait()
-        self._exited.set()
-        self._wake.set()
+    def _note_exit(self) -> None:
+        self.exited = True
+        if self._exit_fd >= 0:
+            self._poller.unregister(self._exit_fd)

@@ -15,6 +15,19 @@ from vahana_worker import executor
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True, params=["pidfd", "waiting-thread"])
+def exit_watch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: with the process's pidfd (Linux 5.3+), and as on a kernel
+    without pidfd_open, where a thread waits for the process instead."""
+    if request.param == "waiting-thread":
+
+        def no_pidfd(pid: int, flags: int = 0) -> int:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    return str(request.param)
+
+
 def alive(pid: int) -> bool:
     """True if `pid` is a live process (a zombie nobody reaped yet counts as dead)."""
     try:
