@@ -383,3 +383,20 @@ def test_missing_wrong_revoked_and_expired_tokens_are_unauthenticated(
     client.close()
     worker.terminate()
     assert token not in scheduler.log_text() + worker.log_text()
+
+
+def test_with_bound_certificates_a_worker_certificate_acts_only_for_the_worker_it_names(
+    pki: Path, start_scheduler: StartScheduler, workers: Callable[..., harness.WorkerProcess]
+) -> None:
+    scheduler = start_scheduler(pki, VAHANA_TLS_BIND_WORKER_CERTIFICATES="true")
+    workers(scheduler, pki, "worker-1", 1)  # its certificate's CN is worker-1
+    client = harness.Client(scheduler.address, credentials(pki))
+    wait_until(lambda: client.list_workers(), timeout=20, message="worker-1 registered")
+    [task_id] = client.submit(harness.submission("echo bound", name="bound"))
+    wait_until(lambda: client.status(task_id) == pb.COMPLETED, timeout=30, message="task done")
+    # worker-1's certificate with the bootstrap secret, registering as another worker: refused.
+    as_worker_1 = stub(scheduler, pki, "worker-1")
+    denied = refused_code(lambda: register(as_worker_1, "worker-2", secret(pki)))
+    assert denied == grpc.StatusCode.PERMISSION_DENIED
+    assert {w.worker_id for w in client.list_workers()} == {"worker-1"}
+    client.close()

@@ -158,6 +158,7 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
         "--set", "store.postgresql.existingSecret=vahana-db",
         "--set", "tls.serverSecretName=vahana-server-tls",
         "--set", "tls.clientCASecretName=vahana-client-ca",
+        "--set", "tls.bindWorkerCertificates=true",
         "--set", "auth.bootstrapSecretName=vahana-bootstrap",
         "--set", "auth.clientTokenSecretName=vahana-client-token",
         "--set", "serviceMonitor.enabled=true",
@@ -187,6 +188,7 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
         "--tls-client-ca-file=/etc/vahana/tls/client-ca/ca.crt",
         "--bootstrap-token-file=/etc/vahana/auth/bootstrap/bootstrap-token",
         "--client-token-file=/etc/vahana/auth/client/client-token",
+        "--bind-worker-certificates",
     } <= set(container["args"])
     assert "--insecure" not in container["args"]
     # The kubelet's gRPC probe cannot speak TLS: the port is probed by connecting.
@@ -257,6 +259,7 @@ def test_the_operator_command_uses_only_flags_the_operator_knows(helm_bin: Path)
         ("store: {type: postgresql}\n", "/store/postgresql/existingSecret"),
         ("metrics: {port: 50051}\n", "metrics.port"),
         ("tls: {serverSecretName: server-tls}\n", "/tls/clientCASecretName"),
+        ("tls: {bindWorkerCertificates: true}\n", "/tls/serverSecretName"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_field(

@@ -42,12 +42,14 @@ def certificates(settings: settings_module.Settings) -> tls.ReloadingCertificate
 def guard(
     settings: settings_module.Settings, sched: scheduler_module.Scheduler
 ) -> auth.Guard | None:
-    """The token guard of the gRPC services; None when no token is configured at all.
+    """The guard of the gRPC services; None when neither a token nor certificate binding is
+    configured.
 
     Worker tokens are revoked when the scheduler removes their worker.
     """
     auth_settings = settings.auth
-    if not auth_settings.bootstrap_token_file and not auth_settings.client_token_file:
+    bind = settings.tls.enabled and settings.tls.bind_worker_certificates
+    if not auth_settings.bootstrap_token_file and not auth_settings.client_token_file and not bind:
         return None
     store: tokens.TokenStore | None = None
     bootstrap: auth.FileSecret | None = None
@@ -66,6 +68,7 @@ def guard(
         client_secret=client_secret,
         lease_holder=sched.lease_holder,
         worker_pool=sched.worker_pool,
+        bind_certificates=bind,
     )
 
 

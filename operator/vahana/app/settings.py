@@ -36,6 +36,9 @@ class TlsSettings:
     """PEM CA certificate(s) that client (worker, CLI) certificates must be signed by."""
     insecure: bool = False
     """Serve plaintext on a non-loopback address: must be asked for explicitly."""
+    bind_worker_certificates: bool = False
+    """A worker's client certificate must name it: every WorkerService call about a worker
+    needs a certificate whose common name is that worker's id or its pool (`<ns>/<name>`)."""
 
     @property
     def enabled(self) -> bool:
@@ -198,6 +201,11 @@ class Settings:
                 f"tls: serving plaintext on {self.server.host or 'every address'} needs "
                 "tls.insecure=true (--insecure); or give tls.cert_file, tls.key_file and "
                 "tls.client_ca_file for mutual TLS"
+            )
+        if tls.bind_worker_certificates and not tls.enabled:
+            problems.append(
+                "tls.bind_worker_certificates: needs mutual TLS — give tls.cert_file, "
+                "tls.key_file and tls.client_ca_file, or leave it off"
             )
         named = {f"tls.{name}": path for name, path in files.items()}
         named["auth.bootstrap_token_file"] = self.auth.bootstrap_token_file

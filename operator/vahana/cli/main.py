@@ -260,6 +260,13 @@ def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str)
             f"--{name}", metavar="FILE", help=f"{text} [VAHANA_{section}_{field}]"
         )
     security.add_argument(
+        "--bind-worker-certificates",
+        action="store_true",
+        default=None,
+        help="a worker's client certificate must name its worker id or pool (CN) "
+        "[VAHANA_TLS_BIND_WORKER_CERTIFICATES]",
+    )
+    security.add_argument(
         "--insecure",
         action="store_true",
         default=None,
@@ -340,6 +347,7 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
         "tls.key_file": options.tls_key_file,
         "tls.client_ca_file": options.tls_client_ca_file,
         "tls.insecure": options.insecure,
+        "tls.bind_worker_certificates": options.bind_worker_certificates,
         "auth.bootstrap_token_file": options.bootstrap_token_file,
         "auth.client_token_file": options.client_token_file,
         "log_level": options.log_level,

@@ -8,7 +8,9 @@ The decoding layer calls the `Guard` with every decoded request before the servi
 - every other WorkerService call (except ListWorkers): a worker token. The call is bound to the
   token's worker id: a request naming another worker id, or a task attempt leased to another
   worker, is answered PERMISSION_DENIED before any state is touched;
-- ListWorkers and TaskService: the static client token, when one is configured.
+- ListWorkers and TaskService: the static client token, when one is configured;
+- with `bind_certificates` (mutual TLS): every WorkerService call about a worker (but
+  ListWorkers) needs a client certificate whose common name is that worker's id or its pool.
 
 A missing, unknown, expired or revoked token is answered UNAUTHENTICATED, which tells a worker to
 register again. Tokens travel as `authorization: Bearer <token>` metadata and are never logged.
@@ -83,6 +85,15 @@ def bearer(context: Any) -> str:
     return ""
 
 
+def common_names(context: Any) -> set[str]:
+    """The common names of the call's verified client certificate; empty without one."""
+    try:
+        found = (context.auth_context() or {}).get("x509_common_name", ())
+    except (AttributeError, ValueError):
+        return set()
+    return {name.decode(errors="replace") if isinstance(name, bytes) else name for name in found}
+
+
 def _worker_ids(request: Any) -> Iterable[str]:
     yield getattr(request, "worker_id", "")
     for item in getattr(request, "updates", ()):
@@ -109,6 +120,7 @@ class Guard:
         client_secret: FileSecret | None,
         lease_holder: LeaseHolder,
         worker_pool: WorkerPool = lambda _worker_id: None,
+        bind_certificates: bool = False,
     ) -> None:
         if (tokens is None) != (bootstrap is None):
             raise ValueError(
@@ -119,6 +131,7 @@ class Guard:
         self._client_secret = client_secret
         self._lease_holder = lease_holder
         self._worker_pool = worker_pool
+        self._bind_certificates = bind_certificates
 
     async def __call__(self, service: str, method: str, request: Any, context: Any) -> None:
         if service != WORKER_SERVICE or (service, method) in _CLIENT_METHODS:
@@ -128,6 +141,8 @@ class Guard:
                     f"{method}: this scheduler requires the client token (--token-file)",
                 )
             return
+        if self._bind_certificates:
+            await self._check_certificate(method, request, context)
         if self.tokens is None or self._bootstrap is None:
             return
         presented = bearer(context)
@@ -153,6 +168,29 @@ class Guard:
         if method == "RegisterWorker":
             await self._keep_pool(caller, request.pool, context)
         await self._bind(caller, method, request, context)
+
+    async def _check_certificate(self, method: str, request: Any, context: Any) -> None:
+        """The client certificate's common name must be the worker's id or its pool."""
+        names = common_names(context)
+        for worker_id in {w for w in _worker_ids(request) if w}:
+            pool = registered = self._worker_pool(worker_id)
+            if method == "RegisterWorker":
+                # A pool's certificate admits new workers of its pool, not another pool's.
+                pool = request.pool if registered in (None, request.pool) else None
+            if worker_id in names or (pool and pool in names):
+                continue
+            log.warning(
+                "refused %s: worker %s of pool %r with a certificate for %s",
+                method,
+                worker_id,
+                pool,
+                sorted(names) or "no name",
+            )
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{method}: the client certificate (CN {', '.join(sorted(names)) or 'none'}) "
+                f"names neither worker {worker_id!r} nor its pool {pool or ''!r}",
+            )
 
     async def _admit_pool_secret(self, presented: str, request: Any, context: Any) -> None:
         assert self._bootstrap is not None

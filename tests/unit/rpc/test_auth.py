@@ -158,3 +158,41 @@ def test_pool_secrets_differ_by_pool_and_master() -> None:
     assert secret not in {tokens.pool_secret("m", "ns/b"), tokens.pool_secret("m2", "ns/a")}
     with pytest.raises(ValueError):
         tokens.pool_secret("m", "")
+
+
+class CertContext(Context):
+    def __init__(self, *names: str) -> None:
+        super().__init__()
+        self._names = [name.encode() for name in names]
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_common_name": self._names} if self._names else {}
+
+
+def test_bound_certificates_must_name_the_worker_or_its_pool() -> None:
+    guard = auth.Guard(
+        tokens=None,
+        bootstrap=None,
+        client_secret=None,
+        lease_holder=lambda task_id, attempt: LEASES.get((task_id, attempt)),
+        worker_pool=POOLS.get,
+        bind_certificates=True,
+    )
+    denied = grpc.StatusCode.PERMISSION_DENIED
+
+    def call(method: str, request: object, *names: str) -> grpc.StatusCode | None:
+        return code_of(guard(auth.WORKER_SERVICE, method, request, CertContext(*names)))
+
+    heartbeat = pb.HeartbeatRequest(worker_id="w1")
+    assert call("SendHeartbeat", heartbeat, "w1") is None
+    assert call("SendHeartbeat", heartbeat, "ns/a") is None  # w1's pool
+    assert call("SendHeartbeat", heartbeat, "w2") == denied
+    assert call("SendHeartbeat", heartbeat, "ns/b") == denied
+    assert call("SendHeartbeat", heartbeat) == denied
+    new = pb.RegisterWorkerRequest(worker_id="new", pool="ns/a")
+    assert call("RegisterWorker", new, "ns/a") is None
+    assert call("RegisterWorker", new, "ns/b") == denied
+    moved = pb.RegisterWorkerRequest(worker_id="w1", pool="ns/b")
+    assert call("RegisterWorker", moved, "ns/b") == denied  # w1 is pool a's
+    assert call("RegisterWorker", moved, "w1") is None  # its own certificate may
+    assert call("ListWorkers", pb.ListWorkersRequest()) is None
