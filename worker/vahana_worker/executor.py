@@ -134,6 +134,12 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _not_started(error: OSError) -> Result:
+    return Result(
+        Outcome.FAILED, 127, f"could not start bash: {error}", "", FailureKind.INFRASTRUCTURE
+    )
+
+
 def _remove_sandbox(sandbox: Path) -> None:
     """Removes a sandbox; the common case (the task left its two empty directories) without
     walking the tree."""
@@ -153,19 +159,28 @@ class _Waker:
         else:
             self.fd, self._write_fd = os.pipe()
             os.set_blocking(self.fd, False)
+        # A late wake() must never write to a closed descriptor: its number may be reused.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):  # already closed: the run is over
-            os.write(self._write_fd, (1).to_bytes(8, "little"))
+        with self._lock:
+            if not self._closed:
+                with contextlib.suppress(BlockingIOError):  # already readable
+                    os.write(self._write_fd, (1).to_bytes(8, "little"))
 
     def clear(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(self.fd, 4096)
 
     def close(self) -> None:
-        os.close(self.fd)
-        if self._write_fd != self.fd:
-            os.close(self._write_fd)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self.fd)
+            if self._write_fd != self.fd:
+                os.close(self._write_fd)
 
 
 def _exit_fd(proc: subprocess.Popen[bytes], waker: _Waker) -> int:
@@ -265,6 +280,10 @@ class TaskRun:
             if self._stop_reason is not None:
                 return self._stopped_result(self._stop_reason)
             try:
+                waker = _Waker()
+            except OSError as exc:
+                return _not_started(exc)
+            try:
                 # No preexec_fn: the worker is multithreaded; limits are set by a launcher.
                 argv = [shutil.which("bash") or "/bin/bash", "-c", self.spec.command]
                 proc = subprocess.Popen(
@@ -277,21 +296,19 @@ class TaskRun:
                     start_new_session=True,
                 )
             except OSError as exc:
-                return Result(
-                    Outcome.FAILED,
-                    127,
-                    f"could not start bash: {exc}",
-                    "",
-                    FailureKind.INFRASTRUCTURE,
-                )
+                waker.close()
+                return _not_started(exc)
             self._proc = proc
-            self._waker = _Waker()
+            self._waker = waker
         _log.debug("task process started", extra={"kv": {**self._fields, "pid": proc.pid}})
         try:
-            ended_by = _Supervision(self, proc, self._waker).run()
+            ended_by = _Supervision(self, proc, waker).run()
+        except BaseException:
+            _kill_group(proc.pid, signal.SIGKILL)  # never leave a task running unwatched
+            raise
         finally:
             with self._lock:
-                self._waker.close()
+                waker.close()
                 self._waker = None
         returncode = proc.wait()
         code = exit_code_of(returncode)
@@ -388,7 +405,8 @@ class _Supervision:
             if left <= 0:
                 return
             woken = False
-            for fd, _ in self._poller.poll(left * 1000):
+            # poll() takes at most 2**31 ms; a long timeout is waited for in steps.
+            for fd, _ in self._poller.poll(min(left, 3600.0) * 1000):
                 if fd == self._output_fd:
                     self._read_output()
                 elif fd == self._exit_fd:

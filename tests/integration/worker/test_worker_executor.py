@@ -88,6 +88,12 @@ def test_exit_zero_completes_with_output(tmp_path: Path) -> None:
     assert "hello\n" in result.output_tail and "oops\n" in result.output_tail
 
 
+def test_a_timeout_of_a_month_is_waited_for_in_steps(tmp_path: Path) -> None:
+    result = make_run(tmp_path, "echo long-lived", timeout=30 * 86400.0).run()
+    assert result.outcome is executor.Outcome.COMPLETED, result.message
+    assert "long-lived" in result.output_tail
+
+
 @pytest.mark.parametrize(
     ("command", "code"), [("exit 3", 3), ("false", 1), ("kill -9 $$", 137), ("kill -TERM $$", 143)]
 )
