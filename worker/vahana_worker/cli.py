@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from vahana_worker import __version__, agent, lifetime, logs, settings
+from vahana_worker import __version__, agent, linux, logs, settings
 
 _log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `vahana-worker`."""
     config = parse_settings(argv)
     logs.setup(config.log_level, config.worker_id)
+    if not linux.protect_secrets():
+        _log.warning("cannot hide the worker's environment from its tasks on this platform")
     try:
         worker = agent.Worker(config)
     except Exception:
@@ -101,6 +103,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if config.exit_with_parent and not lifetime.exit_with_parent():
+    if config.exit_with_parent and not linux.exit_with_parent():
         _log.warning("--exit-with-parent is not supported on this platform")
     sys.exit(worker.run())

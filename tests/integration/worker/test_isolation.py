@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,3 +338,36 @@ def test_a_task_user_gets_only_inputs_it_could_read_itself(
         work, "cat shared", user=user, inputs=((str(public), "shared"),), task_id="share"
     )
     assert allowed.outcome == executor.Outcome.COMPLETED and "fine" in allowed.output_tail
+
+
+PROBE = """
+import importlib.util, os, subprocess, sys
+spec = importlib.util.spec_from_file_location("linux", sys.argv[1])
+linux = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(linux)
+if sys.argv[2] == "protected":
+    assert linux.protect_secrets()
+# A task of the same user reading its parent's environment, as `cat /proc/$PPID/environ`.
+task = subprocess.run(["cat", f"/proc/{os.getpid()}/environ"], capture_output=True)
+print(b"s3cret-in-the-worker" in task.stdout)
+"""
+
+
+@pytest.mark.parametrize("mode", ["protected", "unprotected"])
+def test_a_task_of_the_workers_user_cannot_read_the_workers_environment(mode: str) -> None:
+    """The worker's secrets (bootstrap secret, token) live in its environment and memory;
+    tasks run as the same user by default. Run as an unprivileged user: root reads anyway."""
+    module = Path(__file__).resolve().parents[3] / "worker" / "vahana_worker" / "linux.py"
+    with tempfile.TemporaryDirectory() as shared:
+        os.chmod(shared, 0o755)
+        copy = Path(shared) / "linux.py"
+        copy.write_text(module.read_text())
+        command = ["/usr/bin/python3", "-c", PROBE, str(copy), mode]
+        if os.geteuid() == 0:
+            command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
+        # In the environment it starts with, as the worker's VAHANA_WORKER_BOOTSTRAP_TOKEN.
+        env = {"PATH": "/usr/bin:/bin", "PROBE_SECRET": "s3cret-in-the-worker"}
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, check=True, env=env
+        )
+    assert done.stdout.strip() == ("False" if mode == "protected" else "True")
