@@ -193,13 +193,11 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
     assert "--insecure" not in container["args"]
     # The kubelet's gRPC probe cannot speak TLS: the port is probed by connecting.
     assert container["readinessProbe"]["tcpSocket"] == {"port": 50051}
-    # Pools' bootstrap Secrets are written by the operator: create and patch, nothing more.
+    # Pools' bootstrap Secrets are created by the operator: create, nothing more.
     secret_rules = [
         rule for rule in objects["ClusterRole"]["rules"] if "secrets" in rule["resources"]
     ]
-    assert secret_rules == [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]}
-    ]
+    assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
     assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}["state"]
     # Standbys serve nothing until they lead: no liveness probe that would kill them.
     assert "livenessProbe" not in container

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from vahana.core import tokens
+from vahana.pools import credentials
 
 from tests.integration.harness import pid_alive
 from tests.k8s import operator_process
@@ -538,7 +539,7 @@ def test_with_worker_authentication_a_kubernetes_pool_gets_a_secret_of_its_own(
             message="the Secret refusal reported",
         )
         assert "auth.bootstrapSecretName" in refusal
-        grant_on_secrets(control_plane, namespace, "write-bootstrap-secrets", ["create", "patch"])
+        grant_on_secrets(control_plane, namespace, "write-bootstrap-secrets", ["create"])
         worker_jobs = wait_until(
             lambda: get(control_plane, namespace, "jobs")["items"], timeout=30, message="a Job"
         )
@@ -547,12 +548,13 @@ def test_with_worker_authentication_a_kubernetes_pool_gets_a_secret_of_its_own(
             timeout=90,
             message="tasks completed by workers that registered with the pool's secret",
         )
-        secret = get(control_plane, namespace, "secret", "authed-vahana-bootstrap")
         expected = tokens.pool_secret("k8s-master-secret", f"{namespace}/authed")
+        name = credentials.bootstrap_secret_name("authed", expected)
+        secret = get(control_plane, namespace, "secret", name)
         assert base64.b64decode(secret["data"]["bootstrap-token"]).decode() == expected
         assert secret["metadata"]["ownerReferences"][0]["kind"] == "WorkerPool"
         job_text = json.dumps(worker_jobs)
-        assert "authed-vahana-bootstrap" in job_text  # the Pod reads it from the Secret
+        assert name in job_text  # the Pod reads it from the Secret
         assert "k8s-master-secret" not in job_text and expected not in job_text
         assert "k8s-master-secret" not in process.log_text() and expected not in process.log_text()
     finally:

@@ -7,6 +7,7 @@ flags, environment names and spec checks from here, so the three adapters agree 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,11 @@ def worker_tls(section: Mapping[str, Any], field: str, *, required: bool) -> Wor
     return WorkerTls(given["caFile"], given["certFile"], given["keyFile"])
 
 
-def bootstrap_secret_name(pool: str) -> str:
-    """The Kubernetes Secret holding a kubernetes WorkerPool's bootstrap secret."""
-    return f"{pool}-vahana-bootstrap"
+def bootstrap_secret_name(pool: str, secret: str) -> str:
+    """The Kubernetes Secret holding a kubernetes WorkerPool's bootstrap secret.
+
+    Named after a digest of the secret, so that a rotated secret goes into a new Secret: the
+    operator only ever creates Secrets, it never needs to read or change one.
+    """
+    digest = hashlib.sha256(secret.encode()).hexdigest()[:10]
+    return f"{pool[:200]}-vahana-bootstrap-{digest}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ class KubernetesPool:
         self._core = k8s.CoreV1Api(api)
         self._last_error = ""
         self._secret_written = ""
-        """Digest of the bootstrap secret last written to the pool's Secret."""
+        """Name of the bootstrap Secret known to exist."""
 
     def start_workers(self, count: int) -> list[str]:
         started = []
@@ -54,31 +53,26 @@ class KubernetesPool:
         return started
 
     def _write_bootstrap_secret(self) -> None:
-        """Creates the Secret the worker Pods read the pool's secret from, or updates it when
-        the secret changed (the master secret was rotated)."""
-        digest = hashlib.sha256(self.bootstrap_token.encode()).hexdigest()
-        if digest == self._secret_written:
+        """Creates the Secret the worker Pods read the pool's secret from. Its name carries a
+        digest of the secret, so one that exists already holds this very secret."""
+        name = self.spec.bootstrap_secret
+        if name == self._secret_written:
             return
         manifest = jobs.build_bootstrap_secret(self.spec, self.bootstrap_token)
-        name = self.spec.bootstrap_secret
         try:
-            try:
-                self._core.create_namespaced_secret(self.spec.namespace, manifest)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-                self._core.patch_namespaced_secret(name, self.spec.namespace, manifest)
+            self._core.create_namespaced_secret(self.spec.namespace, manifest)
         except ApiException as error:
-            self._last_error = f"writing Secret {name}: {_reason(error)}"
-            if error.status == 403:
-                self._last_error += (
-                    " — the operator needs create and patch on Secrets for its pools' "
-                    "bootstrap secrets (the chart grants them with auth.bootstrapSecretName)"
-                )
-            log.warning("pool=%s %s", self.name, self._last_error)
-            raise base.PoolError(self._last_error) from error
-        log.info("pool=%s wrote its bootstrap Secret %s", self.name, name)
-        self._secret_written = digest
+            if error.status != 409:
+                self._last_error = f"creating Secret {name}: {_reason(error)}"
+                if error.status == 403:
+                    self._last_error += (
+                        " — the operator needs create on Secrets for its pools' bootstrap "
+                        "secrets (the chart grants it with auth.bootstrapSecretName)"
+                    )
+                log.warning("pool=%s %s", self.name, self._last_error)
+                raise base.PoolError(self._last_error) from error
+        log.info("pool=%s bootstrap Secret %s in place", self.name, name)
+        self._secret_written = name
 
     def stop_workers(self, worker_ids: Sequence[str]) -> None:
         """Deletes the workers' Jobs; their Pods get SIGTERM and the workers drain."""
@@ -188,7 +182,7 @@ def pool_spec(context: base.PoolContext) -> jobs.KubernetesPoolSpec:
         heartbeat_interval_seconds=context.heartbeat_interval_seconds,
         drain_timeout_seconds=context.drain_timeout_seconds,
         tls_secret=section.get("tlsSecretName", ""),
-        bootstrap_secret=credentials.bootstrap_secret_name(context.name)
+        bootstrap_secret=credentials.bootstrap_secret_name(context.name, context.bootstrap_secret)
         if context.bootstrap_secret
         else "",
     )

@@ -50,6 +50,9 @@ class ManagedPool:
     walltime_seconds: float = 0.0
     """How long each worker's allocation lasts (slurm, baremetal); 0: unlimited."""
     last_error: str = ""
+    spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    bootstrap_secret: str = dataclasses.field(default="", repr=False)
+    """The secret the adapter was given for new workers (see PoolDefaults.pool_secret)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +112,7 @@ class PoolManager:
             labels=dict(spec.get("labels") or {}),
         )
         heartbeat = spec.get("heartbeatInterval")
+        secret = self._defaults.pool_secret(key)
         context = base.PoolContext(
             namespace=namespace,
             name=name,
@@ -126,7 +130,7 @@ class PoolManager:
             else None,
             drain_timeout_seconds=quantity.parse_duration(spec.get("drainTimeout") or "30s"),
             worker_args=self._defaults.worker_args,
-            bootstrap_secret=self._defaults.pool_secret(key),
+            bootstrap_secret=secret,
             tls_required=self._defaults.tls_required,
             worker_binary_url=self._defaults.worker_binary_url,
             worker_binary_sha256=self._defaults.worker_binary_sha256,
@@ -159,6 +163,8 @@ class PoolManager:
             else 0.0,
             adapter=adapter,
             last_error=existing.last_error if existing else "",
+            spec=spec,
+            bootstrap_secret=secret,
         )
         self._pools[key] = pool
         return pool
@@ -166,6 +172,10 @@ class PoolManager:
     async def reconcile(self, key: str) -> dict[str, Any]:
         """One round: replace exited workers, scale to demand, report. Returns the status."""
         pool = self._pools[key]
+        if self._defaults.pool_secret(key) != pool.bootstrap_secret:
+            # The master secret was rotated: new workers get the pool's new secret.
+            log.info("pool=%s bootstrap secret rotated; new workers get the new one", key)
+            pool = self.upsert(pool.namespace, pool.name, pool.uid, pool.spec)
         adapter = pool.adapter
         in_pool = await asyncio.to_thread(adapter.list_workers)
         gone = [

@@ -164,7 +164,15 @@ def test_a_pool_of_a_tls_scheduler_must_name_its_workers_tls_secret() -> None:
         )
     )
     assert ready.tls_secret == "worker-tls"
-    assert ready.bootstrap_secret == "gpu-vahana-bootstrap"
+    assert ready.bootstrap_secret.startswith("gpu-vahana-bootstrap-")
+    rotated = kubernetes.pool_spec(
+        _context(
+            {"image": "v:1", "tlsSecretName": "worker-tls"},
+            tls_required=True,
+            bootstrap_secret="pool.t",
+        )
+    )
+    assert rotated.bootstrap_secret != ready.bootstrap_secret  # a new secret, a new Secret
     assert ready.drain_timeout_seconds == 90.0
     assert "pool.s" not in repr(ready)
     assert kubernetes.pool_spec(_context({"image": "v:1"})).bootstrap_secret == ""

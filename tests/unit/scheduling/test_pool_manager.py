@@ -145,3 +145,34 @@ def test_a_pools_type_cannot_change_under_its_workers(tmp_path: Path) -> None:
     manager.upsert("ns", "p", "uid", {"type": "local", "maxWorkers": 1})
     with pytest.raises(pool_manager.PoolSpecError, match="spec.type: cannot change"):
         manager.upsert("ns", "p", "uid", {"type": "other", "maxWorkers": 1})
+
+
+def test_a_rotated_master_secret_reaches_the_pools_new_workers(tmp_path: Path) -> None:
+    sched = scheduler.Scheduler(SqliteStore(":memory:"))
+    master = {"value": "first"}
+    contexts: list[base.PoolContext] = []
+
+    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
+        contexts.append(context)
+        return previous if isinstance(previous, FakePool) else FakePool(context)
+
+    manager = pool_manager.PoolManager(
+        sched,
+        pool_manager.PoolDefaults(
+            server_address="x:1",
+            heartbeat_interval_seconds=30,
+            state_dir=tmp_path,
+            pool_secret=lambda key: f"{master['value']}:{key}",
+        ),
+        {"fake": factory},
+    )
+    spec = {"type": "fake", "minWorkers": 1, "maxWorkers": 1}
+    manager.upsert("ns", "p", "uid", spec)
+    key = pool_manager.pool_key("ns", "p")
+    asyncio.run(manager.reconcile(key))
+    assert [c.bootstrap_secret for c in contexts] == ["first:ns/p"]
+    master["value"] = "second"
+    asyncio.run(manager.reconcile(key))
+    assert [c.bootstrap_secret for c in contexts] == ["first:ns/p", "second:ns/p"]
+    asyncio.run(manager.reconcile(key))
+    assert len(contexts) == 2  # rebuilt once, on the change only
