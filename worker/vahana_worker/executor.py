@@ -183,15 +183,18 @@ class _Waker:
                 os.close(self._write_fd)
 
 
-def _exit_fd(proc: subprocess.Popen[bytes], waker: _Waker) -> int:
-    """A descriptor readable once `proc` has exited: its pidfd (Linux 5.3+); elsewhere the
-    waker, which a thread waiting for the process wakes."""
+def _exit_fd(proc: subprocess.Popen[bytes], waker: _Waker, exited: threading.Event) -> int:
+    """A descriptor readable once `proc` has exited: its pidfd (Linux 5.3+). Elsewhere -1, and
+    a thread waiting for the process sets `exited` and wakes the waker. Neither reaps it: until
+    `Popen.wait()`, its pid (and so its process group id) cannot go to another process."""
     try:
         return os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
 
         def wait() -> None:
-            proc.wait()
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            exited.set()
             waker.wake()
 
         threading.Thread(target=wait, daemon=True, name=f"wait-{proc.pid}").start()
@@ -353,7 +356,8 @@ class _Supervision:
         self._waker = waker
         self._poller = select.poll()
         self._output_fd = proc.stdout.fileno()
-        self._exit_fd = _exit_fd(proc, waker)
+        self._exited_elsewhere = threading.Event()
+        self._exit_fd = _exit_fd(proc, waker, self._exited_elsewhere)
         self.exited = False
         for fd in (self._output_fd, self._exit_fd, waker.fd):
             if fd >= 0:
@@ -414,7 +418,7 @@ class _Supervision:
                 elif fd == self._waker.fd:
                     self._waker.clear()
                     woken = True
-                    if self._exit_fd < 0 and self._proc.poll() is not None:
+                    if self._exited_elsewhere.is_set():
                         self._note_exit()
             if woken and wakeable:
                 return
