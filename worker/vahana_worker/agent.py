@@ -51,6 +51,11 @@ STREAMED_RUNNING_WAIT = 0.02
 task's result: a worker working through a queue of short tasks then makes one call per task
 (RUNNING, result and the next task together) instead of two. A task handed out to an idle
 worker's poll reports RUNNING at once."""
+REGISTRATION_REFUSALS = 8
+"""Registrations in a row the scheduler refuses for the worker's credentials (UNAUTHENTICATED,
+PERMISSION_DENIED) before the worker gives up and exits (~45 s of backoff): a worker that can
+never register (a rotated bootstrap secret, another pool's certificate) makes way for one its
+pool starts with the right ones, instead of holding its slot forever."""
 ALLOCATION_MARGIN = 10.0
 """Seconds before `allocation_ends_at - drain_timeout` at which the worker starts draining."""
 
@@ -109,6 +114,7 @@ class Worker:
         self._shutdown_requested = threading.Event()
         self._shutdown_reason = ""
         self._fatal: BaseException | None = None
+        self._refused_registrations = 0
         self._stopping = threading.Event()  # no more polling, no new tasks
         self._link_stop = threading.Event()  # the link loop ends
         self._link_wake = threading.Event()
@@ -312,7 +318,8 @@ class Worker:
             self._check_allocation_end()
             if self._credentials.renewal_due() and not self._needs_register.is_set():
                 self._request_register()  # a fresh token before this one expires
-            if self._needs_register.is_set() and not self._stopping.is_set():
+            stopping = self._stopping.is_set() or self._shutdown_requested.is_set()
+            if self._needs_register.is_set() and not stopping:
                 if self._wait_breaker(self._link_stop) and self._register(pause):
                     next_beat = time.monotonic()  # first figures right away
                 continue
@@ -329,8 +336,17 @@ class Worker:
         try:
             response = self._client.register(request)
         except grpc.RpcError as exc:
+            if client.code_of(exc) in (
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.PERMISSION_DENIED,
+            ):
+                self._refused_registrations += 1
+                if self._refused_registrations >= REGISTRATION_REFUSALS:
+                    self._give_up_registering(exc)
+                    return False
             self._call_failed("RegisterWorker", exc, pause, self._link_stop)
             return False
+        self._refused_registrations = 0
         self._call_succeeded(pause)
         if not response.success:
             delay = pause.next_delay()
@@ -357,6 +373,15 @@ class Worker:
             self._stop_lease(lease.task_id, lease.attempt, executor.StopReason.REVOKED)
         self._reporter.retry_now()
         return True
+
+    def _give_up_registering(self, exc: grpc.RpcError) -> None:
+        message = (
+            f"the scheduler refused this worker's credentials {self._refused_registrations} "
+            f"times in a row ({client.code_of(exc).name}: {client.details_of(exc)})"
+        )
+        _ev("giving up: " + message, level=logging.ERROR)
+        self._fatal = PermissionError(message)
+        self.shutdown(reason=message)
 
     def _worker_status(self) -> pb.WorkerStatus:
         if self._stopping.is_set():

@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from vahana_worker import agent, settings
+import grpc
+import pytest
+from vahana_worker import agent, backoff, settings
 from vahana_worker.proto import worker_pb2 as pb
 
 
@@ -80,3 +82,34 @@ def test_a_task_that_cannot_start_is_handed_back_and_the_others_still_start(
     [handed_back] = worker._reporter.pending()
     assert (handed_back.task_id, handed_back.attempt, handed_back.status) == ("bad", 3, pb.FAILED)
     assert handed_back.failure_kind == pb.INFRASTRUCTURE
+
+
+class RefusedCall(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAUTHENTICATED
+
+    def details(self) -> str:
+        return "the secret given is not pool 'ns/p''s bootstrap secret"
+
+
+class RefusingClient(ExplodingClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.registrations = 0
+
+    def register(self, request: pb.RegisterWorkerRequest) -> pb.RegisterWorkerResponse:
+        self.registrations += 1
+        raise RefusedCall()
+
+
+def test_a_worker_whose_credentials_are_refused_gives_up_with_exit_code_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = backoff.Backoff
+    monkeypatch.setattr(backoff, "Backoff", lambda: fast(base=0.001, cap=0.002))
+    stub = RefusingClient()
+    thread, codes = run_in_thread(make_worker(tmp_path, stub))
+    thread.join(timeout=30)
+    assert codes == [1]
+    assert stub.registrations == agent.REGISTRATION_REFUSALS
+    assert stub.statuses[-1] == pb.TERMINATED
