@@ -53,6 +53,11 @@ class ManagedPool:
     spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     bootstrap_secret: str = dataclasses.field(default="", repr=False)
     """The secret the adapter was given for new workers (see PoolDefaults.pool_secret)."""
+    removing: bool = False
+    """Being removed: its workers drain and none is started or replaced any more."""
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock, repr=False)
+    """Held by a reconcile round and by the final close: a round that started before the
+    removal cannot start workers after the adapter was closed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +170,8 @@ class PoolManager:
             last_error=existing.last_error if existing else "",
             spec=spec,
             bootstrap_secret=secret,
+            removing=existing.removing if existing else False,
+            lock=existing.lock if existing else asyncio.Lock(),
         )
         self._pools[key] = pool
         return pool
@@ -172,6 +179,18 @@ class PoolManager:
     async def reconcile(self, key: str) -> dict[str, Any]:
         """One round: replace exited workers, scale to demand, report. Returns the status."""
         pool = self._pools[key]
+        async with pool.lock:
+            if pool.removing or self._pools.get(key) is not pool:
+                return {
+                    "desired": 0,
+                    "starting": 0,
+                    "ready": 0,
+                    "busy": 0,
+                    "lastError": pool.last_error or None,
+                }
+            return await self._reconcile(key, pool)
+
+    async def _reconcile(self, key: str, pool: ManagedPool) -> dict[str, Any]:
         if self._defaults.pool_secret(key) != pool.bootstrap_secret:
             # The master secret was rotated: new workers get the pool's new secret.
             log.info("pool=%s bootstrap secret rotated; new workers get the new one", key)
@@ -234,6 +253,8 @@ class PoolManager:
     async def remove(self, key: str) -> int:
         """Drains the pool's workers; returns how many are still registered (0: all gone)."""
         pool = self._pools.get(key)
+        if pool is not None:
+            pool.removing = True
         registered = [
             w
             for w in self._scheduler.list_workers(pool=key)
@@ -246,12 +267,16 @@ class PoolManager:
             return 0
         if registered:
             return len(registered)
-        await asyncio.to_thread(pool.adapter.close)
-        del self._pools[key]
+        await self.close(key)
         return 0
 
     async def close(self, key: str) -> None:
         """Stops whatever the pool still runs (busy or not) and forgets it: the last resort."""
-        pool = self._pools.pop(key, None)
-        if pool is not None:
+        pool = self._pools.get(key)
+        if pool is None:
+            return
+        pool.removing = True
+        async with pool.lock:  # after any round under way: it may be starting workers
+            if self._pools.get(key) is pool:
+                del self._pools[key]
             await asyncio.to_thread(pool.adapter.close)

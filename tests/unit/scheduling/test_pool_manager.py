@@ -176,3 +176,46 @@ def test_a_rotated_master_secret_reaches_the_pools_new_workers(tmp_path: Path) -
     assert [c.bootstrap_secret for c in contexts] == ["first:ns/p", "second:ns/p"]
     asyncio.run(manager.reconcile(key))
     assert len(contexts) == 2  # rebuilt once, on the change only
+
+
+def test_a_pool_being_removed_starts_no_worker_and_its_close_waits_for_a_round(
+    tmp_path: Path,
+) -> None:
+    sched = scheduler.Scheduler(SqliteStore(":memory:"))
+    adapters: list[FakePool] = []
+
+    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
+        adapters.append(FakePool(context))
+        return adapters[-1]
+
+    manager = pool_manager.PoolManager(
+        sched,
+        pool_manager.PoolDefaults(
+            server_address="x:1", heartbeat_interval_seconds=30, state_dir=tmp_path
+        ),
+        {"fake": factory},
+    )
+    manager.upsert("ns", "p", "uid", {"type": "fake", "minWorkers": 2, "maxWorkers": 2})
+    key = pool_manager.pool_key("ns", "p")
+
+    async def scenario() -> None:
+        await manager.reconcile(key)
+        [adapter] = adapters
+        assert len(adapter.started) == 2
+        for worker_id in adapter.started:
+            sched.register(records.Registration(worker_id, models.Resources(1), 1, pool=key))
+        assert await manager.remove(key) == 2  # draining
+        adapter.stopped += adapter.started  # the drained workers exit
+        await manager.reconcile(key)  # a round during the removal: no replacement
+        assert len(adapter.started) == 2
+        # A round under way when the pool is closed: the close waits for it to end.
+        held = manager._pools[key].lock
+        await held.acquire()
+        closing = asyncio.create_task(manager.close(key))
+        await asyncio.sleep(0)
+        assert not closing.done() and adapter.stopped == adapter.started
+        held.release()
+        await closing
+        assert manager.lookup(key) is None
+
+    asyncio.run(scenario())
