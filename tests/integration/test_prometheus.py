@@ -121,8 +121,18 @@ def test_prometheus_sees_the_queue_depth_then_every_completed_task(
                 message="the workers' metrics to count every task",
             )
             assert depth("sum(vahana_worker_active_tasks)") == 0
-            assert depth('sum(vahana_worker_circuit_breaker_state{state="closed"})') == 2
-            assert [t["health"] for t in prom.targets()] == ["up"] * 3, prom.targets()
+            # Both workers scraped since they started (one may have started after a scrape of
+            # its port was refused, and done no task), and both links healthy.
+            wait_until(
+                lambda: depth('sum(vahana_worker_circuit_breaker_state{state="closed"})') == 2,
+                timeout=SCRAPED,
+                message="both workers' circuit breakers closed",
+            )
+            wait_until(
+                lambda: [t["health"] for t in prom.targets()] == ["up"] * 3,
+                timeout=SCRAPED,
+                message="every target up",
+            )
             # The Grafana dashboard's queries are valid PromQL that Prometheus evaluates.
             dashboard = json.loads(DASHBOARD.read_text())
             for panel in dashboard["panels"]:

@@ -426,6 +426,20 @@ def grant_on_secrets(plane: ControlPlane, namespace: str, name: str, verbs: list
     apply(plane, namespace, json.dumps(role) + "\n---\n" + json.dumps(binding))
 
 
+def grant_when_asked(
+    plane: ControlPlane, namespace: str, pool: str, chart_value: str, verbs: list[str]
+) -> None:
+    """Waits for the pool to report that the operator may not use Secrets, naming the chart
+    value that grants it; then grants `verbs` on Secrets."""
+    refusal = wait_until(
+        lambda: _pool_status(plane, namespace, pool).get("lastError"),
+        timeout=30,
+        message="the Secret refusal reported",
+    )
+    assert chart_value in refusal
+    grant_on_secrets(plane, namespace, f"{pool}-secrets", verbs)
+
+
 def _pool_status(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     pool = get(plane, namespace, "workerpool", name)
     return (pool or {}).get("status") or {}
@@ -487,14 +501,7 @@ def test_a_baremetal_pool_reads_its_ssh_key_and_known_hosts_from_secrets(
     }
     apply(control_plane, namespace, json.dumps(pool))
     # The chart's default RBAC does not read Secrets: the pool says what to grant.
-    refusal = wait_until(
-        lambda: _pool_status(control_plane, namespace, "lab").get("lastError"),
-        timeout=30,
-        message="the Secret refusal reported",
-    )
-    assert "rbac.readSshSecrets" in refusal
-
-    grant_on_secrets(control_plane, namespace, "read-ssh-secrets", ["get"])
+    grant_when_asked(control_plane, namespace, "lab", "rbac.readSshSecrets", ["get"])
     apply(control_plane, namespace, task_yaml("over-ssh", "echo over-ssh", pool="lab"))
     wait_until(
         lambda: phases(control_plane, namespace).get("over-ssh") == "Completed",
@@ -533,13 +540,7 @@ def test_with_worker_authentication_a_kubernetes_pool_gets_a_secret_of_its_own(
             "---\n".join(task_yaml(f"authed-{i}", "echo ok", pool="authed") for i in range(2)),
         )
         # What the chart grants with auth.bootstrapSecretName; without it the pool says so.
-        refusal = wait_until(
-            lambda: _pool_status(control_plane, namespace, "authed").get("lastError"),
-            timeout=30,
-            message="the Secret refusal reported",
-        )
-        assert "auth.bootstrapSecretName" in refusal
-        grant_on_secrets(control_plane, namespace, "write-bootstrap-secrets", ["create"])
+        grant_when_asked(control_plane, namespace, "authed", "auth.bootstrapSecretName", ["create"])
         worker_jobs = wait_until(
             lambda: get(control_plane, namespace, "jobs")["items"], timeout=30, message="a Job"
         )

@@ -201,7 +201,12 @@ def test_pilots_near_their_walltime_get_no_long_task_and_are_replaced_in_time(
             for status, _, reason, listed in run.long_states
             if status == worker_pb2.PENDING and listed == {first.worker_id}
         ]
-        assert waiting and all("allocation lasts" in reason for reason in waiting), waiting
+        # Refused for its allocation; at the very end the first pilot drains itself, and if the
+        # replacement is slow to register (a loaded machine) the reason says so instead.
+        assert waiting and "allocation lasts" in waiting[0], waiting
+        assert all(
+            "allocation lasts" in reason or "draining or unhealthy" in reason for reason in waiting
+        ), waiting
         assert _seconds(long.started_at) >= second.registered_at
 
         # (2) the replacement was registered before the first pilot's allocation ended

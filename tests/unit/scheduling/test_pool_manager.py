@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from vahana.core import models
 from vahana.pools import base, scripts
@@ -43,23 +44,36 @@ class FakePool:
         self.stopped += self.started
 
 
+class Fake:
+    """A PoolManager over an in-memory scheduler, with "fake" pools: the adapters it built and
+    the contexts it built them from."""
+
+    def __init__(self, tmp_path: Path, *, reuse: bool = False, **defaults: Any) -> None:
+        self.sched = scheduler.Scheduler(SqliteStore(":memory:"))
+        self.adapters: list[FakePool] = []
+        self.contexts: list[base.PoolContext] = []
+
+        def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> FakePool:
+            self.contexts.append(context)
+            if reuse and isinstance(previous, FakePool):
+                return previous
+            self.adapters.append(FakePool(context))
+            return self.adapters[-1]
+
+        self.manager = pool_manager.PoolManager(
+            self.sched,
+            pool_manager.PoolDefaults(
+                server_address="x:1", heartbeat_interval_seconds=30, state_dir=tmp_path, **defaults
+            ),
+            {"fake": factory},
+        )
+
+
 def test_pilots_near_their_walltime_are_replaced_once_each_never_without_bound(
     tmp_path: Path,
 ) -> None:
-    sched = scheduler.Scheduler(SqliteStore(":memory:"))
-    adapters: list[FakePool] = []
-
-    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
-        adapters.append(FakePool(context))
-        return adapters[-1]
-
-    manager = pool_manager.PoolManager(
-        sched,
-        pool_manager.PoolDefaults(
-            server_address="x:1", heartbeat_interval_seconds=30, state_dir=tmp_path
-        ),
-        {"fake": factory},
-    )
+    fake = Fake(tmp_path)
+    sched, manager, adapters = fake.sched, fake.manager, fake.adapters
     spec = {"type": "fake", "minWorkers": 2, "maxWorkers": 2, "walltime": "40s"}
     manager.upsert("ns", "p", "uid", spec)
     key = pool_manager.pool_key("ns", "p")
@@ -87,22 +101,8 @@ def test_pilots_near_their_walltime_are_replaced_once_each_never_without_bound(
 
 
 def test_the_pools_drain_timeout_reaches_the_workers_flags(tmp_path: Path) -> None:
-    contexts: list[base.PoolContext] = []
-
-    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
-        contexts.append(context)
-        return FakePool(context)
-
-    manager = pool_manager.PoolManager(
-        scheduler.Scheduler(SqliteStore(":memory:")),
-        pool_manager.PoolDefaults(
-            server_address="x:1",
-            heartbeat_interval_seconds=30,
-            state_dir=tmp_path,
-            worker_binary_url="http://x/worker.pyz",
-        ),
-        {"fake": factory},
-    )
+    fake = Fake(tmp_path, worker_binary_url="http://x/worker.pyz")
+    manager, contexts = fake.manager, fake.contexts
     manager.upsert("ns", "p", "uid", {"type": "fake", "maxWorkers": 1})
     manager.upsert("ns", "p", "uid", {"type": "fake", "maxWorkers": 1, "drainTimeout": "2s"})
     assert [c.drain_timeout_seconds for c in contexts] == [30.0, 2.0]
@@ -148,24 +148,9 @@ def test_a_pools_type_cannot_change_under_its_workers(tmp_path: Path) -> None:
 
 
 def test_a_rotated_master_secret_reaches_the_pools_new_workers(tmp_path: Path) -> None:
-    sched = scheduler.Scheduler(SqliteStore(":memory:"))
     master = {"value": "first"}
-    contexts: list[base.PoolContext] = []
-
-    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
-        contexts.append(context)
-        return previous if isinstance(previous, FakePool) else FakePool(context)
-
-    manager = pool_manager.PoolManager(
-        sched,
-        pool_manager.PoolDefaults(
-            server_address="x:1",
-            heartbeat_interval_seconds=30,
-            state_dir=tmp_path,
-            pool_secret=lambda key: f"{master['value']}:{key}",
-        ),
-        {"fake": factory},
-    )
+    fake = Fake(tmp_path, reuse=True, pool_secret=lambda key: f"{master['value']}:{key}")
+    manager, contexts = fake.manager, fake.contexts
     spec = {"type": "fake", "minWorkers": 1, "maxWorkers": 1}
     manager.upsert("ns", "p", "uid", spec)
     key = pool_manager.pool_key("ns", "p")
@@ -181,20 +166,8 @@ def test_a_rotated_master_secret_reaches_the_pools_new_workers(tmp_path: Path) -
 def test_a_pool_being_removed_starts_no_worker_and_its_close_waits_for_a_round(
     tmp_path: Path,
 ) -> None:
-    sched = scheduler.Scheduler(SqliteStore(":memory:"))
-    adapters: list[FakePool] = []
-
-    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> base.WorkerPool:
-        adapters.append(FakePool(context))
-        return adapters[-1]
-
-    manager = pool_manager.PoolManager(
-        sched,
-        pool_manager.PoolDefaults(
-            server_address="x:1", heartbeat_interval_seconds=30, state_dir=tmp_path
-        ),
-        {"fake": factory},
-    )
+    fake = Fake(tmp_path)
+    sched, manager, adapters = fake.sched, fake.manager, fake.adapters
     manager.upsert("ns", "p", "uid", {"type": "fake", "minWorkers": 2, "maxWorkers": 2})
     key = pool_manager.pool_key("ns", "p")
 
