@@ -19,6 +19,12 @@ COPY crds/ crds/
 COPY worker/ worker/
 COPY operator/ operator/
 RUN pip wheel --wheel-dir /wheels ./worker ./operator
+# The worker zipapp that slurm and baremetal WorkerPools hand to their pilots (pools.worker_pyz):
+# the worker with this image's grpcio and protobuf, so pilots run it with the same CPython minor
+# version on the same platform (worker/build_pyz.py says why).
+RUN pip install --no-index --find-links=/wheels vahana-worker \
+    && pip install "shiv>=1.0.6" \
+    && python worker/build_pyz.py --output /dist/worker.pyz
 
 # -- runtime: a virtualenv installed from those wheels only; no compilers, no pip cache -------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -32,6 +38,7 @@ LABEL org.opencontainers.image.title="vahana" \
       org.opencontainers.image.source="https://github.com/vahana/vahana" \
       org.opencontainers.image.base.name="docker.io/library/python:3.11-slim"
 ENV PATH=/opt/vahana/bin:$PATH \
+    VAHANA_POOLS_WORKER_PYZ=/opt/vahana/share/worker.pyz \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -44,6 +51,7 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     && useradd --uid 65532 --gid 65532 --home-dir /var/lib/vahana --create-home \
        --shell /usr/sbin/nologin vahana \
     && install -d -o 65532 -g 65532 /work
+COPY --from=builder /dist/worker.pyz /opt/vahana/share/worker.pyz
 # The state dir (store, logs, sandboxes) and the worker's working dir; volumes in a cluster.
 WORKDIR /var/lib/vahana
 USER 65532:65532

@@ -93,8 +93,10 @@ def test_the_dockerfile_is_multi_stage_on_python_slim_and_non_root(stages: list[
     labels = " ".join(runtime.all("LABEL"))
     for label in ("title", "description", "version", "revision", "licenses", "source"):
         assert f"org.opencontainers.image.{label}=" in labels
-    # Small: the runtime copies nothing from the build context and installs no compilers.
-    assert not runtime.all("COPY") and not runtime.all("ADD")
+    # Small: the runtime copies nothing from the build context (only the builder's worker
+    # zipapp) and installs no compilers.
+    assert all(copy.startswith("--from=builder ") for copy in runtime.all("COPY"))
+    assert not runtime.all("ADD")
     runs = " ".join(runtime.all("RUN"))
     assert "--no-index" in runs
     assert not [tool for tool in COMPILERS if re.search(rf"\b{re.escape(tool)}\b", runs)]
@@ -232,3 +234,39 @@ def test_the_installed_package_carries_its_crds_and_migrations(image_venv: Path)
     crds, migrations = result.stdout.splitlines()
     assert crds == str(sorted(p.name for p in (ROOT / "crds").glob("*.yaml")))
     assert migrations == "True"
+
+
+@pytest.mark.timeout(600)
+def test_the_image_carries_the_worker_zipapp_its_remote_pools_serve(
+    stages: list[Stage], tmp_path: Path
+) -> None:
+    builder, runtime = stages[0], stages[-1]
+    (build,) = [run for run in builder.all("RUN") if "build_pyz.py" in run]
+    built = re.search(r"build_pyz\.py --output (\S+)", build)
+    assert built is not None
+    (copy,) = runtime.all("COPY")
+    source, target = shlex.split(copy)[1:]
+    assert source == built[1]
+    assert f"VAHANA_POOLS_WORKER_PYZ={target}" in " ".join(runtime.all("ENV"))
+    # The build script needs nothing outside the build context, and its zipapp starts.
+    context = tmp_path / "src"
+    build_context(context, stages)
+    pyz = tmp_path / "worker.pyz"
+    subprocess.run(
+        [sys.executable, "worker/build_pyz.py", "--output", str(pyz)],
+        cwd=context,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    started = subprocess.run(
+        [sys.executable, str(pyz), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHIV_ROOT": str(tmp_path / "shiv")},
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode == 0, started.stderr
+    assert "--server-address" in started.stdout
