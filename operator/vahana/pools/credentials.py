@@ -15,7 +15,8 @@ BOOTSTRAP_ENV = "VAHANA_WORKER_BOOTSTRAP_TOKEN"
 """The worker reads its pool's bootstrap secret from this variable and never passes it on."""
 BOOTSTRAP_SECRET_KEY = "bootstrap-token"
 """Key of the pool's secret in the Kubernetes Secret its worker Pods read it from."""
-TLS_FIELDS = {"caFile": "--tls-ca-file", "certFile": "--tls-cert-file", "keyFile": "--tls-key-file"}
+TLS_FIELDS = ("caFile", "certFile", "keyFile")
+"""The fields of a pool's `tls` section (slurm, baremetal), all required together."""
 
 
 @dataclasses.dataclass(frozen=True)
