@@ -179,8 +179,10 @@ class PoolManager:
     async def reconcile(self, key: str) -> dict[str, Any]:
         """One round: replace exited workers, scale to demand, report. Returns the status."""
         pool = self._pools[key]
-        async with pool.lock:
-            if pool.removing or self._pools.get(key) is not pool:
+        async with pool.lock:  # shared by every record of this pool, upserts included
+            # What holds now: an upsert may have replaced the record, a removal begun.
+            pool = self._pools.get(key) or pool
+            if pool.removing or key not in self._pools:
                 return {
                     "desired": 0,
                     "starting": 0,

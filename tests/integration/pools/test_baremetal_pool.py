@@ -71,17 +71,23 @@ def _all_final(client: harness.Client, ids: list[str]) -> bool:
     return all(client.status(i) in harness.FINAL for i in ids)
 
 
+def _run_on_both_workers(sched: EmbeddedScheduler, count: int, timeout: float) -> harness.Client:
+    """Waits for the pool's 2 workers, runs `count` `true` tasks, checks all COMPLETED."""
+    assert sched.client is not None
+    client = sched.client
+    wait_until(lambda: len(sched.workers(KEY)) == 2, timeout=60, message="2 workers")
+    ids = client.submit(*(harness.submission("true", f"t{i}") for i in range(count)))
+    wait_until(lambda: _all_final(client, ids), timeout=timeout, message=f"{count} tasks final")
+    assert {client.status(i) for i in ids} == {worker_pb2.COMPLETED}
+    return client
+
+
 def test_a_baremetal_pool_runs_200_tasks_survives_a_kill_and_leaves_nothing(
     sshd_server: sshd.Sshd, dirs: tuple[Path, Path]
 ) -> None:
     state, work = dirs
     with EmbeddedScheduler(state, pool_yaml(sshd_server, work)) as sched:
-        assert sched.client is not None
-        client = sched.client
-        wait_until(lambda: len(sched.workers(KEY)) == 2, timeout=60, message="2 workers")
-        ids = client.submit(*(harness.submission("true", f"t{i}") for i in range(200)))
-        wait_until(lambda: _all_final(client, ids), timeout=90, message="200 tasks final")
-        assert {client.status(i) for i in ids} == {worker_pb2.COMPLETED}
+        client = _run_on_both_workers(sched, 200, timeout=90)
         # kill one remote worker's process group mid-task: its task is requeued and completes
         [task] = client.submit(harness.submission("sleep 4", "long"))
         wait_until(lambda: client.status(task) == worker_pb2.RUNNING, timeout=20)
@@ -159,12 +165,7 @@ def test_with_mutual_tls_and_tokens_pilots_use_their_pools_certificates_and_secr
         assert "spec.baremetal.tls: required" in sched.status(KEY).get("lastError", "")
     yaml = pool_yaml(sshd_server, work, extra=tls)
     with EmbeddedScheduler(state / "s", yaml, credentials=client_credentials, **settings) as sched:
-        assert sched.client is not None
-        client = sched.client
-        wait_until(lambda: len(sched.workers(KEY)) == 2, timeout=60, message="2 workers")
-        ids = client.submit(*(harness.submission("true", f"t{i}") for i in range(10)))
-        wait_until(lambda: _all_final(client, ids), timeout=60, message="10 tasks final")
-        assert {client.status(i) for i in ids} == {worker_pb2.COMPLETED}
+        _run_on_both_workers(sched, 10, timeout=60)
         secrets_seen = set()
         for pid in _processes_in(work):
             try:
