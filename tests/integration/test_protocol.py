@@ -64,9 +64,10 @@ def test_list_workers_returns_registered_workers_with_capabilities(
     assert worker.capabilities.labels["zone"] == "a"
     assert worker.capabilities.memory_bytes > 0
 
-    # Heartbeats carry real figures from the worker's host.
+    # Heartbeats carry real figures from the worker's host. (Registration alone sets
+    # last_heartbeat; the metrics' timestamp comes with the first heartbeat.)
     beat = wait_until(
-        lambda: [w for w in client.list_workers() if w.HasField("last_heartbeat")],
+        lambda: [w for w in client.list_workers() if w.metrics.HasField("timestamp")],
         timeout=15,
         message="a heartbeat",
     )[0]
