@@ -32,6 +32,7 @@ from vahana_worker import (
     reporter,
     settings,
     sysmetrics,
+    threads,
 )
 from vahana_worker.proto import worker_pb2 as pb
 
@@ -66,7 +67,6 @@ class _Slot:
 
     spec: executor.TaskSpec
     run: executor.TaskRun
-    thread: threading.Thread | None = None
     streamed: bool = False
     """Handed out in answer to a report: the worker is working through a queue."""
 
@@ -125,6 +125,7 @@ class Worker:
         self._poll: tuple[grpc.Future, int] | None = None
         self._poll_cancelled = False
         self._threads: list[threading.Thread] = []
+        self._task_threads = threads.ThreadReuser("task")
         self._started = False
         self._outcomes = metrics.OutcomeCounter()
         self._metrics_server: metrics.MetricsServer | None = None
@@ -557,10 +558,7 @@ class Worker:
                 ),
             )
             return
-        slot.thread = threading.Thread(
-            target=self._run_task, args=(slot,), daemon=True, name=f"task-{spec.task_id}"
-        )
-        slot.thread.start()
+        self._task_threads.submit(lambda: self._run_task(slot))
 
     def _run_task(self, slot: _Slot) -> None:
         spec = slot.spec

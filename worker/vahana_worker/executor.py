@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import logging
 import os
 import re
@@ -138,6 +139,12 @@ def _not_started(error: OSError) -> Result:
     return Result(
         Outcome.FAILED, 127, f"could not start bash: {error}", "", FailureKind.INFRASTRUCTURE
     )
+
+
+@functools.cache
+def _bash() -> str:
+    """bash's path on the worker's PATH (looked up once: a lookup per task was measurable)."""
+    return shutil.which("bash") or "/bin/bash"
 
 
 def _remove_sandbox(sandbox: Path) -> None:
@@ -288,7 +295,7 @@ class TaskRun:
                 return _not_started(exc)
             try:
                 # No preexec_fn: the worker is multithreaded; limits are set by a launcher.
-                argv = [shutil.which("bash") or "/bin/bash", "-c", self.spec.command]
+                argv = [_bash(), "-c", self.spec.command]
                 proc = subprocess.Popen(
                     limits.command_line(argv, self.spec.limits, user=self._user),
                     cwd=self.sandbox,

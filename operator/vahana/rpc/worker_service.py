@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -116,13 +115,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         for item in request.updates:
             item.output_tail = checks.tail(item.output_tail)
             reports.append(convert.report_of(item))
-        results = self._scheduler.report(request.worker_id, reports)
-        handed_out = records.PollResult()
-        # Reports are fenced by lease, not by registration: an unknown worker's are still
-        # judged, it just gets no new task.
-        if request.max_tasks > 0:
-            with contextlib.suppress(records.UnknownWorker):
-                handed_out = self._scheduler.poll(request.worker_id, request.max_tasks)
+        results, handed_out = self._scheduler.report_and_poll(
+            request.worker_id, reports, request.max_tasks
+        )
         return pb.BatchUpdateTaskStatusResponse(
             tasks=[convert.task_to_pb(task) for task in handed_out.tasks],
             cancel_tasks=convert.leases_to_pb(handed_out.cancels),

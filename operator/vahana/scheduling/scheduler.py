@@ -7,6 +7,7 @@ then tells listeners (watchers, status mirrors) and wakes the workers that have 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -31,16 +32,25 @@ Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 def _publishes(method: Method) -> Method:
-    """Tells listeners of the changes a public method made, once each, after they are committed."""
+    """Tells listeners of the changes a public method made, once each, after they are committed,
+    and wakes the workers whose slots it freed. A public method calling another publishes once,
+    when the outer one returns."""
 
     @functools.wraps(method)
     def wrapper(self: Scheduler, *args: Any, **kwargs: Any) -> Any:
+        self._depth += 1
         try:
             result = method(self, *args, **kwargs)
         except BaseException:
-            self._changed.clear()
+            self._depth -= 1
+            if not self._depth:
+                self._changed.clear()
+                self._wake_freed()
             raise
-        self._publish()
+        self._depth -= 1
+        if not self._depth:
+            self._publish()
+            self._wake_freed()
         return result
 
     return wrapper  # type: ignore[return-value]
@@ -79,6 +89,10 @@ class Scheduler:
         self._worker_hook: WorkerHook = lambda _event, _worker: None
         self._removal_listeners: list[Callable[[str], object]] = []
         self._seq = 0
+        self._depth = 0
+        """Nesting of public (`_publishes`) calls under way."""
+        self._freed: set[str] = set()
+        """Workers a lease of which ended in the call under way."""
 
     # -- wiring -------------------------------------------------------------------------
     def add_listener(self, listener: TaskListener) -> None:
@@ -416,6 +430,19 @@ class Scheduler:
         return results
 
     @_publishes
+    def report_and_poll(
+        self, worker_id: str, reports: Sequence[records.StatusReport], max_tasks: int
+    ) -> tuple[list[records.ReportResult], records.PollResult]:
+        """`report()`, then `poll()` for up to `max_tasks` tasks (none if 0, or if the worker
+        is unknown: reports are fenced by lease, not by registration)."""
+        results = self.report(worker_id, reports)
+        handed_out = records.PollResult()
+        if max_tasks > 0:
+            with contextlib.suppress(records.UnknownWorker):
+                handed_out = self.poll(worker_id, max_tasks)
+        return results, handed_out
+
+    @_publishes
     def heartbeat(
         self,
         worker_id: str,
@@ -668,7 +695,7 @@ class Scheduler:
         if worker is not None:
             worker.leases.pop(task.id, None)
             self._refresh_state(worker)
-            self._wake(worker.id)  # a slot is free: a worker waiting while full polls again
+            self._freed.add(worker.id)
         self._unsent_cancels.get(task.worker_id, set()).discard((task.id, task.attempt))
         if phase == models.TaskPhase.COMPLETED:
             self._finish(task, phase, now, message=message)
@@ -742,6 +769,15 @@ class Scheduler:
         if worker.state in (models.WorkerState.AVAILABLE, models.WorkerState.BUSY):
             full = len(worker.leases) >= worker.max_tasks
             worker.state = models.WorkerState.BUSY if full else models.WorkerState.AVAILABLE
+
+    def _wake_freed(self) -> None:
+        """A worker whose long poll waits while it is full polls again once a slot is free,
+        unless the call that freed it also filled it (a report that brought the next task)."""
+        freed, self._freed = self._freed, set()
+        for worker_id in freed:
+            worker = self._workers.get(worker_id)
+            if worker is None or len(worker.leases) < worker.max_tasks:
+                self._wake(worker_id)
 
     def _emit(self, task: models.TaskRecord) -> None:
         self._changed[task.id] = task

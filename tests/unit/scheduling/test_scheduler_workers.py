@@ -214,3 +214,36 @@ def test_wakers_hear_of_new_work(sched) -> None:
     register(sched, make_registration("w1"))
     submit(sched, make_task("a"))
     assert woken == ["w1", None]
+
+
+def test_a_freed_slot_wakes_its_worker_unless_the_same_call_filled_it(sched) -> None:
+    register(sched, make_registration("w1"))
+    a, b, c = submit(sched, make_task("a"), make_task("b"), make_task("c"))
+    assert poll_ids(sched, "w1", max_tasks=1) == [a]
+    woken: list[str | None] = []
+    sched.set_waker(woken.append)
+
+    # The report that ends a lease and brings the next task: the worker is full again, its
+    # long poll held for zero tasks is left alone.
+    results, handed_out = sched.report_and_poll(
+        "w1", [records.StatusReport(a, 1, P.COMPLETED)], max_tasks=1
+    )
+    assert [r.accepted for r in results] == [True]
+    assert [t.id for t in handed_out.tasks] == [b]
+    assert woken == []
+
+    # A report alone frees the slot: the waiting poll is woken to ask for a task.
+    report(sched, "w1", b, 1, P.COMPLETED)
+    assert woken == ["w1"]
+    assert sched.free_slots("w1") == 1 and sched.get_task(c).phase == P.PENDING
+
+
+def test_report_and_poll_judges_reports_of_an_unknown_worker_and_hands_out_nothing(sched) -> None:
+    register(sched, make_registration("w1"))
+    [a] = submit(sched, make_task("a"))
+    assert poll_ids(sched, "w1", max_tasks=1) == [a]
+    results, handed_out = sched.report_and_poll(
+        "ghost", [records.StatusReport(a, 1, P.COMPLETED)], max_tasks=1
+    )
+    assert [r.accepted for r in results] == [False]
+    assert handed_out.tasks == [] and sched.get_task(a).phase == P.ASSIGNED
