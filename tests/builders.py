@@ -157,6 +157,10 @@ class RegistrationBuilder:
         self._fields["pool"] = pool
         return self
 
+    def prefetch(self, count: int) -> RegistrationBuilder:
+        self._fields["prefetch"] = count
+        return self
+
     def allocation_ends_at(self, when: float | None) -> RegistrationBuilder:
         self._fields["allocation_ends_at"] = when
         return self

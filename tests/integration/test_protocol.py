@@ -118,7 +118,7 @@ def test_a_stale_attempt_is_refused_and_does_not_change_the_task(
         ("PollForTask", pb.PollForTaskRequest(worker_id="w", max_tasks=-1), "max_tasks"),
         (
             "UpdateTaskStatus",
-            pb.UpdateTaskStatusRequest(task_id="t", worker_id="w", attempt=1, status=pb.PENDING),
+            pb.UpdateTaskStatusRequest(task_id="t", worker_id="w", attempt=1, status=pb.ASSIGNED),
             "status",
         ),
         (

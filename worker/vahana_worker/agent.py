@@ -1,8 +1,16 @@
 """The Worker: registers, long-polls for tasks, runs them in slots, heartbeats, reports, drains.
 
-Threads: the *link* loop (registration and heartbeats), the *poll* loop (one PollForTask always
-outstanding, asking for as many tasks as there are free slots), the reporter's sender, and one
-thread per running task. All calls to the scheduler share one circuit breaker; each loop backs
+Threads: the *link* loop (registration, heartbeats, handing back queued tasks that waited too
+long), the *poll* loop (one PollForTask always outstanding, asking for as many tasks as there
+are free slots, plus room in the prefetch queue), the reporter's sender, and one thread per
+running slot (reused: a slot whose task ends starts the next queued one on the same thread).
+
+Prefetch: while the running tasks are short (the last one took less than `prefetch_wait` and
+none has been running that long), the worker asks for up to `prefetch` tasks more than it has
+slots; they wait in its queue, and a result is held back (≤ 20 ms) while there is a queued
+task to go on with, so one call carries several results and brings several tasks. A queued
+task that waits `prefetch_wait` for a slot is handed back (status PENDING), as are all queued
+tasks when the worker drains. All calls to the scheduler share one circuit breaker; each loop backs
 off on its own. Running tasks never depend on the link: they keep running through an outage and
 their results wait in the reporter.
 
@@ -69,6 +77,14 @@ class _Slot:
     run: executor.TaskRun
     streamed: bool = False
     """Handed out in answer to a report: the worker is working through a queue."""
+    queued_at: float = 0.0
+    """When it was queued behind the running tasks (monotonic); 0: started when it came."""
+    started_at: float = 0.0
+    """When it started (monotonic)."""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.spec.task_id, self.spec.attempt)
 
 
 def _ev(msg: str, *, level: int = logging.INFO, **fields: object) -> None:
@@ -111,6 +127,9 @@ class Worker:
 
         self._lock = threading.Condition()
         self._slots: dict[tuple[str, int], _Slot] = {}
+        self._queued: dict[tuple[str, int], _Slot] = {}
+        """Prefetched tasks waiting for a slot, oldest first."""
+        self._last_run_seconds: float | None = None
         self._shutdown_requested = threading.Event()
         self._shutdown_reason = ""
         self._fatal: BaseException | None = None
@@ -199,6 +218,11 @@ class Worker:
         _ev("worker draining", reason=reason, running=len(self._slots))
         self._stopping.set()
         self._cancel_poll(force=True)
+        with self._lock:
+            queued = list(self._queued.values())
+            self._queued.clear()
+        for slot in queued:
+            self._hand_back(slot.spec, "the worker is draining")
         self._set_worker_status(pb.DRAINING, reason)
         grace = 0.0 if self._fatal is not None else self._config.drain_timeout
         with self._lock:
@@ -228,7 +252,7 @@ class Worker:
     def metrics_snapshot(self) -> metrics.Snapshot:
         """The figures the optional /metrics endpoint serves."""
         with self._lock:
-            active = len(self._slots)
+            active = len(self._slots)  # running; queued tasks are not active
         return metrics.Snapshot(
             active_tasks=active,
             task_slots=self._config.max_tasks,
@@ -254,17 +278,32 @@ class Worker:
         """Leases this worker holds: running tasks, and finished ones whose result is not yet
         delivered (else the scheduler, not seeing them, would rerun a task that is done)."""
         with self._lock:  # a finishing task moves from slot to reporter under this lock
-            held = dict.fromkeys(self._slots)
+            held = dict.fromkeys([*self._slots, *self._queued])
             pending = self._reporter.pending()
         for update in pending:
             held.setdefault((update.task_id, update.attempt))
         return list(held)
 
     def _free_slots(self) -> int:
+        """Tasks to ask the scheduler for: free slots, plus room in the prefetch queue while
+        the tasks are short."""
         if self._stopping.is_set():
             return 0
         with self._lock:
-            return max(0, self._config.max_tasks - len(self._slots))
+            held = len(self._slots) + len(self._queued)
+            return max(0, self._config.max_tasks + self._prefetch_locked() - held)
+
+    def _prefetch_locked(self) -> int:
+        """How many tasks may wait in the queue now (caller holds the lock)."""
+        wait = self._config.prefetch_wait
+        if self._config.prefetch <= 0 or self._last_run_seconds is None:
+            return 0
+        if self._last_run_seconds >= wait:
+            return 0
+        now = time.monotonic()
+        if any(now - slot.started_at >= wait for slot in self._slots.values()):
+            return 0  # a long task: what queues behind it would wait, then go back
+        return self._config.prefetch
 
     def _wait_breaker(self, stop: threading.Event) -> bool:
         """Waits until the circuit breaker lets a call through; False if `stop` came first."""
@@ -315,8 +354,11 @@ class Worker:
     def _link_loop(self) -> None:
         pause = backoff.Backoff()
         next_beat = 0.0
+        # Queued tasks are looked at this often, so none waits much past prefetch_wait.
+        tick = self._config.prefetch_wait / 2 if self._config.prefetch > 0 else 5.0
         while not self._link_stop.is_set():
             self._check_allocation_end()
+            self._hand_back_stale()
             if self._credentials.renewal_due() and not self._needs_register.is_set():
                 self._request_register()  # a fresh token before this one expires
             stopping = self._stopping.is_set() or self._shutdown_requested.is_set()
@@ -326,7 +368,7 @@ class Worker:
                 continue
             wait = next_beat - time.monotonic()
             if wait > 0:
-                self._link_wake.wait(timeout=min(wait, 5.0))
+                self._link_wake.wait(timeout=min(wait, 5.0, tick))
                 self._link_wake.clear()
                 continue
             if self._wait_breaker(self._link_stop) and self._heartbeat(pause):
@@ -387,7 +429,9 @@ class Worker:
     def _worker_status(self) -> pb.WorkerStatus:
         if self._stopping.is_set():
             return pb.DRAINING
-        return pb.BUSY if self._free_slots() == 0 else pb.AVAILABLE
+        with self._lock:
+            full = len(self._slots) >= self._config.max_tasks
+        return pb.BUSY if full else pb.AVAILABLE
 
     def _heartbeat(self, pause: backoff.Backoff) -> bool:
         leases = self._leases()
@@ -524,7 +568,6 @@ class Worker:
             default_timeout=self._config.task_timeout,
             default_limits=self._config.task_limits,
         )
-        key = (spec.task_id, spec.attempt)
         run = executor.TaskRun(
             spec,
             working_dir=self._working_dir,
@@ -534,34 +577,46 @@ class Worker:
             output_root=Path(self._config.output_dir) if self._config.output_dir else None,
             user=self._config.task_user_ids(),
         )
+        slot = _Slot(spec, run, streamed=streamed)
         with self._lock:
-            if key in self._slots:
+            if slot.key in self._slots or slot.key in self._queued:
                 _ev(
-                    "task already running; duplicate ignored",
+                    "task already held; duplicate ignored",
                     level=logging.WARNING,
                     task_id=spec.task_id,
                     attempt=spec.attempt,
                 )
                 return
             refuse = self._stopping.is_set()
-            if not refuse:
-                slot = _Slot(spec, run, streamed=streamed)
-                self._slots[key] = slot
+            start = not refuse and len(self._slots) < self._config.max_tasks
+            if start:
+                slot.started_at = time.monotonic()
+                self._slots[slot.key] = slot
+            elif not refuse:
+                # Every slot is busy: the scheduler gave it as prefetch. It waits its turn.
+                slot.queued_at = time.monotonic()
+                self._queued[slot.key] = slot
         if refuse:
-            # Handed out while we were stopping: give it back without starting it.
-            self._report(
-                spec,
-                executor.Result(
-                    executor.Outcome.FAILED,
-                    message="worker shutting down",
-                    failure_kind=executor.FailureKind.INFRASTRUCTURE,
-                ),
-            )
-            return
-        self._task_threads.submit(lambda: self._run_task(slot))
+            self._hand_back(spec, "the worker is draining")  # handed out while we stopped
+        elif start:
+            self._task_threads.submit(lambda: self._run_slot(slot))
 
-    def _run_task(self, slot: _Slot) -> None:
+    def _run_slot(self, slot: _Slot) -> None:
+        """Runs the slot's task, then the queued ones that the slot takes over in turn."""
+        next_slot: _Slot | None = slot
+        while next_slot is not None:
+            next_slot = self._run_task(next_slot)
+
+    def _run_task(self, slot: _Slot) -> _Slot | None:
+        """Runs one task and reports it; returns the queued task this slot goes on with."""
         spec = slot.spec
+        if slot.queued_at:
+            # Taken from the queue: RUNNING can wait for the result unless this task emptied
+            # the queue, when the call should go now and bring the next tasks.
+            with self._lock:
+                may_wait = STREAMED_RUNNING_WAIT if self._queued else 0.0
+        else:
+            may_wait = STREAMED_RUNNING_WAIT if slot.streamed else 0.0
         self._reporter.submit(
             messages.running_update(
                 worker_id=self._config.worker_id,
@@ -569,7 +624,7 @@ class Worker:
                 attempt=spec.attempt,
                 now=self._now(),
             ),
-            may_wait=STREAMED_RUNNING_WAIT if slot.streamed else 0.0,
+            may_wait=may_wait,
         )
         _ev(
             "task started", task_id=spec.task_id, attempt=spec.attempt, timeout=f"{spec.timeout:g}s"
@@ -597,6 +652,7 @@ class Worker:
                 failure_kind=executor.FailureKind.INFRASTRUCTURE,
                 message="killed by a signal while the worker was stopping (allocation ended)",
             )
+        seconds = time.monotonic() - started
         _ev(
             "task finished",
             task_id=spec.task_id,
@@ -605,19 +661,64 @@ class Worker:
             exit_code=result.exit_code,
             failure_kind=result.failure_kind.value,
             message=result.message or None,
-            seconds=f"{time.monotonic() - started:.3f}",
+            seconds=f"{seconds:.3f}",
         )
         self._outcomes.add(result.outcome.value)
         with self._lock:
             # Free the slot and queue the result together: the report then asks for the next
             # task, and no heartbeat sees the lease in neither place.
-            self._slots.pop((spec.task_id, spec.attempt), None)
-            self._report(spec, result)
+            self._slots.pop(slot.key, None)
+            self._last_run_seconds = seconds
+            next_slot = self._take_queued_locked()
+            # With a queued task to go on with, the result may wait to share a call.
+            self._report(
+                spec, result, may_wait=STREAMED_RUNNING_WAIT if next_slot is not None else 0.0
+            )
             self._lock.notify_all()
         # A poll held for zero tasks is not re-issued here: the scheduler answers it when the
         # report has freed the slot and brought no task with it.
+        return next_slot
 
-    def _report(self, spec: executor.TaskSpec, result: executor.Result) -> None:
+    def _take_queued_locked(self) -> _Slot | None:
+        """Moves the oldest queued task into a free slot (caller holds the lock)."""
+        if not self._queued or self._stopping.is_set():
+            return None
+        slot = self._queued.pop(next(iter(self._queued)))
+        slot.started_at = time.monotonic()
+        self._slots[slot.key] = slot
+        return slot
+
+    def _hand_back_stale(self) -> None:
+        """Hands back queued tasks that waited `prefetch_wait` for a slot (a task before them
+        turned out long): elsewhere, or here later, they need not wait for it."""
+        deadline = time.monotonic() - self._config.prefetch_wait
+        with self._lock:
+            stale = [slot for slot in self._queued.values() if slot.queued_at <= deadline]
+            for slot in stale:
+                del self._queued[slot.key]
+            if stale:
+                self._last_run_seconds = None  # no more prefetch until a short task ends
+        for slot in stale:
+            self._hand_back(
+                slot.spec,
+                f"waited {self._config.prefetch_wait:g}s in the worker's queue for a slot",
+            )
+
+    def _hand_back(self, spec: executor.TaskSpec, why: str) -> None:
+        _ev("handing back a task not started", task_id=spec.task_id, attempt=spec.attempt, why=why)
+        self._reporter.submit(
+            messages.hand_back_update(
+                worker_id=self._config.worker_id,
+                task_id=spec.task_id,
+                attempt=spec.attempt,
+                why=why,
+                now=self._now(),
+            )
+        )
+
+    def _report(
+        self, spec: executor.TaskSpec, result: executor.Result, *, may_wait: float = 0.0
+    ) -> None:
         self._reporter.submit(
             messages.final_update(
                 worker_id=self._config.worker_id,
@@ -625,22 +726,47 @@ class Worker:
                 attempt=spec.attempt,
                 result=result,
                 now=self._now(),
-            )
+            ),
+            may_wait=may_wait,
         )
 
     def _stop_lease(self, task_id: str, attempt: int, reason: executor.StopReason) -> None:
-        """Stops the matching running task(s); attempt 0 matches every attempt."""
+        """Stops the matching running task(s); attempt 0 matches every attempt. A matching
+        queued task is dropped (revoked), reported cancelled, or handed back (shutdown)."""
         with self._lock:
             slots = [
                 slot
                 for (tid, att), slot in self._slots.items()
                 if tid == task_id and attempt in (0, att)
             ]
-        if not slots:
+            queued = [
+                slot
+                for (tid, att), slot in self._queued.items()
+                if tid == task_id and attempt in (0, att)
+            ]
+            for slot in queued:
+                del self._queued[slot.key]
+        if not slots and not queued:
             _log.debug(
                 "stop for a task not running here",
                 extra={"kv": {"task_id": task_id, "attempt": attempt}},
             )
+        for slot in queued:
+            _ev(
+                "dropping queued task",
+                task_id=task_id,
+                attempt=slot.spec.attempt,
+                reason=reason.value,
+            )
+            if reason is executor.StopReason.CANCELLED:
+                self._report(
+                    slot.spec,
+                    executor.Result(
+                        executor.Outcome.CANCELLED, message="cancelled before it started"
+                    ),
+                )
+            elif reason is executor.StopReason.SHUTDOWN:
+                self._hand_back(slot.spec, "the worker is shutting down")
         for slot in slots:
             _ev("stopping task", task_id=task_id, attempt=slot.spec.attempt, reason=reason.value)
             slot.run.stop(reason)

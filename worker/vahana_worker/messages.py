@@ -81,6 +81,20 @@ def running_update(
     )
 
 
+def hand_back_update(
+    *, worker_id: str, task_id: str, attempt: int, why: str, now: float
+) -> pb.UpdateTaskStatusRequest:
+    """Gives back a task the worker was handed but has not started (status PENDING)."""
+    return pb.UpdateTaskStatusRequest(
+        task_id=task_id,
+        worker_id=worker_id,
+        status=pb.PENDING,
+        attempt=attempt,
+        message=why,
+        timestamp=timestamp(now),
+    )
+
+
 def final_update(
     *, worker_id: str, task_id: str, attempt: int, result: executor.Result, now: float
 ) -> pb.UpdateTaskStatusRequest:
@@ -113,6 +127,7 @@ def capabilities(config: settings.Settings) -> pb.WorkerCapabilities:
         gpus=config.gpus,
         labels=dict(config.labels),
         max_concurrent_tasks=config.max_tasks,
+        prefetch=config.prefetch,
     )
     if config.allocation_ends_at is not None:
         caps.allocation_ends_at.CopyFrom(timestamp(config.allocation_ends_at))

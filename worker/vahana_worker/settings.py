@@ -21,6 +21,8 @@ from typing import Any
 from vahana_worker import durations, limits, sizes, sysmetrics
 
 ENV_PREFIX = "VAHANA_WORKER_"
+MAX_PREFETCH = 1000
+"""The most tasks a worker may queue (the scheduler refuses more)."""
 
 
 class SettingsError(ValueError):
@@ -53,6 +55,12 @@ class Settings:
     grpc_keepalive_permit_without_streams: bool = True
     max_tasks: int = 1
     """Task slots: how many tasks run at once."""
+    prefetch: int = 4
+    """Tasks held queued behind the running ones while these are short, so that one call to
+    the scheduler carries several results and brings several tasks; 0: none."""
+    prefetch_wait: float = 1.0
+    """Seconds a queued task may wait for a slot before it is handed back to the scheduler;
+    also how short tasks must be for the worker to queue any."""
     cpu_cores: float = 0.0
     """CPU cores offered; default: the CPUs this process may use."""
     memory_bytes: int = 0
@@ -152,6 +160,10 @@ class Settings:
             errors.append("log_level: must be one of debug, info, warning, error, critical")
         if self.max_tasks < 1:
             errors.append("max_tasks: must be >= 1")
+        if not 0 <= self.prefetch <= MAX_PREFETCH:
+            errors.append(f"prefetch: must be between 0 and {MAX_PREFETCH}")
+        if self.prefetch_wait <= 0:
+            errors.append("prefetch_wait: must be > 0")
         if self.cpu_cores <= 0:
             errors.append("cpu_cores: must be > 0")
         if self.memory_bytes < 0:
@@ -278,6 +290,23 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "max_tasks", "--max-tasks", _env("MAX_TASKS"), "task slots: tasks run at once", "1", "int"
+    ),
+    Option(
+        "prefetch",
+        "--prefetch",
+        _env("PREFETCH"),
+        "tasks held queued behind the running ones while tasks are short (0: none)",
+        "4",
+        "int",
+    ),
+    Option(
+        "prefetch_wait",
+        "--prefetch-wait",
+        _env("PREFETCH_WAIT"),
+        "longest a queued task waits for a slot before it is handed back; tasks must be "
+        "shorter than this to be queued",
+        "1s",
+        "duration",
     ),
     Option(
         "cpu_cores",

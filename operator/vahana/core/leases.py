@@ -26,7 +26,10 @@ class Check:
 
 
 _ALLOWED: dict[models.TaskPhase, frozenset[models.TaskPhase]] = {
-    models.TaskPhase.ASSIGNED: frozenset({models.TaskPhase.RUNNING} | models.FINAL_PHASES),
+    # PENDING: the worker hands back a task it has not started.
+    models.TaskPhase.ASSIGNED: frozenset(
+        {models.TaskPhase.RUNNING, models.TaskPhase.PENDING} | models.FINAL_PHASES
+    ),
     models.TaskPhase.RUNNING: frozenset({models.TaskPhase.RUNNING} | models.FINAL_PHASES),
 }
 

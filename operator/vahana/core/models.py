@@ -202,6 +202,9 @@ class WorkerRecord:
     """Task id → attempt of every task the worker holds."""
     idle_since: float | None = None
     """When the worker last became idle (no task); None while it holds one."""
+    prefetch: int = 0
+    """Tasks it may hold beyond `max_tasks`, queued until a slot frees (from its registration;
+    not stored: 0 after a scheduler restart until it registers again)."""
 
 
 @dataclasses.dataclass(slots=True)

@@ -144,7 +144,7 @@ class ResourceLimits(_message.Message):
     def __init__(self, cpu_seconds: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., processes: _Optional[int] = ..., open_files: _Optional[int] = ..., file_size_bytes: _Optional[int] = ...) -> None: ...
 
 class WorkerCapabilities(_message.Message):
-    __slots__ = ("cpu_cores", "memory_bytes", "gpus", "labels", "max_concurrent_tasks", "allocation_ends_at")
+    __slots__ = ("cpu_cores", "memory_bytes", "gpus", "labels", "max_concurrent_tasks", "allocation_ends_at", "prefetch")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -158,13 +158,15 @@ class WorkerCapabilities(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_TASKS_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FIELD_NUMBER: _ClassVar[int]
     cpu_cores: float
     memory_bytes: int
     gpus: int
     labels: _containers.ScalarMap[str, str]
     max_concurrent_tasks: int
     allocation_ends_at: _timestamp_pb2.Timestamp
-    def __init__(self, cpu_cores: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_concurrent_tasks: _Optional[int] = ..., allocation_ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    prefetch: int
+    def __init__(self, cpu_cores: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_concurrent_tasks: _Optional[int] = ..., allocation_ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prefetch: _Optional[int] = ...) -> None: ...
 
 class WorkerMetrics(_message.Message):
     __slots__ = ("cpu_usage", "memory_usage", "active_tasks", "timestamp", "memory_used_bytes", "load_average")

@@ -11,7 +11,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,252}$")
 MAX_WAIT_SECONDS = 60.0
 MAX_TASKS_PER_POLL = 1000
 MAX_OUTPUT_TAIL = 1 << 20
-_REPORTABLE = {pb.RUNNING, pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT}
+_REPORTABLE = {pb.PENDING, pb.RUNNING, pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT}
 
 
 class InvalidArgument(ValueError):
@@ -31,12 +31,13 @@ def identifier(value: str, field: str) -> None:
 def registration(request: pb.RegisterWorkerRequest) -> None:
     identifier(request.worker_id, "worker_id")
     caps = request.capabilities
-    for field in ("cpu_cores", "memory_bytes", "gpus", "max_concurrent_tasks"):
+    for field in ("cpu_cores", "memory_bytes", "gpus", "max_concurrent_tasks", "prefetch"):
         value = getattr(caps, field)
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"capabilities.{field}: must be a number ≥ 0")
-    if caps.max_concurrent_tasks > MAX_TASKS_PER_POLL:
-        raise InvalidArgument(f"capabilities.max_concurrent_tasks: at most {MAX_TASKS_PER_POLL}")
+    for field in ("max_concurrent_tasks", "prefetch"):
+        if getattr(caps, field) > MAX_TASKS_PER_POLL:
+            raise InvalidArgument(f"capabilities.{field}: at most {MAX_TASKS_PER_POLL}")
     leases(request.running_tasks, "running_tasks")
 
 
@@ -55,7 +56,8 @@ def update(request: pb.UpdateTaskStatusRequest, field: str = "") -> None:
     if request.status not in _REPORTABLE:
         raise InvalidArgument(
             f"{prefix}status: {_status_name(request.status)}"
-            " cannot be reported — use RUNNING, COMPLETED, FAILED, CANCELLED or TIMED_OUT"
+            " cannot be reported — use RUNNING, COMPLETED, FAILED, CANCELLED, TIMED_OUT,"
+            " or PENDING to hand back a task not started"
         )
     if request.attempt < 1:
         raise InvalidArgument(f"{prefix}attempt: must be the task's attempt number (≥ 1)")

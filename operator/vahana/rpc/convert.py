@@ -227,6 +227,7 @@ def worker_info(worker: models.WorkerRecord) -> pb.WorkerInfo:
             gpus=capacity.gpus,
             labels=dict(capacity.labels),
             max_concurrent_tasks=worker.max_tasks,
+            prefetch=worker.prefetch,
         ),
         metrics=pb.WorkerMetrics(
             cpu_usage=worker.metrics.cpu_usage,
@@ -268,6 +269,7 @@ def registration_of(request: pb.RegisterWorkerRequest) -> records.Registration:
         experiment_id=request.experiment_id,
         compute_resource_id=request.compute_resource_id,
         running=tuple((lease.task_id, lease.attempt) for lease in request.running_tasks),
+        prefetch=caps.prefetch,
     )
 
 

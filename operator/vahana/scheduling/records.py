@@ -50,6 +50,8 @@ class Registration:
     experiment_id: str = ""
     compute_resource_id: str = ""
     running: tuple[Lease, ...] = ()
+    prefetch: int = 0
+    """Tasks the worker may hold queued behind its running ones."""
 
 
 @dataclasses.dataclass(frozen=True)

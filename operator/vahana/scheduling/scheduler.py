@@ -93,6 +93,8 @@ class Scheduler:
         """Nesting of public (`_publishes`) calls under way."""
         self._freed: set[str] = set()
         """Workers a lease of which ended in the call under way."""
+        self._all_slots: int | None = None
+        """Sum of the registered workers' slots (None: to be counted again)."""
 
     # -- wiring -------------------------------------------------------------------------
     def add_listener(self, listener: TaskListener) -> None:
@@ -128,6 +130,7 @@ class Scheduler:
                 # Told to drain before the restart: it must still be told to leave.
                 self._drain_requested.add(worker.id)
             self._workers[worker.id] = worker
+        self._all_slots = None
         orphans: list[models.TaskRecord] = []
         for task in self._store.load_unfinished_tasks():
             self._tasks[task.id] = task
@@ -291,8 +294,10 @@ class Scheduler:
             compute_resource_id=registration.compute_resource_id,
             metrics=worker.metrics if worker else models.WorkerMetrics(),
             last_heartbeat=now,
+            prefetch=max(0, registration.prefetch),
         )
         self._workers[worker.id] = worker
+        self._all_slots = None
         revoked: list[records.Lease] = []
         for task_id, attempt in registration.running:
             task = self._tasks.get(task_id)
@@ -339,13 +344,13 @@ class Scheduler:
             return result
         if self._queue.promote_due(now):
             self._wake(None)
-        slots = min(max_tasks, worker.max_tasks - len(worker.leases))
+        slots = min(max_tasks, worker.max_tasks + worker.prefetch - len(worker.leases))
         if slots <= 0 or not len(self._queue):
             return result
         free = matching.free_capacity(
             worker, (self._tasks[t].spec.resources for t in worker.leases if t in self._tasks)
         )
-        while slots > 0:
+        while slots > 0 and (len(worker.leases) < worker.max_tasks or self._may_prefetch(worker)):
             task = self._queue.take(
                 accept=lambda t, free=free: self._accepts(worker, free, t, now),
                 rank=lambda t: matching.locality_rank(
@@ -648,6 +653,10 @@ class Scheduler:
             self._store.update_tasks([task])
             self._store.save_attempts([attempt])
             return
+        if report.phase == models.TaskPhase.PENDING:
+            message = report.message or "handed back by the worker before it started"
+            self._end_attempt(task, models.TaskPhase.PENDING, now, message=message)
+            return
         task.exit_code = report.exit_code
         if report.phase == models.TaskPhase.COMPLETED:
             self._end_attempt(task, models.TaskPhase.COMPLETED, now, message=report.message)
@@ -706,6 +715,9 @@ class Scheduler:
         if phase == models.TaskPhase.CANCELLED:
             self._finish(task, phase, now, message=message or "cancelled by the worker")
             return
+        if phase == models.TaskPhase.PENDING:  # handed back unstarted: no failure, no backoff
+            self._requeue(task, now, message, not_before=0.0)
+            return
         if kind == models.FailureKind.INFRASTRUCTURE:
             task.infra_failures += 1
         else:
@@ -715,21 +727,38 @@ class Scheduler:
             final = phase if phase in _FINAL_FROM_REPORT else models.TaskPhase.FAILED
             self._finish(task, final, now, message=f"{message} ({decision.reason})".strip())
             return
+        self._requeue(task, now, message, decision.reason, not_before=decision.not_before)
+
+    def _requeue(
+        self,
+        task: models.TaskRecord,
+        now: float,
+        message: str,
+        decision: str = "",
+        *,
+        not_before: float,
+    ) -> None:
         log.info(
-            "requeued task_id=%s attempt=%d reason=%r %s",
-            task.id,
-            task.attempt,
-            message,
-            decision.reason,
+            "requeued task_id=%s attempt=%d reason=%r %s", task.id, task.attempt, message, decision
         )
         task.phase = models.TaskPhase.PENDING
         task.worker_id = ""
-        task.not_before = decision.not_before
+        task.not_before = not_before
         task.message = message
         self._store.update_tasks([task])
         self._queue.push(task, now)
         self._emit(task)
         self._wake(None)
+
+    def _may_prefetch(self, worker: models.WorkerRecord) -> bool:
+        """Whether a worker whose slots are full may take one more task to queue: only while
+        the queue holds more tasks than the other workers' slots, which leaves those for them
+        (a task queued behind another waits; an idle worker would start it at once)."""
+        if len(worker.leases) >= worker.max_tasks + worker.prefetch:
+            return False
+        if self._all_slots is None:
+            self._all_slots = sum(w.max_tasks for w in self._workers.values())
+        return len(self._queue) > self._all_slots - worker.max_tasks
 
     def _finish(
         self, task: models.TaskRecord, phase: models.TaskPhase, now: float, *, message: str = ""
@@ -755,6 +784,7 @@ class Scheduler:
             worker.state = models.WorkerState.TERMINATED
             self._store.delete_workers([worker.id])
         self._workers.pop(worker.id, None)
+        self._all_slots = None
         self._drain_requested.discard(worker.id)
         self._unsent_cancels.pop(worker.id, None)
         log.info("removed worker_id=%s: %s", worker.id, reason)

@@ -1,0 +1,96 @@
+"""The worker's prefetch queue, driven directly: a task given while every slot is busy waits
+in the queue, is started by the slot that frees, and is handed back (PENDING) when it waits
+too long, when it is cancelled (CANCELLED) or when the worker drains. Tasks run for real; the
+scheduler is not involved (its side is in tests/integration/test_prefetch.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vahana_worker import agent, executor, settings
+from vahana_worker.proto import worker_pb2 as pb
+from waiting import wait_until
+
+DEADLINE = 20.0
+
+
+def make_worker(tmp_path: Path, **options: object) -> agent.Worker:
+    config = settings.load({"worker_id": "w", "working_dir": str(tmp_path / "wd"), **options}, {})
+    return agent.Worker(config, scheduler=object())  # type: ignore[arg-type]
+
+
+def updates(worker: agent.Worker) -> list[tuple[str, int]]:
+    return [(u.task_id, u.status) for u in worker._reporter.pending()]
+
+
+def give(worker: agent.Worker, task_id: str, command: str) -> None:
+    worker._start_task(pb.Task(id=task_id, attempt=1, command=command))
+
+
+def test_a_task_given_while_the_slot_is_busy_waits_then_runs_in_that_slot(
+    tmp_path: Path,
+) -> None:
+    worker = make_worker(tmp_path, prefetch=2)
+    gate = tmp_path / "gate"
+    give(worker, "first", f"while [ ! -e {gate} ]; do sleep 0.01; done")
+    give(worker, "second", "true")
+    wait_until(lambda: updates(worker), timeout=DEADLINE, message="first task running")
+    assert updates(worker) == [("first", pb.RUNNING)]
+    assert sorted(worker._leases()) == [("first", 1), ("second", 1)]  # both held
+    gate.touch()
+    wait_until(
+        lambda: ("second", pb.COMPLETED) in updates(worker),
+        timeout=DEADLINE,
+        message="the queued task ran",
+    )
+    assert updates(worker) == [
+        ("first", pb.RUNNING),
+        ("first", pb.COMPLETED),
+        ("second", pb.RUNNING),
+        ("second", pb.COMPLETED),
+    ]
+    assert worker._task_threads.threads == 1  # the slot's thread went on with it
+
+
+def test_the_worker_asks_for_prefetch_only_while_its_tasks_are_short(tmp_path: Path) -> None:
+    worker = make_worker(tmp_path, prefetch=3, prefetch_wait="0.2s")
+    assert worker._free_slots() == 1  # nothing has run yet: no prefetch
+    give(worker, "short", "true")
+    wait_until(lambda: not worker._slots, timeout=DEADLINE, message="short task done")
+    assert worker._free_slots() == 1 + 3
+    give(worker, "long", "sleep 30")
+    assert worker._free_slots() == 3  # the long one is young yet
+    wait_until(
+        lambda: worker._free_slots() == 0,
+        timeout=DEADLINE,
+        message="prefetch stops for a long task",
+    )
+    worker._stop_lease("long", 0, executor.StopReason.CANCELLED)
+
+
+def test_a_queued_task_that_waits_too_long_is_handed_back(tmp_path: Path) -> None:
+    worker = make_worker(tmp_path, prefetch=2, prefetch_wait="0.1s")
+    give(worker, "long", "sleep 30")
+    give(worker, "queued", "true")
+    wait_until(
+        lambda: (worker._hand_back_stale(), ("queued", pb.PENDING) in updates(worker))[1],
+        timeout=DEADLINE,
+        message="the queued task handed back",
+    )
+    [back] = [u for u in worker._reporter.pending() if u.task_id == "queued"]
+    assert back.attempt == 1 and "waited 0.1s in the worker's queue" in back.message
+    assert worker._free_slots() == 0  # no prefetch again until a short task ends
+    worker._stop_lease("long", 0, executor.StopReason.CANCELLED)
+
+
+def test_a_queued_task_cancelled_is_reported_cancelled_without_running(tmp_path: Path) -> None:
+    worker = make_worker(tmp_path, prefetch=2)
+    marker = tmp_path / "ran"
+    give(worker, "long", "sleep 30")
+    give(worker, "queued", f"touch {marker}")
+    worker._stop_lease("queued", 0, executor.StopReason.CANCELLED)
+    [cancelled] = [u for u in worker._reporter.pending() if u.task_id == "queued"]
+    assert cancelled.status == pb.CANCELLED and "before it started" in cancelled.message
+    worker._stop_lease("long", 0, executor.StopReason.CANCELLED)
+    wait_until(lambda: not worker._slots, timeout=DEADLINE, message="long task stopped")
+    assert not marker.exists()
