@@ -85,9 +85,13 @@ class FinalCounter:
         self.final: set[str] = set()
         self.times: list[float] = []
         self.not_completed = 0
+        self.requeued = 0
+        """Attempts that ended without finishing the task (handed back unstarted, lost...)."""
         self.done = asyncio.Event()
 
     def __call__(self, task: models.TaskRecord) -> None:
+        if task.phase == models.TaskPhase.PENDING and task.attempt > 0:
+            self.requeued += 1
         if task.is_final and task.id not in self.final:
             self.final.add(task.id)
             self.times.append(time.perf_counter())
@@ -160,6 +164,7 @@ async def _end_to_end(count: int, workers: int, tasks_per_worker: int) -> dict[s
         # plus every `bash -c true` they ran.
         "workers_cpu_us_per_task": (cpu_children() - children_before) / count * 1e6,
         "not_completed": counter.not_completed,
+        "requeued": counter.requeued,
         "longest_gap_between_finals_s": gap,
         "stall_logs": kept_logs,
         "startup_seconds": process.startup_seconds,  # type: ignore[attr-defined]
@@ -184,6 +189,7 @@ def end_to_end(count: int, *, variants: Sequence[int] = (1, 2), workers: int = 4
                 "tasks": count, "workers": workers, "tasks_per_worker": tasks_per_worker,
                 "seconds": run["seconds"], "submit_seconds": run["submit_seconds"],
                 "not_completed": run["not_completed"],
+                "requeued": run["requeued"],
                 "longest_gap_between_finals_s": run["longest_gap_between_finals_s"],
                 **({"stall_logs": run["stall_logs"]} if run["stall_logs"] else {}),
                 "startup_seconds": run["startup_seconds"], "stop_seconds": run["stop_seconds"],

@@ -33,6 +33,7 @@ import grpc
 
 from vahana_worker import (
     backoff,
+    cgroups,
     client,
     executor,
     messages,
@@ -145,6 +146,7 @@ class Worker:
         self._poll_cancelled = False
         self._threads: list[threading.Thread] = []
         self._task_threads = threads.ThreadReuser("task")
+        self._cgroups: cgroups.Manager | None = None
         self._started = False
         self._outcomes = metrics.OutcomeCounter()
         self._metrics_server: metrics.MetricsServer | None = None
@@ -157,6 +159,16 @@ class Worker:
             raise RuntimeError("Worker.run() may be called once")
         self._started = True
         self._working_dir.mkdir(parents=True, exist_ok=True)
+        if self._config.cgroups != "off":
+            plan, why = cgroups.discover(root=self._config.cgroup_root)
+            if plan is not None:
+                self._cgroups = cgroups.Manager(plan, prefix=f"vahana-{self._config.worker_id}")
+                _ev("task cgroups", where=plan.describe())
+            elif self._config.cgroup_root:
+                _ev("cannot use --cgroup-root", level=logging.ERROR, reason=why)
+                return 1
+            else:
+                _ev("no task cgroups: memory and process limits use setrlimit", reason=why)
         if self._config.metrics_port:
             try:
                 self._metrics_server = metrics.MetricsServer(
@@ -576,6 +588,7 @@ class Worker:
             base_env=self._config.task_env,
             output_root=Path(self._config.output_dir) if self._config.output_dir else None,
             user=self._config.task_user_ids(),
+            cgroup_manager=self._cgroups,
         )
         slot = _Slot(spec, run, streamed=streamed)
         with self._lock:

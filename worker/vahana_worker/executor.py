@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from vahana_worker import limits, outputbuffer, staging
+from vahana_worker import cgroups, limits, outputbuffer, staging
 
 _log = logging.getLogger(__name__)
 
@@ -222,11 +222,13 @@ class TaskRun:
         base_env: Mapping[str, str] | None = None,
         output_root: Path | None = None,
         user: tuple[int, int] | None = None,
+        cgroup_manager: cgroups.Manager | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`base_env`: variables every task gets (--task-env); `output_root`: the directory
         output destinations must lie in (default `<working_dir>/outputs`); `user`: (uid, gid)
-        the command runs as (needs root; default: the worker's own), owning the sandbox."""
+        the command runs as (needs root; default: the worker's own), owning the sandbox;
+        `cgroup_manager`: where the task's memory and process limits go, if the worker has any."""
         self.spec = spec
         self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
         self.output_root = working_dir / "outputs" if output_root is None else output_root
@@ -235,11 +237,13 @@ class TaskRun:
         self._kill_grace = kill_grace
         self._base_env = base_env
         self._user = user
+        self._cgroups = cgroup_manager
         self._clock = clock
         self._lock = threading.Lock()
         self._waker: _Waker | None = None
         self._stop_reason: StopReason | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._cgroup: cgroups.TaskCgroup | None = None
         self._fields = {"task_id": spec.task_id, "attempt": spec.attempt}
 
     @property
@@ -261,8 +265,35 @@ class TaskRun:
         try:
             return self._run()
         finally:
+            if self._cgroup is not None:
+                self._cgroup.remove()
             if not self._keep_sandbox:
                 _remove_sandbox(self.sandbox)
+
+    def _split_limits(self) -> limits.Limits:
+        """Makes the task's cgroup for the limits a cgroup can take; returns the rest, for
+        setrlimit (all of them if there is no cgroup)."""
+        wanted = self.spec.limits
+        taken = self._cgroups.controllers() if self._cgroups is not None else frozenset()
+        memory = wanted.memory_bytes if cgroups.MEMORY in taken else 0
+        processes = wanted.processes if cgroups.PIDS in taken else 0
+        if self._cgroups is None or not (memory or processes):
+            return wanted
+        try:
+            self._cgroup = self._cgroups.create(
+                self.sandbox.name, memory_bytes=memory, processes=processes
+            )
+        except cgroups.CgroupError as error:
+            _log.warning(
+                "no cgroup for the task; its memory and process limits use setrlimit",
+                extra={"kv": {**self._fields, "error": str(error)}},
+            )
+            return wanted
+        return dataclasses.replace(
+            wanted,
+            memory_bytes=0 if memory else wanted.memory_bytes,
+            processes=0 if processes else wanted.processes,
+        )
 
     def _stopped_result(self, reason: StopReason, exit_code: int = 0) -> Result:
         outcome, kind, message = _STOP_RESULTS[reason]
@@ -296,8 +327,14 @@ class TaskRun:
             try:
                 # No preexec_fn: the worker is multithreaded; limits are set by a launcher.
                 argv = [_bash(), "-c", self.spec.command]
+                rlimits = self._split_limits()
                 proc = subprocess.Popen(
-                    limits.command_line(argv, self.spec.limits, user=self._user),
+                    limits.command_line(
+                        argv,
+                        rlimits,
+                        user=self._user,
+                        cgroup_procs=self._cgroup.procs_files if self._cgroup else (),
+                    ),
                     cwd=self.sandbox,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -335,7 +372,8 @@ class TaskRun:
             )
         if code != 0:
             message = f"command exited with code {code}"
-            hit = limits.diagnose(code, tail, self.spec.limits)
+            cgroup_hit = frozenset(self._cgroup.hit()) if self._cgroup else frozenset()
+            hit = limits.diagnose(code, tail, self.spec.limits, cgroup_hit)
             if hit is not None:
                 message = f"{hit}: {message}"
                 _log.info("task hit a limit", extra={"kv": {**self._fields, "limit": hit}})

@@ -21,9 +21,11 @@ What each limit is (setrlimit semantics, all per process except NPROC):
   tasks' included, and is not enforced for root (CAP_SYS_RESOURCE / CAP_SYS_ADMIN). A worker
   running as root should run tasks as another user (`--task-user`, which the launcher switches
   to after setting the limits); the limit is then shared by every task of that user, so it is
-  per task only with one task slot or a user per slot. cgroup v2's pids.max (and
-  memory.max for memory) are the right tools where the worker may create cgroups; this worker
-  does not create cgroups yet.
+  per task only with one task slot or a user per slot.
+Where the worker may create cgroups (`cgroups`), memory and processes are limited by a cgroup
+per task instead — memory.max (resident memory of all the task's processes together; past it
+the kernel kills one of them) and pids.max (the task's processes together) — and the launcher
+only joins it; the other limits stay setrlimit's.
 - open_files → RLIMIT_NOFILE: descriptors of each process.
 - file_size_bytes → RLIMIT_FSIZE: largest file a process may write; SIGXFSZ past it.
 
@@ -52,6 +54,14 @@ for item in args[:split]:
     if name == "USER":
         user = (int(soft), int(hard))
         continue
+    if name == "CGROUP":
+        try:
+            with open(value, "w") as procs:
+                procs.write(str(os.getpid()))
+        except OSError as exc:
+            sys.stderr.write("vahana: could not join the task's cgroup %s: %s\\n" % (value, exc))
+            os._exit(126)
+        continue
     which = getattr(resource, name)
     limit = (int(soft), int(hard or soft))
     try:
@@ -76,10 +86,11 @@ except OSError as exc:
     sys.stderr.write("vahana: could not start %s: %s\\n" % (args[split + 1], exc))
     os._exit(127)
 """
-"""Source of the launcher: `-c LAUNCHER [USER=UID:GID] NAME=SOFT[:HARD]... -- PROGRAM ARGS...`.
+"""Source of the launcher:
+`-c LAUNCHER [USER=UID:GID] [CGROUP=PROCS_FILE]... NAME=SOFT[:HARD]... -- PROGRAM ARGS...`.
 
-Limits are set first (raising a hard limit needs root), then the user is switched (groups, gid,
-uid), then the program is exec'd."""
+The launcher joins the task's cgroups and sets the limits first (both need the worker's
+privileges), then switches the user (groups, gid, uid), then execs the program."""
 
 CPU_GRACE = 1
 """Seconds between the soft CPU limit (SIGXCPU) and the hard one (SIGKILL)."""
@@ -135,15 +146,17 @@ def command_line(
     limits: Limits,
     *,
     user: tuple[int, int] | None = None,
+    cgroup_procs: Sequence[str] = (),
     python: str = "",
 ) -> list[str]:
-    """`argv` as is when no limit is set and no `user` (uid, gid) given, else wrapped in the
-    launcher that sets the limits and switches to the user."""
-    if not limits.any and user is None:
+    """`argv` as is when no limit is set, no `user` (uid, gid) given and no cgroup to join
+    (`cgroup.procs` files), else wrapped in the launcher that does those."""
+    if not limits.any and user is None and not cgroup_procs:
         return list(argv)
     head = [python or sys.executable, "-I", "-S", "-c", LAUNCHER]
     if user is not None:
         head.append(f"USER={user[0]}:{user[1]}")
+    head.extend(f"CGROUP={procs}" for procs in cgroup_procs)
     return [*head, *rlimit_args(limits), "--", *argv]
 
 
@@ -183,16 +196,26 @@ def _last_marker(output: str, markers: Sequence[str]) -> int:
     return max(output.rfind(marker) for marker in markers)
 
 
-def diagnose(exit_code: int, output: str, limits: Limits) -> str | None:
+def diagnose(
+    exit_code: int, output: str, limits: Limits, cgroup_hit: frozenset[str] = frozenset()
+) -> str | None:
     """Which limit a task that exited with `exit_code` (shell convention: 128+N for signal N)
     after printing `output` hit, as a status message; None if none of its limits explains it.
 
-    Only limits that were set are considered. Signals decide first; otherwise the limit whose
-    message comes last in the output wins (the failure that ended the task is usually the last
-    thing it printed).
+    Only limits that were set are considered. The task's cgroup counters (`cgroup_hit`:
+    "memory" if the kernel OOM-killed one of its processes, "pids" if it refused a fork) and
+    signals decide first; otherwise the limit whose message comes last in the output wins (the
+    failure that ended the task is usually the last thing it printed).
     """
     if exit_code == 0:
         return None
+    if "memory" in cgroup_hit and limits.memory_bytes:
+        return (
+            f"hit its memory limit ({format_bytes(limits.memory_bytes)} for all its processes;"
+            " the kernel killed one)"
+        )
+    if "pids" in cgroup_hit and limits.processes:
+        return f"hit its process limit ({limits.processes} processes at once)"
     if limits.cpu_seconds and (
         exit_code == 128 + signal.SIGXCPU or _last_marker(output, _CPU_MARKERS) >= 0
     ):

@@ -100,6 +100,11 @@ class Settings:
     """Default open-descriptor limit of each task process; 0: none."""
     limit_file_size: int = 0
     """Default largest file a task process may write, bytes; 0: none."""
+    cgroups: str = "auto"
+    """"auto": limit a task's memory and processes with a cgroup per task where the worker may
+    create them (else setrlimit); "off": setrlimit only."""
+    cgroup_root: str = ""
+    """A delegated cgroup v2 directory for the task cgroups; default: the worker's own."""
     tls_ca_file: str = ""
     """PEM CA certificate of the scheduler's certificate; set (or a client cert): use TLS."""
     tls_cert_file: str = ""
@@ -188,6 +193,8 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 errors.append(f"{name}: must be >= 0 (0: no limit)")
+        if self.cgroups not in ("auto", "off"):
+            errors.append("cgroups: must be auto or off")
         if not 0 <= self.metrics_port <= 65535:
             errors.append("metrics_port: must be a port (1-65535), or 0 for none")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -472,6 +479,22 @@ OPTIONS: tuple[Option, ...] = (
         "default largest file a task process may write (RLIMIT_FSIZE), e.g. 10Gi",
         "none",
         "size",
+    ),
+    Option(
+        "cgroups",
+        "--cgroups",
+        _env("CGROUPS"),
+        "auto: a cgroup per task for its memory and process limits where the worker may create "
+        "them (else setrlimit); off: setrlimit only",
+        "auto",
+    ),
+    Option(
+        "cgroup_root",
+        "--cgroup-root",
+        _env("CGROUP_ROOT"),
+        "delegated cgroup v2 directory for task cgroups (e.g. under a systemd unit with "
+        "Delegate=yes)",
+        "the worker's own cgroup",
     ),
     Option(
         "tls_ca_file",

@@ -1,0 +1,83 @@
+"""Reading where cgroups are (pure parsing), the launcher's arguments for joining a task's
+cgroups, and the status a cgroup's counters give. The real hierarchy is exercised in
+tests/integration/worker/test_cgroups.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vahana_worker import cgroups, limits
+
+HYBRID_MOUNTINFO = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+38 31 0:35 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+41 23 0:38 / /mnt/with\\040space rw - ext4 /dev/sda1 rw
+"""
+HYBRID_SELF = "9:name=systemd:/\n8:pids:/\n4:memory:/jobs/abc\n1:cpu,cpuacct:/\n0::/\n"
+UNIFIED_MOUNTINFO = "29 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+
+
+def test_mountinfo_gives_each_hierarchy_with_its_version_and_controllers() -> None:
+    mounts = cgroups.parse_mountinfo(HYBRID_MOUNTINFO)
+    assert [(str(m.path), m.version, sorted(m.controllers)) for m in mounts] == [
+        ("/sys/fs/cgroup/cpu", 1, []),
+        ("/sys/fs/cgroup/memory", 1, ["memory"]),
+        ("/sys/fs/cgroup/pids", 1, ["pids"]),
+        ("/sys/fs/cgroup/unified", 2, []),
+    ]
+
+
+def test_proc_self_cgroup_maps_each_controller_and_the_unified_entry() -> None:
+    own = cgroups.parse_self_cgroup(HYBRID_SELF)
+    assert own["memory"] == "/jobs/abc" and own["pids"] == "/" and own[""] == "/"
+    assert own["cpu"] == own["cpuacct"] == "/"
+
+
+def test_no_cgroup_mount_means_no_task_cgroups_and_says_why() -> None:
+    plan, why = cgroups.discover(mountinfo="", self_cgroup="")
+    assert plan is None and why == "no cgroup hierarchy with memory or pids is mounted"
+
+
+def test_an_unwritable_v1_hierarchy_is_not_used_and_named(tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+    mountinfo = f"35 31 0:32 / {missing} rw - cgroup cgroup rw,memory\n"
+    plan, why = cgroups.discover(mountinfo=mountinfo, self_cgroup="4:memory:/\n")
+    assert plan is None and f"{missing} is not writable" in why
+
+
+def test_the_launcher_joins_the_task_s_cgroups_before_it_sets_limits() -> None:
+    line = limits.command_line(
+        ["bash", "-c", "true"],
+        limits.Limits(cpu_seconds=5),
+        cgroup_procs=["/cg/memory/t/cgroup.procs", "/cg/pids/t/cgroup.procs"],
+    )
+    args = line[line.index(limits.LAUNCHER) + 1 :]
+    assert args == [
+        "CGROUP=/cg/memory/t/cgroup.procs",
+        "CGROUP=/cg/pids/t/cgroup.procs",
+        "RLIMIT_CPU=5:6",
+        "--",
+        "bash",
+        "-c",
+        "true",
+    ]
+
+
+def test_a_cgroup_alone_still_goes_through_the_launcher() -> None:
+    line = limits.command_line(["bash"], limits.Limits(), cgroup_procs=["/cg/t/cgroup.procs"])
+    assert line[-3:] == ["CGROUP=/cg/t/cgroup.procs", "--", "bash"]
+
+
+def test_the_cgroup_s_counters_decide_which_limit_was_hit() -> None:
+    both = limits.Limits(memory_bytes=2**30, processes=10)
+    assert limits.diagnose(137, "", both, frozenset({"memory"})) == (
+        "hit its memory limit (1Gi for all its processes; the kernel killed one)"
+    )
+    assert limits.diagnose(1, "anything", both, frozenset({"pids"})) == (
+        "hit its process limit (10 processes at once)"
+    )
+    assert limits.diagnose(0, "", both, frozenset({"memory"})) is None  # it coped
+    assert limits.diagnose(137, "", limits.Limits(), frozenset({"memory"})) is None

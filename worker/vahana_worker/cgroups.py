@@ -1,0 +1,315 @@
+"""Per-task cgroups: a task's memory and process limits enforced by the kernel for its whole
+process tree, where the worker may create cgroups.
+
+setrlimit's RLIMIT_AS limits each process's address space (not memory), and RLIMIT_NPROC counts
+every process of a user id and does not bind root. A cgroup per task limits what the task's
+processes use together: `memory.max` (v2) / `memory.limit_in_bytes` (v1) — past it the kernel's
+OOM killer ends a process of the task — and `pids.max` — past it fork() fails. After the task
+the worker reads the cgroup's event counters (`oom_kill`, `max`) to say which limit it hit,
+kills whatever the task left in the cgroup (even processes that left its process group), and
+removes the cgroup.
+
+Where task cgroups go (`discover`):
+- cgroup v2, with a delegated directory (`--cgroup-root`, e.g. under a systemd unit with
+  `Delegate=yes`): the directory must hold no process; the worker enables the memory and pids
+  controllers in its `cgroup.subtree_control` and makes one child per task.
+- cgroup v2, without one: the worker's own cgroup, if the worker is its only process (then the
+  worker moves itself into a `worker` leaf, as the "no internal processes" rule requires, and
+  uses the cgroup as above).
+- cgroup v1: the memory and pids hierarchies, a child of the worker's own cgroup in each.
+Otherwise (no writable hierarchy, controllers not offered) there are none, `discover` says why,
+and memory and process limits fall back to setrlimit. Each controller is used where present.
+
+A task's process joins its cgroups before exec (the limits launcher writes its pid into each
+`cgroup.procs`), so nothing of the task runs outside them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+_log = logging.getLogger(__name__)
+
+MEMORY = "memory"
+PIDS = "pids"
+CONTROLLERS = (MEMORY, PIDS)
+
+NAME_MAX = 255
+"""Longest name of a directory (a cgroup)."""
+REMOVE_WAIT = 2.0
+"""Seconds to wait for a task cgroup to empty (its killed processes to exit) before rmdir."""
+
+
+class CgroupError(OSError):
+    """A task cgroup could not be made; the message says which file and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    path: Path
+    version: int
+    controllers: frozenset[str]
+    """v1: the controllers the hierarchy carries (its mount options); v2: empty."""
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """cgroup mounts from /proc/self/mountinfo."""
+    mounts: list[Mount] = []
+    for line in text.splitlines():
+        before, _, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        path = Path(fields[4].replace("\\040", " "))
+        if tail[0] == "cgroup2":
+            mounts.append(Mount(path, 2, frozenset()))
+        elif tail[0] == "cgroup":
+            options = set(tail[2].split(","))
+            mounts.append(Mount(path, 1, frozenset(options & set(CONTROLLERS))))
+    return mounts
+
+
+def parse_self_cgroup(text: str) -> dict[str, str]:
+    """/proc/self/cgroup as {controller: path}; the v2 entry under the key ""."""
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    return paths
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Where each controller's task cgroups go: {controller: (directory, cgroup version)}."""
+
+    parents: Mapping[str, tuple[Path, int]]
+
+    def describe(self) -> str:
+        return ", ".join(
+            f"{name} v{version} under {path}" for name, (path, version) in self.parents.items()
+        )
+
+
+def _inside(mount: Path, cgroup_path: str) -> Path:
+    return mount / cgroup_path.lstrip("/")
+
+
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as file:
+        file.write(value)
+
+
+def _v2_parent(mount: Mount, own: str, root: str) -> tuple[Path | None, str]:
+    """The delegated v2 directory task cgroups go under, prepared; or None and why not."""
+    if root:
+        parent = Path(root)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return None, f"cannot create --cgroup-root {parent}: {error.strerror}"
+        if _read(parent / "cgroup.procs").split():
+            return None, f"--cgroup-root {parent} holds processes; give an empty, delegated one"
+    else:
+        parent = _inside(mount.path, own)
+        members = _read(parent / "cgroup.procs").split()
+        if members:
+            if members != [str(os.getpid())]:
+                return None, (
+                    f"the worker's cgroup {parent} holds other processes; run the worker in a "
+                    "delegated cgroup of its own (systemd Delegate=yes) or pass --cgroup-root"
+                )
+            leaf = parent / "worker"
+            try:
+                leaf.mkdir(exist_ok=True)
+                _write(leaf / "cgroup.procs", str(os.getpid()))
+            except OSError as error:
+                return None, f"cannot move the worker into {leaf}: {error.strerror}"
+    offered = set(_read(parent / "cgroup.controllers").split())
+    missing = [name for name in CONTROLLERS if name not in offered]
+    if len(missing) == len(CONTROLLERS):
+        return None, f"{parent} offers neither memory nor pids (cgroup.controllers: {offered})"
+    try:
+        _write(
+            parent / "cgroup.subtree_control",
+            " ".join(f"+{name}" for name in CONTROLLERS if name in offered),
+        )
+    except OSError as error:
+        return None, f"cannot enable controllers in {parent}/cgroup.subtree_control: {error}"
+    return parent, ""
+
+
+def discover(
+    *,
+    root: str = "",
+    mountinfo: str | None = None,
+    self_cgroup: str | None = None,
+) -> tuple[Plan | None, str]:
+    """Where task cgroups can go on this host, or (None, why none)."""
+    try:
+        mountinfo = mountinfo if mountinfo is not None else _read(Path("/proc/self/mountinfo"))
+        self_cgroup = (
+            self_cgroup if self_cgroup is not None else _read(Path("/proc/self/cgroup"))
+        )
+    except OSError as error:
+        return None, f"cannot read the process's cgroups: {error}"
+    mounts = parse_mountinfo(mountinfo)
+    own = parse_self_cgroup(self_cgroup)
+    parents: dict[str, tuple[Path, int]] = {}
+    reasons: list[str] = []
+    for mount in mounts:  # v1 hierarchies first: a controller there is not in v2
+        for name in sorted(mount.controllers):
+            if mount.version == 1 and name in own and name not in parents:
+                parent = _inside(mount.path, own[name])
+                if os.access(parent, os.W_OK):
+                    parents[name] = (parent, 1)
+                else:
+                    reasons.append(f"{parent} is not writable")
+    unified = next((m for m in mounts if m.version == 2), None)
+    wanted = [name for name in CONTROLLERS if name not in parents]
+    if wanted and unified is not None and "" in own:
+        delegated: Path | None
+        try:
+            delegated, why = _v2_parent(unified, own[""], root)
+        except OSError as error:
+            delegated, why = None, f"cgroup v2: {error}"
+        if delegated is not None:
+            offered = set(_read(delegated / "cgroup.controllers").split())
+            for name in wanted:
+                if name in offered:
+                    parents[name] = (delegated, 2)
+        if why:
+            reasons.append(why)
+    if not parents:
+        return None, "; ".join(reasons) or "no cgroup hierarchy with memory or pids is mounted"
+    return Plan(parents), ""
+
+
+_EVENT = re.compile(r"^(\w+) (\d+)$", re.MULTILINE)
+
+
+def _events(path: Path) -> dict[str, int]:
+    try:
+        return {name: int(count) for name, count in _EVENT.findall(_read(path))}
+    except OSError:
+        return {}
+
+
+@dataclasses.dataclass
+class TaskCgroup:
+    """The cgroup directories of one task (one per hierarchy)."""
+
+    dirs: dict[str, tuple[Path, int]]
+    """{controller: (directory, version)}; controllers of one v2 cgroup share a directory."""
+
+    @property
+    def procs_files(self) -> list[str]:
+        return sorted({str(path / "cgroup.procs") for path, _ in self.dirs.values()})
+
+    def hit(self) -> set[str]:
+        """The limits the task ran into: "memory" (a process OOM-killed), "pids" (a fork
+        refused)."""
+        hit: set[str] = set()
+        if MEMORY in self.dirs:
+            path, version = self.dirs[MEMORY]
+            events = _events(path / ("memory.events" if version == 2 else "memory.oom_control"))
+            if events.get("oom_kill", 0) > 0:
+                hit.add(MEMORY)
+        if PIDS in self.dirs:
+            path, _ = self.dirs[PIDS]
+            if _events(path / "pids.events").get("max", 0) > 0:
+                hit.add(PIDS)
+        return hit
+
+    def remove(self) -> None:
+        """Kills what is left in the cgroups and removes them."""
+        for path in {path for path, _ in self.dirs.values()}:
+            _remove(path)
+
+
+def _pids(path: Path) -> list[int]:
+    try:
+        return [int(pid) for pid in _read(path / "cgroup.procs").split()]
+    except OSError:
+        return []
+
+
+def _remove(path: Path) -> None:
+    deadline = time.monotonic() + REMOVE_WAIT
+    while True:
+        for pid in _pids(path):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                _log.warning(
+                    "could not remove a task cgroup",
+                    extra={"kv": {"path": str(path), "error": error.strerror}},
+                )
+                return
+        time.sleep(0.005)  # the killed processes are exiting
+
+
+class Manager:
+    """Makes task cgroups following a `Plan`."""
+
+    def __init__(self, plan: Plan, prefix: str) -> None:
+        self.plan = plan
+        self._prefix = re.sub(r"[^A-Za-z0-9._-]", "_", prefix)
+
+    def controllers(self) -> frozenset[str]:
+        return frozenset(self.plan.parents)
+
+    def create(self, name: str, *, memory_bytes: int, processes: int) -> TaskCgroup:
+        """A cgroup for one task with these limits (0: not limited here); CgroupError if any
+        part of it cannot be made (what was made is removed)."""
+        wanted = {MEMORY: memory_bytes, PIDS: processes}
+        dirs: dict[str, tuple[Path, int]] = {}
+        for controller, (parent, version) in self.plan.parents.items():
+            if wanted.get(controller):
+                dirs[controller] = (parent / f"{self._prefix}-{name}"[:NAME_MAX], version)
+        cgroup = TaskCgroup(dirs)
+        try:
+            for path in {path for path, _ in dirs.values()}:
+                with contextlib.suppress(FileExistsError):
+                    path.mkdir()
+            for controller, (path, version) in dirs.items():
+                for file, value in _limit_files(controller, version, wanted[controller]):
+                    with contextlib.suppress(FileNotFoundError):  # optional files (swap)
+                        _write(path / file, value)
+        except OSError as error:
+            cgroup.remove()
+            raise CgroupError(error.errno, f"cannot set up task cgroup: {error}") from error
+        return cgroup
+
+
+def _limit_files(controller: str, version: int, value: int) -> Iterator[tuple[str, str]]:
+    if controller == PIDS:
+        yield "pids.max", str(value)
+    elif version == 2:
+        yield "memory.max", str(value)
+        yield "memory.swap.max", "0"  # the limit is memory, not memory plus swap
+    else:
+        yield "memory.limit_in_bytes", str(value)
+        yield "memory.memsw.limit_in_bytes", str(value)
