@@ -144,7 +144,8 @@ def _v2_parent(mount: Mount, own: str, root: str) -> tuple[Path | None, str]:
     offered = set(_read(parent / "cgroup.controllers").split())
     missing = [name for name in CONTROLLERS if name not in offered]
     if len(missing) == len(CONTROLLERS):
-        return None, f"{parent} offers neither memory nor pids (cgroup.controllers: {offered})"
+        listed = " ".join(sorted(offered)) or "none"
+        return None, f"{parent} offers neither memory nor pids (its cgroup.controllers: {listed})"
     try:
         _write(
             parent / "cgroup.subtree_control",
@@ -161,7 +162,8 @@ def discover(
     mountinfo: str | None = None,
     self_cgroup: str | None = None,
 ) -> tuple[Plan | None, str]:
-    """Where task cgroups can go on this host, or (None, why none)."""
+    """Where task cgroups can go on this host, or (None, why none). With `root` (a delegated
+    cgroup v2 directory) only that directory is considered."""
     try:
         mountinfo = mountinfo if mountinfo is not None else _read(Path("/proc/self/mountinfo"))
         self_cgroup = (
@@ -173,7 +175,7 @@ def discover(
     own = parse_self_cgroup(self_cgroup)
     parents: dict[str, tuple[Path, int]] = {}
     reasons: list[str] = []
-    for mount in mounts:  # v1 hierarchies first: a controller there is not in v2
+    for mount in mounts if not root else []:  # v1 first: a controller there is not in v2
         for name in sorted(mount.controllers):
             if mount.version == 1 and name in own and name not in parents:
                 parent = _inside(mount.path, own[name])

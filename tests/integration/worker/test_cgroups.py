@@ -25,8 +25,8 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 TWO_PROCESSES_OF_60MI = (
-    "python3 -c 'import time; x = bytearray(60 * 2**20); time.sleep(1)' & a=$!; "
-    "python3 -c 'import time; x = bytearray(60 * 2**20); time.sleep(1)' & b=$!; "
+    "python3 -c 'import time; x = bytearray(60 * 2**20); time.sleep(3)' & a=$!; "
+    "python3 -c 'import time; x = bytearray(60 * 2**20); time.sleep(3)' & b=$!; "
     "wait $a; ra=$?; wait $b; rb=$?; [ $ra = 0 ] && [ $rb = 0 ] && echo survived"
 )
 """Fails unless both processes, 60Mi each, live to the end."""
@@ -81,7 +81,13 @@ def test_the_memory_limit_binds_the_task_s_processes_together(
 def test_the_process_limit_counts_the_task_s_processes_even_for_root(
     tmp_path: Path, manager: cgroups.Manager
 ) -> None:
-    forks = "for i in $(seq 20); do sleep 1 & done; wait"
+    forks = (  # 20 sleeping children at once; the task's process group goes when it ends
+        "python3 -c 'import os, time\n"
+        "for _ in range(20):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(30)\n"
+        "        os._exit(0)\n'"
+    )
     result = run_task(tmp_path, forks, limits.Limits(processes=5), manager)
     assert result.outcome is executor.Outcome.FAILED
     assert result.message.startswith("hit its process limit (5 processes at once)"), result.message
@@ -148,3 +154,31 @@ def test_a_worker_gives_each_limited_task_a_cgroup(
     assert done.status == pb.FAILED
     assert done.message.startswith("hit its memory limit (96Mi for all its processes"), done.message
     assert 'msg="task cgroups"' in worker.log_text()
+
+
+def test_a_cgroup_v2_root_is_used_if_it_offers_the_controllers_else_refused_with_why() -> None:
+    """On this host's own cgroup v2 hierarchy, whichever way it is: task cgroups made and
+    limited there, or a refusal that names what is missing."""
+    mounts = cgroups.parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    unified = next((m for m in mounts if m.version == 2), None)
+    require(unified is not None, "no cgroup v2 hierarchy mounted")
+    assert unified is not None
+    root = unified.path / f"vahana-test-{os.getpid()}"
+    try:
+        plan, why = cgroups.discover(root=str(root))
+        offered = set((unified.path / "cgroup.controllers").read_text().split())
+        if not offered & {cgroups.MEMORY, cgroups.PIDS}:
+            assert plan is None
+            assert why.startswith(f"{root} offers neither memory nor pids"), why
+            return
+        assert plan is not None and all(v == 2 for _, v in plan.parents.values()), why
+        manager = cgroups.Manager(plan, prefix="t")
+        cgroup = manager.create("task", memory_bytes=2**30, processes=10)
+        for controller, (path, _) in cgroup.dirs.items():
+            limit = "memory.max" if controller == cgroups.MEMORY else "pids.max"
+            assert (path / limit).read_text().strip() in ("1073741824", "10")
+        cgroup.remove()
+        assert not any(path.exists() for path, _ in cgroup.dirs.values())
+    finally:
+        if root.exists():
+            root.rmdir()
