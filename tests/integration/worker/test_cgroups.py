@@ -182,3 +182,13 @@ def test_a_cgroup_v2_root_is_used_if_it_offers_the_controllers_else_refused_with
     finally:
         if root.exists():
             root.rmdir()
+
+
+def test_a_worker_refuses_to_start_with_a_cgroup_root_it_cannot_use(
+    start_worker: WorkerFactory, state_dir: Path
+) -> None:
+    not_a_cgroup = state_dir / "plain-directory"
+    worker = start_worker("cg-refused", extra=(f"--cgroup-root={not_a_cgroup}",))
+    assert worker.process is not None
+    assert worker.process.wait(timeout=30) == 1
+    assert "cannot use --cgroup-root" in worker.log_text()
