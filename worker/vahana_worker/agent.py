@@ -10,14 +10,17 @@ none has been running that long), the worker asks for up to `prefetch` tasks mor
 slots; they wait in its queue, and a result is held back (≤ 20 ms) while there is a queued
 task to go on with, so one call carries several results and brings several tasks. A queued
 task that waits `prefetch_wait` for a slot is handed back (status PENDING), as are all queued
-tasks when the worker drains. All calls to the scheduler share one circuit breaker; each loop backs
-off on its own. Running tasks never depend on the link: they keep running through an outage and
-their results wait in the reporter.
+tasks when the worker drains.
+
+All calls to the scheduler share one circuit breaker; each loop backs off on its own. Running
+tasks never depend on the link: they keep running through an outage and their results wait in
+the reporter.
 
 Lifecycle (after Temporal's worker): `run()` blocks until `shutdown()` (idempotent, safe from a
-signal handler) or until a loop dies, then drains in stages — stop polling, say DRAINING, give
-running tasks `drain_timeout`, kill the rest (reported FAILED/INFRASTRUCTURE "worker shutting
-down"), flush the reporter, say TERMINATED — and returns the exit code.
+signal handler) or until a loop dies, then drains in stages — stop polling, hand back the
+queued tasks, say DRAINING, give running tasks `drain_timeout`, kill the rest (reported
+FAILED/INFRASTRUCTURE "worker shutting down"), flush the reporter, say TERMINATED — and returns
+the exit code.
 """
 
 from __future__ import annotations
