@@ -166,7 +166,8 @@ class Worker:
             plan, why = cgroups.discover(root=self._config.cgroup_root)
             if plan is not None:
                 self._cgroups = cgroups.Manager(plan, prefix=f"vahana-{self._config.worker_id}")
-                _ev("task cgroups", where=plan.describe())
+                swept = self._cgroups.sweep()
+                _ev("task cgroups", where=plan.describe(), left_by_an_earlier_run=swept or None)
             elif self._config.cgroup_root:
                 _ev("cannot use --cgroup-root", level=logging.ERROR, reason=why)
                 return 1

@@ -283,6 +283,19 @@ class Manager:
     def controllers(self) -> frozenset[str]:
         return frozenset(self.plan.parents)
 
+    def sweep(self) -> int:
+        """Removes task cgroups of this worker's id left by an earlier run of it (killed with
+        -9, its tasks' processes may live on in them: they are killed). Returns how many."""
+        left = {
+            path
+            for parent, _ in self.plan.parents.values()
+            for path in parent.glob(f"{self._prefix}@*")
+            if path.is_dir()
+        }
+        for path in left:
+            _remove(path)
+        return len({path.name for path in left})
+
     def create(self, name: str, *, memory_bytes: int, processes: int) -> TaskCgroup:
         """A cgroup for one task with these limits (0: not limited here); CgroupError if any
         part of it cannot be made (what was made is removed)."""
@@ -290,7 +303,8 @@ class Manager:
         dirs: dict[str, tuple[Path, int]] = {}
         for controller, (parent, version) in self.plan.parents.items():
             if wanted.get(controller):
-                dirs[controller] = (parent / f"{self._prefix}-{name}"[:NAME_MAX], version)
+                # "@" is never in the sanitised prefix: a sweep matches this worker's alone.
+                dirs[controller] = (parent / f"{self._prefix}@{name}"[:NAME_MAX], version)
         cgroup = TaskCgroup(dirs)
         try:
             for path in {path for path, _ in dirs.values()}:

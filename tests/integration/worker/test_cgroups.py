@@ -9,6 +9,7 @@ delegated cgroup v2); without one the tests skip (fail under CI=true) and say wh
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def leftover_cgroups(manager: cgroups.Manager) -> list[Path]:
     return [
         path
         for parent, _ in manager.plan.parents.values()
-        for path in parent.glob(f"vahana-test-{os.getpid()}-*")
+        for path in parent.glob(f"vahana-test-{os.getpid()}@*")
     ]
 
 
@@ -192,3 +193,30 @@ def test_a_worker_refuses_to_start_with_a_cgroup_root_it_cannot_use(
     assert worker.process is not None
     assert worker.process.wait(timeout=30) == 1
     assert "cannot use --cgroup-root" in worker.log_text()
+
+
+def test_task_cgroups_left_by_an_earlier_run_are_swept_with_their_processes(
+    manager: cgroups.Manager,
+) -> None:
+    plan = manager.plan
+    again = cgroups.Manager(plan, prefix=f"vahana-test-{os.getpid()}-sweep")
+    left = again.create("t1-a1", memory_bytes=2**30, processes=10)
+    # A worker whose id starts with this one's keeps its cgroups.
+    other = cgroups.Manager(plan, prefix=f"vahana-test-{os.getpid()}-sweep-2")
+    kept = other.create("t1-a1", memory_bytes=2**30, processes=10)
+    joins = "; ".join(f"echo $$ > {procs}" for procs in left.procs_files)
+    orphan = subprocess.Popen(["sh", "-c", f"{joins}; exec sleep 300"], start_new_session=True)
+    wait_until(
+        lambda: all(str(orphan.pid) in Path(p).read_text().split() for p in left.procs_files),
+        timeout=10,
+        message="the orphan in its cgroups",
+    )
+    try:
+        # Another incarnation of the same worker id finds and removes them.
+        assert cgroups.Manager(plan, prefix=f"vahana-test-{os.getpid()}-sweep").sweep() == 1
+        assert orphan.wait(timeout=10) == -9
+        assert not any(path.exists() for path, _ in left.dirs.values())
+        assert all(path.exists() for path, _ in kept.dirs.values())
+    finally:
+        orphan.kill()
+        kept.remove()
