@@ -32,9 +32,9 @@ Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 def _publishes(method: Method) -> Method:
-    """Tells listeners of the changes a public method made, once each, after they are committed,
-    and wakes the workers whose slots it freed. A public method calling another publishes once,
-    when the outer one returns."""
+    """Tells listeners of the changes a public method made, once each, after they are committed;
+    wakes the workers whose slots it freed when the outermost public call under way returns (a
+    report that also brings the next task must not wake the worker's waiting poll)."""
 
     @functools.wraps(method)
     def wrapper(self: Scheduler, *args: Any, **kwargs: Any) -> Any:
@@ -42,16 +42,15 @@ def _publishes(method: Method) -> Method:
         try:
             result = method(self, *args, **kwargs)
         except BaseException:
+            self._changed.clear()
+            raise
+        else:
+            self._publish()
+            return result
+        finally:
             self._depth -= 1
             if not self._depth:
-                self._changed.clear()
                 self._wake_freed()
-            raise
-        self._depth -= 1
-        if not self._depth:
-            self._publish()
-            self._wake_freed()
-        return result
 
     return wrapper  # type: ignore[return-value]
 

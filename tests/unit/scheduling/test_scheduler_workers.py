@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from builders import make_registration, make_task
 from conftest import INTERVAL
@@ -247,3 +249,20 @@ def test_report_and_poll_judges_reports_of_an_unknown_worker_and_hands_out_nothi
     )
     assert [r.accepted for r in results] == [False]
     assert handed_out.tasks == [] and sched.get_task(a).phase == P.ASSIGNED
+
+
+def test_a_report_is_told_to_listeners_even_when_the_poll_after_it_fails(
+    sched, events, monkeypatch
+) -> None:
+    register(sched, make_registration("w1"))
+    [a] = submit(sched, make_task("a"))
+    assert poll_ids(sched, "w1", max_tasks=1) == [a]
+
+    def store_down(*_args: object, **_kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(sched, "poll", store_down)
+    with pytest.raises(sqlite3.OperationalError):
+        sched.report_and_poll("w1", [records.StatusReport(a, 1, P.COMPLETED)], max_tasks=1)
+    # The report was committed before the poll failed: watchers (metrics, Task status) hear it.
+    assert (a, P.COMPLETED) in events
