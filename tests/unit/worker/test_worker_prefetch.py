@@ -34,10 +34,12 @@ def test_a_task_given_while_the_slot_is_busy_waits_then_runs_in_that_slot(
     gate = tmp_path / "gate"
     give(worker, "first", f"while [ ! -e {gate} ]; do sleep 0.01; done")
     give(worker, "second", "true")
-    wait_until(lambda: updates(worker), timeout=DEADLINE, message="first task running")
-    assert updates(worker) == [("first", pb.RUNNING)]
-    assert sorted(worker._leases()) == [("first", 1), ("second", 1)]  # both held
-    gate.touch()
+    try:
+        wait_until(lambda: updates(worker), timeout=DEADLINE, message="first task running")
+        assert updates(worker) == [("first", pb.RUNNING)]
+        assert sorted(worker._leases()) == [("first", 1), ("second", 1)]  # both held
+    finally:
+        gate.touch()  # the first task ends, whatever happened
     wait_until(
         lambda: ("second", pb.COMPLETED) in updates(worker),
         timeout=DEADLINE,
