@@ -162,17 +162,8 @@ class Worker:
             raise RuntimeError("Worker.run() may be called once")
         self._started = True
         self._working_dir.mkdir(parents=True, exist_ok=True)
-        if self._config.cgroups != "off":
-            plan, why = cgroups.discover(root=self._config.cgroup_root)
-            if plan is not None:
-                self._cgroups = cgroups.Manager(plan, prefix=f"vahana-{self._config.worker_id}")
-                swept = self._cgroups.sweep()
-                _ev("task cgroups", where=plan.describe(), left_by_an_earlier_run=swept or None)
-            elif self._config.cgroup_root:
-                _ev("cannot use --cgroup-root", level=logging.ERROR, reason=why)
-                return 1
-            else:
-                _ev("no task cgroups: memory and process limits use setrlimit", reason=why)
+        if self._config.cgroups != "off" and not self._set_up_cgroups():
+            return 1
         if self._config.metrics_port:
             try:
                 self._metrics_server = metrics.MetricsServer(
@@ -211,6 +202,24 @@ class Worker:
             return 1
         _ev("worker stopped")
         return 0
+
+    def _set_up_cgroups(self) -> bool:
+        """Finds where task cgroups go and checks a process can join one; False if the
+        --cgroup-root the user gave cannot be used (else setrlimit stands in, said in the log)."""
+        plan, why = cgroups.discover(root=self._config.cgroup_root)
+        if plan is not None:
+            manager = cgroups.Manager(plan, prefix=f"vahana-{self._config.worker_id}")
+            swept = manager.sweep()
+            why = manager.probe()
+            if not why:
+                self._cgroups = manager
+                _ev("task cgroups", where=plan.describe(), left_by_an_earlier_run=swept or None)
+                return True
+        if self._config.cgroup_root:
+            _ev("cannot use --cgroup-root", level=logging.ERROR, reason=why)
+            return False
+        _ev("no task cgroups: memory and process limits use setrlimit", reason=why)
+        return True
 
     def shutdown(self, reason: str = "shutdown requested") -> None:
         """Asks the worker to drain and stop. Idempotent; returns at once."""
@@ -662,6 +671,7 @@ class Worker:
         if (
             result.failure_kind == executor.FailureKind.TASK_ERROR
             and result.exit_code in KILLED_EXIT_CODES
+            and not result.limit_hit  # killed by the kernel for its memory limit: the task's
             and self._stopping.wait(KILLED_GRACE)
         ):  # killed along with the worker's allocation: not the task's fault
             result = dataclasses.replace(

@@ -29,10 +29,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import hashlib
 import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -166,9 +169,7 @@ def discover(
     cgroup v2 directory) only that directory is considered."""
     try:
         mountinfo = mountinfo if mountinfo is not None else _read(Path("/proc/self/mountinfo"))
-        self_cgroup = (
-            self_cgroup if self_cgroup is not None else _read(Path("/proc/self/cgroup"))
-        )
+        self_cgroup = self_cgroup if self_cgroup is not None else _read(Path("/proc/self/cgroup"))
     except OSError as error:
         return None, f"cannot read the process's cgroups: {error}"
     mounts = parse_mountinfo(mountinfo)
@@ -247,17 +248,27 @@ class TaskCgroup:
 
 def _pids(path: Path) -> list[int]:
     try:
-        return [int(pid) for pid in _read(path / "cgroup.procs").split()]
+        # A process exiting may be listed as 0 (a kernel race); kill(0) would hit our own group.
+        return [pid for pid in map(int, _read(path / "cgroup.procs").split()) if pid > 0]
     except OSError:
         return []
+
+
+def _kill_all(path: Path) -> None:
+    try:
+        _write(path / "cgroup.kill", "1")  # v2, Linux 5.14+: every process, no pid reuse race
+        return
+    except OSError:
+        pass
+    for pid in _pids(path):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _remove(path: Path) -> None:
     deadline = time.monotonic() + REMOVE_WAIT
     while True:
-        for pid in _pids(path):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        _kill_all(path)
         try:
             path.rmdir()
             return
@@ -278,7 +289,44 @@ class Manager:
 
     def __init__(self, plan: Plan, prefix: str) -> None:
         self.plan = plan
-        self._prefix = re.sub(r"[^A-Za-z0-9._-]", "_", prefix)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", prefix)
+        if safe != prefix:  # "a/b" and "a_b" must not share (and sweep) each other's cgroups
+            safe = f"{safe}-{_digest(prefix)}"
+        self._prefix = safe
+
+    def _name(self, task: str) -> str:
+        """A task's cgroup name: "<prefix>@<task>", or, too long for a directory name, with a
+        digest of it in place of its end (names stay distinct; "@" is never in the prefix, so
+        a sweep matches this worker's alone)."""
+        name = f"{self._prefix}@{task}"
+        if len(name) <= NAME_MAX:
+            return name
+        return f"{name[: NAME_MAX - 17]}~{_digest(name)}"
+
+    def probe(self) -> str:
+        """Why a task could not be moved into a cgroup of this plan ("" if it can): a child
+        process joins a test cgroup, as a task's launcher will."""
+        try:
+            cgroup = self.create("probe", memory_bytes=2**40, processes=2**20)
+        except CgroupError as error:
+            return str(error)
+        try:
+            joins = "".join(
+                f"open({procs!r}, 'w').write(str(os.getpid()))\n" for procs in cgroup.procs_files
+            )
+            done = subprocess.run(
+                [sys.executable, "-I", "-S", "-c", f"import os\n{joins}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        finally:
+            cgroup.remove()
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or ["no error output"]
+            return f"a process cannot join a task cgroup: {lines[-1]}"
+        return ""
 
     def controllers(self) -> frozenset[str]:
         return frozenset(self.plan.parents)
@@ -303,12 +351,14 @@ class Manager:
         dirs: dict[str, tuple[Path, int]] = {}
         for controller, (parent, version) in self.plan.parents.items():
             if wanted.get(controller):
-                # "@" is never in the sanitised prefix: a sweep matches this worker's alone.
-                dirs[controller] = (parent / f"{self._prefix}@{name}"[:NAME_MAX], version)
+                dirs[controller] = (parent / self._name(name), version)
         cgroup = TaskCgroup(dirs)
         try:
             for path in {path for path, _ in dirs.values()}:
-                with contextlib.suppress(FileExistsError):
+                try:
+                    path.mkdir()
+                except FileExistsError:  # left by a crash: start from an empty one
+                    _remove(path)
                     path.mkdir()
             for controller, (path, version) in dirs.items():
                 for file, value in _limit_files(controller, version, wanted[controller]):
@@ -318,6 +368,10 @@ class Manager:
             cgroup.remove()
             raise CgroupError(error.errno, f"cannot set up task cgroup: {error}") from error
         return cgroup
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _limit_files(controller: str, version: int, value: int) -> Iterator[tuple[str, str]]:

@@ -88,6 +88,8 @@ class Result:
     output_tail: str = ""
     failure_kind: FailureKind = FailureKind.NONE
     output_files: tuple[str, ...] = ()
+    limit_hit: bool = False
+    """The task failed on one of its limits (the message says which)."""
 
 
 def sandbox_name(task_id: str, attempt: int) -> str:
@@ -377,7 +379,9 @@ class TaskRun:
             if hit is not None:
                 message = f"{hit}: {message}"
                 _log.info("task hit a limit", extra={"kv": {**self._fields, "limit": hit}})
-            return Result(Outcome.FAILED, code, message, tail, FailureKind.TASK_ERROR)
+            return Result(
+                Outcome.FAILED, code, message, tail, FailureKind.TASK_ERROR, limit_hit=bool(hit)
+            )
         try:
             collected = tuple(
                 staging.collect_output(

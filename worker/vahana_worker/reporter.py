@@ -163,10 +163,19 @@ class Reporter:
         response: pb.BatchUpdateTaskStatusResponse | None = None
         try:
             if self._batch_unsupported:
-                results = [self._send_one(update) for update in batch]
+                results = self._send_each(batch)
             else:
-                response = self._sink.batch_update(batch, max_tasks=self._free_slots())
-                results = list(response.results)
+                try:
+                    response = self._sink.batch_update(batch, max_tasks=self._free_slots())
+                    results = list(response.results)
+                except grpc.RpcError as exc:
+                    if client.code_of(exc) is not grpc.StatusCode.INVALID_ARGUMENT:
+                        raise
+                    _log.warning(
+                        "status updates refused as invalid; sending them one by one",
+                        extra={"kv": {"error": client.details_of(exc), "updates": len(batch)}},
+                    )
+                    results = self._send_each(batch)
         except grpc.RpcError as exc:
             code = client.code_of(exc)
             if code is grpc.StatusCode.UNIMPLEMENTED and not self._batch_unsupported:
@@ -197,6 +206,38 @@ class Reporter:
         if response is not None and (response.tasks or response.cancel_tasks or response.drain):
             self._on_dispatch(response)
         return True
+
+    def _send_each(self, batch: list[pb.UpdateTaskStatusRequest]) -> list[pb.UpdateResult]:
+        """Sends the updates one by one, so that one the scheduler cannot take does not hold
+        back the others: a hand-back (PENDING), which an older scheduler does not know, goes as
+        the infrastructure failure it used to be; any other invalid update is dropped, logged."""
+        results: list[pb.UpdateResult] = []
+        for update in batch:
+            try:
+                results.append(self._send_one(update))
+            except grpc.RpcError as exc:
+                if client.code_of(exc) is not grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                if update.status == pb.PENDING:
+                    fallback = pb.UpdateTaskStatusRequest()
+                    fallback.CopyFrom(update)
+                    fallback.status = pb.FAILED
+                    fallback.failure_kind = pb.INFRASTRUCTURE
+                    results.append(self._send_one(fallback))
+                    continue
+                _log.error(
+                    "status update refused as invalid; dropped",
+                    extra={"kv": {**_kv(update), "error": client.details_of(exc)}},
+                )
+                results.append(
+                    pb.UpdateResult(
+                        task_id=update.task_id,
+                        attempt=update.attempt,
+                        accepted=False,
+                        message=client.details_of(exc),
+                    )
+                )
+        return results
 
     def _send_one(self, update: pb.UpdateTaskStatusRequest) -> pb.UpdateResult:
         try:

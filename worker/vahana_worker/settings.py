@@ -21,8 +21,9 @@ from typing import Any
 from vahana_worker import durations, limits, sizes, sysmetrics
 
 ENV_PREFIX = "VAHANA_WORKER_"
-MAX_PREFETCH = 1000
-"""The most tasks a worker may queue (the scheduler refuses more)."""
+MAX_TASKS_PER_CALL = 1000
+"""The most tasks one poll or report may ask for (the scheduler refuses more): slots plus
+prefetch must stay within it."""
 
 
 class SettingsError(ValueError):
@@ -165,8 +166,13 @@ class Settings:
             errors.append("log_level: must be one of debug, info, warning, error, critical")
         if self.max_tasks < 1:
             errors.append("max_tasks: must be >= 1")
-        if not 0 <= self.prefetch <= MAX_PREFETCH:
-            errors.append(f"prefetch: must be between 0 and {MAX_PREFETCH}")
+        if self.prefetch < 0:
+            errors.append("prefetch: must be >= 0 (0: none)")
+        elif self.max_tasks + self.prefetch > MAX_TASKS_PER_CALL:
+            errors.append(
+                f"prefetch: max_tasks + prefetch must be at most {MAX_TASKS_PER_CALL}"
+                " (the most one call to the scheduler may ask for)"
+            )
         if self.prefetch_wait <= 0:
             errors.append("prefetch_wait: must be > 0")
         if self.cpu_cores <= 0:

@@ -81,3 +81,16 @@ def test_the_cgroup_s_counters_decide_which_limit_was_hit() -> None:
     )
     assert limits.diagnose(0, "", both, frozenset({"memory"})) is None  # it coped
     assert limits.diagnose(137, "", limits.Limits(), frozenset({"memory"})) is None
+
+
+def test_task_cgroup_names_stay_distinct_when_too_long_and_for_ids_made_safe() -> None:
+    plan = cgroups.Plan({})
+    long_id = "w" * 240
+    manager = cgroups.Manager(plan, prefix=f"vahana-{long_id}")
+    first, second = manager._name("task-a1"), manager._name("task-a2")
+    assert first != second and max(len(first), len(second)) <= cgroups.NAME_MAX
+    # Ids that differ only in characters made safe keep apart (a sweep must not cross over).
+    slash = cgroups.Manager(plan, prefix="vahana-a/b")._name("t")
+    underscore = cgroups.Manager(plan, prefix="vahana-a_b")._name("t")
+    assert slash != underscore and underscore == "vahana-a_b@t"
+    assert "@" not in slash.split("@")[0] and slash.startswith("vahana-a_b-")

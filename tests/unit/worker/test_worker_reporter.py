@@ -219,3 +219,64 @@ def test_a_held_report_goes_alone_when_its_wait_is_over(
     rep.submit(update("b", pb.RUNNING))  # an idle worker's task reports at once
     assert rep.flush(timeout=10)
     assert sink.batches[-1] == [("b", pb.RUNNING)]
+
+
+class Invalid(grpc.RpcError):
+    def __init__(self, details: str) -> None:
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.INVALID_ARGUMENT
+
+    def details(self) -> str:
+        return self._details
+
+
+class OlderScheduler(FakeSink):
+    """Validates like a scheduler that predates hand-backs: PENDING cannot be reported, and a
+    batch holding one is refused whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.singles: list[tuple[str, int, int]] = []
+
+    def batch_update(
+        self, updates: list[pb.UpdateTaskStatusRequest], max_tasks: int = 0
+    ) -> pb.BatchUpdateTaskStatusResponse:
+        if any(u.status in (pb.PENDING, pb.ASSIGNED) for u in updates):
+            raise Invalid("updates[1].status: PENDING cannot be reported")
+        return super().batch_update(updates, max_tasks)
+
+    def update_task_status(self, update: pb.UpdateTaskStatusRequest) -> pb.UpdateTaskStatusResponse:
+        if update.status in (pb.PENDING, pb.ASSIGNED):
+            raise Invalid("status: cannot be reported")
+        self.singles.append((update.task_id, update.status, update.failure_kind))
+        return pb.UpdateTaskStatusResponse(success=True)
+
+
+def test_a_batch_refused_as_invalid_goes_one_by_one_and_a_hand_back_as_the_old_failure() -> None:
+    sink = OlderScheduler()
+    rep = reporter.Reporter(
+        sink,
+        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
+        on_cancel=lambda task_id, attempt: None,
+        on_unknown_worker=lambda: None,
+        make_backoff=lambda: backoff.Backoff(base=0.01, cap=0.05),
+    )
+    thread = threading.Thread(target=rep.run, daemon=True)
+    thread.start()
+    try:
+        rep.submit(update("done", pb.COMPLETED))
+        rep.submit(update("queued", pb.PENDING))
+        rep.submit(update("broken", pb.ASSIGNED))  # invalid everywhere: dropped, not retried
+        assert rep.flush(timeout=10)
+        assert sink.singles == [
+            ("done", pb.COMPLETED, pb.FAILURE_KIND_UNSPECIFIED),
+            ("queued", pb.FAILED, pb.INFRASTRUCTURE),
+        ]
+        rep.submit(update("next", pb.COMPLETED))  # the reporter is not stuck
+        assert rep.flush(timeout=10)
+        assert sink.batches[-1] == [("next", pb.COMPLETED)]
+    finally:
+        rep.close()
+        thread.join(timeout=5)

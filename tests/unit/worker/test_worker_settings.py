@@ -137,3 +137,17 @@ def test_help_names_every_env_var(capsys: pytest.CaptureFixture[str]) -> None:
         assert option.env in text
         if option.flag:
             assert option.flag in text
+
+
+def test_slots_and_prefetch_together_stay_within_what_one_call_may_ask_for() -> None:
+    with pytest.raises(settings.SettingsError) as caught:
+        settings.load({"max_tasks": 8, "prefetch": 993}, {})
+    assert caught.value.errors == [
+        "prefetch: max_tasks + prefetch must be at most 1000"
+        " (the most one call to the scheduler may ask for)"
+    ]
+    assert settings.load({"max_tasks": 8, "prefetch": 992}, {}).prefetch == 992
+    with pytest.raises(settings.SettingsError, match="prefetch: must be >= 0"):
+        settings.load({"prefetch": -1}, {})
+    with pytest.raises(settings.SettingsError, match="cgroups: must be auto or off"):
+        settings.load({"cgroups": "v3"}, {})
