@@ -400,3 +400,54 @@ def test_with_bound_certificates_a_worker_certificate_acts_only_for_the_worker_i
     assert denied == grpc.StatusCode.PERMISSION_DENIED
     assert {w.worker_id for w in client.list_workers()} == {"worker-1"}
     client.close()
+
+
+def test_after_the_bootstrap_secret_is_rotated_no_new_worker_gets_in_and_running_ones_keep_working(
+    pki: Path, tmp_path: Path, workers: Callable[..., harness.WorkerProcess]
+) -> None:
+    master = tmp_path / "scheduler-bootstrap-token"
+    master.write_text(secret(pki) + "\n")
+    flags = tuple(
+        f"--bootstrap-token-file={master}" if flag.startswith("--bootstrap-token-file=") else flag
+        for flag in tls_flags(pki)
+    )
+    state = tmp_path / "scheduler-rotating"
+    state.mkdir()
+    scheduler = harness.SchedulerProcess(
+        state_dir=state,
+        extra=flags,
+        credentials=credentials(pki),
+        env={"VAHANA_AUTH_TOKEN_LIFETIME_SECONDS": "3"},
+    ).start()
+    client = harness.Client(scheduler.address, credentials(pki))
+    try:
+        workers(scheduler, pki, "w-rotating")  # started with the secret about to be replaced
+        [task_id] = client.submit(harness.submission("sleep 8; echo done", name="long"))
+        wait_until(lambda: client.status(task_id) == pb.RUNNING, timeout=20, message="running")
+
+        master.write_text("rotated-secret-0123456789abcdef\n")
+        link = stub(scheduler, pki, "worker-2")
+        wait_until(
+            lambda: (
+                refused_code(lambda: register(link, "w-new", secret(pki)))
+                == grpc.StatusCode.UNAUTHENTICATED
+            ),
+            timeout=10,
+            message="the old secret refused",
+        )
+        register(link, "w-new", "rotated-secret-0123456789abcdef")  # the new one admits
+
+        # The running worker renews its token with the token itself, past two lifetimes.
+        wait_until(
+            lambda: client.status(task_id) in harness.FINAL, timeout=40, message="task ended"
+        )
+        info = client.get(task_id)
+        assert (info.status, info.attempt) == (pb.COMPLETED, 1)
+        assert {w.worker_id: w.status for w in client.list_workers()}["w-rotating"] in (
+            pb.AVAILABLE,
+            pb.BUSY,
+        )
+        assert scheduler.log_text().count("registered worker_id=w-rotating") >= 3
+    finally:
+        client.close()
+        scheduler.stop()

@@ -143,13 +143,27 @@ class SchedulerClient:
         self.credentials = Credentials()
 
     def register(self, request: pb.RegisterWorkerRequest) -> pb.RegisterWorkerResponse:
-        """Registers with the bootstrap secret (or, without one, the current token)."""
+        """Registers with the current token while it is valid (a renewal: the pool's bootstrap
+        secret may have been rotated since the worker started, and the token proves who it is),
+        else with the bootstrap secret."""
         secret = bootstrap_secret(self._config)
-        metadata = (
-            (("authorization", f"Bearer {secret}"),) if secret else self.credentials.metadata()
-        )
-        response: pb.RegisterWorkerResponse = self._stub.RegisterWorker(
-            request, timeout=self._timeout, metadata=metadata
+        token = self.credentials.metadata()
+        if token:
+            try:
+                response: pb.RegisterWorkerResponse = self._stub.RegisterWorker(
+                    request, timeout=self._timeout, metadata=token
+                )
+            except grpc.RpcError as error:
+                if not secret or code_of(error) is not grpc.StatusCode.UNAUTHENTICATED:
+                    raise
+                self.credentials.forget()  # expired or revoked: the secret it is
+            else:
+                self.credentials.accept(response)
+                return response
+        response = self._stub.RegisterWorker(
+            request,
+            timeout=self._timeout,
+            metadata=(("authorization", f"Bearer {secret}"),) if secret else (),
         )
         self.credentials.accept(response)
         return response
