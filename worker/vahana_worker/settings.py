@@ -94,9 +94,9 @@ class Settings:
     limit_cpu_time: float = 0.0
     """Default CPU-time limit of each task process, seconds (rounded up); 0: none."""
     limit_memory: int = 0
-    """Default address-space limit of each task process, bytes; 0: none."""
+    """Default memory limit of a task, bytes (its cgroup, else RLIMIT_AS per process); 0: none."""
     limit_processes: int = 0
-    """Default process limit (RLIMIT_NPROC: per user id, not per task); 0: none."""
+    """Default process limit (its cgroup, else RLIMIT_NPROC: per user id); 0: none."""
     limit_open_files: int = 0
     """Default open-descriptor limit of each task process; 0: none."""
     limit_file_size: int = 0
@@ -457,7 +457,8 @@ OPTIONS: tuple[Option, ...] = (
         "limit_memory",
         "--limit-memory",
         _env("LIMIT_MEMORY"),
-        "default address-space limit of each task process (RLIMIT_AS), e.g. 2Gi",
+        "default memory limit of a task: its processes together in its cgroup, else the "
+        "address space of each (RLIMIT_AS), e.g. 2Gi",
         "none",
         "size",
     ),
@@ -465,8 +466,8 @@ OPTIONS: tuple[Option, ...] = (
         "limit_processes",
         "--limit-processes",
         _env("LIMIT_PROCESSES"),
-        "default process limit (RLIMIT_NPROC: counts every process of the user id, "
-        "not enforced for root)",
+        "default process limit: the task's processes in its cgroup, else RLIMIT_NPROC "
+        "(counts every process of the user id, not enforced for root)",
         "none",
         "int",
     ),
