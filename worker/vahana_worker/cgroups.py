@@ -35,10 +35,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from vahana_worker import limits
 
 _log = logging.getLogger(__name__)
 
@@ -119,44 +120,49 @@ def _write(path: Path, value: str) -> None:
         file.write(value)
 
 
-def _v2_parent(mount: Mount, own: str, root: str) -> tuple[Path | None, str]:
-    """The delegated v2 directory task cgroups go under, prepared; or None and why not."""
+def _v2_parent(mount: Mount, own: str, root: str) -> tuple[Path | None, set[str], str]:
+    """The delegated v2 directory task cgroups go under, prepared, with the controllers it
+    enabled for them; or None and why not."""
     if root:
         parent = Path(root)
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            return None, f"cannot create --cgroup-root {parent}: {error.strerror}"
+            return None, set(), f"cannot create --cgroup-root {parent}: {error.strerror}"
         if _read(parent / "cgroup.procs").split():
-            return None, f"--cgroup-root {parent} holds processes; give an empty, delegated one"
+            why = f"--cgroup-root {parent} holds processes; give an empty, delegated one"
+            return None, set(), why
     else:
         parent = _inside(mount.path, own)
         members = _read(parent / "cgroup.procs").split()
         if members:
             if members != [str(os.getpid())]:
-                return None, (
-                    f"the worker's cgroup {parent} holds other processes; run the worker in a "
-                    "delegated cgroup of its own (systemd Delegate=yes) or pass --cgroup-root"
+                return (
+                    None,
+                    set(),
+                    (
+                        f"the worker's cgroup {parent} holds other processes; run the worker in a "
+                        "delegated cgroup of its own (systemd Delegate=yes) or pass --cgroup-root"
+                    ),
                 )
             leaf = parent / "worker"
             try:
                 leaf.mkdir(exist_ok=True)
                 _write(leaf / "cgroup.procs", str(os.getpid()))
             except OSError as error:
-                return None, f"cannot move the worker into {leaf}: {error.strerror}"
+                return None, set(), f"cannot move the worker into {leaf}: {error.strerror}"
     offered = set(_read(parent / "cgroup.controllers").split())
-    missing = [name for name in CONTROLLERS if name not in offered]
-    if len(missing) == len(CONTROLLERS):
+    enabled = offered & set(CONTROLLERS)
+    if not enabled:
         listed = " ".join(sorted(offered)) or "none"
-        return None, f"{parent} offers neither memory nor pids (its cgroup.controllers: {listed})"
+        why = f"{parent} offers neither memory nor pids (its cgroup.controllers: {listed})"
+        return None, set(), why
     try:
-        _write(
-            parent / "cgroup.subtree_control",
-            " ".join(f"+{name}" for name in CONTROLLERS if name in offered),
-        )
+        _write(parent / "cgroup.subtree_control", " ".join(f"+{name}" for name in enabled))
     except OSError as error:
-        return None, f"cannot enable controllers in {parent}/cgroup.subtree_control: {error}"
-    return parent, ""
+        why = f"cannot enable controllers in {parent}/cgroup.subtree_control: {error}"
+        return None, set(), why
+    return parent, enabled, ""
 
 
 def discover(
@@ -189,13 +195,12 @@ def discover(
     if wanted and unified is not None and "" in own:
         delegated: Path | None
         try:
-            delegated, why = _v2_parent(unified, own[""], root)
+            delegated, enabled, why = _v2_parent(unified, own[""], root)
         except OSError as error:
-            delegated, why = None, f"cgroup v2: {error}"
+            delegated, enabled, why = None, set(), f"cgroup v2: {error}"
         if delegated is not None:
-            offered = set(_read(delegated / "cgroup.controllers").split())
             for name in wanted:
-                if name in offered:
+                if name in enabled:
                     parents[name] = (delegated, 2)
         if why:
             reasons.append(why)
@@ -225,7 +230,7 @@ class TaskCgroup:
     def procs_files(self) -> list[str]:
         return sorted({str(path / "cgroup.procs") for path, _ in self.dirs.values()})
 
-    def hit(self) -> set[str]:
+    def hit(self) -> frozenset[str]:
         """The limits the task ran into: "memory" (a process OOM-killed), "pids" (a fork
         refused)."""
         hit: set[str] = set()
@@ -238,7 +243,7 @@ class TaskCgroup:
             path, _ = self.dirs[PIDS]
             if _events(path / "pids.events").get("max", 0) > 0:
                 hit.add(PIDS)
-        return hit
+        return frozenset(hit)
 
     def remove(self) -> None:
         """Kills what is left in the cgroups and removes them."""
@@ -304,18 +309,15 @@ class Manager:
         return f"{name[: NAME_MAX - 17]}~{_digest(name)}"
 
     def probe(self) -> str:
-        """Why a task could not be moved into a cgroup of this plan ("" if it can): a child
-        process joins a test cgroup, as a task's launcher will."""
+        """Why a task could not be moved into a cgroup of this plan ("" if it can): the task
+        launcher joins a test cgroup and runs `true`."""
         try:
             cgroup = self.create("probe", memory_bytes=2**40, processes=2**20)
         except CgroupError as error:
             return str(error)
         try:
-            joins = "".join(
-                f"open({procs!r}, 'w').write(str(os.getpid()))\n" for procs in cgroup.procs_files
-            )
             done = subprocess.run(
-                [sys.executable, "-I", "-S", "-c", f"import os\n{joins}"],
+                limits.command_line(["true"], limits.Limits(), cgroup_procs=cgroup.procs_files),
                 capture_output=True,
                 text=True,
                 timeout=30,

@@ -374,7 +374,7 @@ class TaskRun:
             )
         if code != 0:
             message = f"command exited with code {code}"
-            cgroup_hit = frozenset(self._cgroup.hit()) if self._cgroup else frozenset()
+            cgroup_hit = self._cgroup.hit() if self._cgroup else frozenset()
             hit = limits.diagnose(code, tail, self.spec.limits, cgroup_hit)
             if hit is not None:
                 message = f"{hit}: {message}"

@@ -750,11 +750,10 @@ class Scheduler:
         self._wake(None)
 
     def _may_prefetch(self, worker: models.WorkerRecord) -> bool:
-        """Whether a worker whose slots are full may take one more task to queue: only while
-        the queue holds more tasks than the other workers' slots, which leaves those for them
-        (a task queued behind another waits; an idle worker would start it at once)."""
-        if len(worker.leases) >= worker.max_tasks + worker.prefetch:
-            return False
+        """Whether a worker whose slots are full may take one more task to queue (`poll`
+        bounds how many by its prefetch): only while the queue holds more tasks than the other
+        workers' slots, which leaves those for them (a task queued behind another waits; an
+        idle worker would start it at once)."""
         if self._all_slots is None:
             self._all_slots = sum(w.max_tasks for w in self._workers.values())
         return len(self._queue) > self._all_slots - worker.max_tasks
