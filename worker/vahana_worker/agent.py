@@ -655,7 +655,6 @@ class Worker:
         _ev(
             "task started", task_id=spec.task_id, attempt=spec.attempt, timeout=f"{spec.timeout:g}s"
         )
-        started = time.monotonic()
         try:
             result = slot.run.run()
         except Exception as exc:  # the worker's fault (disk full, ...), not the task's
@@ -679,7 +678,7 @@ class Worker:
                 failure_kind=executor.FailureKind.INFRASTRUCTURE,
                 message="killed by a signal while the worker was stopping (allocation ended)",
             )
-        seconds = time.monotonic() - started
+        seconds = time.monotonic() - slot.started_at
         _ev(
             "task finished",
             task_id=spec.task_id,
