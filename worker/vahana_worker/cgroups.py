@@ -1,5 +1,5 @@
-"""Per-task cgroups: a task's memory and process limits enforced by the kernel for its whole
-process tree, where the worker may create cgroups.
+"""Per-task cgroups: every task's processes tracked together, and its memory and process limits
+enforced by the kernel for its whole process tree, where the worker may create cgroups.
 
 setrlimit's RLIMIT_AS limits each process's address space (not memory), and RLIMIT_NPROC counts
 every process of a user id and does not bind root. A cgroup per task limits what the task's
@@ -20,8 +20,20 @@ Where task cgroups go (`discover`):
 Otherwise (no writable hierarchy, controllers not offered) there are none, `discover` says why,
 and memory and process limits fall back to setrlimit. Each controller is used where present.
 
-A task's process joins its cgroups before exec (the limits launcher writes its pid into each
-`cgroup.procs`), so nothing of the task runs outside them.
+Every task gets a cgroup where there are any, limits or not: it is how the worker finds all of
+a task's processes when the task ends, including those that left its process group (`taskprocs`).
+A task without memory or process limits gets one directory, in the pids hierarchy where there is
+one (creating and removing it costs ~40 µs), with no limit written.
+
+A task's process joins its cgroups before anything of the task runs: the limits launcher writes
+its pid into each `cgroup.procs` when it runs anyway (setrlimit, another user); otherwise `bash`
+does, in a prefix to the task's command (`join_prefix`), which costs a few µs where a launcher
+would cost an interpreter's start (~10 ms).
+
+Names: `<prefix>@<life>@<task>`, the prefix being `vahana-<worker id>` and the life the worker
+process's pid and start time (`procs.Life`). A worker sweeps at start the cgroups its id's earlier
+lives left (`sweep`), but not those of a life that still runs (two workers wrongly given one id
+never kill each other's tasks); its guardian ends its own life's (`of_life`) when it dies.
 """
 
 from __future__ import annotations
@@ -33,22 +45,29 @@ import hashlib
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from vahana_worker import limits
+from vahana_worker import limits, procs
 
 _log = logging.getLogger(__name__)
 
 MEMORY = "memory"
 PIDS = "pids"
 CONTROLLERS = (MEMORY, PIDS)
+TRACKING = (PIDS, MEMORY)
+"""The hierarchy a task without limits is tracked in: the first of these the plan has (the
+pids controller is the lighter one)."""
 
 NAME_MAX = 255
 """Longest name of a directory (a cgroup)."""
+PREFIX_MAX = 64
+"""Longest prefix kept as it is; a longer one is cut and given a digest, so that a name cut
+to NAME_MAX still holds its prefix and life whole (sweeps match on them)."""
 REMOVE_WAIT = 2.0
 """Seconds to wait for a task cgroup to empty (its killed processes to exit) before rmdir."""
 
@@ -245,10 +264,39 @@ class TaskCgroup:
                 hit.add(PIDS)
         return frozenset(hit)
 
+    def members(self) -> list[int]:
+        """The pids of the processes in the task's cgroups (exited ones are not listed)."""
+        found: set[int] = set()
+        for path in {path for path, _ in self.dirs.values()}:
+            found.update(_pids(path))
+        return sorted(found)
+
+    def kill(self) -> bool:
+        """SIGKILL to every process at once through `cgroup.kill` (v2, Linux 5.14+); False
+        where that is not offered (then they are signalled one by one)."""
+        paths = {path for path, version in self.dirs.values() if version == 2}
+        if not paths or len(paths) != len({path for path, _ in self.dirs.values()}):
+            return False
+        try:
+            for path in paths:
+                _write(path / "cgroup.kill", "1")
+        except OSError:
+            return False
+        return True
+
     def remove(self) -> None:
         """Kills what is left in the cgroups and removes them."""
         for path in {path for path, _ in self.dirs.values()}:
             _remove(path)
+
+
+def join_prefix(procs_files: Sequence[str]) -> str:
+    """A bash snippet that moves the shell into the task's cgroups before the task's command,
+    which follows it on the same line (so a syntax error in the command runs nothing, and its
+    line numbers stay as written); the task fails with 126 if the shell cannot join."""
+    joins = " && ".join(f"echo $$ > {shlex.quote(path)}" for path in procs_files)
+    error = "vahana: could not join the task's cgroup"
+    return f"{{ {joins}; }} 2>/dev/null || {{ echo {shlex.quote(error)} >&2; exit 126; }}; "
 
 
 def _pids(path: Path) -> list[int]:
@@ -292,68 +340,107 @@ def _remove(path: Path) -> None:
 class Manager:
     """Makes task cgroups following a `Plan`."""
 
-    def __init__(self, plan: Plan, prefix: str) -> None:
+    def __init__(self, plan: Plan, prefix: str, *, life: procs.Life | None = None) -> None:
+        """`life`: the worker process whose task cgroups these are (default: this one)."""
         self.plan = plan
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", prefix)
         if safe != prefix:  # "a/b" and "a_b" must not share (and sweep) each other's cgroups
             safe = f"{safe}-{_digest(prefix)}"
+        if len(safe) > PREFIX_MAX:
+            safe = f"{safe[: PREFIX_MAX - 17]}-{_digest(prefix)}"
         self._prefix = safe
+        self.life = life if life is not None else procs.Life.current()
 
     def _name(self, task: str) -> str:
-        """A task's cgroup name: "<prefix>@<task>", or, too long for a directory name, with a
-        digest of it in place of its end (names stay distinct; "@" is never in the prefix, so
-        a sweep matches this worker's alone)."""
-        name = f"{self._prefix}@{task}"
+        """A task's cgroup name: "<prefix>@<life>@<task>", or, too long for a directory name,
+        with a digest of it in place of its end (names stay distinct; "@" is never in the
+        prefix, so a sweep matches this worker's alone)."""
+        name = f"{self._prefix}@{self.life}@{task}"
         if len(name) <= NAME_MAX:
             return name
         return f"{name[: NAME_MAX - 17]}~{_digest(name)}"
 
-    def probe(self) -> str:
+    def _life_of(self, name: str) -> procs.Life | None:
+        """The life a cgroup name of this prefix was made by; None for names without one."""
+        life, sep, _ = name[len(self._prefix) + 1 :].partition("@")
+        return procs.Life.parse(life) if sep else None
+
+    def _grouped(self, pattern: str) -> list[TaskCgroup]:
+        """The task cgroups whose names match `pattern`, a directory per hierarchy each."""
+        found: dict[str, dict[str, tuple[Path, int]]] = {}
+        for controller, (parent, version) in self.plan.parents.items():
+            for path in parent.glob(pattern):
+                if path.is_dir():
+                    found.setdefault(path.name, {})[controller] = (path, version)
+        return [TaskCgroup(dirs) for dirs in found.values()]
+
+    def of_life(self, life: procs.Life) -> list[TaskCgroup]:
+        """The task cgroups one life of this worker made."""
+        return self._grouped(f"{self._prefix}@{life}@*")
+
+    def leftovers(self) -> list[TaskCgroup]:
+        """Task cgroups of this worker id that no running worker process owns: made by this
+        life or by one that has ended (or by a version that did not name lives)."""
+        left = []
+        for cgroup in self._grouped(f"{self._prefix}@*"):
+            name = next(iter(cgroup.dirs.values()))[0].name
+            life = self._life_of(name)
+            if life is None or life == self.life or not life.alive():
+                left.append(cgroup)
+        return left
+
+    def probe(self, bash: str = "bash") -> str:
         """Why a task could not be moved into a cgroup of this plan ("" if it can): the task
-        launcher joins a test cgroup and runs `true`."""
-        try:
-            cgroup = self.create("probe", memory_bytes=2**40, processes=2**20)
-        except CgroupError as error:
-            return str(error)
-        try:
-            done = subprocess.run(
-                limits.command_line(["true"], limits.Limits(), cgroup_procs=cgroup.procs_files),
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-        finally:
-            cgroup.remove()
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines() or ["no error output"]
-            return f"a process cannot join a task cgroup: {lines[-1]}"
+        launcher, and bash with the join prefix, each join a test cgroup. Runs before the
+        worker's reaper starts (its children are its own to wait for)."""
+        for how in ("launcher", "bash"):
+            try:
+                if how == "launcher":
+                    cgroup = self.create("probe", memory_bytes=2**40, processes=2**20)
+                else:
+                    cgroup = self.create("probe", memory_bytes=0, processes=0)
+            except CgroupError as error:
+                return str(error)
+            if how == "launcher":
+                argv = limits.command_line(
+                    ["true"], limits.Limits(), cgroup_procs=cgroup.procs_files
+                )
+            else:
+                argv = [bash, "-c", join_prefix(cgroup.procs_files) + "true"]
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+            finally:
+                cgroup.remove()
+            if done.returncode != 0:
+                lines = done.stderr.strip().splitlines() or ["no error output"]
+                return f"a process cannot join a task cgroup ({how}): {lines[-1]}"
         return ""
 
     def controllers(self) -> frozenset[str]:
         return frozenset(self.plan.parents)
 
     def sweep(self) -> int:
-        """Removes task cgroups of this worker's id left by an earlier run of it (killed with
-        -9, its tasks' processes may live on in them: they are killed). Returns how many."""
-        left = {
-            path
-            for parent, _ in self.plan.parents.values()
-            for path in parent.glob(f"{self._prefix}@*")
-            if path.is_dir()
-        }
-        for path in left:
-            _remove(path)
-        return len({path.name for path in left})
+        """Removes the task cgroups earlier, ended runs of this worker's id left (`leftovers`;
+        killed with -9, their tasks' processes may live on in them: they are killed). Returns
+        how many."""
+        left = self.leftovers()
+        for cgroup in left:
+            cgroup.remove()
+        return len(left)
 
     def create(self, name: str, *, memory_bytes: int, processes: int) -> TaskCgroup:
-        """A cgroup for one task with these limits (0: not limited here); CgroupError if any
-        part of it cannot be made (what was made is removed)."""
+        """A cgroup for one task with these limits (0: not limited here; with neither, one
+        directory to track the task's processes in); CgroupError if any part of it cannot be
+        made (what was made is removed)."""
         wanted = {MEMORY: memory_bytes, PIDS: processes}
         dirs: dict[str, tuple[Path, int]] = {}
         for controller, (parent, version) in self.plan.parents.items():
             if wanted.get(controller):
                 dirs[controller] = (parent / self._name(name), version)
+        if not dirs:
+            controller = next(c for c in TRACKING if c in self.plan.parents)
+            parent, version = self.plan.parents[controller]
+            dirs[controller] = (parent / self._name(name), version)
         cgroup = TaskCgroup(dirs)
         try:
             for path in {path for path, _ in dirs.values()}:
@@ -363,6 +450,8 @@ class Manager:
                     _remove(path)
                     path.mkdir()
             for controller, (path, version) in dirs.items():
+                if not wanted[controller]:
+                    continue  # tracked, not limited
                 for file, value in _limit_files(controller, version, wanted[controller]):
                     with contextlib.suppress(FileNotFoundError):  # optional files (swap)
                         _write(path / file, value)

@@ -1,6 +1,11 @@
-"""Runs one task attempt: sandbox, input staging, `bash -c` in its own process group under the
-task's resource limits and with a clean environment, output tail, timeout and cancellation (the
-whole process group is killed), output collection, clean-up, and which limit a failure hit.
+"""Runs one task attempt: sandbox, input staging, `bash -c` in its own process group (and its own
+cgroup where the worker may make them) under the task's resource limits and with a clean
+environment, output tail, timeout and cancellation, output collection, clean-up, and which limit
+a failure hit.
+
+However the task ends — its command exits, it times out, it is cancelled — every process it
+started is ended with it, those that left its process group included (`taskprocs`): SIGTERM,
+then SIGKILL after the kill grace. The task's result is reported after that.
 
 This module knows nothing of gRPC: it takes a `TaskSpec` and returns a `Result`; `messages`
 translates to and from the protocol.
@@ -21,15 +26,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from vahana_worker import cgroups, limits, outputbuffer, staging
+from vahana_worker import cgroups, limits, outputbuffer, procs, reaper, staging, taskprocs
 
 _log = logging.getLogger(__name__)
 
 KILL_GRACE = 2.0
-"""Seconds between SIGTERM and SIGKILL to a task's process group."""
+"""Seconds between SIGTERM and SIGKILL to a task's processes."""
 
 MINIMAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH of a task that declares none (the worker's --task-env may set another)."""
@@ -99,12 +104,18 @@ def sandbox_name(task_id: str, attempt: int) -> str:
 
 
 def task_environment(
-    base: Mapping[str, str], task_env: Mapping[str, str], *, sandbox: Path, task_id: str
+    base: Mapping[str, str],
+    task_env: Mapping[str, str],
+    *,
+    sandbox: Path,
+    task_id: str,
+    marker: procs.Marker | None = None,
 ) -> dict[str, str]:
     """The whole environment a task's command sees, never the worker's own (which may hold
     tokens, SERVER_ADDRESS or cloud credentials): a minimal PATH, HOME (the sandbox), LANG and
     TMPDIR (sandbox/tmp); then `base`, the variables the worker gives every task (--task-env);
-    then what the task declares; then WORKING_DIR and TASK_ID, which nothing overrides.
+    then what the task declares; then WORKING_DIR, TASK_ID and VAHANA_TASK (the marker by which
+    the worker finds the task's processes), which nothing overrides.
     """
     env = {
         "PATH": MINIMAL_PATH,
@@ -116,6 +127,8 @@ def task_environment(
     env.update(task_env)
     env["WORKING_DIR"] = str(sandbox)
     env["TASK_ID"] = task_id
+    if marker is not None:
+        env[procs.MARKER] = str(marker)
     return env
 
 
@@ -132,9 +145,9 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
 
 
-def _kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+@functools.cache
+def _own_life() -> procs.Life:
+    return procs.Life.current()
 
 
 def _not_started(error: OSError) -> Result:
@@ -144,7 +157,7 @@ def _not_started(error: OSError) -> Result:
 
 
 @functools.cache
-def _bash() -> str:
+def bash() -> str:
     """bash's path on the worker's PATH (looked up once: a lookup per task was measurable)."""
     return shutil.which("bash") or "/bin/bash"
 
@@ -225,12 +238,17 @@ class TaskRun:
         output_root: Path | None = None,
         user: tuple[int, int] | None = None,
         cgroup_manager: cgroups.Manager | None = None,
+        orphans: reaper.Reaper | None = None,
+        worker_id: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`base_env`: variables every task gets (--task-env); `output_root`: the directory
         output destinations must lie in (default `<working_dir>/outputs`); `user`: (uid, gid)
         the command runs as (needs root; default: the worker's own), owning the sandbox;
-        `cgroup_manager`: where the task's memory and process limits go, if the worker has any."""
+        `cgroup_manager`: where the task's cgroup goes, if the worker may make them;
+        `orphans`: the worker's reaper (its children are started through it, and the task's
+        orphans are found among its strays; without one, in all of /proc); `worker_id` and
+        the reaper's life (default: this process's) go into the task's marker."""
         self.spec = spec
         self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
         self.output_root = working_dir / "outputs" if output_root is None else output_root
@@ -240,6 +258,10 @@ class TaskRun:
         self._base_env = base_env
         self._user = user
         self._cgroups = cgroup_manager
+        self._orphans = orphans
+        self.marker = procs.Marker(
+            worker_id, orphans.life if orphans is not None else _own_life(), self.sandbox.name
+        )
         self._clock = clock
         self._lock = threading.Lock()
         self._waker: _Waker | None = None
@@ -273,21 +295,23 @@ class TaskRun:
                 _remove_sandbox(self.sandbox)
 
     def _split_limits(self) -> limits.Limits:
-        """Makes the task's cgroup for the limits a cgroup can take; returns the rest, for
-        setrlimit (all of them if there is no cgroup)."""
+        """Makes the task's cgroup (every task gets one where the worker may make them: it
+        tracks all of the task's processes), with the limits a cgroup can take; returns the
+        rest, for setrlimit (all of them if there is no cgroup)."""
         wanted = self.spec.limits
-        taken = self._cgroups.controllers() if self._cgroups is not None else frozenset()
+        if self._cgroups is None:
+            return wanted
+        taken = self._cgroups.controllers()
         memory = wanted.memory_bytes if cgroups.MEMORY in taken else 0
         processes = wanted.processes if cgroups.PIDS in taken else 0
-        if self._cgroups is None or not (memory or processes):
-            return wanted
         try:
             self._cgroup = self._cgroups.create(
                 self.sandbox.name, memory_bytes=memory, processes=processes
             )
         except cgroups.CgroupError as error:
             _log.warning(
-                "no cgroup for the task; its memory and process limits use setrlimit",
+                "no cgroup for the task; its processes are found by their marker, its memory "
+                "and process limits use setrlimit",
                 extra={"kv": {**self._fields, "error": str(error)}},
             )
             return wanted
@@ -296,6 +320,28 @@ class TaskRun:
             memory_bytes=0 if memory else wanted.memory_bytes,
             processes=0 if processes else wanted.processes,
         )
+
+    def _command_line(self, rlimits: limits.Limits) -> list[str]:
+        """bash -c <command>; in the limits launcher if setrlimit or another user is needed
+        (it joins the cgroup too, and dies with the worker's thread); else, with a cgroup, bash
+        joins it itself (no interpreter to start)."""
+        argv = [bash(), "-c", self.spec.command]
+        procs_files = self._cgroup.procs_files if self._cgroup is not None else []
+        if rlimits.any or self._user is not None:
+            return limits.command_line(
+                argv, rlimits, user=self._user, cgroup_procs=procs_files, parent=os.getpid()
+            )
+        if procs_files:
+            return [bash(), "-c", cgroups.join_prefix(procs_files) + self.spec.command]
+        return argv
+
+    @contextlib.contextmanager
+    def _spawning(self) -> Iterator[Callable[[int], None]]:
+        if self._orphans is None:
+            yield lambda pid: None
+        else:
+            with self._orphans.spawning(self.sandbox.name) as own:
+                yield own
 
     def _stopped_result(self, reason: StopReason, exit_code: int = 0) -> Result:
         outcome, kind, message = _STOP_RESULTS[reason]
@@ -318,6 +364,7 @@ class TaskRun:
             self.spec.environment,
             sandbox=self.sandbox,
             task_id=self.spec.task_id,
+            marker=self.marker,
         )
         with self._lock:
             if self._stop_reason is not None:
@@ -328,38 +375,46 @@ class TaskRun:
                 return _not_started(exc)
             try:
                 # No preexec_fn: the worker is multithreaded; limits are set by a launcher.
-                argv = [_bash(), "-c", self.spec.command]
-                rlimits = self._split_limits()
-                proc = subprocess.Popen(
-                    limits.command_line(
-                        argv,
-                        rlimits,
-                        user=self._user,
-                        cgroup_procs=self._cgroup.procs_files if self._cgroup else (),
-                    ),
-                    cwd=self.sandbox,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+                command_line = self._command_line(self._split_limits())
+                with self._spawning() as own:
+                    proc = subprocess.Popen(
+                        command_line,
+                        cwd=self.sandbox,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                    own(proc.pid)
             except OSError as exc:
                 waker.close()
                 return _not_started(exc)
             self._proc = proc
             self._waker = waker
         _log.debug("task process started", extra={"kv": {**self._fields, "pid": proc.pid}})
+        finder: taskprocs.Finder
+        if self._cgroup is not None:
+            finder = taskprocs.CgroupFinder(self._cgroup)
+        else:
+            finder = taskprocs.MarkerFinder(
+                main_pid=proc.pid, marker=self.marker, orphans=self._orphans
+            )
         try:
-            ended_by = _Supervision(self, proc, waker).run()
-        except BaseException:
-            _kill_group(proc.pid, signal.SIGKILL)  # never leave a task running unwatched
-            raise
+            try:
+                ended_by = _Supervision(self, proc, waker, finder).run()
+            except BaseException:
+                procs.kill_group(proc.pid, signal.SIGKILL)  # never leave a task running unwatched
+                finder.signal(finder.find(), signal.SIGKILL)
+                raise
+            finally:
+                with self._lock:
+                    waker.close()
+                    self._waker = None
+            returncode = proc.wait()
         finally:
-            with self._lock:
-                waker.close()
-                self._waker = None
-        returncode = proc.wait()
+            if self._orphans is not None:
+                self._orphans.release(proc.pid)  # only once reaped: the pid is not reused before
         code = exit_code_of(returncode)
         tail = self._output.text()
         if isinstance(ended_by, StopReason):
@@ -368,7 +423,7 @@ class TaskRun:
             return Result(
                 Outcome.TIMED_OUT,
                 code,
-                f"timed out after {self.spec.timeout:g}s; process group killed",
+                f"timed out after {self.spec.timeout:g}s; its processes were killed",
                 tail,
                 FailureKind.TASK_ERROR,
             )
@@ -396,13 +451,22 @@ class TaskRun:
 
 class _Supervision:
     """Watches one task process from the task's own thread: its output (kept in the tail
-    buffer), its exit, a stop request and the timeout, all with one poll()."""
+    buffer), its exit, a stop request and the timeout, all with one poll(); then ends what
+    the task left running."""
 
-    def __init__(self, run: TaskRun, proc: subprocess.Popen[bytes], waker: _Waker) -> None:
+    def __init__(
+        self,
+        run: TaskRun,
+        proc: subprocess.Popen[bytes],
+        waker: _Waker,
+        finder: taskprocs.Finder,
+    ) -> None:
         assert proc.stdout is not None
         self._run = run
         self._proc = proc
         self._waker = waker
+        self._finder = finder
+        self._termed_at: float | None = None
         self._poller = select.poll()
         self._output_fd = proc.stdout.fileno()
         self._exited_elsewhere = threading.Event()
@@ -413,12 +477,24 @@ class _Supervision:
                 self._poller.register(fd, select.POLLIN)
 
     def run(self) -> StopReason | str:
-        """How the process ended: "exited", "timeout" or the stop reason. Afterwards the
-        group is killed and the output read to its end (or for at most 5 s)."""
+        """How the process ended: "exited", "timeout" or the stop reason. Afterwards whatever
+        the task left running is ended, and the output read to its end (or for at most 5 s)."""
         try:
             ended_by = self._watch()
-            # Whatever the command left behind in its group goes with it.
-            _kill_group(self._proc.pid, signal.SIGKILL)
+            left = taskprocs.end(
+                self._finder,
+                pgid=self._proc.pid,
+                grace=self._run._kill_grace,
+                termed_at=self._termed_at,
+                wait=lambda seconds: self._pump(
+                    until=lambda: False, seconds=seconds, wakeable=False
+                ),
+            )
+            if left:
+                _log.info(
+                    "ended what the task left running",
+                    extra={"kv": {**self._run._fields, "processes": left}},
+                )
             self._pump(until=lambda: self._output_fd < 0, seconds=5.0, wakeable=False)
             return ended_by
         finally:
@@ -444,10 +520,16 @@ class _Supervision:
                 return "timeout"
 
     def _terminate(self, *, why: str) -> None:
-        _log.info("killing task process group", extra={"kv": {**self._run._fields, "why": why}})
-        _kill_group(self._proc.pid, signal.SIGTERM)
+        _log.info("killing task processes", extra={"kv": {**self._run._fields, "why": why}})
+        self._termed_at = time.monotonic()
+        self._signal_all(signal.SIGTERM)
         self._pump(until=lambda: self.exited, seconds=self._run._kill_grace, wakeable=False)
-        _kill_group(self._proc.pid, signal.SIGKILL)
+        self._signal_all(signal.SIGKILL)
+
+    def _signal_all(self, sig: int) -> None:
+        """The task's process group, and its processes outside it."""
+        procs.kill_group(self._proc.pid, sig)
+        self._finder.signal(self._finder.find(), sig)
 
     def _pump(self, *, until: Callable[[], bool], seconds: float, wakeable: bool = True) -> None:
         """Reads output and notes the exit until `until()` holds, `seconds` pass, or (if

@@ -48,11 +48,15 @@ import os, resource, signal, sys
 args = sys.argv[1:]
 split = args.index("--")
 user = None
+parent_death = None
 for item in args[:split]:
     name, _, value = item.partition("=")
     soft, _, hard = value.partition(":")
     if name == "USER":
         user = (int(soft), int(hard))
+        continue
+    if name == "PDEATHSIG":
+        parent_death = (int(soft), int(hard))
         continue
     if name == "CGROUP":
         try:
@@ -72,6 +76,8 @@ for item in args[:split]:
         resource.setrlimit(which, (min(limit[0], current), current))
 for sig in (signal.SIGPIPE, signal.SIGXFSZ):
     signal.signal(sig, signal.SIG_DFL)
+if parent_death is not None:
+    import ctypes  # before the user switch: the new user may not be able to read the library
 if user is not None:
     try:
         os.setgroups([])
@@ -80,6 +86,12 @@ if user is not None:
     except OSError as exc:
         sys.stderr.write("vahana: could not switch to uid %d gid %d: %s\\n" % (user + (exc,)))
         os._exit(126)
+if parent_death is not None:
+    # After the user switch, which clears it; exec keeps it.
+    ctypes.CDLL(None, use_errno=True).prctl(1, parent_death[0], 0, 0, 0)
+    if os.getppid() != parent_death[1]:
+        sys.stderr.write("vahana: the worker exited before the task started\\n")
+        os._exit(126)
 try:
     os.execvp(args[split + 1], args[split + 1:])
 except OSError as exc:
@@ -87,10 +99,12 @@ except OSError as exc:
     os._exit(127)
 """
 """Source of the launcher:
-`-c LAUNCHER [USER=UID:GID] [CGROUP=PROCS_FILE]... NAME=SOFT[:HARD]... -- PROGRAM ARGS...`.
+`-c LAUNCHER [USER=UID:GID] [PDEATHSIG=SIGNAL:PARENT] [CGROUP=PROCS_FILE]... NAME=SOFT[:HARD]...
+-- PROGRAM ARGS...`.
 
 The launcher joins the task's cgroups and sets the limits first (both need the worker's
-privileges), then switches the user (groups, gid, uid), then execs the program."""
+privileges), then switches the user (groups, gid, uid), then asks for SIGNAL when its parent
+(the worker's thread that started it, pid PARENT) ends, then execs the program."""
 
 CPU_GRACE = 1
 """Seconds between the soft CPU limit (SIGXCPU) and the hard one (SIGKILL)."""
@@ -148,14 +162,19 @@ def command_line(
     user: tuple[int, int] | None = None,
     cgroup_procs: Sequence[str] = (),
     python: str = "",
+    parent: int = 0,
 ) -> list[str]:
     """`argv` as is when no limit is set, no `user` (uid, gid) given and no cgroup to join
-    (`cgroup.procs` files), else wrapped in the launcher that does those."""
+    (`cgroup.procs` files), else wrapped in the launcher that does those; with `parent` (the
+    worker's pid) the launched program is killed when the worker's thread that started it
+    ends (PR_SET_PDEATHSIG)."""
     if not limits.any and user is None and not cgroup_procs:
         return list(argv)
     head = [python or sys.executable, "-I", "-S", "-c", LAUNCHER]
     if user is not None:
         head.append(f"USER={user[0]}:{user[1]}")
+    if parent:
+        head.append(f"PDEATHSIG={int(signal.SIGKILL)}:{parent}")
     head.extend(f"CGROUP={procs}" for procs in cgroup_procs)
     return [*head, *rlimit_args(limits), "--", *argv]
 

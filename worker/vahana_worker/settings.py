@@ -75,6 +75,8 @@ class Settings:
     """Seconds the scheduler may hold a PollForTask call open."""
     drain_timeout: float = 30.0
     """Seconds running tasks get to finish on shutdown before they are killed."""
+    kill_grace: float = 2.0
+    """Seconds a task's processes get between SIGTERM and SIGKILL when the task ends."""
     allocation_ends_at: float | None = None
     """Unix time when the worker's allocation (walltime) ends; None if never."""
     keep_sandboxes: bool = False
@@ -162,6 +164,8 @@ class Settings:
                 errors.append(f"{name}: must be > 0")
         if self.drain_timeout < 0:
             errors.append("drain_timeout: must be >= 0")
+        if self.kill_grace < 0:
+            errors.append("kill_grace: must be >= 0")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             errors.append("log_level: must be one of debug, info, warning, error, critical")
         if self.max_tasks < 1:
@@ -371,6 +375,15 @@ OPTIONS: tuple[Option, ...] = (
         _env("DRAIN_TIMEOUT"),
         "time running tasks get to finish on shutdown",
         "30s",
+        "duration",
+    ),
+    Option(
+        "kill_grace",
+        "--kill-grace",
+        _env("KILL_GRACE"),
+        "time a task's processes get between SIGTERM and SIGKILL when the task ends (completed, "
+        "failed, timed out or cancelled: what it left running goes too)",
+        "2s",
         "duration",
     ),
     Option(

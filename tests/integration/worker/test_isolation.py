@@ -315,7 +315,9 @@ def test_task_does_not_see_the_workers_environment(
     assert seen["TASK_ID"] == "env" and seen["WORKING_DIR"] == str(run.sandbox)
     assert seen["HOME"] == str(run.sandbox) and seen["TMPDIR"] == str(run.sandbox / "tmp")
     assert seen["PATH"] == executor.MINIMAL_PATH and seen["LANG"] == "C.UTF-8"
+    assert seen["VAHANA_TASK"] == str(run.marker)  # how the task's processes are found
     allowed = {"MINE", "SITE", "TASK_ID", "WORKING_DIR", "HOME", "TMPDIR", "PATH", "LANG"}
+    allowed.add("VAHANA_TASK")
     assert set(seen) - allowed <= {"PWD", "SHLVL", "_"}  # what bash itself adds
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vahana_worker import cgroups, limits
+from vahana_worker import cgroups, limits, procs
 
 HYBRID_MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -85,12 +85,15 @@ def test_the_cgroup_s_counters_decide_which_limit_was_hit() -> None:
 
 def test_task_cgroup_names_stay_distinct_when_too_long_and_for_ids_made_safe() -> None:
     plan = cgroups.Plan({})
+    life = procs.Life(4242, 98765)
     long_id = "w" * 240
-    manager = cgroups.Manager(plan, prefix=f"vahana-{long_id}")
-    first, second = manager._name("task-a1"), manager._name("task-a2")
+    manager = cgroups.Manager(plan, prefix=f"vahana-{long_id}", life=life)
+    first, second = manager._name("t" * 250 + "-a1"), manager._name("t" * 250 + "-a2")
     assert first != second and max(len(first), len(second)) <= cgroups.NAME_MAX
+    # A long id is cut to a prefix with a digest, so the life stays whole in every name.
+    assert first.split("@")[1] == "4242.98765"
     # Ids that differ only in characters made safe keep apart (a sweep must not cross over).
-    slash = cgroups.Manager(plan, prefix="vahana-a/b")._name("t")
-    underscore = cgroups.Manager(plan, prefix="vahana-a_b")._name("t")
-    assert slash != underscore and underscore == "vahana-a_b@t"
+    slash = cgroups.Manager(plan, prefix="vahana-a/b", life=life)._name("t")
+    underscore = cgroups.Manager(plan, prefix="vahana-a_b", life=life)._name("t")
+    assert slash != underscore and underscore == "vahana-a_b@4242.98765@t"
     assert "@" not in slash.split("@")[0] and slash.startswith("vahana-a_b-")

@@ -1,0 +1,262 @@
+"""Reaps every child the worker inherits, and ends the orphans no running task accounts for.
+
+The worker is PID 1 in a Pod: every process of the container whose parent exits (a task's
+`(sleep 1 &)`, a double-forked daemon) becomes its child, and stays a zombie, holding its pid,
+until the worker reaps it. Elsewhere the worker makes itself a child subreaper, so the orphans
+of its tasks come to it rather than to the host's init: it reaps them, and it can find them.
+
+The executor waits for each task's main process itself (pidfd, then `Popen.wait`), and Python's
+`Popen` takes a child reaped by someone else for one that exited with 0. So the reaper never
+reaps a child the worker started: every such child is started inside `spawning()`, which holds
+the reaper's lock from before the fork until its pid is registered as *owned*; the reaper scans
+and reaps under the same lock, so it never sees an owned child it does not know. An owned pid is
+released only after its owner has reaped it. Everything else among the worker's children is a
+*stray* — an orphan — and is reaped as soon as it exits (on SIGCHLD; a periodic scan catches a
+missed signal).
+
+Strays that still run are looked at too (`_police`): a stray whose marker (`procs.Marker`) names
+a task of this worker life that has ended, or a dead earlier life of this worker, is ended
+(SIGTERM, then SIGKILL after the grace). A stray without a marker (it cleared its environment)
+cannot be told apart from a running task's process, so it is ended only when no task runs. A
+stray marked by another worker is left alone, and reaped when it exits. A task's own leftovers
+are normally ended by the executor when the task ends (`taskprocs`); this is the backstop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from vahana_worker import linux, procs
+
+_log = logging.getLogger(__name__)
+
+SCAN_INTERVAL = 1.0
+"""Seconds between scans when no SIGCHLD comes (a signal can be missed: several children
+exiting at once raise one)."""
+
+INIT = "init"
+SUBREAPER = "subreaper"
+NONE = "none"
+
+
+class Reaper:
+    """The worker's children: which are owned, reaping the rest, ending stray orphans."""
+
+    def __init__(self, *, worker_id: str, life: procs.Life, grace: float) -> None:
+        self.worker_id = worker_id
+        self.life = life
+        self._grace = grace
+        self._lock = threading.Lock()
+        self._owned: dict[int, str] = {}
+        """pid → the sandbox of the task it runs ("" for the worker's own helpers)."""
+        self._doomed: dict[procs.Stat, float] = {}
+        """Strays sent SIGTERM → when SIGKILL is due (monotonic)."""
+        self._judged: dict[procs.Stat, str] = {}
+        """What `_police` decided for a stray: "keep" or "end" (a marker is read once)."""
+        self.mode = NONE
+        self.reaped = 0
+        """Strays reaped so far."""
+        self.ended = 0
+        """Strays ended (signalled) so far."""
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def adopt_orphans(self) -> str:
+        """Makes orphans come to this process: as PID 1 they do already; elsewhere it becomes
+        a child subreaper. Returns the mode: "init", "subreaper" or "none" (they go to init)."""
+        if os.getpid() == 1:
+            self.mode = INIT
+        elif linux.become_subreaper():
+            self.mode = SUBREAPER
+        return self.mode
+
+    @property
+    def catches_orphans(self) -> bool:
+        """True if the orphans of this process's descendants become its children."""
+        return self.mode != NONE
+
+    def watch_sigchld(self) -> bool:
+        """Scans as soon as a child exits; main thread only (False elsewhere: scans then run
+        every SCAN_INTERVAL)."""
+
+        def on_sigchld(_signum: int, _frame: object) -> None:
+            with contextlib.suppress(BlockingIOError):  # a scan is due already
+                os.write(self._wake_write, b"\0")
+
+        try:
+            signal.signal(signal.SIGCHLD, on_sigchld)
+        except ValueError:  # not the main thread
+            return False
+        # Restart interrupted system calls: gRPC's threads and ours need not see EINTR.
+        signal.siginterrupt(signal.SIGCHLD, False)
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
+        self._thread.start()
+
+    # -- owned children ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def spawning(self, sandbox: str = "") -> Iterator[Callable[[int], None]]:
+        """Start a child inside this block and pass its pid to the function it yields: until
+        released, the reaper leaves that pid to its owner. `sandbox` names the task it runs."""
+        with self._lock:
+            yield lambda pid: self._owned.__setitem__(pid, sandbox)
+
+    def release(self, pid: int) -> None:
+        """Gives a pid back after its owner reaped it."""
+        with self._lock:
+            self._owned.pop(pid, None)
+
+    def running_sandboxes(self) -> set[str]:
+        with self._lock:
+            return {sandbox for sandbox in self._owned.values() if sandbox}
+
+    # -- strays ------------------------------------------------------------------------------
+
+    def strays(self) -> list[procs.Stat]:
+        """The worker's children it did not start: orphans of its tasks (zombies included)."""
+        with self._lock:
+            return self._strays_locked()
+
+    def _children_locked(self) -> list[int]:
+        """The pids of the worker's children it did not start (caller holds the lock)."""
+        found = procs.children(os.getpid())
+        if found is None:  # no children files: the slow way
+            me = os.getpid()
+            found = [s.pid for s in procs.scan().values() if s.ppid == me]
+        return [pid for pid in found if pid not in self._owned]
+
+    def _strays_locked(self) -> list[procs.Stat]:
+        return [s for pid in self._children_locked() if (s := procs.stat(pid)) is not None]
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """While held, no stray is reaped: a stray found now keeps its pid (as a zombie, if
+        it exits) until released, so a signal to it cannot reach another process."""
+        with self._lock:
+            yield
+
+    def reap(self) -> int:
+        """Reaps every stray that has exited; returns how many."""
+        with self._lock:
+            count = 0
+            for pid in self._children_locked():
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    continue
+                count += done == pid
+        self.reaped += count
+        if count:
+            _log.debug("reaped orphans", extra={"kv": {"count": count}})
+        return count
+
+    def _verdict(self, stray: procs.Stat, running: set[str]) -> str:
+        marker = procs.marker_of(stray.pid)
+        if marker is None:
+            return "unmarked"
+        if marker.worker_id != self.worker_id:
+            return "keep"  # another worker's task: never ours to end
+        if marker.life == self.life:
+            return "keep" if marker.sandbox in running else "end"
+        return "keep" if marker.life.alive() else "end"
+
+    def _police(self) -> None:
+        """Ends strays of finished tasks and of dead lives, and, when no task runs, strays
+        without a marker; SIGKILL follows SIGTERM after the grace."""
+        running = self.running_sandboxes()
+        now = time.monotonic()
+        with self._lock:
+            strays = [s for s in self._strays_locked() if not s.ended]
+            live = set(strays)
+            self._judged = {s: v for s, v in self._judged.items() if s in live}
+            self._doomed = {s: t for s, t in self._doomed.items() if s in live}
+            for stray in strays:
+                due = self._doomed.get(stray)
+                if due is not None:
+                    if now >= due and procs.kill(stray, signal.SIGKILL):
+                        self._doomed[stray] = now + self._grace
+                    continue
+                verdict = self._judged.get(stray) or self._verdict(stray, running)
+                if verdict != "unmarked":
+                    self._judged[stray] = verdict
+                if verdict == "end" or (verdict == "unmarked" and not running):
+                    _log.info(
+                        "ending an orphan no running task accounts for",
+                        extra={"kv": {"pid": stray.pid, "why": verdict}},
+                    )
+                    procs.kill(stray, signal.SIGTERM)
+                    for pid in procs.tree_below([stray.pid]):
+                        below = procs.stat(pid)
+                        if below is not None:
+                            procs.kill(below, signal.SIGTERM)
+                    self._doomed[stray] = now + self._grace
+                    self.ended += 1
+
+    def end_all_strays(self, grace: float) -> int:
+        """On shutdown: ends every stray and what runs below it (SIGTERM, then SIGKILL after
+        `grace`), and reaps them. Returns how many there were."""
+        deadline = time.monotonic() + grace
+        signalled: set[procs.Stat] = set()
+        sig = signal.SIGTERM
+        while True:
+            with self._lock:
+                strays = [s for s in self._strays_locked() if not s.ended]
+                tree = procs.tree_below(s.pid for s in strays)
+                below = [s for pid in tree if (s := procs.stat(pid)) and not s.ended]
+                for found in (*strays, *below):
+                    if procs.kill(found, sig):
+                        signalled.add(found)
+            self.reap()
+            if not strays and not below:
+                return len(signalled)
+            if time.monotonic() >= deadline:
+                if sig == signal.SIGKILL and time.monotonic() >= deadline + 2.0:
+                    _log.warning("orphans outlived SIGKILL", extra={"kv": {"count": len(strays)}})
+                    return len(signalled)
+                sig = signal.SIGKILL
+            self._stop.wait(0.02)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_read, select.POLLIN)
+        while not self._stop.is_set():
+            timeout = SCAN_INTERVAL
+            if self._doomed:
+                timeout = min(timeout, max(0.0, min(self._doomed.values()) - time.monotonic()))
+            with contextlib.suppress(InterruptedError):
+                poller.poll(timeout * 1000)
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_read, 4096)
+            if self._stop.is_set():
+                return
+            try:
+                self.reap()
+                if self.mode != NONE:
+                    self._police()
+            except OSError as error:  # /proc unreadable for a moment: try again later
+                if error.errno not in (errno.ENOENT, errno.ESRCH, errno.EACCES):
+                    raise
+
+    def close(self) -> None:
+        """Stops the loop (idempotent)."""
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"\0")
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
