@@ -7,12 +7,17 @@ of its tasks come to it rather than to the host's init: it reaps them, and it ca
 
 The executor waits for each task's main process itself (pidfd, then `Popen.wait`), and Python's
 `Popen` takes a child reaped by someone else for one that exited with 0. So the reaper never
-reaps a child the worker started: every such child is started inside `spawning()`, which holds
-the reaper's lock from before the fork until its pid is registered as *owned*; the reaper scans
-and reaps under the same lock, so it never sees an owned child it does not know. An owned pid is
-released only after its owner has reaped it. Everything else among the worker's children is a
-*stray* — an orphan — and is reaped as soon as it exits (on SIGCHLD; a periodic scan catches a
-missed signal).
+reaps a child the worker started. It reaps only among the children of the worker's main thread:
+the kernel hands an adopted orphan to the first live thread of the adopting process, the main
+one, while a child belongs to the thread that forked it — a task's process to its task thread
+(those threads never exit, so their children stay theirs). The worker's own helpers started by
+the main thread (the guardian) are started inside `spawning()`, which holds the reaper's lock
+until the child's pid is registered as *owned*; the reaper filters and reaps under that lock, so
+it never reaps one. (A task run from the main thread, as in tests, is started the same way.) A
+task's process is started outside the lock: holding it would make the slots take turns in fork
+and exec, ~1 ms each. Everything else the main thread has is a *stray* — an orphan — and is
+reaped when it exits (on SIGCHLD, at most every MIN_GAP; a periodic scan catches a missed
+signal).
 
 Strays that still run are looked at too (`_police`): a stray whose marker (`procs.Marker`) names
 a task of this worker life that has ended, or a dead earlier life of this worker, is ended
@@ -41,6 +46,11 @@ _log = logging.getLogger(__name__)
 SCAN_INTERVAL = 1.0
 """Seconds between scans when no SIGCHLD comes (a signal can be missed: several children
 exiting at once raise one)."""
+KILL_WAIT = 2.0
+"""Seconds to wait for orphans sent SIGKILL on shutdown before giving up on them."""
+MIN_GAP = 0.05
+"""Least seconds between two scans: SIGCHLD comes for every task's exit, and a scan reads a
+file per worker thread; a zombie waits at most this long to be reaped."""
 
 INIT = "init"
 SUBREAPER = "subreaper"
@@ -57,6 +67,9 @@ class Reaper:
         self._lock = threading.Lock()
         self._owned: dict[int, str] = {}
         """pid → the sandbox of the task it runs ("" for the worker's own helpers)."""
+        self._running: dict[str, int] = {}
+        """Sandboxes of the tasks being started or running → how many (one, but for a
+        task run twice at once by mistake)."""
         self._doomed: dict[procs.Stat, float] = {}
         """Strays sent SIGTERM → when SIGKILL is due (monotonic)."""
         self._judged: dict[procs.Stat, str] = {}
@@ -111,36 +124,65 @@ class Reaper:
     @contextlib.contextmanager
     def spawning(self, sandbox: str = "") -> Iterator[Callable[[int], None]]:
         """Start a child inside this block and pass its pid to the function it yields: until
-        released, the reaper leaves that pid to its owner. `sandbox` names the task it runs."""
+        released, the reaper leaves that pid to its owner. `sandbox` names the task it runs,
+        which counts as running from before its process starts (so an orphan of it is never
+        taken for a finished task's) until `release`."""
         with self._lock:
-            yield lambda pid: self._owned.__setitem__(pid, sandbox)
+            if sandbox:
+                self._running[sandbox] = self._running.get(sandbox, 0) + 1
+        started: list[int] = []
+        try:
+            if sandbox and threading.current_thread() is not threading.main_thread():
+                yield started.append
+            else:
+                with self._lock:
+                    yield lambda pid: self._owned.__setitem__(pid, sandbox)
+        except BaseException:
+            self._forget(sandbox)
+            raise
+        with self._lock:
+            for pid in started:
+                self._owned[pid] = sandbox
 
     def release(self, pid: int) -> None:
         """Gives a pid back after its owner reaped it."""
         with self._lock:
-            self._owned.pop(pid, None)
+            sandbox = self._owned.pop(pid, None)
+        if sandbox:
+            self._forget(sandbox)
+
+    def _forget(self, sandbox: str) -> None:
+        with self._lock:
+            left = self._running.get(sandbox, 0) - 1
+            if left > 0:
+                self._running[sandbox] = left
+            else:
+                self._running.pop(sandbox, None)
 
     def running_sandboxes(self) -> set[str]:
         with self._lock:
-            return {sandbox for sandbox in self._owned.values() if sandbox}
+            return set(self._running)
 
     # -- strays ------------------------------------------------------------------------------
 
+    def _child_pids(self) -> list[int]:
+        """The children of the worker's main thread: where the kernel puts adopted orphans
+        (the first live thread of the adopting process), and where the worker's own helpers
+        (the guardian) are started; task processes, started by task threads, are not listed.
+        Read without the lock: a child started meanwhile is not in the list, and one listed
+        is filtered against the owned pids under the lock."""
+        me = os.getpid()
+        found = procs.thread_children(me, me)
+        if found is None:  # no children files: the slow way
+            found = [s.pid for s in procs.scan().values() if s.ppid == me]
+        return found
+
     def strays(self) -> list[procs.Stat]:
         """The worker's children it did not start: orphans of its tasks (zombies included)."""
+        kids = self._child_pids()
         with self._lock:
-            return self._strays_locked()
-
-    def _children_locked(self) -> list[int]:
-        """The pids of the worker's children it did not start (caller holds the lock)."""
-        found = procs.children(os.getpid())
-        if found is None:  # no children files: the slow way
-            me = os.getpid()
-            found = [s.pid for s in procs.scan().values() if s.ppid == me]
-        return [pid for pid in found if pid not in self._owned]
-
-    def _strays_locked(self) -> list[procs.Stat]:
-        return [s for pid in self._children_locked() if (s := procs.stat(pid)) is not None]
+            pids = [pid for pid in kids if pid not in self._owned]
+        return [s for pid in pids if (s := procs.stat(pid)) is not None]
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
@@ -149,20 +191,27 @@ class Reaper:
         with self._lock:
             yield
 
-    def reap(self) -> int:
-        """Reaps every stray that has exited; returns how many."""
-        with self._lock:
-            count = 0
-            for pid in self._children_locked():
+    def reap(self) -> list[int]:
+        """Reaps every stray that has exited; returns the strays still running."""
+        kids = self._child_pids()
+        running: list[int] = []
+        count = 0
+        with self._lock:  # only pids not owned now: an owned child is its owner's to reap
+            for pid in kids:
+                if pid in self._owned:
+                    continue
                 try:
                     done, _ = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
                     continue
-                count += done == pid
+                if done == pid:
+                    count += 1
+                else:
+                    running.append(pid)
         self.reaped += count
         if count:
             _log.debug("reaped orphans", extra={"kv": {"count": count}})
-        return count
+        return running
 
     def _verdict(self, stray: procs.Stat, running: set[str]) -> str:
         marker = procs.marker_of(stray.pid)
@@ -174,81 +223,90 @@ class Reaper:
             return "keep" if marker.sandbox in running else "end"
         return "keep" if marker.life.alive() else "end"
 
-    def _police(self) -> None:
+    def _police(self, pids: list[int]) -> None:
         """Ends strays of finished tasks and of dead lives, and, when no task runs, strays
-        without a marker; SIGKILL follows SIGTERM after the grace."""
+        without a marker; SIGKILL follows SIGTERM after the grace. Only this thread reaps
+        strays, so none found here can be reaped (and its pid reused) before it is signalled."""
         running = self.running_sandboxes()
         now = time.monotonic()
-        with self._lock:
-            strays = [s for s in self._strays_locked() if not s.ended]
-            live = set(strays)
-            self._judged = {s: v for s, v in self._judged.items() if s in live}
-            self._doomed = {s: t for s, t in self._doomed.items() if s in live}
-            for stray in strays:
-                due = self._doomed.get(stray)
-                if due is not None:
-                    if now >= due and procs.kill(stray, signal.SIGKILL):
-                        self._doomed[stray] = now + self._grace
-                    continue
-                verdict = self._judged.get(stray) or self._verdict(stray, running)
-                if verdict != "unmarked":
-                    self._judged[stray] = verdict
-                if verdict == "end" or (verdict == "unmarked" and not running):
-                    _log.info(
-                        "ending an orphan no running task accounts for",
-                        extra={"kv": {"pid": stray.pid, "why": verdict}},
-                    )
-                    procs.kill(stray, signal.SIGTERM)
-                    for pid in procs.tree_below([stray.pid]):
-                        below = procs.stat(pid)
-                        if below is not None:
-                            procs.kill(below, signal.SIGTERM)
+        strays = [s for pid in pids if (s := procs.stat(pid)) is not None and not s.ended]
+        live = set(strays)
+        self._judged = {s: v for s, v in self._judged.items() if s in live}
+        self._doomed = {s: t for s, t in self._doomed.items() if s in live}
+        for stray in strays:
+            due = self._doomed.get(stray)
+            if due is not None:
+                if now >= due and procs.kill(stray, signal.SIGKILL):
                     self._doomed[stray] = now + self._grace
-                    self.ended += 1
+                continue
+            verdict = self._judged.get(stray) or self._verdict(stray, running)
+            if verdict != "unmarked":
+                self._judged[stray] = verdict
+            if verdict == "end" or (verdict == "unmarked" and not running):
+                _log.info(
+                    "ending an orphan no running task accounts for",
+                    extra={"kv": {"pid": stray.pid, "why": verdict}},
+                )
+                procs.kill(stray, signal.SIGTERM)
+                for pid in procs.tree_below([stray.pid]):
+                    below = procs.stat(pid)
+                    if below is not None:
+                        procs.kill(below, signal.SIGTERM)
+                self._doomed[stray] = now + self._grace
+                self.ended += 1
 
     def end_all_strays(self, grace: float) -> int:
         """On shutdown: ends every stray and what runs below it (SIGTERM, then SIGKILL after
-        `grace`), and reaps them. Returns how many there were."""
+        `grace`), and reaps them. Returns how many processes there were."""
         deadline = time.monotonic() + grace
-        signalled: set[procs.Stat] = set()
+        signalled: set[tuple[int, int]] = set()
         sig = signal.SIGTERM
         while True:
-            with self._lock:
-                strays = [s for s in self._strays_locked() if not s.ended]
+            with self._lock:  # the reaper thread reaps none of them between look and signal
+                strays = [s for s in self.strays_unlocked() if not s.ended]
                 tree = procs.tree_below(s.pid for s in strays)
                 below = [s for pid in tree if (s := procs.stat(pid)) and not s.ended]
                 for found in (*strays, *below):
                     if procs.kill(found, sig):
-                        signalled.add(found)
+                        signalled.add((found.pid, found.start))
             self.reap()
             if not strays and not below:
                 return len(signalled)
             if time.monotonic() >= deadline:
-                if sig == signal.SIGKILL and time.monotonic() >= deadline + 2.0:
+                if sig == signal.SIGKILL and time.monotonic() >= deadline + KILL_WAIT:
                     _log.warning("orphans outlived SIGKILL", extra={"kv": {"count": len(strays)}})
                     return len(signalled)
                 sig = signal.SIGKILL
             self._stop.wait(0.02)
+
+    def strays_unlocked(self) -> list[procs.Stat]:
+        """`strays()` for a caller that holds the lock."""
+        kids = self._child_pids()
+        return [s for pid in kids if pid not in self._owned and (s := procs.stat(pid))]
 
     # -- the loop ----------------------------------------------------------------------------
 
     def _loop(self) -> None:
         poller = select.poll()
         poller.register(self._wake_read, select.POLLIN)
+        last = 0.0
         while not self._stop.is_set():
             timeout = SCAN_INTERVAL
             if self._doomed:
                 timeout = min(timeout, max(0.0, min(self._doomed.values()) - time.monotonic()))
             with contextlib.suppress(InterruptedError):
                 poller.poll(timeout * 1000)
+            # A burst of exits (one per task, at hundreds of tasks/s) makes one scan.
+            self._stop.wait(max(0.0, last + MIN_GAP - time.monotonic()))
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_read, 4096)
             if self._stop.is_set():
                 return
+            last = time.monotonic()
             try:
-                self.reap()
-                if self.mode != NONE:
-                    self._police()
+                running = self.reap()
+                if self.mode != NONE and (running or self._doomed):
+                    self._police(running)
             except OSError as error:  # /proc unreadable for a moment: try again later
                 if error.errno not in (errno.ENOENT, errno.ESRCH, errno.EACCES):
                     raise

@@ -69,6 +69,9 @@ class MarkerFinder:
         self._main = main_pid
         self._marker = marker
         self._reaper = orphans if orphans is not None and orphans.catches_orphans else None
+        main = procs.stat(main_pid)
+        self._born = main.start if main is not None else 0
+        """No process of the task started before its main process (a scan skips those)."""
 
     def belongs(self, found: procs.Stat) -> bool:
         """A process outside the main process's tree is the task's if it carries its marker
@@ -85,7 +88,11 @@ class MarkerFinder:
         else:
             table = procs.scan()
             me = os.getpid()
-            outside = [p for p, s in table.items() if p not in (self._main, me) and self.belongs(s)]
+            outside = [
+                p
+                for p, s in table.items()
+                if s.start >= self._born and p not in (self._main, me) and self.belongs(s)
+            ]
             roots = [self._main, *outside]
             pids = procs.descendants({p: s.ppid for p, s in table.items()}, roots) | set(outside)
         pids.discard(self._main)  # the executor's own child; signalled as the group's leader
