@@ -211,3 +211,23 @@ def test_background_leftovers_are_killed_when_the_command_exits(tmp_path: Path) 
 def test_tasks_do_not_share_a_process_group_with_the_worker(tmp_path: Path) -> None:
     result = make_run(tmp_path, "ps -o pgid= -p $$").run()
     assert int(result.output_tail.strip()) != os.getpgrp()
+
+
+def test_escapees_of_the_process_group_are_ended_with_the_task(tmp_path: Path) -> None:
+    """Without a reaper (orphans go to init) the executor finds them in all of /proc by the
+    task's marker; the one that ignores SIGTERM gets SIGKILL after the grace."""
+    pids = tmp_path / "escapees.pids"
+    command = (
+        f"setsid sleep 1000 & echo $! >> {pids}; "
+        f"(setsid bash -c 'trap \"\" TERM; echo $$ >> {pids}; while :; do sleep 0.1; done' &); "
+        f"until [ $(wc -l < {pids}) = 2 ]; do sleep 0.01; done; echo done"
+    )
+    started = time.monotonic()
+    result = make_run(tmp_path, command).run()
+    took = time.monotonic() - started
+    # (The loop may report its `sleep 0.1` killed: it writes to the task's output too.)
+    assert result.outcome is executor.Outcome.COMPLETED
+    assert result.output_tail.startswith("done\n")
+    escaped = [int(pid) for pid in pids.read_text().split()]
+    assert len(escaped) == 2 and not any(alive(pid) for pid in escaped)
+    assert 0.5 <= took < 5  # the kill grace (0.5 s here) for the one that ignored SIGTERM

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import harness
+from tests.integration.worker import procs_helpers as ph
+from tests.waiting import wait_until
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,3 +111,46 @@ def test_worker_stops_cleanly_on_sigterm_while_scheduler_is_unreachable(
     text = log.read_text()
     assert 'reason="received SIGTERM"' in text
     assert "worker stopped" in text and "worker_id=w-sigterm" in text
+
+
+def test_a_pyz_worker_s_guardian_ends_its_tasks_after_kill_9(
+    pyz: Path, tmp_path: Path, client: harness.Client, scheduler: harness.SchedulerProcess
+) -> None:
+    """The guardian is started from the same zipapp (shiv's extraction of it) as its worker."""
+    pids = tmp_path / "task.pids"
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(pyz),
+                f"--server-address={scheduler.address}",
+                "--worker-id=w-pyz-guarded",
+                f"--working-dir={tmp_path / 'wd'}",
+                "--cgroups=off",
+                "--kill-grace=1s",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            start_new_session=True,
+        )
+    with ph.killed_afterwards(pids):
+        try:
+            client.submit(
+                harness.submission(ph.escapee_command(pids, f"echo $$ >> {pids}; sleep 1000"))
+            )
+            wait_until(lambda: len(ph.pids_in(pids)) == 5, timeout=60, message="task running")
+            assert "guardian=" in log.read_text()
+            proc.kill()
+            proc.wait()
+            wait_until(
+                lambda: not any(ph.alive(pid) for pid in ph.pids_in(pids)),
+                timeout=scheduler.missed_heartbeats * scheduler.heartbeat_interval + 2,
+                message="the pyz worker's task processes gone after kill -9",
+            )
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

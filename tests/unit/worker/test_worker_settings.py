@@ -151,3 +151,12 @@ def test_slots_and_prefetch_together_stay_within_what_one_call_may_ask_for() -> 
         settings.load({"prefetch": -1}, {})
     with pytest.raises(settings.SettingsError, match="cgroups: must be auto or off"):
         settings.load({"cgroups": "v3"}, {})
+
+
+def test_kill_grace_is_a_duration_and_never_negative() -> None:
+    assert load([]).kill_grace == 2.0
+    assert load(["--kill-grace=500ms"]).kill_grace == 0.5
+    assert load([], {"VAHANA_WORKER_KILL_GRACE": "10s"}).kill_grace == 10.0
+    with pytest.raises(settings.SettingsError) as raised:
+        load(["--kill-grace=-1"])
+    assert raised.value.errors[0].startswith("kill_grace: invalid duration")

@@ -1,0 +1,50 @@
+"""Finding processes on this host: a child among its parent's children, signalled only while
+it is the process that was found; bash joining a cgroup with the join prefix."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from vahana_worker import cgroups, procs
+
+pytestmark = pytest.mark.integration
+
+
+def test_this_process_is_found_among_its_parent_s_children() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in (procs.children(os.getpid()) or [])
+        assert child.pid in procs.tree_below([os.getpid()])
+        found = procs.stat(child.pid)
+        assert found is not None and found.ppid == os.getpid()
+        assert procs.kill(found, signal.SIGTERM)
+        child.wait(timeout=10)
+        assert not procs.kill(found, signal.SIGTERM)  # gone: nothing signalled
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_join_prefix_keeps_the_command_s_own_line_numbers(tmp_path: Path) -> None:
+    procs_file = tmp_path / "cgroup.procs"
+    procs_file.touch()
+    command = "echo $LINENO\nfalse_command_here 2>/dev/null; echo $LINENO"
+    shown = subprocess.run(
+        ["bash", "-c", cgroups.join_prefix([str(procs_file)]) + command],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.split() == ["1", "2"]
+    assert procs_file.read_text().strip().isdigit()  # the shell wrote its pid
+    unwritable = subprocess.run(
+        ["bash", "-c", cgroups.join_prefix(["/proc/no/such/cgroup.procs"]) + "echo ran"],
+        capture_output=True,
+        text=True,
+    )
+    assert unwritable.returncode == 126 and "ran" not in unwritable.stdout
+    assert "could not join the task's cgroup" in unwritable.stderr
