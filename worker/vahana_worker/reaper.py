@@ -70,16 +70,18 @@ class Reaper:
         self._running: dict[str, int] = {}
         """Sandboxes of the tasks being started or running → how many (one, but for a
         task run twice at once by mistake)."""
-        self._doomed: dict[procs.Stat, float] = {}
-        """Strays sent SIGTERM → when SIGKILL is due (monotonic)."""
-        self._judged: dict[procs.Stat, str] = {}
+        self._doomed: dict[tuple[int, int], float] = {}
+        """Strays sent SIGTERM, as (pid, start) → when SIGKILL is due (monotonic)."""
+        self._judged: dict[tuple[int, int], str] = {}
         """What `_police` decided for a stray: "keep" or "end" (a marker is read once)."""
         self.mode = NONE
         self.reaped = 0
         """Strays reaped so far."""
         self.ended = 0
         """Strays ended (signalled) so far."""
-        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_read, self._wake_write = os.pipe()  # not inherited by children
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -230,18 +232,19 @@ class Reaper:
         running = self.running_sandboxes()
         now = time.monotonic()
         strays = [s for pid in pids if (s := procs.stat(pid)) is not None and not s.ended]
-        live = set(strays)
-        self._judged = {s: v for s, v in self._judged.items() if s in live}
-        self._doomed = {s: t for s, t in self._doomed.items() if s in live}
+        live = {(s.pid, s.start) for s in strays}
+        self._judged = {k: v for k, v in self._judged.items() if k in live}
+        self._doomed = {k: t for k, t in self._doomed.items() if k in live}
         for stray in strays:
-            due = self._doomed.get(stray)
+            key = (stray.pid, stray.start)
+            due = self._doomed.get(key)
             if due is not None:
                 if now >= due and procs.kill(stray, signal.SIGKILL):
-                    self._doomed[stray] = now + self._grace
+                    self._doomed[key] = now + self._grace
                 continue
-            verdict = self._judged.get(stray) or self._verdict(stray, running)
+            verdict = self._judged.get(key) or self._verdict(stray, running)
             if verdict != "unmarked":
-                self._judged[stray] = verdict
+                self._judged[key] = verdict
             if verdict == "end" or (verdict == "unmarked" and not running):
                 _log.info(
                     "ending an orphan no running task accounts for",
@@ -252,7 +255,7 @@ class Reaper:
                     below = procs.stat(pid)
                     if below is not None:
                         procs.kill(below, signal.SIGTERM)
-                self._doomed[stray] = now + self._grace
+                self._doomed[key] = now + self._grace
                 self.ended += 1
 
     def end_all_strays(self, grace: float) -> int:

@@ -3,13 +3,17 @@ it is the process that was found; bash joining a cgroup with the join prefix."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from vahana_worker import cgroups, procs
+
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +52,40 @@ def test_the_join_prefix_keeps_the_command_s_own_line_numbers(tmp_path: Path) ->
     )
     assert unwritable.returncode == 126 and "ran" not in unwritable.stdout
     assert "could not join the task's cgroup" in unwritable.stderr
+
+
+def test_a_task_started_by_the_limits_launcher_dies_with_the_worker(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: a stand-in worker starts `sleep` through the launcher and is gone
+    (as after kill -9); the sleep gets SIGKILL from the kernel, no guardian needed."""
+    stand_in = (
+        "import os, subprocess, sys\n"
+        "from vahana_worker import limits\n"
+        "argv = limits.command_line(['sleep', '1000'], limits.Limits(open_files=64),"
+        " parent=os.getpid())\n"
+        "child = subprocess.Popen(argv)\n"
+        "print(child.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+        "os._exit(0)\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", stand_in], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert worker.stdout is not None and worker.stdin is not None
+    task = int(worker.stdout.readline())
+    try:
+        wait_until(
+            lambda: (procs._read(f"/proc/{task}/cmdline") or b"").startswith(b"sleep"),
+            timeout=10,
+            message="the launcher exec'd the task",
+        )
+        worker.kill()
+        worker.wait()
+        wait_until(lambda: not _alive(task), timeout=5, message="the task killed with its worker")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(task, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    found = procs.stat(pid)
+    return found is not None and not found.ended
