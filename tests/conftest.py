@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures import postgres, slurm, sshd
+from tests.fixtures import image, postgres, slurm, sshd
 
 # Schedulers and operators started by tests serve /metrics only when a test asks for a port:
 # the default (9090) would make concurrent processes collide.
@@ -47,6 +47,27 @@ def slurm_conf() -> Iterator[str]:
     require(slurm.binaries_available(), slurm.MISSING)
     with slurm.running_slurm() as conf:
         yield conf
+
+
+_built_images: list[image.Image] = []
+
+
+@pytest.fixture(scope="session")
+def vahana_image() -> str:
+    """The project's image (localhost/vahana:test) of the current sources, built at most once
+    per session and only when the sources changed (tests/fixtures/image.py)."""
+    require(image.podman_available(), image.MISSING)
+    built = image.built_image()
+    _built_images.append(built)
+    return built.name
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for built in _built_images:
+        how = f"built in {built.build_seconds:.0f} s" if built.build_seconds else "already built"
+        terminalreporter.write_line(
+            f"image {built.name}: {built.size_mb:.0f} MB ({how}; sources {built.digest[:12]})"
+        )
 
 
 @pytest.fixture(scope="session")
