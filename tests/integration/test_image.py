@@ -29,7 +29,9 @@ RESTRICTED = (
 )  # fmt: skip
 
 
-def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+def podman(
+    *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -143,4 +145,3 @@ def test_the_image_serves_as_a_standalone_scheduler_with_local_workers(
         logs = podman("logs", name, check=False).stderr
         podman("rm", "-f", "-t", "5", name, check=False)
     assert "Traceback" not in logs, logs
-
