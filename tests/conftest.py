@@ -5,6 +5,7 @@ import pathlib
 import sys
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
 
 from tests.fixtures import image, postgres, slurm, sshd
@@ -12,6 +13,10 @@ from tests.fixtures import image, postgres, slurm, sshd
 # Schedulers and operators started by tests serve /metrics only when a test asks for a port:
 # the default (9090) would make concurrent processes collide.
 os.environ.setdefault("VAHANA_METRICS_PORT", "0")
+
+# Examples are judged by what they do, not by how long one takes on a loaded 2-core machine.
+hypothesis.settings.register_profile("vahana", deadline=None)
+hypothesis.settings.load_profile("vahana")
 
 _TESTS = str(pathlib.Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
