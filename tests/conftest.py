@@ -5,13 +5,18 @@ import pathlib
 import sys
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
 
-from tests.fixtures import postgres, slurm, sshd
+from tests.fixtures import image, postgres, slurm, sshd
 
 # Schedulers and operators started by tests serve /metrics only when a test asks for a port:
 # the default (9090) would make concurrent processes collide.
 os.environ.setdefault("VAHANA_METRICS_PORT", "0")
+
+# Examples are judged by what they do, not by how long one takes on a loaded 2-core machine.
+hypothesis.settings.register_profile("vahana", deadline=None)
+hypothesis.settings.load_profile("vahana")
 
 _TESTS = str(pathlib.Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
@@ -47,6 +52,27 @@ def slurm_conf() -> Iterator[str]:
     require(slurm.binaries_available(), slurm.MISSING)
     with slurm.running_slurm() as conf:
         yield conf
+
+
+_built_images: list[image.Image] = []
+
+
+@pytest.fixture(scope="session")
+def vahana_image() -> str:
+    """The project's image (localhost/vahana:test) of the current sources, built at most once
+    per session and only when the sources changed (tests/fixtures/image.py)."""
+    require(image.podman_available(), image.MISSING)
+    built = image.built_image()
+    _built_images.append(built)
+    return built.name
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for built in _built_images:
+        how = f"built in {built.build_seconds:.0f} s" if built.build_seconds else "already built"
+        terminalreporter.write_line(
+            f"image {built.name}: {built.size_mb:.0f} MB ({how}; sources {built.digest[:12]})"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,57 @@ def _empty_dirs(
     return sorted(mounts, key=lambda item: len(item[0]), reverse=True)
 
 
+def container_env(
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    *,
+    node_name: str,
+    rest: RestClient,
+    base: Mapping[str, str],
+) -> dict[str, str]:
+    """`base`, then the container's `envFrom`, then its `env` (each `$(VAR)`-expanded)."""
+    env = dict(base)
+    namespace = pod["metadata"]["namespace"]
+    for source in container.get("envFrom", []):
+        for kind, plural in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
+            if kind in source:
+                data = _object_data(rest, namespace, plural, source[kind]["name"])
+                prefix = source.get("prefix", "")
+                env.update({prefix + key: value for key, value in (data or {}).items()})
+    for item in container.get("env", []):
+        value = _env_value(pod, item, node_name, rest)
+        if value is not None:
+            env[item["name"]] = expand(value, env)
+    return env
+
+
+def field_value(pod: dict[str, Any], path: str, node_name: str) -> str:
+    """A downward-API field of the Pod (fieldRef.fieldPath); ValueError if not supported."""
+    meta = pod["metadata"]
+    fields = {
+        "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
+        "metadata.uid": meta["uid"], "spec.nodeName": node_name,
+        "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
+        "status.podIP": POD_IP, "status.hostIP": POD_IP,
+    }  # fmt: skip
+    if path in fields:
+        return str(fields[path])
+    keyed = _FIELD_KEY.match(path)
+    if keyed:
+        return str(meta.get(keyed.group(1), {}).get(keyed.group(2), ""))
+    raise ValueError(f"fieldRef {path!r} is not supported by this kubelet")
+
+
+def _object_data(rest: RestClient, namespace: str, plural: str, name: str) -> dict[str, str] | None:
+    code, body = rest.request("GET", f"/api/v1/namespaces/{namespace}/{plural}/{name}")
+    if code != 200:
+        return None
+    data = body.get("data", {})
+    if plural == "secrets":
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+    return {key: str(value) for key, value in data.items()}
+
+
 def _env_value(
     pod: dict[str, Any], item: dict[str, Any], node_name: str, rest: RestClient
 ) -> str | None:
@@ -103,27 +154,18 @@ def _env_value(
     source = item["valueFrom"]
     meta = pod["metadata"]
     if "fieldRef" in source:
-        path = source["fieldRef"]["fieldPath"]
-        fields = {
-            "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-            "metadata.uid": meta["uid"], "spec.nodeName": node_name,
-            "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
-            "status.podIP": POD_IP, "status.hostIP": POD_IP,
-        }  # fmt: skip
-        if path in fields:
-            return str(fields[path])
-        keyed = _FIELD_KEY.match(path)
-        if keyed:
-            return str(meta.get(keyed.group(1), {}).get(keyed.group(2), ""))
+        try:
+            return field_value(pod, source["fieldRef"]["fieldPath"], node_name)
+        except ValueError:
+            pass
     for kind, plural in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
         if kind in source:
             ref = source[kind]
-            code, body = rest.request(
-                "GET", f"/api/v1/namespaces/{meta['namespace']}/{plural}/{ref['name']}"
+            value = (_object_data(rest, meta["namespace"], plural, ref["name"]) or {}).get(
+                ref["key"]
             )
-            value = body.get("data", {}).get(ref["key"]) if code == 200 else None
             if value is not None:
-                return base64.b64decode(value).decode() if plural == "secrets" else str(value)
-    log.warning("fake kubelet: %s: env %s from %s is not supported or not found; skipped",
+                return value
+    log.warning("kubelet: %s: env %s from %s is not supported or not found; skipped",
                 meta["name"], item["name"], source)  # fmt: skip
     return None

@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
-CONTROLLERS = "garbagecollector,job,namespace,serviceaccount,serviceaccount-token"
+CONTROLLERS = (
+    "garbagecollector,job,namespace,serviceaccount,serviceaccount-token,"
+    "deployment,replicaset,root-ca-cert-publisher,persistentvolume-binder"
+)
 SETUP_HINT = (
     "the Kubernetes tests need etcd, kube-apiserver, kube-controller-manager and kubectl: "
     "set KUBEBUILDER_ASSETS: export KUBEBUILDER_ASSETS=$(../shared/envtest/setup-envtest)"

@@ -140,7 +140,11 @@ def test_default_render_is_a_restricted_operator_with_its_service_and_rbac(
     assert "persistentVolumeClaim" in volumes[mounts["/var/lib/vahana"]]
     assert "emptyDir" in volumes[mounts["/tmp"]]
     ports = {p["name"]: p["port"] for p in objects["Service"]["spec"]["ports"]}
-    assert ports == {"grpc": 50051, "metrics": 9090}
+    assert ports == {"grpc": 50051, "download": 8080, "metrics": 9090}
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container_ports == ports  # Services of these Pods forward to the same port
+    assert env["VAHANA_POOLS_DISTRIBUTION_PORT"]["value"] == "8080"
+    assert "VAHANA_POOLS_WORKER_SERVER_ADDRESS" not in env
     for doc in objects.values():
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "vahana"
@@ -205,8 +209,13 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     ingress = objects["NetworkPolicy"]["spec"]["ingress"]
-    grpc_rule, metrics_rule = ingress
+    grpc_rule, download_rule, metrics_rule = ingress
     assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    # Pilots outside the cluster download the worker zipapp before they connect.
+    assert download_rule == {
+        "ports": [{"port": "download", "protocol": "TCP"}],
+        "from": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+    }
     assert grpc_rule["from"][0]["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "vahana-worker"
     }
@@ -223,7 +232,7 @@ def test_metrics_off_turns_the_endpoint_off_and_drops_its_port(helm_bin: Path) -
     objects = by_kind(render(helm_bin, "--set", "metrics.enabled=false"))
     (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert "--metrics-port=0" in container["args"]  # the operator's own default is 9090
-    assert [p["name"] for p in objects["Service"]["spec"]["ports"]] == ["grpc"]
+    assert [p["name"] for p in objects["Service"]["spec"]["ports"]] == ["grpc", "download"]
 
 
 def test_the_operator_command_uses_only_flags_the_operator_knows(helm_bin: Path) -> None:
@@ -256,6 +265,8 @@ def test_the_operator_command_uses_only_flags_the_operator_knows(helm_bin: Path)
         ("replicaCount: 2\n", "/store/type"),
         ("store: {type: postgresql}\n", "/store/postgresql/existingSecret"),
         ("metrics: {port: 50051}\n", "metrics.port"),
+        ("remotePools: {downloadPort: 9090}\n", "remotePools.downloadPort"),
+        ("remotePools: {workerServerAddress: 'no port'}\n", "/remotePools/workerServerAddress"),
         ("tls: {serverSecretName: server-tls}\n", "/tls/clientCASecretName"),
         ("tls: {bindWorkerCertificates: true}\n", "/tls/serverSecretName"),
     ],

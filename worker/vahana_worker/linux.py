@@ -56,9 +56,12 @@ def _prctl(option: int, value: int) -> bool:
 
 def exit_with_parent(sig: signal.Signals = signal.SIGTERM) -> bool:
     """Asks for `sig` when the parent dies; False where the platform cannot do it."""
+    parent = os.getppid()
     if not _prctl(_PR_SET_PDEATHSIG, int(sig)):
         return False
-    if os.getppid() == 1:  # the parent died before the request took effect
+    # The parent died before the request took effect: this process was handed to a reaper.
+    # (Not `getppid() == 1`: in a container the parent may well be PID 1 itself.)
+    if os.getppid() != parent:
         os.kill(os.getpid(), sig)
     return True
 

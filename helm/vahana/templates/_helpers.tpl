@@ -84,6 +84,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq (int .Values.grpc.port) (int .Values.metrics.port) }}
 {{- fail "metrics.port: must differ from grpc.port" }}
 {{- end }}
+{{- if or (eq (int .Values.remotePools.downloadPort) (int .Values.grpc.port)) (eq (int .Values.remotePools.downloadPort) (int .Values.metrics.port)) }}
+{{- fail "remotePools.downloadPort: must differ from grpc.port and metrics.port" }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -85,13 +85,17 @@ async def _lead(
         process.scheduler, api, flush_seconds=operator.status_flush_seconds
     )
     served = await asyncio.to_thread(_serve_worker_zipapp, settings)
+    # Pilots of slurm and baremetal pools run outside the cluster: they reach the scheduler,
+    # and download the worker, at an address of their own when one is set.
+    remote_address = settings.pools.worker_server_address or server_address
     memo.pools = pool_manager.PoolManager(
         process.scheduler,
         pool_manager.PoolDefaults(
             server_address=server_address,
+            remote_server_address=settings.pools.worker_server_address,
             heartbeat_interval_seconds=settings.scheduler.heartbeat_interval_seconds,
             state_dir=settings.state_dir,
-            worker_binary_url=served.url(server_address.rsplit(":", 1)[0]) if served else "",
+            worker_binary_url=served.url(remote_address.rsplit(":", 1)[0]) if served else "",
             worker_binary_sha256=served.sha256 if served else "",
             worker_args=(
                 f"--output-dir={settings.state_dir / 'outputs'}",

@@ -87,8 +87,9 @@ class PoolSettings:
     resync_seconds: float = 2.0
     """How often each embedded WorkerPool (--pool-file) is scaled to its queue."""
     worker_server_address: str = ""
-    """How workers of slurm/baremetal pools reach the scheduler (host:port); empty: this
-    process's own address (fine when they run on this host)."""
+    """How workers of slurm/baremetal pools reach the scheduler (host:port), and the host they
+    download the worker from; empty: the address the other workers use (the operator's
+    --worker-server-address, else this process's own address)."""
     distribution_port: int = 0
     """HTTP port serving the worker zipapp to remote pools; 0 picks a free port."""
     worker_pyz: str = ""

@@ -86,6 +86,9 @@ class PoolContext:
     output directory."""
     """How long a stopping worker lets its tasks finish (spec.drainTimeout, the worker's
     --drain-timeout); a pilot with a walltime starts draining this long (+10 s) before its end."""
+    remote_server_address: str = ""
+    """How workers outside the scheduler's network (slurm and baremetal pilots) reach it;
+    empty: server_address (e.g. an in-cluster operator: a LoadBalancer or NodePort address)."""
     worker_binary_url: str = ""
     """Where remote workers download the worker zipapp (WORKER_BINARY_URL); empty: not served."""
     worker_binary_sha256: str = ""

@@ -70,7 +70,7 @@ def launch_template(context: base.PoolContext, working_dir: str) -> Launch:
     return Launch(
         worker_id="",
         pool=context.key,
-        server_address=context.server_address,
+        server_address=context.remote_server_address or context.server_address,
         binary_url=context.worker_binary_url,
         binary_sha256=context.worker_binary_sha256,
         working_dir=working_dir,

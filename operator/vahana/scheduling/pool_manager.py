@@ -66,6 +66,8 @@ class PoolDefaults:
     """Address workers started by pools use to reach this scheduler."""
     heartbeat_interval_seconds: float
     state_dir: Path
+    remote_server_address: str = ""
+    """Address slurm and baremetal pilots use to reach this scheduler; empty: server_address."""
     worker_binary_url: str = ""
     """Where remote pools download the worker zipapp; empty when it is not served."""
     worker_binary_sha256: str = ""
@@ -126,6 +128,7 @@ class PoolManager:
             spec=spec,
             capacity=capacity,
             server_address=self._defaults.server_address,
+            remote_server_address=self._defaults.remote_server_address,
             heartbeat_interval_seconds=quantity.parse_duration(heartbeat)
             if heartbeat
             else self._defaults.heartbeat_interval_seconds,
