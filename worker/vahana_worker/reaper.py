@@ -106,8 +106,7 @@ class Reaper:
         every SCAN_INTERVAL)."""
 
         def on_sigchld(_signum: int, _frame: object) -> None:
-            with contextlib.suppress(BlockingIOError):  # a scan is due already
-                os.write(self._wake_write, b"\0")
+            self._wake()
 
         try:
             signal.signal(signal.SIGCHLD, on_sigchld)
@@ -147,11 +146,18 @@ class Reaper:
                 self._owned[pid] = sandbox
 
     def release(self, pid: int) -> None:
-        """Gives a pid back after its owner reaped it."""
+        """Gives a pid back after its owner reaped it. A task's end wakes the reaper: an
+        orphan of it the executor could not tell was its own is looked at now (its exit's
+        SIGCHLD came while it still ran)."""
         with self._lock:
             sandbox = self._owned.pop(pid, None)
         if sandbox:
             self._forget(sandbox)
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a scan is due already
+            os.write(self._wake_write, b"\0")
 
     def _forget(self, sandbox: str) -> None:
         with self._lock:
