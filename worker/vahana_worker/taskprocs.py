@@ -69,9 +69,10 @@ class MarkerFinder:
         self._main = main_pid
         self._marker = marker
         self._reaper = orphans if orphans is not None and orphans.catches_orphans else None
-        main = procs.stat(main_pid)
-        self._born = main.start if main is not None else 0
-        """No process of the task started before its main process (a scan skips those)."""
+        self._born: int | None = None
+        """When the main process started: no process of the task started before it (a scan
+        of /proc skips those). Read when first needed: /proc/<pid>/stat of a process that is
+        still starting (exec) takes ~0.5 ms to read, and with a reaper it is never needed."""
 
     def belongs(self, found: procs.Stat) -> bool:
         """A process outside the main process's tree is the task's if it carries its marker
@@ -87,11 +88,14 @@ class MarkerFinder:
             pids = procs.tree_below(roots) | set(roots[1:])
         else:
             table = procs.scan()
-            me = os.getpid()
+            if self._born is None:
+                main = table.get(self._main)
+                self._born = main.start if main is not None else 0
+            born, me = self._born, os.getpid()
             outside = [
                 p
                 for p, s in table.items()
-                if s.start >= self._born and p not in (self._main, me) and self.belongs(s)
+                if s.start >= born and p not in (self._main, me) and self.belongs(s)
             ]
             roots = [self._main, *outside]
             pids = procs.descendants({p: s.ppid for p, s in table.items()}, roots) | set(outside)
