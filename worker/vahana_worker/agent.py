@@ -17,21 +17,19 @@ tasks never depend on the link: they keep running through an outage and their re
 the reporter.
 
 Lifecycle (after Temporal's worker): `run()` first checks that sandboxes can be made in the
-working dir (`workdir`; exit 1 saying why if not, before registering), takes charge of orphans
-(`reaper`: PID 1 or a child subreaper), finds where task cgroups go, ends what an earlier life
-of this worker id left running (`taskprocs`), and starts its guardian (`guardian`), which ends
-this life's tasks if the worker dies without doing so. It then blocks until `shutdown()`
-(idempotent, safe from a signal handler) or until a loop dies, then drains in stages — stop
-polling, hand back the queued tasks, say DRAINING, give running tasks `drain_timeout`, kill the
-rest (reported FAILED/INFRASTRUCTURE "worker shutting down"), end stray orphans, flush the
-reporter, say TERMINATED — and returns the exit code.
+working dir (`workdir`; exit 1 saying why if not, before registering) and takes custody of its
+tasks' processes (`custody`: reaping orphans, task cgroups, ending what an earlier life of this
+worker id left running, the guardian that ends this life's tasks if the worker dies). It then
+blocks until `shutdown()` (idempotent, safe from a signal handler) or until a loop dies, then
+drains in stages — stop polling, hand back the queued tasks, say DRAINING, give running tasks
+`drain_timeout`, kill the rest (reported FAILED/INFRASTRUCTURE "worker shutting down"), end
+stray orphans, flush the reporter, say TERMINATED — and returns the exit code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -41,18 +39,14 @@ import grpc
 
 from vahana_worker import (
     backoff,
-    cgroups,
     client,
+    custody,
     executor,
-    guardian,
     messages,
     metrics,
-    procs,
-    reaper,
     reporter,
     settings,
     sysmetrics,
-    taskprocs,
     threads,
     workdir,
 )
@@ -159,13 +153,7 @@ class Worker:
         self._poll_cancelled = False
         self._threads: list[threading.Thread] = []
         self._task_threads = threads.ThreadReuser("task")
-        self._cgroups: cgroups.Manager | None = None
-        self._life = procs.Life.current()
-        self._orphans = reaper.Reaper(
-            worker_id=config.worker_id, life=self._life, grace=config.kill_grace
-        )
-        self._guardian: subprocess.Popen[bytes] | None = None
-        """The guardian process (kept referenced: its pipe closes when this process exits)."""
+        self._custody = custody.Custody(config)
         self._started = False
         self._outcomes = metrics.OutcomeCounter()
         self._metrics_server: metrics.MetricsServer | None = None
@@ -185,10 +173,8 @@ class Worker:
                 reason=why,
             )
             return 1
-        mode = self._orphans.adopt_orphans()
-        if self._config.cgroups != "off" and not self._set_up_cgroups():
+        if not self._custody.take():
             return 1
-        self._take_charge(mode)
         if self._config.metrics_port:
             try:
                 self._metrics_server = metrics.MetricsServer(
@@ -227,74 +213,6 @@ class Worker:
             return 1
         _ev("worker stopped")
         return 0
-
-    def _set_up_cgroups(self) -> bool:
-        """Finds where task cgroups go and checks a process can join one; False if the
-        --cgroup-root the user gave cannot be used (else setrlimit stands in, said in the log).
-        Ends what earlier lives of this worker id left in theirs."""
-        plan, why = cgroups.discover(root=self._config.cgroup_root)
-        if plan is not None:
-            manager = cgroups.Manager(plan, prefix=self._cgroup_prefix, life=self._life)
-            left = manager.leftovers()
-            ended = taskprocs.end_cgroups(left, self._config.kill_grace)
-            why = manager.probe(executor.bash())
-            if not why:
-                self._cgroups = manager
-                _ev(
-                    "task cgroups",
-                    where=plan.describe(),
-                    left_by_an_earlier_run=len(left) or None,
-                    processes_ended=ended or None,
-                )
-                return True
-        if self._config.cgroup_root:
-            _ev("cannot use --cgroup-root", level=logging.ERROR, reason=why)
-            return False
-        _ev(
-            "no task cgroups: tasks' processes are found by their marker, memory and process "
-            "limits use setrlimit",
-            reason=why,
-        )
-        return True
-
-    @property
-    def _cgroup_prefix(self) -> str:
-        return f"vahana-{self._config.worker_id}"
-
-    def _take_charge(self, mode: str) -> None:
-        """Ends what earlier lives of this worker id left running (found by their marker),
-        starts the guardian (not as PID 1: the kernel ends the namespace with it) and the
-        reaper. The cgroup probe's children are waited for by then."""
-        grace = self._config.kill_grace
-        ended = taskprocs.end_earlier_lives(
-            worker_id=self._config.worker_id, life=self._life, grace=grace
-        )
-        if mode != reaper.INIT:
-            plan = self._cgroups.plan.parents if self._cgroups is not None else {}
-            charge = guardian.Charge(
-                worker_id=self._config.worker_id,
-                life=self._life,
-                grace=grace,
-                cgroup_parents={k: (str(path), version) for k, (path, version) in plan.items()},
-                cgroup_prefix=self._cgroup_prefix,
-            )
-            try:
-                self._guardian = guardian.start(charge, self._orphans)
-            except OSError as error:
-                _ev(
-                    "no guardian: tasks may outlive a killed worker",
-                    level=logging.WARNING,
-                    error=str(error),
-                )
-        self._orphans.watch_sigchld()
-        self._orphans.start()
-        _ev(
-            "orphans",
-            reaper=mode,
-            life=str(self._life),
-            guardian=self._guardian.pid if self._guardian is not None else None,
-            left_by_an_earlier_run=ended or None,
-        )
 
     def shutdown(self, reason: str = "shutdown requested") -> None:
         """Asks the worker to drain and stop. Idempotent; returns at once."""
@@ -336,10 +254,7 @@ class Worker:
                 slot.run.stop(executor.StopReason.SHUTDOWN)
             with self._lock:
                 self._lock.wait_for(lambda: not self._slots, timeout=self._config.kill_grace + 10)
-        strays = self._orphans.end_all_strays(self._config.kill_grace)
-        if strays:
-            _ev("ended orphans left running", processes=strays)
-        self._orphans.close()
+        self._custody.release()
         self._link_stop.set()
         self._link_wake.set()
         self._reporter.retry_now()
@@ -680,8 +595,8 @@ class Worker:
             base_env=self._config.task_env,
             output_root=Path(self._config.output_dir) if self._config.output_dir else None,
             user=self._config.task_user_ids(),
-            cgroup_manager=self._cgroups,
-            orphans=self._orphans,
+            cgroup_manager=self._custody.cgroups,
+            orphans=self._custody.orphans,
             worker_id=self._config.worker_id,
             kill_grace=self._config.kill_grace,
         )

@@ -30,7 +30,6 @@ are normally ended by the executor when the task ends (`taskprocs`); this is the
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
@@ -233,8 +232,8 @@ class Reaper:
 
     def _police(self, pids: list[int]) -> None:
         """Ends strays of finished tasks and of dead lives, and, when no task runs, strays
-        without a marker; SIGKILL follows SIGTERM after the grace. Only this thread reaps
-        strays, so none found here can be reaped (and its pid reused) before it is signalled."""
+        without a marker; SIGKILL follows SIGTERM after the grace. (`procs.kill` signals a
+        process only while it is the one found, so a pid reused meanwhile is safe.)"""
         running = self.running_sandboxes()
         now = time.monotonic()
         strays = [s for pid in pids if (s := procs.stat(pid)) is not None and not s.ended]
@@ -272,7 +271,7 @@ class Reaper:
         sig = signal.SIGTERM
         while True:
             with self._lock:  # the reaper thread reaps none of them between look and signal
-                strays = [s for s in self.strays_unlocked() if not s.ended]
+                strays = [s for s in self._strays_locked() if not s.ended]
                 tree = procs.tree_below(s.pid for s in strays)
                 below = [s for pid in tree if (s := procs.stat(pid)) and not s.ended]
                 for found in (*strays, *below):
@@ -288,7 +287,7 @@ class Reaper:
                 sig = signal.SIGKILL
             self._stop.wait(0.02)
 
-    def strays_unlocked(self) -> list[procs.Stat]:
+    def _strays_locked(self) -> list[procs.Stat]:
         """`strays()` for a caller that holds the lock."""
         kids = self._child_pids()
         return [s for pid in kids if pid not in self._owned and (s := procs.stat(pid))]
@@ -316,9 +315,9 @@ class Reaper:
                 running = self.reap()
                 if self.mode != NONE and (running or self._doomed):
                     self._police(running)
-            except OSError as error:  # /proc unreadable for a moment: try again later
-                if error.errno not in (errno.ENOENT, errno.ESRCH, errno.EACCES):
-                    raise
+            except Exception:
+                # A janitor that stopped would let zombies pile up: log it, go on next time.
+                _log.exception("reaper scan failed")
 
     def close(self) -> None:
         """Stops the loop (idempotent)."""

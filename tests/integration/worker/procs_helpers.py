@@ -78,8 +78,11 @@ UNMARKED = "(env -i setsid sleep 1003 & echo $! >> {pids}); "
 rule for unmarked orphans (ended once no task runs) catches it."""
 
 
-def escapee_command(pids: Path, tail: str, *, unmarked: bool = False) -> str:
-    return ESCAPEES.format(pids=pids) + (UNMARKED.format(pids=pids) if unmarked else "") + tail
+def escapee_command(pids: Path, tail: str, *, unmarked: Path | None = None) -> str:
+    """The escapees (their pids to `pids`), an unmarked one (its pid to `unmarked`), then
+    `tail`."""
+    extra = UNMARKED.format(pids=unmarked) if unmarked is not None else ""
+    return ESCAPEES.format(pids=pids) + extra + tail
 
 
 def mode_flags(mode: str) -> tuple[str, ...]:

@@ -162,11 +162,14 @@ def test_a_worker_as_pid_1_leaves_no_zombie_and_no_process_of_its_tasks(
         for ending in ("completed", "timed_out", "cancelled"):
             pids = f"/work/{ending}.pids"
             tail = "sleep 1" if ending == "completed" else "sleep 1000"
-            command = ph.escapee_command(Path(pids), tail, unmarked=True)
+            command = ph.escapee_command(Path(pids), tail, unmarked=Path(pids + ".unmarked"))
             options = {"timeout_seconds": 3} if ending == "timed_out" else {}
             [task_id] = client.submit(harness.submission(command, ending, **options))
             wait_until(
-                lambda p=Path(volume / f"{ending}.pids"): len(ph.pids_in(p)) == 5,
+                lambda p=Path(volume / f"{ending}.pids"): (
+                    len(ph.pids_in(p)) == 4
+                    and len(ph.pids_in(p.with_suffix(".pids.unmarked"))) == 1
+                ),
                 timeout=30,
                 message=f"{ending}: five escapees",
             )

@@ -83,13 +83,18 @@ def test_escapees_are_gone_within_the_grace_however_the_task_ends(
     pids = state_dir / f"{mode}-{ending}.pids"
     start_worker(f"esc-{mode}-{ending}", extra=(*ph.mode_flags(mode), f"--kill-grace={GRACE}s"))
     tail = {"completed": "sleep 1", "timed_out": "sleep 1000", "cancelled": "sleep 1000"}[ending]
-    command = ph.escapee_command(pids, tail, unmarked=True)
+    unmarked_pids = state_dir / f"{mode}-{ending}.unmarked"
+    command = ph.escapee_command(pids, tail, unmarked=unmarked_pids)
     options = {"timeout_seconds": 3} if ending == "timed_out" else {}
-    with ph.killed_afterwards(pids):
+    with ph.killed_afterwards(pids, unmarked_pids):
         [task_id] = client.submit(harness.submission(command, "escapes", **options))
-        wait_until(lambda: len(ph.pids_in(pids)) == 5, timeout=20, message="five escapees")
+        wait_until(
+            lambda: len(ph.pids_in(pids)) == 4 and len(ph.pids_in(unmarked_pids)) == 1,
+            timeout=20,
+            message="five escapees",
+        )
         # While the task runs, its escapees are its own: nothing ends them early.
-        assert all(ph.alive(pid) for pid in ph.pids_in(pids))
+        assert all(ph.alive(pid) for pid in ph.pids_in(pids) + ph.pids_in(unmarked_pids))
         if ending == "cancelled":
             request = tasks_pb.CancelTaskRequest(id=task_id, reason="test")
             assert client.tasks.CancelTask(request, timeout=5).cancelled
@@ -97,7 +102,7 @@ def test_escapees_are_gone_within_the_grace_however_the_task_ends(
         seen_final = time.monotonic()
         want = {"completed": pb.COMPLETED, "timed_out": pb.TIMED_OUT, "cancelled": pb.CANCELLED}
         assert task.status == want[ending], task
-        marked, unmarked = ph.pids_in(pids)[:4], ph.pids_in(pids)[4]
+        marked, [unmarked] = ph.pids_in(pids), ph.pids_in(unmarked_pids)
         # The result is reported once the task's processes are gone (SIGKILL after the grace
         # for the one that ignores SIGTERM).
         assert [pid for pid in marked if ph.alive(pid)] == []
