@@ -104,8 +104,9 @@ class Settings:
     limit_file_size: int = 0
     """Default largest file a task process may write, bytes; 0: none."""
     cgroups: str = "auto"
-    """"auto": limit a task's memory and processes with a cgroup per task where the worker may
-    create them (else setrlimit); "off": setrlimit only."""
+    """"auto": a cgroup per task where the worker may create them — it tracks all the task's
+    processes and holds its memory and process limits (else setrlimit); "off": none (a task's
+    processes are found by their VAHANA_TASK marker)."""
     cgroup_root: str = ""
     """A delegated cgroup v2 directory for the task cgroups; default: the worker's own."""
     tls_ca_file: str = ""
@@ -504,8 +505,9 @@ OPTIONS: tuple[Option, ...] = (
         "cgroups",
         "--cgroups",
         _env("CGROUPS"),
-        "auto: a cgroup per task for its memory and process limits where the worker may create "
-        "them (else setrlimit); off: setrlimit only",
+        "auto: a cgroup per task where the worker may create them, holding all its processes "
+        "and its memory and process limits; off: none (a task's processes are found by their "
+        "VAHANA_TASK marker, its limits use setrlimit)",
         "auto",
     ),
     Option(
