@@ -21,10 +21,10 @@ signal).
 
 Strays that still run are looked at too (`_police`): a stray whose marker (`procs.Marker`) names
 a task of this worker life that has ended, or a dead earlier life of this worker, is ended
-(SIGTERM, then SIGKILL after the grace). A stray without a marker (it cleared its environment)
-cannot be told apart from a running task's process, so it is ended only when no task runs. A
-stray marked by another worker is left alone, and reaped when it exits. A task's own leftovers
-are normally ended by the executor when the task ends (`taskprocs`); this is the backstop.
+(SIGTERM, then SIGKILL after the grace). A stray that names no task of this worker (it cleared
+its environment, or carries another worker's marker) cannot be told apart from a running task's
+process, so it is ended only when no task runs. A task's own leftovers are normally ended by
+the executor when the task ends (`taskprocs`); this is the backstop.
 """
 
 from __future__ import annotations
@@ -54,6 +54,31 @@ file per worker thread; a zombie waits at most this long to be reaped."""
 INIT = "init"
 SUBREAPER = "subreaper"
 NONE = "none"
+
+
+KEEP = "keep"
+END = "end"
+UNMARKED = "unmarked"
+
+
+def judge(
+    marker: procs.Marker | None,
+    *,
+    worker_id: str,
+    life: procs.Life,
+    running: set[str],
+    alive: Callable[[procs.Life], bool],
+) -> str:
+    """What to do with a stray that carries `marker`: KEEP (its task runs), END (its task has
+    ended, or the worker life that ran it) or UNMARKED (it names no task of this worker: end it
+    once no task runs). A stray is always this worker's descendant — only those are reparented
+    to it — so another worker's marker (a worker run inside a task, or a forged one) names no
+    task of ours either."""
+    if marker is None or marker.worker_id != worker_id:
+        return UNMARKED
+    if marker.life == life:
+        return KEEP if marker.sandbox in running else END
+    return UNMARKED if alive(marker.life) else END
 
 
 class Reaper:
@@ -221,14 +246,13 @@ class Reaper:
         return running
 
     def _verdict(self, stray: procs.Stat, running: set[str]) -> str:
-        marker = procs.marker_of(stray.pid)
-        if marker is None:
-            return "unmarked"
-        if marker.worker_id != self.worker_id:
-            return "keep"  # another worker's task: never ours to end
-        if marker.life == self.life:
-            return "keep" if marker.sandbox in running else "end"
-        return "keep" if marker.life.alive() else "end"
+        return judge(
+            procs.marker_of(stray.pid),
+            worker_id=self.worker_id,
+            life=self.life,
+            running=running,
+            alive=procs.Life.alive,
+        )
 
     def _police(self, pids: list[int]) -> None:
         """Ends strays of finished tasks and of dead lives, and, when no task runs, strays
@@ -248,9 +272,9 @@ class Reaper:
                     self._doomed[key] = now + self._grace
                 continue
             verdict = self._judged.get(key) or self._verdict(stray, running)
-            if verdict != "unmarked":
+            if verdict != UNMARKED:
                 self._judged[key] = verdict
-            if verdict == "end" or (verdict == "unmarked" and not running):
+            if verdict == END or (verdict == UNMARKED and not running):
                 _log.info(
                     "ending an orphan no running task accounts for",
                     extra={"kv": {"pid": stray.pid, "why": verdict}},

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from vahana_worker import cgroups, limits, procs, taskprocs
+from vahana_worker import cgroups, limits, procs, reaper, taskprocs
 
 NO_SUCH_GROUP = 2**22 + 1
 """Above the largest pid Linux gives (2**22): a process group that cannot exist."""
@@ -168,3 +168,21 @@ def test_a_task_without_limits_is_tracked_in_one_hierarchy(tmp_path: Path) -> No
     tracked = manager.create("t-a1", memory_bytes=0, processes=0)
     assert list(tracked.dirs) == [cgroups.PIDS]
     assert sorted(p.name for p in (tmp_path / "pids" / "vahana-w@1.2@t-a1").iterdir()) == []
+
+
+def test_a_stray_is_kept_while_its_task_runs_and_ended_after() -> None:
+    me, dead, living = procs.Life(10, 1), procs.Life(11, 1), procs.Life(12, 1)
+
+    def verdict(marker: procs.Marker | None, running: set[str]) -> str:
+        return reaper.judge(
+            marker, worker_id="w", life=me, running=running, alive=lambda life: life == living
+        )
+
+    mine = procs.Marker("w", me, "t-a1")
+    assert verdict(mine, {"t-a1"}) == reaper.KEEP
+    assert verdict(mine, {"t-a2"}) == reaper.END  # its task has ended
+    assert verdict(procs.Marker("w", dead, "t-a1"), set()) == reaper.END  # an earlier life's
+    # Nothing of this worker's running tasks can be named: ended once no task runs.
+    assert verdict(None, {"t-a1"}) == reaper.UNMARKED
+    assert verdict(procs.Marker("other", me, "t-a1"), {"t-a1"}) == reaper.UNMARKED
+    assert verdict(procs.Marker("w", living, "t-a1"), {"t-a1"}) == reaper.UNMARKED
