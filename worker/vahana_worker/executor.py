@@ -397,8 +397,12 @@ class TaskRun:
         if self._cgroup is not None:
             finder = taskprocs.CgroupFinder(self._cgroup)
         else:
+            assert proc.stdout is not None
             finder = taskprocs.MarkerFinder(
-                main_pid=proc.pid, marker=self.marker, orphans=self._orphans
+                main_pid=proc.pid,
+                marker=self.marker,
+                orphans=self._orphans,
+                output_pipe=os.fstat(proc.stdout.fileno()).st_ino,
             )
         try:
             try:

@@ -237,6 +237,22 @@ def marker_of(pid: int) -> Marker | None:
     return Marker.parse(value) if value is not None else None
 
 
+def holds_pipe(pid: int, inode: int) -> bool:
+    """True if one of the process's open descriptors is the pipe with this inode."""
+    wanted = f"pipe:[{inode}]"
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == wanted:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def kill(found: Stat, sig: int) -> bool:
     """Sends `sig` to the process `found` describes if it is still that process (and not a
     zombie); False if it is gone or was not ours to signal."""

@@ -5,9 +5,9 @@ A task's processes are found one of two ways:
   leave it without privileges; the worker gives every task one where it may make them.
 - `MarkerFinder`: without a cgroup. While the task's main process runs, its descendants;
   then the worker's stray children (orphans reparented to the worker, which is PID 1 or a
-  child subreaper: `reaper`) that carry the task's marker (`procs.Marker`) or are in the
-  task's process group or session, and everything below them. Where orphans do not come to
-  the worker, every process of /proc with the task's marker, group or session.
+  child subreaper: `reaper`) that are in the task's process group or session, carry the
+  task's marker (`procs.Marker`) or hold the task's output pipe, and everything below them.
+  Where orphans do not come to the worker, every process of /proc the same way.
 Either way the task's process group is signalled as well.
 
 `end` is what happens when a task ends, however it ends: whatever of it still runs gets
@@ -65,9 +65,18 @@ class CgroupFinder:
 class MarkerFinder:
     """A task's processes by descent, marker, process group and session (no cgroup)."""
 
-    def __init__(self, *, main_pid: int, marker: procs.Marker, orphans: reaper.Reaper | None):
+    def __init__(
+        self,
+        *,
+        main_pid: int,
+        marker: procs.Marker,
+        orphans: reaper.Reaper | None,
+        output_pipe: int = 0,
+    ) -> None:
+        """`output_pipe`: the inode of the pipe the task's output goes to (0: none)."""
         self._main = main_pid
         self._marker = marker
+        self._pipe = output_pipe
         self._reaper = orphans if orphans is not None and orphans.catches_orphans else None
         self._born: int | None = None
         """When the main process started: no process of the task started before it (a scan
@@ -75,12 +84,16 @@ class MarkerFinder:
         still starting (exec) takes ~0.5 ms to read, and with a reaper it is never needed."""
 
     def belongs(self, found: procs.Stat) -> bool:
-        """A process outside the main process's tree is the task's if it carries its marker
-        or stayed in its process group or session (whose ids are the main process's pid,
-        not reused before the executor reaps it, which it does last)."""
+        """A process outside the main process's tree is the task's if it stayed in its
+        process group or session (whose ids are the main process's pid, not reused before the
+        executor reaps it, which it does last), carries its marker, or holds its output pipe
+        (one that cleared its environment still does, unless it closed it: then it also no
+        longer keeps the task's output from ending)."""
         if self._main in (found.pgid, found.sid):
             return True
-        return procs.marker_of(found.pid) == self._marker
+        if procs.marker_of(found.pid) == self._marker:
+            return True
+        return bool(self._pipe) and procs.holds_pipe(found.pid, self._pipe)
 
     def find(self) -> list[procs.Stat]:
         if self._reaper is not None:

@@ -73,15 +73,19 @@ ESCAPEES = (
 )
 """Four processes that outlive the command unless the worker ends them; one ignores SIGTERM."""
 
-UNMARKED = "(env -i setsid sleep 1003 & echo $! >> {pids}); "
-"""An escapee that also clears its environment (no marker): only a cgroup or the reaper's
-rule for unmarked orphans (ended once no task runs) catches it."""
+CLEARED = (
+    "(env -i setsid sleep 1003 & echo $! >> {pids}); "
+    "(env -i setsid sleep 1004 </dev/null >/dev/null 2>&1 & echo $! >> {pids}); "
+)
+"""Two escapees that also clear their environment (no marker), in this order: one still holds
+the task's output pipe (by which the worker finds it), one closed it too — only a cgroup or
+the reaper's rule for unmarked orphans (ended once no task runs) catches that one."""
 
 
-def escapee_command(pids: Path, tail: str, *, unmarked: Path | None = None) -> str:
-    """The escapees (their pids to `pids`), an unmarked one (its pid to `unmarked`), then
-    `tail`."""
-    extra = UNMARKED.format(pids=unmarked) if unmarked is not None else ""
+def escapee_command(pids: Path, tail: str, *, cleared: Path | None = None) -> str:
+    """The escapees (their pids to `pids`), the two that cleared their environment (their
+    pids to `cleared`), then `tail`."""
+    extra = CLEARED.format(pids=cleared) if cleared is not None else ""
     return ESCAPEES.format(pids=pids) + extra + tail
 
 

@@ -81,20 +81,20 @@ def test_escapees_are_gone_within_the_grace_however_the_task_ends(
     state_dir: Path,
 ) -> None:
     pids = state_dir / f"{mode}-{ending}.pids"
+    cleared = state_dir / f"{mode}-{ending}.cleared"
     start_worker(f"esc-{mode}-{ending}", extra=(*ph.mode_flags(mode), f"--kill-grace={GRACE}s"))
     tail = {"completed": "sleep 1", "timed_out": "sleep 1000", "cancelled": "sleep 1000"}[ending]
-    unmarked_pids = state_dir / f"{mode}-{ending}.unmarked"
-    command = ph.escapee_command(pids, tail, unmarked=unmarked_pids)
+    command = ph.escapee_command(pids, tail, cleared=cleared)
     options = {"timeout_seconds": 3} if ending == "timed_out" else {}
-    with ph.killed_afterwards(pids, unmarked_pids):
+    with ph.killed_afterwards(pids, cleared):
         [task_id] = client.submit(harness.submission(command, "escapes", **options))
         wait_until(
-            lambda: len(ph.pids_in(pids)) == 4 and len(ph.pids_in(unmarked_pids)) == 1,
+            lambda: len(ph.pids_in(pids)) == 4 and len(ph.pids_in(cleared)) == 2,
             timeout=20,
-            message="five escapees",
+            message="six escapees",
         )
         # While the task runs, its escapees are its own: nothing ends them early.
-        assert all(ph.alive(pid) for pid in ph.pids_in(pids) + ph.pids_in(unmarked_pids))
+        assert all(ph.alive(pid) for pid in ph.pids_in(pids) + ph.pids_in(cleared))
         if ending == "cancelled":
             request = tasks_pb.CancelTaskRequest(id=task_id, reason="test")
             assert client.tasks.CancelTask(request, timeout=5).cancelled
@@ -102,19 +102,22 @@ def test_escapees_are_gone_within_the_grace_however_the_task_ends(
         seen_final = time.monotonic()
         want = {"completed": pb.COMPLETED, "timed_out": pb.TIMED_OUT, "cancelled": pb.CANCELLED}
         assert task.status == want[ending], task
-        marked, [unmarked] = ph.pids_in(pids), ph.pids_in(unmarked_pids)
+        [holds_pipe, closed_all] = ph.pids_in(cleared)
         # The result is reported once the task's processes are gone (SIGKILL after the grace
-        # for the one that ignores SIGTERM).
-        assert [pid for pid in marked if ph.alive(pid)] == []
-        # One that also cleared its environment: its cgroup, or the reaper's rule that an
-        # unmarked orphan is ended once no task runs (its next scan, then the grace).
+        # for the one that ignores SIGTERM): the marked ones, and the one without a marker
+        # that holds the task's output pipe.
+        assert [pid for pid in [*ph.pids_in(pids), holds_pipe] if ph.alive(pid)] == []
+        # One that cleared its environment and closed its output: its cgroup, or the reaper's
+        # rule that an unmarked orphan is ended once no task runs (its next scan, the grace).
         wait_until(
-            lambda: not ph.alive(unmarked),
+            lambda: not ph.alive(closed_all),
             timeout=GRACE + 3,
-            message="the escapee without a marker gone",
+            message="the escapee without a marker or the output pipe gone",
         )
         lag = time.monotonic() - seen_final
-        print(f"\n{mode}/{ending}: marked escapees gone at the report, unmarked {lag:.2f}s later")
+        print(
+            f"\n{mode}/{ending}: escapees gone at the report, the untraceable one {lag:.2f}s later"
+        )
 
 
 @ph.MODES
