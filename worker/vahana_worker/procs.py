@@ -146,7 +146,7 @@ def descendants(parents: Mapping[int, int], roots: Iterable[int]) -> set[int]:
 # worker reads a few of these files for every task.
 
 
-def _read(path: str) -> bytes | None:
+def read(path: str) -> bytes | None:
     """A /proc file's content, or None if it cannot be read (the process is gone, ...)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -165,7 +165,7 @@ def _read(path: str) -> bytes | None:
 
 def stat(pid: int) -> Stat | None:
     """The process's stat, or None if it is gone (or /proc cannot say)."""
-    data = _read(f"/proc/{pid}/stat")
+    data = read(f"/proc/{pid}/stat")
     return parse_stat(data.decode(errors="replace")) if data is not None else None
 
 
@@ -190,7 +190,7 @@ def scan() -> dict[int, Stat]:
 def thread_children(pid: int, tid: int) -> list[int] | None:
     """The children one thread of `pid` forked or adopted; None where the kernel has no
     /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN) or the thread is gone."""
-    data = _read(f"/proc/{pid}/task/{tid}/children")
+    data = read(f"/proc/{pid}/task/{tid}/children")
     return [int(child) for child in data.split()] if data is not None else None
 
 
@@ -232,7 +232,7 @@ def tree_below(roots: Iterable[int]) -> set[int]:
 def marker_of(pid: int) -> Marker | None:
     """The task marker in a process's environment; None if it has none or it cannot be read
     (another user's process, or gone)."""
-    data = _read(f"/proc/{pid}/environ")
+    data = read(f"/proc/{pid}/environ")
     value = parse_environ(data, MARKER) if data is not None else None
     return Marker.parse(value) if value is not None else None
 

@@ -39,7 +39,7 @@ def pids_in(path: Path) -> list[int]:
 def guardian_of(worker_pid: int) -> int:
     """The pid of a worker's guardian (its child running `vahana_worker.guardian`)."""
     for child in children_of(worker_pid):
-        cmdline = procs._read(f"/proc/{child.pid}/cmdline") or b""
+        cmdline = procs.read(f"/proc/{child.pid}/cmdline") or b""
         if b"vahana_worker import guardian" in cmdline and not child.ended:
             return child.pid
     raise AssertionError(f"worker {worker_pid} has no guardian")

@@ -94,7 +94,7 @@ class Container:
         for stat in self.leftovers():
             if stat.ended:
                 continue
-            status = procs._read(f"/proc/{stat.pid}/status") or b""
+            status = procs.read(f"/proc/{stat.pid}/status") or b""
             for line in status.decode().splitlines():
                 if line.startswith("NSpid:"):
                     found.add(int(line.split()[-1]))

@@ -74,7 +74,7 @@ def test_a_task_started_by_the_limits_launcher_dies_with_the_worker(tmp_path: Pa
     task = int(worker.stdout.readline())
     try:
         wait_until(
-            lambda: (procs._read(f"/proc/{task}/cmdline") or b"").startswith(b"sleep"),
+            lambda: (procs.read(f"/proc/{task}/cmdline") or b"").startswith(b"sleep"),
             timeout=10,
             message="the launcher exec'd the task",
         )
