@@ -11,12 +11,18 @@ At start (`take`), in this order:
 4. the guardian (`guardian`), unless the worker is PID 1 (its container ends with it);
 5. the reaper's thread, woken by SIGCHLD. The cgroup probe's children are waited for by then.
 On shutdown (`release`) the strays still running are ended and the reaper stops.
+
+Steps 1, 3, 4 and 5 act on the whole process, so they are taken only when the worker owns it:
+when `run()` is called from the main thread, as the command line does. A worker run from
+another thread (embedded, as in tests) leaves the process's children alone and finds its tasks'
+processes by cgroup or by scanning /proc.
 """
 
 from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 
 from vahana_worker import cgroups, executor, guardian, procs, reaper, settings, taskprocs
 
@@ -40,6 +46,8 @@ class Custody:
         """Where task cgroups go; None: the tasks' processes are found by their marker."""
         self._guardian: subprocess.Popen[bytes] | None = None
         """Kept referenced: the guardian's pipe must close only when this process exits."""
+        self._owner = False
+        """The worker owns its process (runs on the main thread): it may act on all of it."""
 
     @property
     def _prefix(self) -> str:
@@ -47,17 +55,21 @@ class Custody:
 
     def take(self) -> bool:
         """Sets it all up; False if the --cgroup-root the user gave cannot be used."""
-        mode = self.orphans.adopt_orphans()
+        self._owner = threading.current_thread() is threading.main_thread()
+        mode = self.orphans.adopt_orphans() if self._owner else reaper.NONE
         if self._config.cgroups != "off" and not self._set_up_cgroups():
             return False
-        grace = self._config.kill_grace
-        ended = taskprocs.end_earlier_lives(
-            worker_id=self._config.worker_id, life=self.life, grace=grace
-        )
-        if mode != reaper.INIT:
-            self._start_guardian()
-        self.orphans.watch_sigchld()
-        self.orphans.start()
+        ended = 0
+        if self._owner:
+            ended = taskprocs.end_earlier_lives(
+                worker_id=self._config.worker_id, life=self.life, grace=self._config.kill_grace
+            )
+            if mode != reaper.INIT:
+                self._start_guardian()
+            self.orphans.watch_sigchld()
+            self.orphans.start()
+        else:
+            _ev("not the main thread: the process's orphans, signals and guardian left alone")
         _ev(
             "orphans",
             reaper=mode,
@@ -117,6 +129,8 @@ class Custody:
     def release(self) -> None:
         """On shutdown, once the tasks have ended: ends the strays still running, stops the
         reaper. The guardian stays until this process exits."""
+        if not self._owner:
+            return
         strays = self.orphans.end_all_strays(self._config.kill_grace)
         if strays:
             _ev("ended orphans left running", processes=strays)
