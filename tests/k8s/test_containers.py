@@ -206,8 +206,10 @@ def run_the_kubernetes_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
     cluster.kubectl("delete", "workerpool", pool["metadata"]["name"], "-n", WORK)
 
     def pool_gone() -> bool:
-        running = [c for c in cluster.kubelet.containers(running_only=True)
-                   if c["Labels"].get("io.kubernetes.pod.name", "").startswith("worker-")]  # fmt: skip
+        running = [
+            c for c in cluster.kubelet.containers(running_only=True)
+            if c["Labels"].get("io.kubernetes.pod.name", "").startswith("worker-")
+        ]  # fmt: skip
         return not (running or cluster.objects("jobs", WORK) or cluster.objects("workers", WORK))
 
     wait_until(pool_gone, timeout=120, message="the pool's containers, Jobs and Workers gone")
@@ -268,9 +270,8 @@ def test_helm_install_with_mutual_tls_and_tokens_runs_the_worker_pods(
         secret("vahana-client-ca", {"ca.crt": read("ca.pem")}),
         secret("vahana-bootstrap", {"bootstrap-token": secrets.token_hex(16).encode()}),
     )
-    cluster.apply(WORK, secret("worker-tls", {
-        "ca.crt": read("ca.pem"), "tls.crt": read("worker-1.pem"), "tls.key": read("worker-1-key.pem"),
-    }))  # fmt: skip
+    worker = {"tls.crt": read("worker-1.pem"), "tls.key": read("worker-1-key.pem")}
+    cluster.apply(WORK, secret("worker-tls", {"ca.crt": read("ca.pem"), **worker}))
     install(
         cluster, Ports(),
         "--set", "tls.serverSecretName=vahana-server-tls",
@@ -310,7 +311,8 @@ def remote_pool(name: str, kind: str, section: dict[str, Any]) -> dict[str, Any]
             "type": kind, "minWorkers": 1, "maxWorkers": 1, "tasksPerWorker": 2,
             "walltime": "10m", "heartbeatInterval": "2s",
             "resources": {"cpu": "1", "memory": "256Mi"},
-            kind: section | {"sshKeySecret": f"{name}-ssh", "knownHostsSecret": f"{name}-known-hosts"},
+            kind: section
+            | {"sshKeySecret": f"{name}-ssh", "knownHostsSecret": f"{name}-known-hosts"},
         },
     }  # fmt: skip
 
