@@ -13,8 +13,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
+from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 from vahana.store import locking
 
@@ -147,3 +149,35 @@ def test_with_no_standby_a_second_scheduler_on_postgresql_exits_1_naming_the_pid
     assert f"another scheduler (pid {pg_holder.process.pid}) holds the store" in message, message
     assert "Traceback" not in refused.stderr
     assert harness.serving(pg_holder.address)
+
+
+def test_a_scheduler_whose_session_was_taken_over_stops_and_writes_no_more(
+    pg_holder: harness.SchedulerProcess, other_state_dir: Path, postgres_url: str
+) -> None:
+    assert pg_holder.process is not None
+    standby = harness.SchedulerProcess(state_dir=other_state_dir, store_url=postgres_url).launch()
+    old = harness.Client(pg_holder.address)
+    try:
+        wait_until(lambda: "standby:" in standby.log_text(), timeout=30, message="standing by")
+        # The first one's session ends (a network cut, an administrator): its lock goes with it.
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE %s",
+                (f"vahana pid={pg_holder.process.pid} %",),
+            )
+        wait_until(standby._serving, timeout=30, message="the standby took over")
+        for _ in range(2):  # the first call finds the connection lost, the next the new holder
+            with pytest.raises(grpc.RpcError):
+                old.submit(harness.submission("true", "to-the-old-one"))
+        assert pg_holder.process.wait(timeout=30) == 1
+        said = pg_holder.log_text()
+        assert "took the store" in said and "writes no more" in said, said[-3000:]
+        new = harness.Client(standby.address)
+        try:
+            assert list(new.tasks.ListTasks(tasks_pb.ListTasksRequest(), timeout=5).tasks) == []
+        finally:
+            new.close()
+    finally:
+        old.close()
+        standby.stop()
