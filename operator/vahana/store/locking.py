@@ -164,9 +164,9 @@ class AdvisoryLock:
                     holder,
                 )
             raise StoreLocked(
-                f"{_described(holder)} holds the store {self._store_name}; stop it, or let "
-                "this one wait as a standby (--standby) to take over when the other's session "
-                "ends",
+                f"{_described(holder)} holds the store {self._store_name}; stop it, or start "
+                "this one as a standby (vahana server or operator with --standby) to take over "
+                "when that scheduler's session ends",
                 holder=holder,
             )
         # Only the session holding the lock runs this, so two cannot create it at once.
