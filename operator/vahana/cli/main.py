@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -36,8 +37,9 @@ from vahana.rpc import server as rpc_server
 from vahana.store import base as store_base
 
 T = TypeVar("T")
-MAX_RUN_KEY = 200
-"""Longest --idempotency-key: with a namespace and a name, a task key stays under 512."""
+MAX_RUN_KEY = 190
+"""Longest --idempotency-key: with a namespace (≤ 63) and a name (≤ 253), a task key stays
+within TaskService's 512 characters."""
 
 DEFAULT_SERVER = "localhost:50051"
 EXAMPLES = """\
@@ -571,7 +573,8 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
     except client_module.SubmissionUnanswered as unanswered:
         errors.print(
             f"error: {unanswered}. It may have accepted them: run the command again with "
-            f"--idempotency-key {run_key} to get their ids without submitting them twice.",
+            f"--idempotency-key {shlex.quote(run_key)} to get their ids without submitting "
+            "them twice.",
             markup=False,
             soft_wrap=True,
         )
