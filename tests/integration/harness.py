@@ -57,6 +57,13 @@ class SchedulerProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> SchedulerProcess:
+        """Starts `vahana server` and waits until it serves."""
+        self.launch()
+        wait_until(self._serving, timeout=timeout, message=f"scheduler serving on {self.address}")
+        return self
+
+    def launch(self) -> SchedulerProcess:
+        """Starts `vahana server` without waiting for it (it may stand by, or be refused)."""
         self.starts += 1
         log = open(self.state_dir / f"scheduler-{self.starts}.log", "wb")  # noqa: SIM115 (Popen keeps it)
         self.process = subprocess.Popen(
@@ -81,7 +88,6 @@ class SchedulerProcess:
             env={**os.environ, **self.env},
         )
         log.close()
-        wait_until(self._serving, timeout=timeout, message=f"scheduler serving on {self.address}")
         return self
 
     def _serving(self) -> bool:

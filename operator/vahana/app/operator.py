@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from vahana.app import distribution, security, service
+from vahana.app import distribution, security, service, stores
 from vahana.app import settings as settings_module
 from vahana.k8s import kube, leader, mirrors, resources
 from vahana.k8s.handlers import pools as pool_handlers
@@ -26,6 +26,8 @@ from vahana.pools import kubernetes as kubernetes_pools
 from vahana.pools import local as local_pools
 from vahana.pools import slurm as slurm_pools
 from vahana.scheduling import pool_manager
+from vahana.store import base as store_base
+from vahana.store import locking
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,18 @@ async def _lead(
     elector: leader.LeaderElector | None,
     stop: asyncio.Event,
 ) -> None:
-    process = service.SchedulerProcess(settings, local_workers=0)
-    await process.start()
+    # The Lease is renewed from here on: a PostgreSQL standby may wait for the store a while.
+    lease = asyncio.create_task(elector.keep(), name="lease") if elector is not None else None
+    try:
+        store = await _open_store(settings, lease)
+        process = service.SchedulerProcess(settings, local_workers=0, store=store)
+        await process.start()
+    except BaseException:
+        if lease is not None:
+            lease.cancel()
+            with contextlib.suppress(asyncio.CancelledError, leader.LostLeadership):
+                await lease
+        raise
     operator = settings.operator
     server_address = operator.worker_server_address or process.address
     memo = kopf.Memo()
@@ -152,10 +164,11 @@ async def _lead(
         ),
         name="kopf",
     )
-    watched = [kopf_run]
-    if elector is not None:
-        background.append(asyncio.create_task(elector.keep(), name="lease"))
-        watched.append(background[-1])
+    background.append(asyncio.create_task(process.until_store_lost(), name="store-lock"))
+    watched = [kopf_run, background[-1]]
+    if lease is not None:
+        background.append(lease)
+        watched.append(lease)
     try:
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for finished in done:
@@ -166,11 +179,36 @@ async def _lead(
     finally:
         for task in background:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, leader.LostLeadership):
+            with contextlib.suppress(
+                asyncio.CancelledError, leader.LostLeadership, locking.StoreLocked
+            ):
                 await task
         if served is not None:
             served.stop()
         await process.stop()
+
+
+async def _open_store(
+    settings: settings_module.Settings, lease: asyncio.Task[None] | None
+) -> store_base.Store:
+    """The store, once no other scheduler holds it (a PostgreSQL standby waits, renewing the
+    Lease meanwhile); raises `leader.LostLeadership` if the Lease is lost while waiting."""
+    opening = asyncio.create_task(
+        stores.open_when_free(
+            settings.store_url, state_dir=settings.state_dir, standby=settings.store.standby
+        ),
+        name="open-store",
+    )
+    if lease is None:
+        return await opening
+    await asyncio.wait([opening, lease], return_when=asyncio.FIRST_COMPLETED)
+    if opening.done():
+        return opening.result()
+    opening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await opening
+    lease.result()  # raises LostLeadership
+    raise leader.LostLeadership("lease renewal ended while waiting for the store")
 
 
 def _serve_worker_zipapp(

@@ -16,6 +16,8 @@ from vahana.pools import base as pool_base
 from vahana.pools import local
 from vahana.rpc import server as server_module
 from vahana.scheduling import scheduler as scheduler_module
+from vahana.store import base as store_base
+from vahana.store import locking
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,9 @@ class SchedulerProcess:
     """Starts in order (store → scheduler → server → workers), stops in reverse.
 
     Workers are stopped while the server still serves, so that they can hand in their last
-    results and say TERMINATED.
+    results and say TERMINATED. The store is held exclusively (app/stores.py): opening it
+    raises `locking.StoreLocked` when another scheduler holds it, and `store_lost` is set if
+    another takes it over later (the process should then stop: it can no longer write).
     """
 
     def __init__(
@@ -33,10 +37,21 @@ class SchedulerProcess:
         *,
         local_workers: int | None = None,
         pools: Sequence[pool_manifests.PoolManifest] = (),
+        store: store_base.Store | None = None,
     ) -> None:
+        """`store`: one opened already (a standby's, `stores.open_when_free`); None: open the
+        settings' store now."""
         self.settings = settings
         self._local_workers = settings.local_workers if local_workers is None else local_workers
-        self.store = stores.open_store(settings.store_url)
+        self.store = (
+            store
+            if store is not None
+            else stores.open_store(settings.store_url, state_dir=settings.state_dir)
+        )
+        self.store_lost = asyncio.Event()
+        self.lost_store_error: locking.StoreLocked | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        stores.on_lost(self.store, self._lose_store)
         self.scheduler = scheduler_module.Scheduler(self.store, settings=settings.scheduler)
         self.scheduler.recover()
         address = f"{settings.server.host}:{settings.server.port}"
@@ -83,7 +98,16 @@ class SchedulerProcess:
             return dict(factories)
         return self.instrumentation.instrument_pools(factories)
 
+    def _lose_store(self, error: locking.StoreLocked) -> None:
+        # Called by the store from whatever thread found the lock gone.
+        self.lost_store_error = error
+        if self._loop is None:
+            self.store_lost.set()
+        else:
+            self._loop.call_soon_threadsafe(self.store_lost.set)
+
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self.instrumentation is not None:
             self.metrics_endpoint = self.instrumentation.endpoint(
                 host=self.settings.metrics.host or self.settings.server.host,
@@ -117,6 +141,12 @@ class SchedulerProcess:
                 wrap_factories=self.pool_factories,
             )
             await self.pools.start()
+
+    async def until_store_lost(self) -> None:
+        """Raises the store's `locking.StoreLocked` once another scheduler has taken it."""
+        await self.store_lost.wait()
+        assert self.lost_store_error is not None
+        raise self.lost_store_error
 
     async def stop(self) -> None:
         if self._stopped:

@@ -67,7 +67,10 @@ class StoreSettings:
     url: str = ""
     """sqlite:///path/to/file.db or postgresql://…; empty: SQLite in the state directory."""
     state_dir: str = ".vahana"
-    """Directory for the SQLite file, worker logs and sandboxes."""
+    """Directory for the SQLite file, worker logs and sandboxes; one scheduler at a time."""
+    standby: bool = True
+    """PostgreSQL: while another scheduler holds the store, wait as a standby (serving nothing)
+    and take over when its session ends; false: exit 1 at once. SQLite never waits."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,9 +1,18 @@
-"""Commands that talk to a running scheduler over gRPC: submit, get, logs, cancel."""
+"""Commands that talk to a running scheduler over gRPC: submit, get, logs, cancel.
+
+Submissions are idempotent: every task carries a key (`with_keys`: `<run key>/<namespace>/
+<name>`), so a submission whose answer was lost is sent again with the same keys and the
+scheduler answers with the ids it gave the first time instead of creating the tasks twice.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +27,64 @@ from vahana.proto import task_service_pb2_grpc, worker_pb2, worker_pb2_grpc
 from vahana.rpc import convert
 
 FINAL = {worker_pb2.COMPLETED, worker_pb2.FAILED, worker_pb2.CANCELLED, worker_pb2.TIMED_OUT}
+LOST_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+"""Codes of a call that may have been carried out although its answer never arrived."""
+SUBMIT_SECONDS_PER_TASK = 0.002
+"""Added to a submission's deadline per task: a large one takes the scheduler a while."""
+CHANNEL_OPTIONS = (
+    # Reconnect soon after a restarted scheduler is back (gRPC's default waits up to 2 min).
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+class Unreachable(Exception):
+    """No connection to the scheduler could be made: nothing was sent."""
+
+
+class SubmissionUnanswered(Exception):
+    """The scheduler gave no answer to a submission within the retry time: it may or may not
+    have accepted it (the same keys, sent again, tell)."""
+
+    def __init__(self, message: str, error: grpc.RpcError) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """How a submission whose answer was lost is sent again, with the same keys."""
+
+    for_seconds: float = 60.0
+    """How long after the first lost answer to keep trying; 0: do not retry."""
+    first_backoff_seconds: float = 0.25
+    """Pause before the first retry, doubled after each one."""
+    max_backoff_seconds: float = 5.0
+    """Longest pause between two tries."""
+
+
+RetryNotice = Callable[[int, grpc.RpcError, float], None]
+"""Told before each retry: the attempt that failed (1 is the first), its error, the pause."""
+
+
+def new_run_key() -> str:
+    """A fresh key for one run of `vahana submit` or `vahana run`."""
+    return str(uuid.uuid4())
+
+
+def with_keys(submissions: Sequence[models.Submission], run_key: str) -> list[models.Submission]:
+    """Each submission with its idempotency key `<run key>/<namespace>/<name>`; one that has a
+    key already (its Task's metadata.uid) keeps it. Names are unique per namespace in a file,
+    so the keys are too, and they stay the same when the file's documents are reordered."""
+    return [
+        submission
+        if submission.key
+        else dataclasses.replace(
+            submission, key=f"{run_key}/{submission.namespace}/{submission.spec.name}"
+        )
+        for submission in submissions
+    ]
 
 
 class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
@@ -46,19 +113,28 @@ def channel(
 ) -> grpc.Channel:
     """A channel to the scheduler: TLS when a CA file is given (mutual with cert and key),
     carrying the client token when a token file is given. Raises OSError for unreadable files."""
+    link = _plain_channel(address, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+    return _with_token(link, token_file)
+
+
+def _plain_channel(
+    address: str, *, ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> grpc.Channel:
     if ca_file or cert_file or key_file:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=Path(ca_file).read_bytes() if ca_file else None,
             private_key=Path(key_file).read_bytes() if key_file else None,
             certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
         )
-        link = grpc.secure_channel(address, credentials)
-    else:
-        link = grpc.insecure_channel(address)
-    if token_file:
-        lines = Path(token_file).read_text().split()
-        link = grpc.intercept_channel(link, _Bearer(lines[0] if lines else ""))
-    return link
+        return grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def _with_token(link: grpc.Channel, token_file: str | None) -> grpc.Channel:
+    if not token_file:
+        return link
+    lines = Path(token_file).read_text().split()
+    return grpc.intercept_channel(link, _Bearer(lines[0] if lines else ""))
 
 
 class Client:
@@ -74,17 +150,94 @@ class Client:
     ) -> None:
         self.address = address
         self._timeout = timeout
-        self._channel = channel(
-            address, ca_file=ca_file, cert_file=cert_file, key_file=key_file, token_file=token_file
+        # The plain channel reports connectivity; calls go through `_channel` (with the token).
+        self._link = _plain_channel(
+            address, ca_file=ca_file, cert_file=cert_file, key_file=key_file
         )
+        self._channel = _with_token(self._link, token_file)
         self.tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
         self.workers = worker_pb2_grpc.WorkerServiceStub(self._channel)
 
-    def submit(self, submissions: list[models.Submission]) -> list[str]:
+    def submit(
+        self,
+        submissions: list[models.Submission],
+        *,
+        retry: Retry = Retry(),
+        notice: RetryNotice | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[str]:
+        """Submits and returns the task ids, in order. An answer lost after the request may have
+        been sent (UNAVAILABLE, DEADLINE_EXCEEDED) is asked for again with the same request, so
+        the submissions should carry keys (`with_keys`); other errors are raised at once.
+
+        Raises `Unreachable` if no connection could be made at all (nothing was sent), and
+        `SubmissionUnanswered` if no answer came within `retry.for_seconds` of the first loss.
+        """
         request = tasks_pb.SubmitTasksRequest(
             tasks=[convert.submission_to_pb(s) for s in submissions]
         )
-        return list(self.tasks.SubmitTasks(request, timeout=self._timeout).task_ids)
+        if not self._connected(self._timeout):
+            raise Unreachable(self.address)
+        timeout = self._timeout + SUBMIT_SECONDS_PER_TASK * len(submissions)
+        give_up_at: float | None = None
+        pause = retry.first_backoff_seconds
+        attempt = 1
+        while True:
+            try:
+                return list(self.tasks.SubmitTasks(request, timeout=timeout).task_ids)
+            except grpc.RpcError as error:
+                if error.code() not in LOST_ANSWER:  # type: ignore[attr-defined]
+                    raise
+                if give_up_at is None:
+                    give_up_at = clock() + retry.for_seconds
+                if clock() + pause >= give_up_at or retry.for_seconds <= 0:
+                    raise self._unanswered(len(submissions), retry, error) from error
+                if notice is not None:
+                    notice(attempt, error, pause)
+                sleep(pause)
+                pause = min(pause * 2, retry.max_backoff_seconds)
+                if not self._ready_within(give_up_at - clock()):
+                    raise self._unanswered(len(submissions), retry, error) from error
+                attempt += 1
+
+    def _unanswered(self, count: int, retry: Retry, error: grpc.RpcError) -> SubmissionUnanswered:
+        code = error.code().name.lower()  # type: ignore[attr-defined]
+        return SubmissionUnanswered(
+            f"the scheduler at {self.address} gave no answer to the submission of {count} "
+            f"task(s) ({code}: {error.details()}), tried again for {retry.for_seconds:g} s",  # type: ignore[attr-defined]
+            error,
+        )
+
+    def _connected(self, timeout: float) -> bool:
+        """Connects; False if the first outcome is a failure (the scheduler is not there)."""
+        outcome: list[grpc.ChannelConnectivity] = []
+        settled = threading.Event()
+        ends = (
+            grpc.ChannelConnectivity.READY,
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        )
+
+        def seen(state: grpc.ChannelConnectivity) -> None:
+            if state in ends and not outcome:
+                outcome.append(state)
+                settled.set()
+
+        self._link.subscribe(seen, try_to_connect=True)
+        try:
+            settled.wait(timeout)
+        finally:
+            self._link.unsubscribe(seen)
+        return outcome[:1] == [grpc.ChannelConnectivity.READY]
+
+    def _ready_within(self, timeout: float) -> bool:
+        """Waits for the scheduler to be reachable (again), through connection failures."""
+        try:
+            grpc.channel_ready_future(self._link).result(timeout=max(0.0, timeout))
+        except grpc.FutureTimeoutError:
+            return False
+        return True
 
     def get(self, task: str) -> tasks_pb.TaskInfo:
         return self.tasks.GetTask(tasks_pb.GetTaskRequest(id=task), timeout=self._timeout)

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import rich.markup
 from rich.console import Console
 
 from vahana import __version__
-from vahana.app import service
+from vahana.app import service, stores
 from vahana.app import settings as settings_module
 from vahana.cli import certs, render, run
 from vahana.cli import client as client_module
@@ -31,7 +33,13 @@ from vahana.core import models
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
 from vahana.proto import worker_pb2
+from vahana.rpc import server as rpc_server
 from vahana.store import base as store_base
+
+T = TypeVar("T")
+MAX_RUN_KEY = 190
+"""Longest --idempotency-key: with a namespace (≤ 63) and a name (≤ 253), a task key stays
+within TaskService's 512 characters."""
 
 DEFAULT_SERVER = "localhost:50051"
 EXAMPLES = """\
@@ -62,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.RpcError as error:
         errors.print(f"[red]error:[/] {_rpc_message(error, options)}", soft_wrap=True)
         return 1
-    except store_base.StoreUnavailable as error:
+    except client_module.Unreachable:
+        errors.print(f"[red]error:[/] {_unreachable(options)}", soft_wrap=True)
+        return 1
+    except (store_base.StoreUnavailable, rpc_server.PortInUse) as error:
         errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
@@ -97,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_scheduler_flags(run_parser, default_state="a new temporary directory")
     _add_pool_file_flag(run_parser)
+    _add_idempotency_flag(run_parser)
     run_parser.set_defaults(handler=_run)
 
     server = commands.add_parser(
@@ -120,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[VAHANA_LOCAL_POOL_OUTPUT_DIR]",
     )
     _add_scheduler_flags(server, default_state=".vahana")
+    _add_standby_flag(server)
     _add_pool_file_flag(server)
     server.set_defaults(handler=_serve)
 
@@ -150,9 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
         "[VAHANA_OPERATOR_WORKER_SERVER_ADDRESS]",
     )
     _add_scheduler_flags(operator, default_state=".vahana")
+    _add_standby_flag(operator)
     operator.set_defaults(handler=_operate)
 
-    submit = commands.add_parser("submit", help="submit the tasks of a file to a running scheduler")
+    submit = commands.add_parser(
+        "submit",
+        help="submit the tasks of a file to a running scheduler",
+        description="Submit the Tasks in FILE and print their ids. Each run of the command is "
+        "one submission with its own idempotency key: if the scheduler's answer is lost "
+        "(it restarted, the connection broke), the same tasks are sent again with the same "
+        "keys, and the scheduler returns their ids instead of creating them twice.",
+    )
     submit.add_argument(
         "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
     )
@@ -160,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait",
         action="store_true",
         help="wait until every task has finished; exit 1 if any failed",
+    )
+    _add_idempotency_flag(submit)
+    submit.add_argument(
+        "--retry-for",
+        type=float,
+        metavar="SECONDS",
+        default=os.environ.get("VAHANA_CLIENT_RETRY_FOR", "60"),
+        help="after a lost answer, keep trying (same keys) for this long, then give up and "
+        "print the key to try again with (default 60) [VAHANA_CLIENT_RETRY_FOR]",
     )
     _add_server_flag(submit)
     submit.set_defaults(handler=_submit)
@@ -274,6 +304,28 @@ def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str)
     )
 
 
+def _add_standby_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--standby",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="PostgreSQL store held by another scheduler: wait as a standby, serving nothing, "
+        "and take over when that scheduler's session ends (default); --no-standby: exit 1. "
+        "A SQLite state dir never waits: a second scheduler on it exits 1 [VAHANA_STORE_STANDBY]",
+    )
+
+
+def _add_idempotency_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="name this submission: each task's key is KEY/<namespace>/<name> (a Task's "
+        "metadata.uid, when set, is its key instead), and a scheduler that has those keys "
+        "already returns the existing tasks and creates nothing. Default: a new random key, "
+        "so running the command again submits the tasks again",
+    )
+
+
 def _add_pool_file_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pool-file",
@@ -337,6 +389,7 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
         "server.port": options.port,
         "store.url": getattr(options, "store_url", None),
         "store.state_dir": options.state_dir,
+        "store.standby": getattr(options, "standby", None),
         "local_pool.workers": options.workers,
         "local_pool.tasks_per_worker": options.tasks_per_worker,
         "local_pool.output_dir": getattr(options, "output_dir", None),
@@ -393,8 +446,21 @@ def _read_tasks(path: Path) -> list[models.Submission]:
     return submissions
 
 
+def _run_key(options: argparse.Namespace) -> str:
+    """--idempotency-key, checked; or a new key for this run."""
+    key = options.idempotency_key
+    if key is None:
+        return client_module.new_run_key()
+    if not key.strip() or len(key) > MAX_RUN_KEY or not key.isprintable():
+        raise UsageError(
+            f"--idempotency-key: give 1–{MAX_RUN_KEY} printable characters, e.g. a date and "
+            "a name (nightly-2026-12-02), or leave it out for a new submission each run"
+        )
+    return key
+
+
 def _run(options: argparse.Namespace, console: Console) -> int:
-    submissions = _read_tasks(options.file)
+    submissions = client_module.with_keys(_read_tasks(options.file), _run_key(options))
     pools = _read_pools(options.pool_file)
     fixed: dict[str, Any] = {"server.port": 0}
     if "VAHANA_METRICS_PORT" not in os.environ:
@@ -419,13 +485,25 @@ def _serve(options: argparse.Namespace, console: Console) -> int:
     settings = _settings(options, log_level="info")
     pools = _read_pools(options.pool_file)
 
-    async def serve() -> None:
-        process = service.SchedulerProcess(settings, pools=pools)
-        await process.start()
+    async def serve() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        store = await _first(
+            stores.open_when_free(
+                settings.store_url, state_dir=settings.state_dir, standby=settings.store.standby
+            ),
+            stop,
+        )
+        if store is None:  # stopped while standing by
+            return 0
+        process = service.SchedulerProcess(settings, pools=pools, store=store)
+        try:
+            await process.start()
+        except BaseException:
+            await process.stop()
+            raise
         console.print(
             f"vahana scheduler on {settings.server.host}:{process.server.port} "
             f"(store {store_base.redact_url(settings.store_url)}, "
@@ -433,11 +511,28 @@ def _serve(options: argparse.Namespace, console: Console) -> int:
             + (f", pools {', '.join(p.name for p in pools)}" if pools else "")
             + ")"
         )
-        await stop.wait()
+        lost = asyncio.ensure_future(process.store_lost.wait())
+        await _first(lost, stop)
         await process.stop()
+        if process.lost_store_error is not None:
+            raise process.lost_store_error
+        return 0
 
-    asyncio.run(serve())
-    return 0
+    return asyncio.run(serve())
+
+
+async def _first(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """The result of `work`, or None (and `work` cancelled) if `stop` is set first."""
+    doing = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([doing, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if doing.done():
+        return doing.result()
+    doing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await doing
+    return None
 
 
 def _operate(options: argparse.Namespace, console: Console) -> int:
@@ -454,9 +549,36 @@ def _operate(options: argparse.Namespace, console: Console) -> int:
 
 
 def _submit(options: argparse.Namespace, console: Console) -> int:
-    submissions = _read_tasks(options.file)
+    run_key = _run_key(options)
+    submissions = client_module.with_keys(_read_tasks(options.file), run_key)
     client = _client(options)
-    ids = client.submit(submissions)
+    errors = Console(stderr=True, highlight=False)
+
+    def retrying(attempt: int, error: grpc.RpcError, pause: float) -> None:
+        code = error.code().name.lower()  # type: ignore[attr-defined]
+        errors.print(
+            f"no answer from the scheduler at {options.server} ({code}); submitting again "
+            f"in {pause:g} s with the same idempotency key {run_key}, so nothing is "
+            "submitted twice",
+            markup=False,
+            soft_wrap=True,
+        )
+
+    try:
+        ids = client.submit(
+            submissions,
+            retry=client_module.Retry(for_seconds=max(0.0, options.retry_for)),
+            notice=retrying,
+        )
+    except client_module.SubmissionUnanswered as unanswered:
+        errors.print(
+            f"error: {unanswered}. It may have accepted them: run the command again with "
+            f"--idempotency-key {shlex.quote(run_key)} to get their ids without submitting "
+            "them twice.",
+            markup=False,
+            soft_wrap=True,
+        )
+        return 1
     for submission, task_id in zip(submissions, ids, strict=True):
         console.print(f"task/{submission.spec.name} submitted as {task_id}")
     if not options.wait:
@@ -543,11 +665,15 @@ def _rpc_message(error: grpc.RpcError, options: argparse.Namespace) -> str:
     code = error.code()  # type: ignore[attr-defined]
     details = error.details()  # type: ignore[attr-defined]
     if code == grpc.StatusCode.UNAVAILABLE:
-        return (
-            f"cannot reach the scheduler at {getattr(options, 'server', '?')} — start one with "
-            "`vahana server`, or pass --server HOST:PORT"
-        )
+        return _unreachable(options)
     return f"{code.name.lower()}: {details}"
+
+
+def _unreachable(options: argparse.Namespace) -> str:
+    return (
+        f"cannot reach the scheduler at {getattr(options, 'server', '?')} — start one with "
+        "`vahana server`, or pass --server HOST:PORT"
+    )
 
 
 if __name__ == "__main__":

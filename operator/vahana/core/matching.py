@@ -29,7 +29,11 @@ def labels_match(required: Mapping[str, str], offered: Mapping[str, str]) -> boo
 
 def could_ever_fit(need: models.Resources, worker: models.WorkerRecord) -> bool:
     """True if the idle worker could run the task: the capacity test without current load."""
-    offer = worker.capacity
+    return fits_capacity(need, worker.capacity)
+
+
+def fits_capacity(need: models.Resources, offer: models.Resources) -> bool:
+    """True if a worker offering `offer` could run a task needing `need` when idle."""
     return (
         _within(need.cpu_cores, offer.cpu_cores)
         and _within(need.memory_bytes, offer.memory_bytes)

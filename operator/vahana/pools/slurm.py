@@ -92,6 +92,12 @@ class SlurmPool:
                 qos=self.config.qos,
             )
             argv = ["sbatch", "--parsable", f"--output={self._output(worker_id)}"]
+            if self.config.login is not None:
+                # SLURM opens the job's output file before the script runs (and fails the job
+                # with JobLaunchFailure if its directory is missing): make the working dir,
+                # where the output goes, on the login node's (shared) file system first.
+                working_dir = self.config.launch.working_dir
+                argv = ["sh", "-c", 'mkdir -p -- "$0" && exec "$@"', working_dir, *argv]
             done = self._run([*argv, *self.config.extra_args], stdin=script)
             match = _JOB_ID.match(done.stdout) if done.returncode == 0 else None
             if match is None:

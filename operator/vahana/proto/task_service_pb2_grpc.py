@@ -67,7 +67,8 @@ class TaskServiceServicer:
     def SubmitTasks(self, request, context):
         """Accepts every task or none: a submission with one invalid task is refused whole with
         INVALID_ARGUMENT naming the task and field. Re-submitting a key already known returns the
-        existing task instead of a duplicate.
+        existing task instead of a duplicate, so a client whose answer was lost (UNAVAILABLE,
+        DEADLINE_EXCEEDED) sends the same request again and gets the same ids.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 from collections.abc import Sequence
 
 import grpc
@@ -21,6 +23,10 @@ SERVICE_NAMES = (
     worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
 )
+
+
+class PortInUse(OSError):
+    """The gRPC port could not be bound: the message says why and what to do."""
 
 
 class SchedulerServer:
@@ -44,6 +50,9 @@ class SchedulerServer:
         self._server = grpc.aio.server(
             interceptors=list(interceptors),
             options=[
+                # gRPC shares a port between processes by default: a second scheduler would
+                # split the clients and workers with the first. Bind it alone or fail.
+                ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -75,12 +84,16 @@ class SchedulerServer:
         self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
-        if self._credentials is None:
-            self.port = self._server.add_insecure_port(self._address)
-        else:
-            self.port = self._server.add_secure_port(self._address, self._credentials)
+        """Binds the port and serves; `PortInUse` if the address cannot be had."""
+        try:
+            if self._credentials is None:
+                self.port = self._server.add_insecure_port(self._address)
+            else:
+                self.port = self._server.add_secure_port(self._address, self._credentials)
+        except RuntimeError:  # grpcio ≥ 1.5x raises instead of returning 0
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self._address}: address in use or not available")
+            raise PortInUse(_bind_problem(self._address))
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
             await _set_health(self._health, name, health_pb2.HealthCheckResponse.SERVING)
@@ -112,6 +125,27 @@ class SchedulerServer:
             except Exception:
                 log.exception("health check failed")
             await asyncio.sleep(tick)
+
+
+def _bind_problem(address: str) -> str:
+    """Why `address` (host:port) cannot be bound, found by trying it with a plain socket."""
+    host, _, port_text = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        port = int(port_text)
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(where)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return (
+                f"port {port_text} is in use on {host}: another scheduler (or another program) "
+                "listens there — stop it, or give this one another --port"
+            )
+        return f"cannot listen on {address}: {error.strerror or error} — check --host and --port"
+    except ValueError:
+        return f"cannot listen on {address}: {port_text!r} is not a port — check --port"
+    return f"cannot listen on {address} — check --host and --port"
 
 
 async def _set_health(servicer: object, name: str, status: int) -> None:

@@ -19,11 +19,16 @@ from vahana.scheduling import records, scheduler
 
 log = logging.getLogger(__name__)
 MAX_TASKS_PER_SUBMIT = 100_000
+MAX_KEY_LENGTH = 512
+"""Longest idempotency key: `vahana submit` makes `<run key>/<namespace>/<name>` ones."""
 WATCH_BACKLOG = 100_000
 """Changes a watcher may fall behind before its stream is ended."""
 
 
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
+    """Any client may give each task an idempotency key: a submission sent again with the same
+    keys (after a lost answer) gets the same ids back and creates nothing."""
+
     def __init__(self, sched: scheduler.Scheduler) -> None:
         self._scheduler = sched
 
@@ -40,6 +45,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         for index, submission in enumerate(submissions):
             name = submission.spec.name or f"#{index}"
             problems += validation.problems(submission, where=f"tasks[{index}] ({name})")
+            problems += _key_problems(submission.key, where=f"tasks[{index}] ({name})")
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:20]))
         ids = self._scheduler.submit(submissions)
@@ -128,6 +134,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         except records.UnknownTask as error:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
             raise
+
+
+def _key_problems(key: str, *, where: str) -> list[str]:
+    """The idempotency key any client may send: bounded, and storable in every store."""
+    if len(key) > MAX_KEY_LENGTH:
+        return [f"{where}.key: at most {MAX_KEY_LENGTH} characters, got {len(key)}"]
+    if "\x00" in key:
+        return [f"{where}.key: must not contain NUL bytes"]
+    return []
 
 
 def _phase(status: int) -> models.TaskPhase | None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vahana.core import models, scaling
+from vahana.core import clock as clocks
+from vahana.core import demand, models, scaling
 from vahana.manifests import quantity
 from vahana.pools import base
 from vahana.scheduling import scheduler
@@ -88,8 +88,11 @@ class PoolManager:
         sched: scheduler.Scheduler,
         defaults: PoolDefaults,
         factories: Mapping[str, base.AdapterFactory],
+        *,
+        clock: clocks.Clock = clocks.system_clock,
     ) -> None:
         self._scheduler = sched
+        self._clock = clock
         self._defaults = defaults
         self._factories = dict(factories)
         self._pools: dict[str, ManagedPool] = {}
@@ -215,7 +218,7 @@ class PoolManager:
         live = [w for w in in_pool if w not in gone and w.state != base.PoolWorkerState.STOPPING]
         registered = self._scheduler.list_workers(pool=key)
         busy = sum(1 for w in registered if w.leases)
-        pending = self._scheduler.pending_for_pool(key, pool.capacity)
+        pending = self.demand().get(key, 0)
         desired = scaling.desired_workers(
             minimum=pool.minimum,
             maximum=pool.maximum,
@@ -229,7 +232,8 @@ class PoolManager:
         if walltime:
             # A short walltime must not make every pilot "expiring" from its first heartbeat.
             lead = min(lead, walltime / 4)
-        expiring = scaling.expiring(registered, now=time.time(), lead_seconds=lead)
+        now = self._clock()
+        expiring = scaling.expiring(registered, now=now, lead_seconds=lead)
         active = len(live) - draining - len(expiring)
         # Replacements may overlap the pilots they replace, but never more than one each.
         headroom = 2 * pool.maximum - len(live)
@@ -241,7 +245,7 @@ class PoolManager:
                 log.warning("pool=%s %s", key, pool.last_error)
         elif active > desired:
             for worker_id in scaling.idle_to_release(
-                registered, excess=active - desired, now=time.time(), idle_timeout=pool.idle_timeout
+                registered, excess=active - desired, now=now, idle_timeout=pool.idle_timeout
             ):
                 log.info("scale-down: draining idle worker_id=%s pool=%s", worker_id, key)
                 self._scheduler.request_drain(worker_id)
@@ -254,6 +258,15 @@ class PoolManager:
             "busy": busy,
             "lastError": pool.last_error or None,
         }
+
+    def demand(self) -> Mapping[str, int]:
+        """Queued tasks each pool should scale for (`core.demand`: a task counts once)."""
+        offers = [
+            demand.PoolOffer(pool.key, pool.capacity, pool.walltime_seconds or None)
+            for pool in self._pools.values()
+            if not pool.removing
+        ]
+        return demand.demand(self._scheduler.queued_tasks(), offers)
 
     async def remove(self, key: str) -> int:
         """Drains the pool's workers; returns how many are still registered (0: all gone)."""

@@ -570,21 +570,6 @@ class Scheduler:
         """When a delayed task becomes ready, so the caller can wake up for it."""
         return self._queue.next_due()
 
-    def pending_for_pool(self, pool: str, capacity: models.Resources) -> int:
-        """Queued tasks a worker of `pool` with `capacity` could run (the pool's demand)."""
-        count = 0
-        for task in self._queue:
-            if task.pool and task.pool != pool:
-                continue
-            need = task.spec.resources
-            if matching.labels_match(need.labels, capacity.labels) and (
-                (need.cpu_cores <= capacity.cpu_cores or capacity.cpu_cores <= 0)
-                and (need.memory_bytes <= capacity.memory_bytes or capacity.memory_bytes <= 0)
-                and need.gpus <= capacity.gpus
-            ):
-                count += 1
-        return count
-
     @property
     def queue_length(self) -> int:
         return len(self._queue)

@@ -8,6 +8,10 @@ Connection loss: the transaction that finds the connection gone fails with
 `base.StoreUnavailable` (its outcome is for the caller to decide: a scheduler restart rebuilds
 from what was committed); the next transaction connects again, once, and fails the same way if
 the server is still unreachable. Nothing is retried silently.
+
+Exclusive (a scheduler's store): every connection takes the store lock of `locking` before it
+is used, so only the session holding that lock ever writes; a store that finds the lock taken
+by another scheduler after a lost connection is refused from then on (`locking.AdvisoryLock`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from vahana.store import base, sql
+from vahana.store import base, locking, sql
 
 MIGRATION_LOCK = 0x76616861  # "vaha": the pg_advisory_xact_lock key that serialises migrate()
 CONNECT_TIMEOUT_SECONDS = 10
@@ -29,30 +33,53 @@ class PostgresStore(sql.SqlStore):
 
     placeholder = "%s"
 
-    def __init__(self, url: str, *, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        exclusive: bool = False,
+    ) -> None:
+        """`exclusive`: hold the store lock (raises `locking.StoreLocked` when another does)."""
         self.url = url
         self.safe_url = base.redact_url(url)
         self._connect_timeout = connect_timeout
         self._closed = False
+        self.lock = locking.AdvisoryLock(self.safe_url) if exclusive else None
         super().__init__(self._connect())
         self.migrate()
 
     def _connect(self) -> psycopg.Connection[Any]:
+        if self.lock is not None and self.lock.lost is not None:
+            raise self.lock.lost  # lost to another scheduler: no connection is of any use
         try:
-            return psycopg.connect(
+            connection = psycopg.connect(
                 self.url,
                 autocommit=False,
                 connect_timeout=max(1, round(self._connect_timeout)),
-                application_name="vahana",
+                application_name=locking.identity(),  # names this scheduler to a refused one
             )
         except psycopg.Error as error:
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-            raise base.StoreUnavailable(
-                f"store {self.safe_url}: cannot connect to PostgreSQL ({detail}). "
-                "Check that the server is running and reachable, that the database and role "
-                "exist, and the URL (postgresql://user:password@host:port/db, or "
-                "?host=/socket/dir for a Unix socket)."
-            ) from error
+            raise self._unreachable(error) from error
+        if self.lock is None:
+            return connection
+        try:
+            self.lock.take(connection)
+        except BaseException as error:
+            connection.close()
+            if isinstance(error, psycopg.Error):
+                raise self._unreachable(error) from error
+            raise
+        return connection
+
+    def _unreachable(self, error: psycopg.Error) -> base.StoreUnavailable:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        return base.StoreUnavailable(
+            f"store {self.safe_url}: cannot connect to PostgreSQL ({detail}). "
+            "Check that the server is running and reachable, that the database and role "
+            "exist, and the URL (postgresql://user:password@host:port/db, or "
+            "?host=/socket/dir for a Unix socket)."
+        )
 
     # -- dialect --------------------------------------------------------------------------
     def _sql(self, sql_text: str) -> str:
@@ -94,6 +121,8 @@ class PostgresStore(sql.SqlStore):
             self._db.close()
         try:
             self._db = self._connect()
+        except locking.StoreLocked:
+            raise  # another scheduler has the store: not a lost connection, and final
         except base.StoreUnavailable as error:
             raise self._lost(error.__cause__) from error.__cause__
 

@@ -192,3 +192,27 @@ def test_a_pool_being_removed_starts_no_worker_and_its_close_waits_for_a_round(
         assert manager.lookup(key) is None
 
     asyncio.run(scenario())
+
+
+def test_one_task_that_two_pools_could_run_starts_one_worker_and_long_tasks_none_on_short_pilots(
+    tmp_path: Path,
+) -> None:
+    fake = Fake(tmp_path)
+    small = {"type": "fake", "minWorkers": 0, "maxWorkers": 5, "resources": {"cpu": "2"}}
+    big = {"type": "fake", "minWorkers": 0, "maxWorkers": 5, "resources": {"cpu": "16"}}
+    hour = {"type": "fake", "minWorkers": 0, "maxWorkers": 5, "walltime": "1h",
+            "resources": {"cpu": "8"}}  # fmt: skip
+    for name, spec in (("small", small), ("big", big), ("hour", hour)):
+        fake.manager.upsert("ns", name, name, spec)
+    one_core = models.TaskSpec(name="t", command="true", resources=models.Resources(cpu_cores=1))
+    two_hours = models.TaskSpec(
+        name="long", command="true", resources=models.Resources(cpu_cores=8), timeout_seconds=7200
+    )
+    fake.sched.submit([models.Submission(spec=one_core), models.Submission(spec=two_hours)])
+    for name in ("small", "big", "hour"):
+        asyncio.run(fake.manager.reconcile(pool_manager.pool_key("ns", name)))
+    started = {context.name: len(adapter.started) for context, adapter in
+               zip(fake.contexts, fake.adapters, strict=True)}  # fmt: skip
+    # The 1-core task: the tightest fit (small); the 2-hour task: big (the 1-hour pilots would
+    # be cut off). Nothing for the walltime-limited pool.
+    assert started == {"small": 1, "big": 1, "hour": 0}
