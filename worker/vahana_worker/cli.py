@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -103,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if config.exit_with_parent and not linux.exit_with_parent():
+    parent = os.environ.get(linux.PARENT_PID_ENV, "")
+    if config.exit_with_parent and not linux.exit_with_parent(
+        parent=int(parent) if parent.isdigit() else None
+    ):
         _log.warning("--exit-with-parent is not supported on this platform")
     sys.exit(worker.run())

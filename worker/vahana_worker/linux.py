@@ -54,14 +54,21 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-def exit_with_parent(sig: signal.Signals = signal.SIGTERM) -> bool:
-    """Asks for `sig` when the parent dies; False where the platform cannot do it."""
-    parent = os.getppid()
+PARENT_PID_ENV = "VAHANA_WORKER_PARENT_PID"
+"""Set by a parent that starts workers (the local pool) to its own pid."""
+
+
+def exit_with_parent(sig: signal.Signals = signal.SIGTERM, *, parent: int | None = None) -> bool:
+    """Asks for `sig` when the parent dies; False where the platform cannot do it.
+
+    `parent`: the pid the parent said it has; without it, the parent at the time of the call
+    (a parent that died between this process's start and the call goes unnoticed)."""
+    expected = parent if parent is not None else os.getppid()
     if not _prctl(_PR_SET_PDEATHSIG, int(sig)):
         return False
     # The parent died before the request took effect: this process was handed to a reaper.
     # (Not `getppid() == 1`: in a container the parent may well be PID 1 itself.)
-    if os.getppid() != parent:
+    if os.getppid() != expected:
         os.kill(os.getpid(), sig)
     return True
 

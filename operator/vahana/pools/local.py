@@ -75,6 +75,9 @@ class LocalPool:
         with open(config.log_dir / f"{worker_id}.log", "ab") as log_file:
             process = subprocess.Popen(
                 command,
+                # With --exit-with-parent the worker compares its parent with this pid, so a
+                # scheduler that dies while the worker starts is noticed too.
+                env={**os.environ, "VAHANA_WORKER_PARENT_PID": str(os.getpid())},
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
