@@ -54,10 +54,12 @@ ENV PATH=/opt/vahana/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # openssh-client: slurm pools reach their login node and baremetal pools their hosts over ssh.
+# tini: PID 1 of a scheduler/operator container, reaping what its children leave (a local
+# worker's guardian, an ssh's helper); the worker reaps by itself when it is PID 1.
 # The base's pip, setuptools and wheel (and the wheels ensurepip would install) are removed:
 # nothing in the image installs packages.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openssh-client \
+    && apt-get install -y --no-install-recommends openssh-client tini \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
     && for site in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))'); do \
          rm -rf "$site"/pip "$site"/pip-* "$site"/setuptools "$site"/setuptools-* \
@@ -76,5 +78,5 @@ COPY --from=builder /dist/worker.pyz /opt/vahana/share/worker.pyz
 WORKDIR /var/lib/vahana
 USER 65532:65532
 EXPOSE 50051 8080 9090
-# No ENTRYPOINT: the command names the program, `vahana ...` or `vahana-worker ...`.
-CMD ["vahana", "server", "--host=0.0.0.0", "--insecure", "--state-dir=/var/lib/vahana"]
+# No ENTRYPOINT: the command names the program, `tini -- vahana ...` or `vahana-worker ...`.
+CMD ["tini", "--", "vahana", "server", "--host=0.0.0.0", "--insecure", "--state-dir=/var/lib/vahana"]

@@ -121,7 +121,7 @@ def test_the_image_serves_as_a_standalone_scheduler_with_local_workers(
     podman(
         "run", "-d", "--name", name, "--network", "host", *RESTRICTED, "-m", "512m",
         "-v", f"{state_dir}:/var/lib/vahana", "--tmpfs", "/tmp", vahana_image,
-        "vahana", "server", "--host=127.0.0.1", f"--port={port}", "--workers=2",
+        "tini", "--", "vahana", "server", "--host=127.0.0.1", f"--port={port}", "--workers=2",
         "--state-dir=/var/lib/vahana", "--metrics-port=0",
     )  # fmt: skip
     try:
@@ -141,6 +141,9 @@ def test_the_image_serves_as_a_standalone_scheduler_with_local_workers(
         assert tasks and {task["status"] for task in tasks} == {"COMPLETED"}
         # The store is on the volume, written by the container's user.
         assert (state_dir / "vahana.db").stat().st_uid == 65532
+        states = podman("exec", name, "sh", "-c", "cat /proc/[0-9]*/stat").stdout
+        zombies = [line for line in states.splitlines() if line.split(") ")[-1].startswith("Z")]
+        assert not zombies, zombies
     finally:
         logs = podman("logs", name, check=False).stderr
         podman("rm", "-f", "-t", "5", name, check=False)

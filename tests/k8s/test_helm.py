@@ -120,7 +120,7 @@ def test_default_render_is_a_restricted_operator_with_its_service_and_rbac(
     }  # fmt: skip
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == ["vahana", "operator"]
+    assert container["command"] == ["tini", "--", "vahana", "operator"]
     assert "--host=0.0.0.0" in container["args"]
     assert f"--worker-server-address=vahana.{SYSTEM}.svc:50051" in container["args"]
     assert "--metrics-port=9090" in container["args"]
