@@ -64,13 +64,6 @@ class FakeKubelet(Node):
         )  # fmt: skip
         self.extra_env = dict(extra_env or {})
 
-    def __enter__(self) -> FakeKubelet:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
     def pid_of(self, pod_name: str) -> int | None:
         """The pid of the live process of that Pod, None if not started or ended."""
         return self.processes().get(pod_name)

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from tests.k8s.container import POD_IP
@@ -103,6 +103,13 @@ class Node(abc.ABC):
         """Stops whatever still runs when the node stops."""
 
     # -- public API --------------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def start(self, timeout: float = 30) -> Node:
         """Starts one watch per namespace; returns once each has listed the existing Pods."""
         for namespace in self.namespaces:

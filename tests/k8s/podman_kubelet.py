@@ -83,13 +83,6 @@ class ContainerKubelet(Node):
         )  # fmt: skip
         self.label = f"{LABEL}={self.root.name}"
 
-    def __enter__(self) -> ContainerKubelet:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
     # -- what tests look at ------------------------------------------------------------------------
     def containers(self, *, running_only: bool = False) -> list[dict[str, Any]]:
         """podman's view of this kubelet's containers (`podman ps --format json`)."""
