@@ -65,6 +65,7 @@ class BaremetalPool:
         self._remotes: dict[str, _Remote] = {}
         self._health: dict[int, _HostHealth] = {}
         self._last_error = ""
+        self.exit_listener: base.ExitListener | None = None
         self._stem = re.sub(r"[^A-Za-z0-9.-]+", "-", config.pool).strip("-") or "baremetal"
 
     def _free_host(self) -> int | None:
@@ -120,6 +121,10 @@ class BaremetalPool:
         except BrokenPipeError:
             pass  # ssh already failed; list_workers reports it
         log.info("started worker_id=%s host=%s pool=%s", worker_id, target.label, self.name)
+        base.watch_exit(
+            process, worker_id, lambda: self.exit_listener,
+            lambda code: f"its ssh session to {target.label} ended (exit {code})",
+        )  # fmt: skip
         return _Remote(index, process, log_path)
 
     def stop_workers(self, worker_ids: Sequence[str]) -> None:

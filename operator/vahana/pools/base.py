@@ -4,11 +4,41 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
+import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from vahana.core import models
+
+log = logging.getLogger(__name__)
+
+ExitListener = Callable[[str, str], None]
+"""`listener(worker_id, why)`: the worker's process (or its ssh) has ended. Called on a
+thread of the adapter's, at once, so the scheduler need not wait for missed heartbeats."""
+
+
+def watch_exit(
+    process: subprocess.Popen[bytes],
+    worker_id: str,
+    listener: Callable[[], ExitListener | None],
+    describe: Callable[[int], str],
+) -> None:
+    """Tells the adapter's exit listener (if it has one by then) when `process` ends."""
+
+    def wait() -> None:
+        code = process.wait()
+        told = listener()
+        if told is None:
+            return
+        try:
+            told(worker_id, describe(code))
+        except Exception:  # the listener's failure must not go unnoticed, nor kill the pool
+            log.exception("exit listener failed worker_id=%s", worker_id)
+
+    threading.Thread(target=wait, name=f"exit-{worker_id}", daemon=True).start()
 
 
 class PoolError(RuntimeError):
@@ -58,6 +88,13 @@ class WorkerPool(Protocol):
 
     def close(self, timeout: float = 30.0) -> None:
         """Stops every worker of the pool and waits for them, up to `timeout` seconds."""
+
+
+class WatchesExits(Protocol):
+    """An adapter whose workers are processes of this scheduler (local workers, the ssh of
+    bare-metal ones): it tells `exit_listener` the moment one ends."""
+
+    exit_listener: ExitListener | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,6 +42,7 @@ class LocalPool:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._counter = 0
         self._last_error = ""
+        self.exit_listener: base.ExitListener | None = None
 
     def start_workers(self, count: int) -> list[str]:
         started = []
@@ -86,6 +87,12 @@ class LocalPool:
                 start_new_session=True,
             )
         log.info("started worker_id=%s pid=%d pool=%s", worker_id, process.pid, self.name)
+        base.watch_exit(
+            process,
+            worker_id,
+            lambda: self.exit_listener,
+            lambda code: _exit_reason(process.pid, code),
+        )
         return process
 
     def stop_workers(self, worker_ids: Sequence[str]) -> None:
@@ -132,6 +139,11 @@ class LocalPool:
                 log.warning("worker did not stop in time, killing worker_id=%s", worker_id)
                 process.kill()
                 process.wait()
+
+
+def _exit_reason(pid: int, code: int) -> str:
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+    return f"its process (pid {pid}) {how}"
 
 
 def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> LocalPool:
