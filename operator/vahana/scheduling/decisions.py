@@ -8,8 +8,9 @@ store holds them. No I/O here: the store is read before (`stored`, `known`) and 
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from vahana.core import clock as clocks
 from vahana.core import leases, matching, models, retry
@@ -151,12 +152,12 @@ def poll(change: tables.Change, worker_id: str, max_tasks: int) -> records.PollR
     free = matching.free_capacity(
         worker, (live.tasks[t].spec.resources for t in worker.leases if t in live.tasks)
     )
+    labels = worker.capacity.labels
+    fits = _fits(worker, now)
     while slots > 0 and (len(worker.leases) < worker.max_tasks or _may_prefetch(live, worker)):
         task = change.take(
-            accept=lambda t, free=free: _accepts(worker, free, t, now),  # type: ignore[misc]
-            rank=lambda t: matching.locality_rank(
-                t.spec.resources.preferred_labels, worker.capacity.labels
-            ),
+            accept=functools.partial(fits, free),
+            rank=lambda t: matching.locality_rank(t.spec.resources.preferred_labels, labels),
         )
         if task is None:
             break
@@ -326,7 +327,9 @@ def check_health(change: tables.Change, settings: records.SchedulerSettings) -> 
                 len(worker.leases),
                 level=logging.WARNING,
             )
-            _mark_unhealthy(change, worker, f"worker {worker.id} lost: no heartbeat for {silent:.0f}s")
+            _mark_unhealthy(
+                change, worker, f"worker {worker.id} lost: no heartbeat for {silent:.0f}s"
+            )
     if live.queue.promote_due(now):
         change.plan.wake.add(None)
 
@@ -350,15 +353,20 @@ def live_worker(live: tables.Tables, worker_id: str) -> models.WorkerRecord:
 
 
 # -- the steps they share ------------------------------------------------------------------------
-def _accepts(
-    worker: models.WorkerRecord, free: models.Resources, task: models.TaskRecord, now: float
-) -> bool:
-    return (
-        (not task.pool or task.pool == worker.pool)
-        and matching.could_ever_fit(task.spec.resources, worker)
-        and matching.fits_now(task.spec.resources, free, worker)
-        and not matching.outlives_allocation(task.spec.timeout_seconds, worker, now)
-    )
+def _fits(
+    worker: models.WorkerRecord, now: float
+) -> Callable[[models.Resources, models.TaskRecord], bool]:
+    """Whether a task fits the worker with `free` resources left."""
+
+    def fits(free: models.Resources, task: models.TaskRecord) -> bool:
+        return (
+            (not task.pool or task.pool == worker.pool)
+            and matching.could_ever_fit(task.spec.resources, worker)
+            and matching.fits_now(task.spec.resources, free, worker)
+            and not matching.outlives_allocation(task.spec.timeout_seconds, worker, now)
+        )
+
+    return fits
 
 
 def _may_prefetch(live: tables.Tables, worker: models.WorkerRecord) -> bool:
@@ -434,9 +442,7 @@ def _attempt(change: tables.Change, task: models.TaskRecord) -> models.AttemptRe
 def _lose(change: tables.Change, task: models.TaskRecord, reason: str) -> None:
     """Ends the current attempt as lost to the infrastructure (worker gone, restarted…)."""
     task = change.edit_task(task)
-    _end_attempt(
-        change, task, P.FAILED, kind=models.FailureKind.INFRASTRUCTURE, message=reason
-    )
+    _end_attempt(change, task, P.FAILED, kind=models.FailureKind.INFRASTRUCTURE, message=reason)
 
 
 def _end_attempt(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -136,10 +137,8 @@ class Pipeline:
     async def settled(self) -> None:
         """Waits until everything decided so far is committed or rolled back."""
         while self._uncommitted:
-            try:
+            with contextlib.suppress(Exception):  # rolled back: settled too
                 await self.wait(self._uncommitted[-1])
-            except Exception:  # rolled back: settled too
-                pass
 
     # -- reads -------------------------------------------------------------------------------
     def read_sync(self, call: Callable[[base.Store], T]) -> T:
@@ -148,7 +147,8 @@ class Pipeline:
             return call(self._store)
         ticket = self._writer.read(call)
         self._writer.wait(ticket)
-        return self._read_result(ticket)
+        result: T = self._read_result(ticket)
+        return result
 
     async def read(self, call: Callable[[base.Store], T]) -> T:
         if self._writer is None:
@@ -158,7 +158,8 @@ class Pipeline:
         ticket = self._writer.read(call, waiter=waiter)
         if not ticket.done:
             await asyncio.shield(waiter)
-        return self._read_result(ticket)
+        result: T = self._read_result(ticket)
+        return result
 
     async def probe(self) -> bool:
         """Tries a tiny write; the store is healthy again if it works."""
@@ -212,10 +213,8 @@ class Pipeline:
     def _done_in_writer(self, group: list[writer.Ticket]) -> None:
         """Called on the writer's thread: the rest happens on the event loop's."""
         assert self._loop is not None
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._done, group)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
     def _done(self, group: list[writer.Ticket]) -> None:
         for ticket in group:
@@ -250,7 +249,8 @@ class Pipeline:
             self._tables.revert(plan, now)
             plan.state, plan.error = plans.State.ROLLED_BACK, error
         operations = collections.Counter(plan.operation for plan in rolled)
-        log.warning(
+        log.log(
+            logging.WARNING if self.healthy else logging.DEBUG,  # said once per outage
             "store write failed, rolled back %s: %s",
             ", ".join(f"{count} {name}" for name, count in operations.items()),
             error,
@@ -268,7 +268,7 @@ class Pipeline:
             raise error
 
     @staticmethod
-    def _read_result(ticket: writer.Ticket) -> Any:
+    def _read_result(ticket: writer.Ticket) -> Any:  # the T of the call read
         if ticket.error is not None:
             raise ticket.error
         return ticket.result

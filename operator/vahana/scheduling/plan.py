@@ -28,6 +28,8 @@ class State(enum.Enum):
 
 
 LogLine = tuple[int, str, tuple[Any, ...]]
+Undo = tuple[Any, ...]
+"""(kind, key, the version replaced): see `tables.Tables.revert`."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -48,7 +50,7 @@ class Plan:
     logs: list[LogLine] = dataclasses.field(default_factory=list)
     result: Any = None
     """What the operation answers its caller."""
-    undo: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    undo: list[Undo] = dataclasses.field(default_factory=list)
     """The versions this plan replaced in memory, in the order it replaced them."""
     finals: int = 0
     """Tasks this plan finished (kept in memory's finished tasks)."""

@@ -50,9 +50,7 @@ class Scheduler:
         self._clock = clock
         self._new_task_id = new_task_id
         self._tables = tables.Tables()
-        self._pipeline = pipeline.Pipeline(
-            store, self._tables, publish=self._publish, clock=clock
-        )
+        self._pipeline = pipeline.Pipeline(store, self._tables, publish=self._publish, clock=clock)
         self._listeners: list[TaskListener] = []
         self._wake: Waker = lambda _worker_id: None
         self._worker_hook: WorkerHook = lambda _event, _worker: None
@@ -137,11 +135,11 @@ class Scheduler:
                 continue
             for attempt in store.list_attempts(task.id)[-1:]:
                 live.attempts[(task.id, attempt.attempt)] = attempt
-            worker = live.workers.get(task.worker_id)
-            if worker is None or worker.state == models.WorkerState.UNHEALTHY:
+            holder = live.workers.get(task.worker_id)
+            if holder is None or holder.state == models.WorkerState.UNHEALTHY:
                 orphans.append(task.id)
             else:
-                worker.leases[task.id] = task.attempt
+                holder.leases[task.id] = task.attempt
         self._run("recover", decisions.recover_orphans, orphans)
         log.info(
             "recovered tasks=%d queued=%d workers=%d",
@@ -447,8 +445,8 @@ class Scheduler:
         # A worker whose long poll waits while it is full polls again once a slot is free,
         # unless the operation that freed it also filled it (a report that brought a task).
         for worker_id in plan.freed:
-            worker = self._tables.workers.get(worker_id)
-            if worker is None or len(worker.leases) < worker.max_tasks:
+            freed = self._tables.workers.get(worker_id)
+            if freed is None or len(freed.leases) < freed.max_tasks:
                 self._wake(worker_id)
 
     def _unknown_keys(self, submissions: Sequence[models.Submission]) -> list[str]:

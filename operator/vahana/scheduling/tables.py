@@ -100,7 +100,7 @@ class Tables:
         plan.undo.clear()
         self._all_slots = None
 
-    def _undo_task(self, entry: tuple, _now: float) -> None:
+    def _undo_task(self, entry: plans.Undo, _now: float) -> None:
         _, task_id, before = entry
         current = self.tasks.pop(task_id, None) or self.finished.pop(task_id, None)
         if current is not None and current.key and self.keys.get(current.key) == task_id:
@@ -110,14 +110,14 @@ class Tables:
             if before.key:
                 self.keys[before.key] = task_id
 
-    def _undo_attempt(self, entry: tuple, _now: float) -> None:
+    def _undo_attempt(self, entry: plans.Undo, _now: float) -> None:
         _, key, before = entry
         if before is None:
             self.attempts.pop(key, None)
         else:
             self.attempts[key] = before
 
-    def _undo_worker(self, entry: tuple, _now: float) -> None:
+    def _undo_worker(self, entry: plans.Undo, _now: float) -> None:
         _, worker_id, before = entry
         current = self.workers.pop(worker_id, None)
         if before is None:
@@ -128,32 +128,32 @@ class Tables:
             before.metrics = current.metrics
         self.workers[worker_id] = before
 
-    def _undo_queued(self, entry: tuple, now: float) -> None:
+    def _undo_queued(self, entry: plans.Undo, now: float) -> None:
         _, task_id, before = entry
         if before is None:
             self.queue.remove(task_id)
         else:
             self.queue.push(before, now)
 
-    def _undo_cancels(self, entry: tuple, _now: float) -> None:
+    def _undo_cancels(self, entry: plans.Undo, _now: float) -> None:
         _, worker_id, before = entry
         if before:
             self.unsent_cancels[worker_id] = before
         else:
             self.unsent_cancels.pop(worker_id, None)
 
-    def _undo_drain(self, entry: tuple, _now: float) -> None:
+    def _undo_drain(self, entry: plans.Undo, _now: float) -> None:
         _, worker_id, was = entry
         if was:
             self.drain_requested.add(worker_id)
         else:
             self.drain_requested.discard(worker_id)
 
-    def _undo_seq(self, entry: tuple, _now: float) -> None:
+    def _undo_seq(self, entry: plans.Undo, _now: float) -> None:
         self.seq = entry[1]
 
 
-_UNDO: dict[str, Callable[[Tables, tuple, float], None]] = {
+_UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
     "task": Tables._undo_task,
     "attempt": Tables._undo_attempt,
     "worker": Tables._undo_worker,
