@@ -184,7 +184,7 @@ class Pipeline:
             if healthy:
                 log.warning("the task store writes again")
             else:
-                log.error("the task store cannot write: %s", reason)
+                log.error("store unhealthy: %s", reason)
         for listener in list(self._health_listeners):
             try:
                 listener(healthy, reason)

@@ -166,6 +166,9 @@ class Scheduler:
             chunk = submissions[start : start + size]
             keys = self._unknown_keys(chunk)
             known = await self._pipeline.read(_lookup_keys(keys)) if keys else {}
+            for earlier in in_flight:  # a chunk rolled back: none after it is accepted
+                if earlier.state is plans.State.ROLLED_BACK:
+                    await self._pipeline.wait(earlier)
             plan = self._decide("submit", decisions.submit, chunk, known, self._new_task_id)
             ids.extend(plan.result)
             in_flight.append(plan)

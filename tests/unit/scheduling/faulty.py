@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,10 @@ class FaultyStore:
         self._writes = 0
         self.failures = 0
         """Failures injected so far."""
+        self.gate = threading.Event()
+        """Transactions wait for it to be set (it is): clear it to hold the writer."""
+        self.gate.set()
+        self.transactions = 0
 
     def arm(self, at: int | None) -> None:
         """Fails the `at`-th write call from now (1 = the next), or the next commit if
@@ -56,10 +61,16 @@ class FaultyStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        self.gate.wait()
+        self.transactions += 1
         with self.inner.transaction():
             yield
             if self._fail_at == AT_COMMIT:
                 self._fire()
+
+    def check_writable(self) -> None:
+        with self.transaction():  # the probe's write fails like any other
+            self.inner.check_writable()
 
     def _fire(self) -> None:
         self._fail_at = None
