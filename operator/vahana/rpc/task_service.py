@@ -15,12 +15,10 @@ from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import task_service_pb2_grpc
 from vahana.proto import worker_pb2 as pb
 from vahana.rpc import convert
-from vahana.scheduling import records, scheduler
+from vahana.scheduling import pacing, records, scheduler
 
 log = logging.getLogger(__name__)
 MAX_TASKS_PER_SUBMIT = 100_000
-CONVERT_CHUNK = 1_000
-"""Tasks of a submission converted and checked between two turns of the event loop."""
 WATCH_BACKLOG = 100_000
 """Changes a watcher may fall behind before its stream is ended."""
 
@@ -39,9 +37,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             )
         submissions: list[models.Submission] = []
         problems: list[str] = []
+        pacer = pacing.Pacer()
         for index, item in enumerate(request.tasks):
-            if index and not index % CONVERT_CHUNK:
-                await asyncio.sleep(0)  # a large submission lets the other calls in meanwhile
+            await pacer.turn()  # a large submission lets the other calls in meanwhile
             submission = convert.submission_of(item)
             name = submission.spec.name or f"#{index}"
             problems += validation.problems(submission, where=f"tasks[{index}] ({name})")

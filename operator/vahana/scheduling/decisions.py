@@ -252,6 +252,7 @@ def heartbeat(
     live, now = change.tables, change.now
     worker = live.workers.get(worker_id)
     if worker is None or worker.state == W.UNHEALTHY:
+        change.plan.reads = frozenset({("worker", worker_id)})
         return records.HeartbeatResult(reregister=True)
     live.seen(worker, now)
     worker.last_heartbeat = now  # liveness, like last_seen: observed, never undone
@@ -272,6 +273,11 @@ def heartbeat(
     ]
     for task in lost:
         _lose(change, task, f"worker {worker_id} no longer holds it")
+    # The answer rests on the worker and the tasks it holds or should hold, nothing else: it
+    # need not wait for the commit of anything else (a large submission, say).
+    change.plan.reads = frozenset(
+        {("worker", worker_id), *(("task", t) for t in held), *(("task", t) for t in worker.leases)}
+    )
     return result
 
 

@@ -11,7 +11,8 @@ The rule, which every scheduler operation follows:
 3. Nothing of a plan leaves the scheduler before the store holds it and everything decided
    before it: not the caller's answer, not a wake-up, a listener event, a hook, a log line.
    A plan that writes nothing waits for the plan before it (its answer was decided on it) —
-   or, when nothing is waiting, is published at once.
+   or, when it names what it read (`Plan.reads`: a heartbeat), only for the last plan that
+   changed any of that; when there is none, it is published at once.
 4. If a commit fails, that plan and every plan decided after it (which saw it) are rolled back
    in memory, newest first, to exactly what they replaced ("forget"); their callers get the
    store's reason (`StoreUnavailable`: gRPC UNAVAILABLE, try again). The writer refuses the
@@ -63,6 +64,9 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._uncommitted: collections.deque[plans.Plan] = collections.deque()
         self._uncommitted_finals = 0
+        self._touched: dict[plans.Key, plans.Plan] = {}
+        """Each record an uncommitted plan changed → the last such plan."""
+        self._serial = 0
         self.healthy = True
         self.reason = ""
         """Why the store is unhealthy: its last error."""
@@ -105,6 +109,17 @@ class Pipeline:
         if self._writer is None:
             self._commit_here(plan)
             return
+        self._serial += 1
+        plan.serial = self._serial
+        if not plan.batch and not plan.undo and plan.reads is not None:
+            depended = [self._touched[key] for key in plan.reads if key in self._touched]
+            if not depended:
+                self._committed(plan)
+                return
+            last = max(depended, key=lambda other: other.serial)
+            last.followers.append(plan)  # told when `last` is: nothing to undo of its own
+            plan.ticket = last.ticket
+            return
         if plan.batch:
             plan.ticket = self._writer.submit(plan.batch)
         elif self._uncommitted:
@@ -112,6 +127,9 @@ class Pipeline:
         else:
             self._committed(plan)
             return
+        plan.keys = plans.touched(plan.undo)
+        for key in plan.keys:
+            self._touched[key] = plan
         self._uncommitted.append(plan)
         self._uncommitted_finals += plan.finals
         if plan.ticket is not None and plan.ticket.done:  # the writer is stopping
@@ -240,14 +258,21 @@ class Pipeline:
                 return
             self._uncommitted.popleft()
             self._uncommitted_finals -= plan.finals
+            self._forget(plan)
             self._committed(plan)
             _release(plan)
+            for follower in plan.followers:
+                self._committed(follower)
+                _release(follower)
 
     def _roll_back(self, rolled: list[plans.Plan], error: BaseException) -> None:
         now = self._clock()
         for plan in reversed(rolled):
+            self._forget(plan)
             self._tables.revert(plan, now)
             plan.state, plan.error = plans.State.ROLLED_BACK, error
+            for follower in plan.followers:
+                follower.state, follower.error = plans.State.ROLLED_BACK, error
         operations = collections.Counter(plan.operation for plan in rolled)
         log.log(
             logging.WARNING if self.healthy else logging.DEBUG,  # said once per outage
@@ -259,6 +284,14 @@ class Pipeline:
             self._set_health(False, str(error))
         for plan in rolled:
             _release(plan)
+            for follower in plan.followers:
+                _release(follower)
+
+    def _forget(self, plan: plans.Plan) -> None:
+        """The plan is no longer uncommitted: later plans need not wait for it."""
+        for key in plan.keys:
+            if self._touched.get(key) is plan:
+                del self._touched[key]
 
     def _outcome(self, plan: plans.Plan) -> None:
         if plan.state is plans.State.ROLLED_BACK:

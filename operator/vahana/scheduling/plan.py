@@ -30,6 +30,30 @@ class State(enum.Enum):
 LogLine = tuple[int, str, tuple[Any, ...]]
 Undo = tuple[Any, ...]
 """(kind, key, the version replaced): see `tables.Tables.revert`."""
+Key = tuple[str, ...]
+"""A record a plan changed or read: ("task", id), ("worker", id) or ("seq",)."""
+
+_KEY_KINDS = {
+    "task": "task",
+    "queued": "task",
+    "attempt": "task",
+    "worker": "worker",
+    "cancels": "worker",
+    "drain": "worker",
+}
+
+
+def touched(undo: list[Undo]) -> set[Key]:
+    """The records a plan changed, from what it replaced."""
+    keys: set[Key] = set()
+    for kind, *rest in undo:
+        if kind == "seq":
+            keys.add(("seq",))
+        elif kind == "attempt":
+            keys.add(("task", rest[0][0]))
+        else:
+            keys.add((_KEY_KINDS[kind], rest[0]))
+    return keys
 
 
 @dataclasses.dataclass(eq=False)
@@ -52,6 +76,15 @@ class Plan:
     """What the operation answers its caller."""
     undo: list[Undo] = dataclasses.field(default_factory=list)
     """The versions this plan replaced in memory, in the order it replaced them."""
+    reads: frozenset[Key] | None = None
+    """What the decision read, when it can tell (None: anything): a plan that changes
+    nothing waits only for the uncommitted plans that changed these."""
+    followers: list[Plan] = dataclasses.field(default_factory=list)
+    """Plans that changed nothing and read what this one changed: told after it."""
+    serial: int = 0
+    """Its place in the order of decisions (set when it is sent on its way)."""
+    keys: set[Key] = dataclasses.field(default_factory=set)
+    """The records it changed (set when it is sent on its way to the writer)."""
     finals: int = 0
     """Tasks this plan finished (kept in memory's finished tasks)."""
     state: State = State.DECIDED

@@ -15,7 +15,7 @@ caller's thread.
 
 from __future__ import annotations
 
-import asyncio
+import collections
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +23,7 @@ from typing import Any
 
 from vahana.core import clock as clocks
 from vahana.core import matching, models, reasons
-from vahana.scheduling import decisions, pipeline, records, tables
+from vahana.scheduling import decisions, pacing, pipeline, records, tables
 from vahana.scheduling import plan as plans
 from vahana.store import base
 
@@ -157,11 +157,14 @@ class Scheduler:
 
     async def submit_async(self, submissions: Sequence[models.Submission]) -> list[str]:
         """`submit()` in chunks of `settings.submit_chunk_tasks`: other calls are decided (and
-        committed) between two chunks, so a large submission stalls nobody. Not atomic: if a
-        chunk fails, those before it stay accepted (with keys, submitting again is safe)."""
+        committed) between two chunks, so a large submission stalls nobody; up to
+        `settings.commit_group_rows` of its tasks wait for their commit at a time. Not atomic:
+        if a chunk fails, those before it stay accepted (with keys, submitting again is safe)."""
         size = max(1, self.settings.submit_chunk_tasks)
+        most = max(2, self.settings.commit_group_rows // size)
         ids: list[str] = []
-        in_flight: list[plans.Plan] = []
+        in_flight: collections.deque[plans.Plan] = collections.deque()
+        pacer = pacing.Pacer()
         for start in range(0, len(submissions), size):
             chunk = submissions[start : start + size]
             keys = self._unknown_keys(chunk)
@@ -172,10 +175,9 @@ class Scheduler:
             plan = self._decide("submit", decisions.submit, chunk, known, self._new_task_id)
             ids.extend(plan.result)
             in_flight.append(plan)
-            if len(in_flight) > 1:  # the next chunk is decided while this one commits
-                await self._pipeline.wait(in_flight.pop(0))
-            elif start + size < len(submissions):
-                await asyncio.sleep(0)
+            if len(in_flight) >= most:
+                await self._pipeline.wait(in_flight.popleft())
+            await pacer.turn()
         for plan in in_flight:
             await self._pipeline.wait(plan)
         return ids

@@ -180,6 +180,36 @@ def test_a_large_submission_lets_others_be_answered_between_its_chunks(tmp_path:
     run(test, tmp_path)
 
 
+def test_a_heartbeat_waits_only_for_what_changed_its_worker_or_tasks(tmp_path: Path) -> None:
+    async def test(it: Running) -> None:
+        await it.sched.register_async(make_registration("w1").registration())
+        await it.sched.register_async(make_registration("w2").registration())
+        [a] = await it.sched.submit_async([make_task("a").submission()])
+        assert [t.id for t in (await it.sched.poll_async("w1", 1)).tasks] == [a]
+        it.store.gate.clear()  # the writer holds what follows
+        bulk = asyncio.ensure_future(
+            it.sched.submit_async([make_task(f"b{i}").submission() for i in range(300)])
+        )
+        running = asyncio.ensure_future(
+            it.sched.report_async("w1", [records.StatusReport(a, 1, P.RUNNING)])
+        )
+        await it.until(lambda: it.sched._tables.tasks[a].phase == P.RUNNING)
+        # w2's heartbeat rests on nothing uncommitted: answered at once.
+        assert not (await it.sched.heartbeat_async("w2", models.WorkerMetrics(), [])).cancels
+        # w1's rests on the report of its task: it waits for that commit.
+        beat = asyncio.ensure_future(
+            it.sched.heartbeat_async("w1", models.WorkerMetrics(), [(a, 1)])
+        )
+        await asyncio.sleep(0.05)
+        assert not beat.done() and not bulk.done()
+        it.store.gate.set()
+        assert (await beat).cancels == [] and (await running)[0].accepted
+        assert len(await bulk) == 300
+        it.consistent()
+
+    run(test, tmp_path)
+
+
 def test_the_store_is_healthy_again_once_a_probe_writes(tmp_path: Path) -> None:
     async def test(it: Running) -> None:
         it.store.arm(1)
