@@ -15,7 +15,9 @@ caller's thread.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +25,7 @@ from typing import Any
 
 from vahana.core import clock as clocks
 from vahana.core import matching, models, reasons
-from vahana.scheduling import decisions, pacing, pipeline, records, tables
+from vahana.scheduling import decisions, lookups, pacing, pipeline, records, tables
 from vahana.scheduling import plan as plans
 from vahana.store import base
 
@@ -55,6 +57,8 @@ class Scheduler:
         self._wake: Waker = lambda _worker_id: None
         self._worker_hook: WorkerHook = lambda _event, _worker: None
         self._removal_listeners: list[Callable[[str], object]] = []
+        self._background: set[asyncio.Future[None]] = set()
+        """Take-backs under way (kept so that they are not collected before they run)."""
 
     # -- wiring -------------------------------------------------------------------------
     def add_listener(self, listener: TaskListener) -> None:
@@ -152,7 +156,7 @@ class Scheduler:
     def submit(self, submissions: Sequence[models.Submission]) -> list[str]:
         """Accepts tasks; a key already known returns the existing task's id."""
         keys = self._unknown_keys(submissions)
-        known = self._pipeline.read_sync(_lookup_keys(keys)) if keys else {}
+        known = self._pipeline.read_sync(lookups.keys(keys)) if keys else {}
         return self._run("submit", decisions.submit, submissions, known, self._new_task_id)  # type: ignore[no-any-return]
 
     async def submit_async(self, submissions: Sequence[models.Submission]) -> list[str]:
@@ -168,7 +172,7 @@ class Scheduler:
         for start in range(0, len(submissions), size):
             chunk = submissions[start : start + size]
             keys = self._unknown_keys(chunk)
-            known = await self._pipeline.read(_lookup_keys(keys)) if keys else {}
+            known = await self._pipeline.read(lookups.keys(keys)) if keys else {}
             for earlier in in_flight:  # a chunk rolled back: none after it is accepted
                 if earlier.state is plans.State.ROLLED_BACK:
                     await self._pipeline.wait(earlier)
@@ -210,7 +214,11 @@ class Scheduler:
         return self._run("poll", decisions.poll, worker_id, max_tasks)  # type: ignore[no-any-return]
 
     async def poll_async(self, worker_id: str, max_tasks: int) -> records.PollResult:
-        return await self._run_async("poll", decisions.poll, worker_id, max_tasks)  # type: ignore[no-any-return]
+        """`poll()`; if the caller goes away before the answer (its call cancelled, say by
+        its deadline while the store was slow), the tasks it was given are taken back."""
+        plan = self._decide("poll", decisions.poll, worker_id, max_tasks)
+        await self._handing_out(plan, worker_id, plan.result)
+        return plan.result  # type: ignore[no-any-return]
 
     def report(
         self, worker_id: str, reports: Sequence[records.StatusReport]
@@ -239,9 +247,11 @@ class Scheduler:
         self, worker_id: str, reports: Sequence[records.StatusReport], max_tasks: int
     ) -> tuple[list[records.ReportResult], records.PollResult]:
         stored = await self._read_unknown_tasks(reports)
-        return await self._run_async(  # type: ignore[no-any-return]
+        plan = self._decide(
             "report", decisions.report_and_poll, worker_id, reports, stored, max_tasks
         )
+        await self._handing_out(plan, worker_id, plan.result[1])
+        return plan.result  # type: ignore[no-any-return]
 
     def heartbeat(
         self, worker_id: str, metrics: models.WorkerMetrics, running: Iterable[records.Lease]
@@ -287,13 +297,13 @@ class Scheduler:
     def get_task(self, task_id_or_name: str) -> models.TaskRecord:
         task = self._tables.task(task_id_or_name)
         if task is None:
-            task = self._pipeline.read_sync(_find_task(task_id_or_name))
+            task = self._pipeline.read_sync(lookups.task(task_id_or_name))
         return self._tables.task(task.id) or task
 
     async def get_task_async(self, task_id_or_name: str) -> models.TaskRecord:
         task = self._tables.task(task_id_or_name)
         if task is None:
-            task = await self._pipeline.read(_find_task(task_id_or_name))
+            task = await self._pipeline.read(lookups.task(task_id_or_name))
         return self._tables.task(task.id) or task
 
     def list_tasks(
@@ -327,7 +337,7 @@ class Scheduler:
         """The id of the task submitted with this idempotency key, or ""."""
         if key in self._tables.keys:
             return self._tables.keys[key]
-        return self._pipeline.read_sync(_lookup_keys([key])).get(key, "")
+        return self._pipeline.read_sync(lookups.keys([key])).get(key, "")
 
     def list_attempts(self, task_id: str) -> list[models.AttemptRecord]:
         return self._pipeline.read_sync(lambda store: store.list_attempts(task_id))
@@ -430,6 +440,37 @@ class Scheduler:
         await self._pipeline.wait(plan)
         return plan.result
 
+    async def _handing_out(
+        self, plan: plans.Plan, worker_id: str, handed_out: records.PollResult
+    ) -> None:
+        """Waits for the commit of a plan that hands tasks out. If the caller is cancelled
+        meanwhile, its answer never leaves: once the plan is committed, the tasks it handed out
+        are taken back (as a worker hands back a task it has not started) to run again at
+        once, instead of waiting for the worker's heartbeats to show it never had them."""
+        try:
+            await self._pipeline.wait(plan)
+        except asyncio.CancelledError:
+            if handed_out.tasks:
+                leases = [(task.id, task.attempt) for task in handed_out.tasks]
+                later = asyncio.ensure_future(self._take_back(plan, worker_id, leases))
+                self._background.add(later)
+                later.add_done_callback(self._background.discard)
+            raise
+
+    async def _take_back(
+        self, plan: plans.Plan, worker_id: str, leases: list[records.Lease]
+    ) -> None:
+        try:
+            await self._pipeline.wait(plan)
+        except base.StoreUnavailable:
+            return  # rolled back: nothing was handed out
+        reason = "taken back: the answer that carried it did not reach the worker"
+        reports = [
+            records.StatusReport(i, n, models.TaskPhase.PENDING, message=reason) for i, n in leases
+        ]
+        with contextlib.suppress(base.StoreUnavailable):  # then its heartbeats show it is not held
+            await self._run_async("take back", decisions.report, worker_id, reports, {})
+
     def _publish(self, plan: plans.Plan) -> None:
         """Lets out what a committed plan decided."""
         for level, message, args in plan.logs:
@@ -464,44 +505,17 @@ class Scheduler:
         self, reports: Sequence[records.StatusReport]
     ) -> dict[str, models.TaskRecord | None]:
         unknown = self._unknown_tasks(reports)
-        return self._pipeline.read_sync(_get_tasks(unknown)) if unknown else {}
+        return self._pipeline.read_sync(lookups.tasks(unknown)) if unknown else {}
 
     async def _read_unknown_tasks(
         self, reports: Sequence[records.StatusReport]
     ) -> dict[str, models.TaskRecord | None]:
         unknown = self._unknown_tasks(reports)
-        return await self._pipeline.read(_get_tasks(unknown)) if unknown else {}
+        return await self._pipeline.read(lookups.tasks(unknown)) if unknown else {}
 
     def _newest(self, stored: Iterable[models.TaskRecord]) -> list[models.TaskRecord]:
         # Memory holds the newest version, with its pending reason.
         return [self._tables.task(task.id) or task for task in stored]
-
-
-def _lookup_keys(keys: Sequence[str]) -> Callable[[base.Store], dict[str, str]]:
-    return lambda store: store.find_task_ids_by_keys(keys)
-
-
-def _get_tasks(
-    task_ids: Sequence[str],
-) -> Callable[[base.Store], dict[str, models.TaskRecord | None]]:
-    return lambda store: {task_id: store.get_task(task_id) for task_id in task_ids}
-
-
-def _find_task(task_id_or_name: str) -> Callable[[base.Store], models.TaskRecord]:
-    def find(store: base.Store) -> models.TaskRecord:
-        task = store.get_task(task_id_or_name)
-        if task is not None:
-            return task
-        named = store.find_tasks_by_name(task_id_or_name)
-        if len(named) > 1:
-            raise records.UnknownTask(
-                f"{len(named)} tasks are named {task_id_or_name!r}: give the task id"
-            )
-        if not named:
-            raise records.UnknownTask(f"no task with id or name {task_id_or_name!r}")
-        return named[0]
-
-    return find
 
 
 def snapshot(task: models.TaskRecord) -> models.TaskRecord:

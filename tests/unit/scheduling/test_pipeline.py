@@ -8,6 +8,7 @@ write can be made to fail (`faulty.FaultyStore`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -211,6 +212,28 @@ def test_a_heartbeat_waits_only_for_what_changed_its_worker_or_tasks(tmp_path: P
     run(test, tmp_path)
 
 
+def test_tasks_of_a_poll_whose_caller_went_away_are_taken_back(tmp_path: Path) -> None:
+    async def test(it: Running) -> None:
+        await it.sched.register_async(make_registration("w1").slots(2).registration())
+        [a] = await it.sched.submit_async([make_task("a").submission()])
+        it.store.gate.clear()
+        polling = asyncio.ensure_future(it.sched.poll_async("w1", 2))
+        await it.until(lambda: it.sched._tables.tasks[a].phase == P.ASSIGNED)
+        polling.cancel()  # the worker's call ended (its deadline) before the commit
+        it.store.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await polling
+        await it.until(lambda: it.sched._tables.tasks[a].phase == P.PENDING)
+        await it.sched.settled()
+        task = it.sched.get_task(a)
+        assert (task.attempt, task.task_failures, task.infra_failures) == (1, 0, 0)
+        assert "did not reach the worker" in task.message
+        assert [t.id for t in (await it.sched.poll_async("w1", 2)).tasks] == [a]
+        it.consistent()
+
+    run(test, tmp_path)
+
+
 def test_the_store_is_healthy_again_once_a_probe_writes(tmp_path: Path) -> None:
     async def test(it: Running) -> None:
         it.store.arm(1)
@@ -233,6 +256,7 @@ def operations() -> st.SearchStrategy[tuple[Any, ...]]:
         st.tuples(st.just("submit"), st.integers(1, 3), st.sampled_from(["", "k1", "k2"])),
         st.tuples(st.just("register"), workers, st.integers(1, 3)),
         st.tuples(st.just("poll"), workers, st.integers(0, 3)),
+        st.tuples(st.just("poll, then gone"), workers, st.integers(1, 3)),
         st.tuples(
             st.just("report"),
             picks,
@@ -247,6 +271,15 @@ def operations() -> st.SearchStrategy[tuple[Any, ...]]:
     )
 
 
+async def gone(call: Awaitable[Any]) -> None:
+    """The call, cancelled by its caller as soon as it is decided."""
+    started = asyncio.ensure_future(call)
+    await asyncio.sleep(0)
+    started.cancel()
+    with contextlib.suppress(asyncio.CancelledError, base.StoreUnavailable, records.UnknownWorker):
+        await started
+
+
 def call(it: Running, ids: list[str], op: tuple[Any, ...]) -> Awaitable[Any]:
     sched, kind = it.sched, op[0]
     if kind == "submit":
@@ -257,6 +290,8 @@ def call(it: Running, ids: list[str], op: tuple[Any, ...]) -> Awaitable[Any]:
         return sched.register_async(make_registration(op[1]).slots(op[2]).registration())
     if kind == "poll":
         return sched.poll_async(op[1], op[2])
+    if kind == "poll, then gone":
+        return gone(sched.poll_async(op[1], op[2]))
     if kind == "report":
         task = sched._tables.task(ids[op[1] % len(ids)]) if ids else None
         if task is None:
@@ -303,6 +338,8 @@ def test_concurrent_operations_with_a_failing_group_commit_match_a_recovery(
                 outcomes = await asyncio.gather(
                     *(call(it, ids, op) for op in ops), return_exceptions=True
                 )
+                await it.sched.settled()
+                await asyncio.gather(*it.sched._background, return_exceptions=True)  # take-backs
                 await it.sched.settled()
                 it.store.arm(None)
                 for op, outcome in zip(ops, outcomes, strict=True):
