@@ -68,6 +68,7 @@ class Writer:
         self._failed: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._accepting = threading.Lock()
         self.commits = 0
         """Transactions committed (for the benchmark: plans per commit)."""
 
@@ -76,11 +77,12 @@ class Writer:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Commits what was submitted, then ends the thread."""
+        """Commits what was submitted, then ends the thread; later jobs fail at once."""
         if self._thread is None or self._stopping:
             return
-        self._stopping = True
-        self._jobs.put(_STOP)
+        with self._accepting:  # no job is put behind the stop mark
+            self._stopping = True
+            self._jobs.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("the store writer did not stop within %.0fs", timeout)
@@ -106,11 +108,12 @@ class Writer:
                 raise TimeoutError("the store writer did not answer in time")
 
     def _put(self, ticket: Ticket) -> Ticket:
-        if self._stopping:
-            ticket.error = base.StoreUnavailable("the scheduler is stopping: try again later")
-            ticket.done = True
-            return ticket
-        self._jobs.put(ticket)
+        with self._accepting:
+            if not self._stopping:
+                self._jobs.put(ticket)
+                return ticket
+        ticket.error = base.StoreUnavailable("the scheduler is stopping: try again later")
+        ticket.done = True
         return ticket
 
     # -- the thread ---------------------------------------------------------------------------
