@@ -17,7 +17,7 @@ from typing import Any
 
 from vahana.core import clock as clocks
 from vahana.core import models
-from vahana.scheduling import records, scheduler
+from vahana.scheduling import records, scheduler, tables
 from vahana.store import codec, sqlite
 
 
@@ -35,8 +35,12 @@ def _worker(worker: Any) -> tuple[Any, ...]:
     )
 
 
-def durable_view(sched: scheduler.Scheduler) -> dict[str, Any]:
-    live = sched._tables
+def _tables(source: scheduler.Scheduler | tables.Tables) -> tables.Tables:
+    return source if isinstance(source, tables.Tables) else source._tables
+
+
+def durable_view(source: scheduler.Scheduler | tables.Tables) -> dict[str, Any]:
+    live = _tables(source)
     return {
         "tasks": {task_id: codec.task_row(task) for task_id, task in live.tasks.items()},
         "queued": sorted(task.id for task in live.queue),
@@ -47,10 +51,10 @@ def durable_view(sched: scheduler.Scheduler) -> dict[str, Any]:
     }
 
 
-def memory_view(sched: scheduler.Scheduler) -> dict[str, Any]:
-    live = sched._tables
+def memory_view(source: scheduler.Scheduler | tables.Tables) -> dict[str, Any]:
+    live = _tables(source)
     return {
-        **durable_view(sched),
+        **durable_view(live),
         "finished": {task_id: codec.task_row(task) for task_id, task in live.finished.items()},
         "keys": dict(live.keys),
         "workers": {
