@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -99,10 +98,12 @@ def _spec_dict(spec: models.TaskSpec) -> dict[str, Any]:
 _LIMIT_FIELDS = tuple(field.name for field in dataclasses.fields(models.Limits))
 
 
-@functools.lru_cache(maxsize=64)
+_RETRY_FIELDS = tuple(field.name for field in dataclasses.fields(models.RetryPolicy))
+
+
 def retry_to_json(retry: models.RetryPolicy) -> str:
-    """A task's retry policy as stored (policies are few and immutable: kept once made)."""
-    return json.dumps(dataclasses.asdict(retry))
+    """A task's retry policy as stored: `dataclasses.asdict`'s layout, spelled out."""
+    return json.dumps({name: getattr(retry, name) for name in _RETRY_FIELDS})
 
 
 def spec_from_json(text: str) -> models.TaskSpec:
