@@ -34,9 +34,9 @@ if __package__ in (None, ""):  # `python bench/run.py` from the repo root
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench import common, scale, scenarios  # noqa: E402
+from bench import common, scale, scenarios, submission  # noqa: E402
 
-SCENARIOS = {**scenarios.SCENARIOS, **scale.SCENARIOS}
+SCENARIOS = {**scenarios.SCENARIOS, **scale.SCENARIOS, **submission.SCENARIOS}
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
@@ -85,6 +85,12 @@ def summary(result: common.Result) -> str:
     if "sbatch_seconds" in d:
         return (f"pilots {d['pilots_seconds']:.1f}s vs sbatch {d['sbatch_seconds']:.1f}s for "
                 f"{d['tasks']} tasks (with pilot start-up {d['ratio_with_pilot_startup']:.1f}×)")
+    if "bulk_tasks" in d:
+        before = f"before: p50 {c['before_p50_ms']:.1f} ms p99 {c['before_p99_ms']:.1f} ms"
+        spread = (f"p50 {d['heartbeat_p50_ms']:.1f} ms" if "heartbeat_p50_ms" in d
+                  else f"p99 {d['dispatch_p99_ms']:.1f} ms, n={d['samples_during']}")
+        return (f"{spread} during {d['bulk_tasks']:,} tasks committed in "
+                f"{d['submission_seconds']:.1f} s; {before}")
     if "heartbeat_p99_ms" in d:
         return (f"{d['workers']:,} workers, {d['heartbeats_per_s']:.0f} hb/s; p50 "
                 f"{d['heartbeat_p50_ms']:.1f} ms p99 {d['heartbeat_p99_ms']:.1f} ms; RSS "

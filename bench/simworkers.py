@@ -10,13 +10,16 @@ saying TERMINATED for every worker. Prints one JSON line: its own CPU seconds an
 (50 at a time, over a few shared channels), the process prints `registered`, then each worker
 sends SendHeartbeat every S seconds from a random phase, and never polls. Latencies (client side,
 call → response) are kept between `start` and `stop` lines read from stdin; on `stop` it prints
-one JSON line with them (ms) and its CPU seconds, and exits without unregistering.
+one JSON line with them (ms) and its CPU seconds, and exits without unregistering; calls under
+way are waited for, and `started` lists every call made while measuring with its perf_counter
+(the machine's monotonic clock, comparable between processes), answered in time or late.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -106,6 +109,10 @@ SLOW_MS = 20.0
 class Beats:
     def __init__(self) -> None:
         self.measuring = False
+        self.stopping = asyncio.Event()
+        self.started: list[tuple[float, float]] = []
+        """(perf_counter at the call, ms) of every call made while measuring, however late
+        its answer (perf_counter is the machine's monotonic clock: other processes compare)."""
         self.latencies_ms: list[float] = []
         self.slow_at: list[float] = []
         """perf_counter at which each call slower than SLOW_MS started."""
@@ -123,16 +130,21 @@ async def heartbeat_worker(
         worker_id=worker_id, status=pb.AVAILABLE,
         metrics=pb.WorkerMetrics(cpu_usage=1.0, memory_usage=2.0, load_average=0.1),
     )
-    while True:
-        await asyncio.sleep(max(0.0, next_at - loop.time()))
+    while not beats.stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(beats.stopping.wait(), max(0.0, next_at - loop.time()))
+            break
         next_at += interval
         request.metrics.timestamp.CopyFrom(_now())
         started = time.perf_counter()
+        measured = beats.measuring
         try:
             response = await stub.SendHeartbeat(request, timeout=30)
         except grpc.aio.AioRpcError:
             beats.failures += 1
             continue
+        if measured:
+            beats.started.append((started, (time.perf_counter() - started) * 1000))
         if beats.measuring:
             took = (time.perf_counter() - started) * 1000
             beats.latencies_ms.append(took)
@@ -174,12 +186,15 @@ async def heartbeat_main(args: argparse.Namespace) -> dict[str, object]:
         if line == "start":
             beats.measuring = True
             cpu_at_start = _cpu()
+        elif line == "lap":  # the latencies so far, then measuring goes on afresh
+            print(json.dumps({"latencies_ms": [round(x, 3) for x in beats.latencies_ms],
+                              "failures": beats.failures}), flush=True)
+            beats.latencies_ms, beats.failures = [], 0
         elif line == "stop":
             break
     beats.measuring = False
     cpu = _cpu() - cpu_at_start
-    for task in loops:
-        task.cancel()
+    beats.stopping.set()  # calls under way are waited for: a late answer is a figure too
     await asyncio.gather(*loops, return_exceptions=True)
     for channel in channels:
         await channel.close()
@@ -188,6 +203,7 @@ async def heartbeat_main(args: argparse.Namespace) -> dict[str, object]:
         "failures": beats.failures, "reregister": beats.reregister,
         "cpu_seconds_measured": cpu,
         "latencies_ms": [round(x, 3) for x in beats.latencies_ms],
+        "started": [(round(at, 4), round(ms, 3)) for at, ms in beats.started],
         # Slow calls bunched in a few 100 ms slots point at pauses (of the scheduler, or of this
         # process), not at a steady per-call cost.
         "slow_calls": len(beats.slow_at),

@@ -63,6 +63,14 @@ def all_completed(client: harness.Client, ids: list[str]) -> bool:
     return all(client.status(task_id) == pb.COMPLETED for task_id in ids)
 
 
+def started(worker: harness.WorkerProcess, task_id: str) -> bool:
+    """Whether the worker has started the task (its log says so)."""
+    return any(
+        '"task started"' in line and f"task_id={task_id} " in line
+        for line in worker.log_text().splitlines()
+    )
+
+
 def wait_registered(client: harness.Client, *worker_ids: str) -> None:
     wait_until(
         lambda: {w.worker_id for w in client.list_workers()} >= set(worker_ids),
@@ -132,6 +140,9 @@ def test_a_draining_worker_hands_back_its_queued_tasks_at_once(
         harness.submission("sleep 60", name="long"), harness.submission("true", name="q1")
     )
     wait_until(lambda: client.get(q1).worker_id == "w1", timeout=20, message="q1 queued on w1")
+    # The scheduler's answer is on its way to w1 once it says so: wait until w1 has it (`long`
+    # came in the same answer as q1).
+    wait_until(lambda: started(w1, long), timeout=20, message="long started on w1")
     assert w1.terminate() == 0
     assert attempts(scheduler, q1) == [("PENDING", "w1")]
     info = client.get(q1)

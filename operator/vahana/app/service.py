@@ -114,6 +114,7 @@ class SchedulerProcess:
                 port=self.settings.metrics.port,
             )
             await self.metrics_endpoint.start()
+        self.scheduler.start()  # the store's I/O moves to its writer thread
         await self.server.start()
         if self._local_workers > 0:
             state = self.settings.state_dir
@@ -157,6 +158,7 @@ class SchedulerProcess:
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
         await self.server.stop()
+        await self.scheduler.close()  # commits what was decided, then the store can close
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.stop()
         self.store.close()

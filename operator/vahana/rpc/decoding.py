@@ -3,7 +3,9 @@
 grpc's generated registration decodes requests before any handler runs, and answers a decode
 failure with INTERNAL — a server error for what is the client's. Here the handler receives the
 raw bytes and decodes them itself, so the answer names the method and the expected message.
-A handler (or a conversion it calls) raising `checks.InvalidArgument` is answered the same way.
+A handler (or a conversion it calls) raising `checks.InvalidArgument` is answered the same way;
+one raising `base.StoreUnavailable` (the store cannot write: the call changed nothing) is
+answered UNAVAILABLE with the store's reason, which clients take as "try again".
 Every method of the service descriptor (the proto, the one source) is registered. A `guard`
 (rpc/auth.py) sees every decoded request before its handler and may refuse the call.
 """
@@ -18,6 +20,7 @@ from google.protobuf import descriptor, message, message_factory
 from google.protobuf.message import DecodeError
 
 from vahana.rpc import checks
+from vahana.store import base
 
 Handler = Callable[[Any, Any], Any]
 Guard = Callable[[str, str, Any, Any], Awaitable[None]]
@@ -99,6 +102,8 @@ def _unary(
             return await implementation(request, context)
         except checks.InvalidArgument as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
+        except base.StoreUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
 
     return handle
 
@@ -115,5 +120,7 @@ def _streaming(
                 yield item
         except checks.InvalidArgument as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
+        except base.StoreUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
 
     return handle

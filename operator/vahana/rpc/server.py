@@ -1,4 +1,10 @@
-"""The gRPC server: both services, health, reflection, and the health-monitor loop."""
+"""The gRPC server: both services, health, reflection, and the health-monitor loop.
+
+Health (`grpc.health.v1`): SERVING while the scheduler's store writes; NOT_SERVING, for the
+server and both services, from the first write that fails until one succeeds again — a call's
+commit, or the tiny write the health monitor tries on each of its rounds meanwhile. No restart
+is needed either way.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from vahana.proto import task_service_pb2, worker_pb2
 from vahana.rpc import auth, decoding, task_service, wakeups, worker_service
 from vahana.scheduling import scheduler
+from vahana.store import base
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,9 @@ class SchedulerServer:
         )
         self.port = 0
         self._monitor: asyncio.Task[None] | None = None
+        self._serving = False
+        self._health_updates: set[asyncio.Task[None]] = set()
+        sched.add_store_health_listener(self._on_store_health)
 
     async def start(self) -> int:
         """Binds the port and serves; `PortInUse` if the address cannot be had."""
@@ -95,8 +105,8 @@ class SchedulerServer:
         if self.port == 0:
             raise PortInUse(_bind_problem(self._address))
         await self._server.start()
-        for name in ("", *SERVICE_NAMES):
-            await _set_health(self._health, name, health_pb2.HealthCheckResponse.SERVING)
+        self._serving = True
+        await self._publish_health()
         self._monitor = asyncio.create_task(self._monitor_health(), name="health-monitor")
         log.info(
             "serving address=%s port=%d tls=%s",
@@ -107,6 +117,7 @@ class SchedulerServer:
         return self.port
 
     async def stop(self, grace: float = 1.0) -> None:
+        self._serving = False
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,10 +132,30 @@ class SchedulerServer:
         tick = max(0.05, min(1.0, interval / 4))
         while True:
             try:
-                self.scheduler.check_health()
+                if not self.scheduler.store_healthy:
+                    await self.scheduler.probe_store()
+                await self.scheduler.check_health_async()
+            except base.StoreUnavailable as error:  # the store said why, once: it is tried again
+                log.debug("health check not saved, tried again in %.2fs: %s", tick, error)
             except Exception:
                 log.exception("health check failed")
             await asyncio.sleep(tick)
+
+    def _on_store_health(self, _healthy: bool, _reason: str) -> None:
+        if self._serving:
+            # Called on the scheduler's thread, which runs this server's event loop.
+            task = asyncio.get_running_loop().create_task(self._publish_health())
+            self._health_updates.add(task)
+            task.add_done_callback(self._health_updates.discard)
+
+    async def _publish_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.scheduler.store_healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await _set_health(self._health, name, status)
 
 
 def _bind_problem(address: str) -> str:

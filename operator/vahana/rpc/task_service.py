@@ -15,7 +15,7 @@ from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import task_service_pb2_grpc
 from vahana.proto import worker_pb2 as pb
 from vahana.rpc import convert
-from vahana.scheduling import records, scheduler
+from vahana.scheduling import pacing, records, scheduler
 
 log = logging.getLogger(__name__)
 MAX_TASKS_PER_SUBMIT = 100_000
@@ -40,15 +40,19 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"tasks: at most {MAX_TASKS_PER_SUBMIT} per call — split the submission",
             )
-        submissions = [convert.submission_of(item) for item in request.tasks]
+        submissions: list[models.Submission] = []
         problems: list[str] = []
-        for index, submission in enumerate(submissions):
+        pacer = pacing.Pacer()
+        for index, item in enumerate(request.tasks):
+            await pacer.turn()  # a large submission lets the other calls in meanwhile
+            submission = convert.submission_of(item)
             name = submission.spec.name or f"#{index}"
             problems += validation.problems(submission, where=f"tasks[{index}] ({name})")
             problems += _key_problems(submission.key, where=f"tasks[{index}] ({name})")
+            submissions.append(submission)
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:20]))
-        ids = self._scheduler.submit(submissions)
+        ids = await self._scheduler.submit_async(submissions)
         return tasks_pb.SubmitTasksResponse(task_ids=ids)
 
     async def GetTask(self, request: tasks_pb.GetTaskRequest, context: Any) -> tasks_pb.TaskInfo:
@@ -59,7 +63,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: tasks_pb.ListTasksRequest, context: Any
     ) -> tasks_pb.ListTasksResponse:
         phase = _phase(request.status)
-        tasks = self._scheduler.list_tasks(
+        tasks = await self._scheduler.list_tasks_async(
             phase=phase,
             namespace=request.namespace or None,
             ids=list(request.ids),
@@ -89,7 +93,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self._scheduler.add_listener(on_change)
         try:
             unfinished = set()
-            for task in self._scheduler.list_tasks(ids=list(wanted)) if wanted else []:
+            for task in await self._scheduler.list_tasks_async(ids=list(wanted)) if wanted else []:
                 if not task.is_final:
                     unfinished.add(task.id)
                 yield convert.task_info(task, self._scheduler.pending_reason(task))
@@ -119,7 +123,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: tasks_pb.CancelTaskRequest, context: Any
     ) -> tasks_pb.CancelTaskResponse:
         await self._find(context, request.id)
-        cancelled, phase = self._scheduler.cancel(request.id, request.reason)
+        cancelled, phase = await self._scheduler.cancel_async(request.id, request.reason)
         return tasks_pb.CancelTaskResponse(
             cancelled=cancelled, status=pb.TaskStatus.Value(phase.value)
         )
@@ -129,8 +133,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "id: required — give a task id or name"
             )
+        await self._scheduler.settled()  # what it answers is committed
         try:
-            return self._scheduler.get_task(task_id)
+            return await self._scheduler.get_task_async(task_id)
         except records.UnknownTask as error:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
             raise

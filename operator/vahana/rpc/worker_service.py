@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -44,7 +44,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self, request: pb.RegisterWorkerRequest, context: Any
     ) -> pb.RegisterWorkerResponse:
         await _refuse_invalid(context, lambda: checks.registration(request))
-        revoked = self._scheduler.register(convert.registration_of(request))
+        revoked = await self._scheduler.register_async(convert.registration_of(request))
         response = pb.RegisterWorkerResponse(
             success=True,
             message="registered",
@@ -77,7 +77,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         while True:
             event = self._wakes.arm(request.worker_id)
             result = await self._call(
-                context, lambda: self._scheduler.poll(request.worker_id, request.max_tasks)
+                context, self._scheduler.poll_async(request.worker_id, request.max_tasks)
             )
             remaining = deadline - time.monotonic()
             # A worker polling with no free slot is woken when one of its leases ends: unless
@@ -100,7 +100,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     ) -> pb.UpdateTaskStatusResponse:
         await _refuse_invalid(context, lambda: checks.update(request))
         request.output_tail = checks.tail(request.output_tail)
-        [result] = self._scheduler.report(request.worker_id, [convert.report_of(request)])
+        [result] = await self._scheduler.report_async(
+            request.worker_id, [convert.report_of(request)]
+        )
         if not result.accepted:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, result.message)
         return pb.UpdateTaskStatusResponse(
@@ -115,7 +117,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         for item in request.updates:
             item.output_tail = checks.tail(item.output_tail)
             reports.append(convert.report_of(item))
-        results, handed_out = self._scheduler.report_and_poll(
+        results, handed_out = await self._scheduler.report_and_poll_async(
             request.worker_id, reports, request.max_tasks
         )
         return pb.BatchUpdateTaskStatusResponse(
@@ -139,7 +141,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self, request: pb.HeartbeatRequest, context: Any
     ) -> pb.HeartbeatResponse:
         await _refuse_invalid(context, lambda: checks.heartbeat(request))
-        result = self._scheduler.heartbeat(
+        result = await self._scheduler.heartbeat_async(
             request.worker_id,
             convert.metrics_of(request.metrics, time.time()),
             [(lease.task_id, lease.attempt) for lease in request.running_tasks],
@@ -159,7 +161,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         state = models.WorkerState(pb.WorkerStatus.Name(request.status))
         await self._call(
             context,
-            lambda: self._scheduler.set_worker_status(request.worker_id, state, request.reason),
+            self._scheduler.set_worker_status_async(request.worker_id, state, request.reason),
         )
         return pb.UpdateWorkerStatusResponse(success=True)
 
@@ -171,12 +173,13 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             if request.status in pb.WorkerStatus.values() and request.status
             else None
         )
+        await self._scheduler.settled()  # what it lists is committed
         workers = self._scheduler.list_workers(pool=request.pool, state=state)
         return pb.ListWorkersResponse(workers=[convert.worker_info(w) for w in workers])
 
-    async def _call(self, context: Any, action: Callable[[], Request]) -> Request:
+    async def _call(self, context: Any, action: Awaitable[Request]) -> Request:
         try:
-            return action()
+            return await action
         except records.UnknownWorker as error:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
             raise  # abort raises; this keeps type checkers honest

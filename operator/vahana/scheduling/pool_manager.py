@@ -248,7 +248,7 @@ class PoolManager:
                 registered, excess=active - desired, now=now, idle_timeout=pool.idle_timeout
             ):
                 log.info("scale-down: draining idle worker_id=%s pool=%s", worker_id, key)
-                self._scheduler.request_drain(worker_id)
+                await self._scheduler.request_drain_async(worker_id)
         ready = sum(1 for w in registered if w.state != models.WorkerState.DRAINING)
         starting = sum(1 for w in live if w.state == base.PoolWorkerState.STARTING)
         return {
@@ -280,7 +280,7 @@ class PoolManager:
         ]
         for worker in registered:
             if worker.state != models.WorkerState.DRAINING:
-                self._scheduler.request_drain(worker.id)
+                await self._scheduler.request_drain_async(worker.id)
         if pool is None:
             return 0
         if registered:

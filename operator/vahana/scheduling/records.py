@@ -26,6 +26,13 @@ class SchedulerSettings:
     (at least the missed-heartbeat limit). It covers a worker's reconnect backoff: the
     scheduler was away, not the workers, and their running tasks should not be rerun."""
 
+    submit_chunk_tasks: int = 100
+    """A submission is decided in chunks of this many tasks (a few milliseconds each), so that
+    the calls of others (heartbeats, polls) are answered between two chunks of a large one;
+    the writer commits the chunks waiting together."""
+    commit_group_rows: int = 2_000
+    """Rows one group commit writes at most (a larger chunk is a commit of its own)."""
+
     @property
     def silence_limit_seconds(self) -> float:
         return self.heartbeat_interval_seconds * self.missed_heartbeats

@@ -1,8 +1,8 @@
 """The store interface the scheduler writes through.
 
-Every mutation of the scheduler happens inside `transaction()`, so one RPC is one commit, and a
-restarted scheduler rebuilds its queue and leases from `load_unfinished_tasks()` and
-`load_workers()`.
+The scheduler's writes reach the store as `batch.Batch`es, one transaction each (`writer.Writer`
+groups the batches of several scheduler operations into one); a restarted scheduler rebuilds
+its queue and leases from `load_unfinished_tasks()` and `load_workers()`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from vahana.core import models
 
 
 class StoreUnavailable(RuntimeError):
-    """The database cannot be used: unreachable, driver missing, or the connection was lost.
+    """The database cannot be used: unreachable, driver missing, connection lost, disk full.
 
     The message names the store (never its password) and says what to do; callers treat it as
-    fatal for the call in progress.
+    fatal for the call in progress, which may be tried again (gRPC UNAVAILABLE).
     """
 
 
@@ -60,6 +60,9 @@ class Store(Protocol):
     def load_workers(self) -> list[models.WorkerRecord]: ...
 
     def max_seq(self) -> int: ...
+
+    def check_writable(self) -> None:
+        """A tiny write that changes nothing; raises `StoreUnavailable` while writes fail."""
 
     def close(self) -> None: ...
 

@@ -5,9 +5,10 @@ Only the dialect lives here: the `%s` parameter style, the migration lock, reads
 short transactions, and what happens when the connection goes away.
 
 Connection loss: the transaction that finds the connection gone fails with
-`base.StoreUnavailable` (its outcome is for the caller to decide: a scheduler restart rebuilds
-from what was committed); the next transaction connects again, once, and fails the same way if
-the server is still unreachable. Nothing is retried silently.
+`base.StoreUnavailable` (the scheduler rolls back what it had decided and tells the caller to
+try again); the next transaction connects again, once, and fails the same way if the server is
+still unreachable. Nothing is retried silently. A connection lost while COMMIT is under way
+leaves its outcome unknown to the client; it is reported as failed.
 
 Exclusive (a scheduler's store): every connection takes the store lock of `locking` before it
 is used, so only the session holding that lock ever writes; a store that finds the lock taken
@@ -108,13 +109,19 @@ class PostgresStore(sql.SqlStore):
             raise base.StoreUnavailable(f"store {self.safe_url}: used after close()")
         if self._db.closed or self._db.broken:
             self._reconnect()
-        try:
-            with super().transaction():
-                yield
-        except psycopg.OperationalError as error:
-            if self._db.closed or self._db.broken:
-                raise self._lost(error) from error
-            raise
+        with super().transaction():
+            yield
+
+    def _unavailable(self, error: BaseException) -> base.StoreUnavailable | None:
+        if not isinstance(error, psycopg.OperationalError):
+            return super()._unavailable(error)
+        if self._db.closed or self._db.broken:
+            return self._lost(error)
+        # The server answered but cannot do it: disk full, too many connections, shutting down.
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        return base.StoreUnavailable(
+            f"the task store cannot write (postgresql {self.safe_url}: {detail}); try again"
+        )
 
     def _reconnect(self) -> None:
         with contextlib.suppress(psycopg.Error):
@@ -129,9 +136,9 @@ class PostgresStore(sql.SqlStore):
     def _lost(self, error: BaseException | None) -> base.StoreUnavailable:
         detail = str(error).strip().splitlines()[0] if error and str(error).strip() else "closed"
         return base.StoreUnavailable(
-            f"store {self.safe_url}: the connection to PostgreSQL was lost ({detail}); this call "
-            "failed and its changes may not be saved. The next call connects again; if the "
-            "server stays down, restore it (or restart the scheduler once it is back)."
+            f"store {self.safe_url}: the connection to PostgreSQL was lost ({detail}); this "
+            "call failed. Try again: the next call connects again by itself (while the server "
+            "is down, every call fails the same way)."
         )
 
     def close(self) -> None:

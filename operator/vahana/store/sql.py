@@ -31,17 +31,40 @@ class SqlStore:
     # -- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        """One commit for the writes inside; nested use joins the outer one.
+
+        A failure of the database itself (disk full, connection lost, locked) leaves as
+        `base.StoreUnavailable` with a reason a person can act on; the transaction is rolled
+        back either way, and the store stays usable for the next one.
+        """
         self._depth += 1
         try:
             yield
-        except BaseException:
-            self._depth -= 1
-            if self._depth == 0:
-                self._db.rollback()
+            if self._depth == 1:
+                self._db.commit()
+        except BaseException as error:
+            if self._depth == 1:
+                with contextlib.suppress(Exception):  # a lost connection cannot roll back
+                    self._db.rollback()
+                unavailable = self._unavailable(error)
+                if unavailable is not None:
+                    raise unavailable from error
             raise
-        self._depth -= 1
-        if self._depth == 0:
-            self._db.commit()
+        finally:
+            self._depth -= 1
+
+    def _unavailable(self, error: BaseException) -> base.StoreUnavailable | None:
+        """The error as `StoreUnavailable` when the database failed (not the statement)."""
+        return error if isinstance(error, base.StoreUnavailable) else None
+
+    def check_writable(self) -> None:
+        """A tiny write that changes nothing: raises `StoreUnavailable` while the database
+        cannot write (disk full, server down), returns once it can again."""
+        with self.transaction():
+            self._execute(
+                "UPDATE schema_migrations SET version = version "
+                "WHERE version = (SELECT MAX(version) FROM schema_migrations)"
+            )
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         cursor = self._db.cursor()
@@ -56,9 +79,15 @@ class SqlStore:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self._execute(sql, params)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        try:
+            cursor = self._execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        except Exception as error:
+            unavailable = None if self._depth else self._unavailable(error)
+            if unavailable is not None:
+                raise unavailable from error
+            raise
 
     def _autocommit(self) -> contextlib.AbstractContextManager[None]:
         return self.transaction()

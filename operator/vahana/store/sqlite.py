@@ -11,7 +11,16 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from vahana.store import locking, sql
+from vahana.store import base, locking, sql
+
+_REASONS = {
+    "SQLITE_FULL": "the task store cannot write: disk full",
+    "SQLITE_IOERR": "the task store cannot write: disk I/O error",
+    "SQLITE_BUSY": "the task store is busy: another process holds its lock",
+    "SQLITE_LOCKED": "the task store is busy: another process holds its lock",
+    "SQLITE_READONLY": "the task store cannot write: its file is read-only",
+    "SQLITE_CANTOPEN": "the task store cannot open its file",
+}
 
 
 class SqliteStore(sql.SqlStore):
@@ -40,6 +49,17 @@ class SqliteStore(sql.SqlStore):
         super().close()
         if self.lock is not None:
             self.lock.release()
+
+    def _unavailable(self, error: BaseException) -> base.StoreUnavailable | None:
+        # OperationalError is what SQLite raises when the file, not the statement, is at
+        # fault: disk full, I/O error, locked, read-only.
+        if not isinstance(error, sqlite3.OperationalError):
+            return super()._unavailable(error)
+        name = getattr(error, "sqlite_errorname", "") or ""
+        reason = next((text for code, text in _REASONS.items() if name.startswith(code)), "")
+        if not reason:  # SQLITE_ERROR and the like: the statement's fault, a bug to see
+            return super()._unavailable(error)
+        return base.StoreUnavailable(f"{reason} (sqlite: {error}); try again")
 
     def _lock_migrations(self) -> None:
         # The sqlite3 module opens no transaction for DDL: open a write transaction explicitly,

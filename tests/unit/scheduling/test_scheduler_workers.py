@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-
+import faulty as faulty_store
 import pytest
 from builders import make_registration, make_task
 from conftest import INTERVAL
 from drive import heartbeat, poll_ids, register, report, submit
 from vahana.core import models
 from vahana.scheduling import records
+from vahana.store import base
 
 P = models.TaskPhase
 W = models.WorkerState
@@ -251,18 +251,25 @@ def test_report_and_poll_judges_reports_of_an_unknown_worker_and_hands_out_nothi
     assert handed_out.tasks == [] and sched.get_task(a).phase == P.ASSIGNED
 
 
-def test_a_report_is_told_to_listeners_even_when_the_poll_after_it_fails(
-    sched, events, monkeypatch
-) -> None:
+def test_a_report_and_the_poll_after_it_are_one_unit_of_work(sched, store, events) -> None:
     register(sched, make_registration("w1"))
-    [a] = submit(sched, make_task("a"))
+    a, b = submit(sched, make_task("a"), make_task("b"))
     assert poll_ids(sched, "w1", max_tasks=1) == [a]
+    faulty = faulty_store.FaultyStore(store)
+    sched._store = sched._pipeline._store = faulty
+    told = len(events)
 
-    def store_down(*_args: object, **_kwargs: object) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
-    monkeypatch.setattr(sched, "poll", store_down)
-    with pytest.raises(sqlite3.OperationalError):
+    faulty.arm(faulty_store.AT_COMMIT)
+    with pytest.raises(base.StoreUnavailable, match="disk full"):
         sched.report_and_poll("w1", [records.StatusReport(a, 1, P.COMPLETED)], max_tasks=1)
-    # The report was committed before the poll failed: watchers (metrics, Task status) hear it.
-    assert (a, P.COMPLETED) in events
+    # Neither the report nor the hand-out happened, and nobody was told of either.
+    assert len(events) == told
+    assert (sched.get_task(a).phase, sched.get_task(b).phase) == (P.ASSIGNED, P.PENDING)
+    assert sched.list_workers()[0].leases == {a: 1}
+
+    # The worker sends the same batch again: both happen, once.
+    results, handed_out = sched.report_and_poll(
+        "w1", [records.StatusReport(a, 1, P.COMPLETED)], max_tasks=1
+    )
+    assert results[0].accepted and [t.id for t in handed_out.tasks] == [b]
+    assert events[told:] == [(a, P.COMPLETED), (b, P.ASSIGNED)]

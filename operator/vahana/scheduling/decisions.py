@@ -1,0 +1,360 @@
+"""The scheduler's decisions: each operation as a function of the tables, its input and `now`.
+
+A decision reads `change.tables` and changes them only through `change` (copies installed,
+replaced versions noted), so that what it decided is its plan (`change.plan`): the records to
+write, and the effects — listener events, wake-ups, hooks, log lines — to let out once the
+store holds them. No I/O here: the store is read before (`stored`, `known`) and written after.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+
+from vahana.core import clock as clocks
+from vahana.core import leases, matching, models
+from vahana.scheduling import lifecycle, records, tables
+
+P = models.TaskPhase
+W = models.WorkerState
+
+
+# -- clients -------------------------------------------------------------------------------------
+def submit(
+    change: tables.Change,
+    submissions: Sequence[models.Submission],
+    known: Mapping[str, str],
+    new_task_id: clocks.IdFactory,
+) -> list[str]:
+    """Accepts tasks; a key already known (`known`: from the store) returns that task's id."""
+    ids: list[str] = []
+    keys = change.tables.keys
+    plan = change.plan
+    for submission in submissions:
+        if submission.key:
+            existing = keys.get(submission.key) or known.get(submission.key)
+            if existing:
+                ids.append(existing)
+                continue
+        task = models.TaskRecord(
+            id=new_task_id(),
+            spec=submission.spec,
+            created_at=change.now,
+            seq=change.next_seq(),
+            key=submission.key,
+            retry=submission.retry,
+            pool=submission.pool,
+            namespace=submission.namespace,
+        )
+        change.insert_task(task)
+        change.push(task)
+        plan.emit(task)
+        plan.log("accepted task_id=%s name=%s pool=%s", task.id, task.spec.name, task.pool or "-")
+        ids.append(task.id)
+    if plan.emitted:
+        plan.wake.add(None)
+    return ids
+
+
+def cancel(change: tables.Change, task_id: str, reason: str) -> tuple[bool, models.TaskPhase]:
+    """Cancels a live task; a running attempt is stopped on its worker. False if final."""
+    task = change.tables.task(task_id)
+    if task is None:
+        raise records.UnknownTask(f"no task with id {task_id!r}")
+    if task.is_final:
+        return False, task.phase
+    task = change.edit_task(task)
+    task.cancel_requested = True
+    message = f"cancelled: {reason}" if reason else "cancelled"
+    if task.phase == P.PENDING:
+        change.unqueue(task.id)
+        lifecycle.finish(change, task, P.CANCELLED, message=message)
+    else:
+        task.message = message
+        change.add_cancel(task.worker_id, (task.id, task.attempt))
+        change.plan.wake.add(task.worker_id)
+    change.plan.log("cancel requested task_id=%s phase=%s", task.id, task.phase.value)
+    change.plan.emit(task)
+    return True, task.phase
+
+
+# -- workers -------------------------------------------------------------------------------------
+def register(change: tables.Change, registration: records.Registration) -> list[records.Lease]:
+    """Adds or re-admits a worker; returns the leases it reported that are no longer its."""
+    now, live = change.now, change.tables
+    earlier = live.workers.get(registration.worker_id)
+    previous = dict(earlier.leases) if earlier else {}
+    worker = models.WorkerRecord(
+        id=registration.worker_id,
+        capacity=registration.capacity,
+        max_tasks=max(1, registration.max_tasks),
+        registered_at=earlier.registered_at if earlier else now,
+        last_seen=now,
+        pool=registration.pool,
+        hostname=registration.hostname,
+        allocation_ends_at=registration.allocation_ends_at,
+        experiment_id=registration.experiment_id,
+        compute_resource_id=registration.compute_resource_id,
+        metrics=earlier.metrics if earlier else models.WorkerMetrics(),
+        last_heartbeat=now,
+        prefetch=max(0, registration.prefetch),
+    )
+    revoked: list[records.Lease] = []
+    for task_id, attempt in registration.running:
+        task = live.tasks.get(task_id)
+        if (
+            task is not None
+            and task.phase.holds_lease
+            and task.worker_id == worker.id
+            and task.attempt == attempt
+        ):
+            worker.leases[task_id] = attempt
+        else:
+            revoked.append((task_id, attempt))
+    change.put_worker(worker, save=True)
+    # Leases the worker no longer holds died with its previous incarnation.
+    for task_id, attempt in previous.items():
+        task = live.tasks.get(task_id)
+        if task_id not in worker.leases and task is not None and task.attempt == attempt:
+            lifecycle.lose(change, task, f"worker {worker.id} restarted without it")
+    lifecycle.refresh_state(change, live.workers[worker.id])
+    change.plan.log(
+        "registered worker_id=%s pool=%s slots=%d cpu=%g renewed=%d revoked=%d",
+        worker.id,
+        worker.pool or "-",
+        worker.max_tasks,
+        worker.capacity.cpu_cores,
+        len(worker.leases),
+        len(revoked),
+    )
+    change.plan.wake.add(worker.id)
+    return revoked
+
+
+def poll(change: tables.Change, worker_id: str, max_tasks: int) -> records.PollResult:
+    """Hands out up to `max_tasks` tasks that fit the worker, plus its control messages."""
+    live, now = change.tables, change.now
+    worker = live_worker(live, worker_id)
+    live.seen(worker, now)
+    result = records.PollResult()
+    result.cancels = sorted(change.pop_cancels(worker_id))
+    result.drain = worker_id in live.drain_requested
+    if worker.state == W.DRAINING or result.drain or max_tasks <= 0:
+        return result
+    if live.queue.promote_due(now):
+        change.plan.wake.add(None)
+    slots = min(max_tasks, worker.max_tasks + worker.prefetch - len(worker.leases))
+    if slots <= 0 or not len(live.queue):
+        return result
+    free = matching.free_capacity(
+        worker, (live.tasks[t].spec.resources for t in worker.leases if t in live.tasks)
+    )
+    labels = worker.capacity.labels
+    fits = lifecycle.fits(worker, now)
+    while slots > 0 and (
+        len(worker.leases) < worker.max_tasks or lifecycle.may_prefetch(live, worker)
+    ):
+        task = change.take(
+            accept=functools.partial(fits, free),
+            rank=lambda t: matching.locality_rank(t.spec.resources.preferred_labels, labels),
+        )
+        if task is None:
+            break
+        need = task.spec.resources
+        free = models.Resources(
+            free.cpu_cores - need.cpu_cores,
+            free.memory_bytes - need.memory_bytes,
+            free.gpus - need.gpus,
+            free.labels,
+        )
+        worker = change.edit_worker(worker)
+        result.tasks.append(lifecycle.assign(change, task, worker))
+        slots -= 1
+    if result.tasks:
+        lifecycle.refresh_state(change, worker)
+        for task in result.tasks:
+            change.plan.emit(task)
+    return result
+
+
+def report(
+    change: tables.Change,
+    worker_id: str,
+    reports: Sequence[records.StatusReport],
+    stored: Mapping[str, models.TaskRecord | None],
+) -> list[records.ReportResult]:
+    """Applies status reports; each is fenced by its attempt and judged on its own.
+
+    `stored`: the tasks named by reports that are not in memory, as the store has them
+    (finished long ago, or unknown)."""
+    live, now = change.tables, change.now
+    worker = live.workers.get(worker_id)
+    if worker is not None and worker.state != W.UNHEALTHY:
+        live.seen(worker, now)
+    results: list[records.ReportResult] = []
+    for item in reports:
+        task = live.task(item.task_id) or stored.get(item.task_id)
+        check = leases.check_report(
+            task, worker_id=worker_id, attempt=item.attempt, reported=item.phase
+        )
+        if check.verdict == leases.Verdict.REFUSE:
+            change.plan.log(
+                "refused report task_id=%s attempt=%d worker_id=%s status=%s: %s",
+                item.task_id,
+                item.attempt,
+                worker_id,
+                item.phase.value,
+                check.reason,
+                level=logging.WARNING,
+            )
+            results.append(
+                records.ReportResult(item.task_id, item.attempt, False, check.reason, stale=True)
+            )
+            continue
+        assert task is not None
+        if check.verdict == leases.Verdict.APPLY:
+            task = lifecycle.apply_report(change, task, item)
+            change.plan.emit(task)
+        cancel = task.cancel_requested and not task.is_final
+        results.append(
+            records.ReportResult(item.task_id, item.attempt, True, check.reason, cancel=cancel)
+        )
+    if worker_id in live.workers:
+        lifecycle.refresh_state(change, live.workers[worker_id])
+    return results
+
+
+def report_and_poll(
+    change: tables.Change,
+    worker_id: str,
+    reports: Sequence[records.StatusReport],
+    stored: Mapping[str, models.TaskRecord | None],
+    max_tasks: int,
+) -> tuple[list[records.ReportResult], records.PollResult]:
+    """`report()`, then `poll()` for up to `max_tasks` tasks (none if 0, or if the worker is
+    unknown: reports are fenced by lease, not by registration), as one unit."""
+    results = report(change, worker_id, reports, stored)
+    handed_out = records.PollResult()
+    worker = change.tables.workers.get(worker_id)
+    if max_tasks > 0 and worker is not None and worker.state != W.UNHEALTHY:
+        handed_out = poll(change, worker_id, max_tasks)
+    return results, handed_out
+
+
+def heartbeat(
+    change: tables.Change,
+    worker_id: str,
+    metrics: models.WorkerMetrics,
+    running: Iterable[records.Lease],
+    assignment_grace: float,
+) -> records.HeartbeatResult:
+    live, now = change.tables, change.now
+    worker = live.workers.get(worker_id)
+    if worker is None or worker.state == W.UNHEALTHY:
+        change.plan.reads = frozenset({("worker", worker_id)})
+        return records.HeartbeatResult(reregister=True)
+    live.seen(worker, now)
+    worker.last_heartbeat = now  # liveness, like last_seen: observed, never undone
+    worker.metrics = metrics
+    change.plan.hooks.append(("heartbeat", worker))
+    result = records.HeartbeatResult(drain=worker_id in live.drain_requested)
+    held = dict(running)
+    for task_id, attempt in held.items():
+        task = live.tasks.get(task_id)
+        current = task is not None and task.worker_id == worker_id and task.attempt == attempt
+        if not current or (task is not None and task.cancel_requested):
+            result.cancels.append((task_id, attempt))
+    lost = [
+        live.tasks[task_id]
+        for task_id, attempt in worker.leases.items()
+        if held.get(task_id) != attempt
+        and now - (live.tasks[task_id].assigned_at or now) > assignment_grace
+    ]
+    for task in lost:
+        lifecycle.lose(change, task, f"worker {worker_id} no longer holds it")
+    # The answer rests on the worker and the tasks it holds or should hold, nothing else: it
+    # need not wait for the commit of anything else (a large submission, say).
+    change.plan.reads = frozenset(
+        {("worker", worker_id), *(("task", t) for t in held), *(("task", t) for t in worker.leases)}
+    )
+    return result
+
+
+def set_worker_status(
+    change: tables.Change, worker_id: str, state: models.WorkerState, reason: str
+) -> None:
+    live, now = change.tables, change.now
+    worker = live.workers.get(worker_id)
+    if worker is None:
+        raise records.UnknownWorker(f"worker {worker_id!r} is not registered")
+    live.seen(worker, now)
+    change.plan.log("worker_id=%s reports %s %s", worker_id, state.value, reason)
+    if state == W.TERMINATED:
+        lifecycle.remove_worker(change, worker, f"worker {worker_id} terminated {reason}".strip())
+        return
+    if state == W.UNHEALTHY:
+        # As if it had gone silent: it gets no more work, and its tasks run elsewhere.
+        lifecycle.mark_unhealthy(
+            change, worker, f"worker {worker_id} reported itself unhealthy {reason}"
+        )
+        return
+    worker = change.edit_worker(worker)
+    if state == W.DRAINING:
+        worker.state = state
+    else:
+        worker = lifecycle.refresh_state(change, worker)
+    change.save_worker(worker)
+
+
+def request_drain(change: tables.Change, worker_id: str) -> None:
+    """Asks a worker to finish its tasks and leave (pool scale-down)."""
+    worker = change.edit_worker(live_worker(change.tables, worker_id))
+    change.set_drain(worker_id, True)
+    worker.state = W.DRAINING
+    change.save_worker(worker)
+    change.plan.wake.add(worker_id)
+
+
+def check_health(change: tables.Change, settings: records.SchedulerSettings) -> None:
+    """Marks silent workers UNHEALTHY and requeues their tasks; removes long-dead ones."""
+    live, now = change.tables, change.now
+    limit = settings.silence_limit_seconds
+    for worker in list(live.workers.values()):
+        if worker.state == W.UNHEALTHY:
+            since = worker.unhealthy_since if worker.unhealthy_since is not None else now
+            if now - since >= settings.removal_after_unhealthy_seconds:
+                lifecycle.remove_worker(change, worker, "worker removed after being unhealthy")
+            continue
+        silent = now - worker.last_seen
+        if silent >= limit:
+            change.plan.log(
+                "worker unhealthy worker_id=%s silent_for=%.1fs tasks=%d",
+                worker.id,
+                silent,
+                len(worker.leases),
+                level=logging.WARNING,
+            )
+            lifecycle.mark_unhealthy(
+                change, worker, f"worker {worker.id} lost: no heartbeat for {silent:.0f}s"
+            )
+    if live.queue.promote_due(now):
+        change.plan.wake.add(None)
+
+
+def recover_orphans(change: tables.Change, orphans: Sequence[str]) -> None:
+    """After a restart: tasks whose worker is gone or unhealthy are lost; worker states are
+    brought in line with the leases found."""
+    live = change.tables
+    for task_id in orphans:
+        task = live.tasks[task_id]
+        lifecycle.lose(change, task, f"worker {task.worker_id} is gone")
+    for worker in list(live.workers.values()):
+        lifecycle.refresh_state(change, worker)
+
+
+def live_worker(live: tables.Tables, worker_id: str) -> models.WorkerRecord:
+    worker = live.workers.get(worker_id)
+    if worker is None or worker.state == W.UNHEALTHY:
+        raise records.UnknownWorker(f"worker {worker_id!r} is not registered: register again")
+    return worker

@@ -1,0 +1,315 @@
+"""The scheduler's memory: tasks, attempts, workers and the queue, changed only through `Change`.
+
+Records are never modified once they are live: a `Change` copies a record before it modifies
+it (`edit_task`, `edit_worker`, `edit_attempt`) and installs the copy, noting the version it
+replaced in its plan. So a record handed to a listener, an answer or the store writer stays as
+it was, and `revert(plan)` puts every replaced version back: memory is exactly as before.
+
+The one exception is liveness (`seen`): when a worker was last heard from, its last heartbeat
+and metrics. They are observations, not decisions; they are written in place, never undone
+(a rolled-back operation does not make a worker that spoke to us silent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from vahana.core import models
+from vahana.core import queue as task_queue
+from vahana.scheduling import plan as plans
+from vahana.scheduling import records
+
+FINISHED_KEPT = 10_000
+"""Finished tasks kept in memory (the newest), so that replays of their reports and reads of
+their status need no store read."""
+
+def _fields(record_type: type) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving a record's fields, in the order its constructor takes them."""
+    return operator.attrgetter(*(field.name for field in dataclasses.fields(record_type)))
+
+
+_TASK_FIELDS = _fields(models.TaskRecord)
+_WORKER_FIELDS = _fields(models.WorkerRecord)
+_ATTEMPT_FIELDS = _fields(models.AttemptRecord)
+
+
+def clone_task(task: models.TaskRecord) -> models.TaskRecord:
+    """A shallow copy (its spec is immutable); a fifth of `dataclasses.replace`'s cost."""
+    return models.TaskRecord(*_TASK_FIELDS(task))
+
+
+def clone_worker(worker: models.WorkerRecord) -> models.WorkerRecord:
+    copy = models.WorkerRecord(*_WORKER_FIELDS(worker))
+    copy.leases = dict(worker.leases)
+    return copy
+
+
+def clone_attempt(attempt: models.AttemptRecord) -> models.AttemptRecord:
+    return models.AttemptRecord(*_ATTEMPT_FIELDS(attempt))
+
+
+class Tables:
+    """What the scheduler holds in memory. Read it freely; change it through a `Change`."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, models.TaskRecord] = {}
+        """Unfinished tasks."""
+        self.finished: dict[str, models.TaskRecord] = {}
+        """The newest finished tasks, oldest first."""
+        self.keys: dict[str, str] = {}
+        """Idempotency key → id, of the tasks in `tasks` and `finished`."""
+        self.attempts: dict[records.Lease, models.AttemptRecord] = {}
+        """The current attempt of each leased task."""
+        self.workers: dict[str, models.WorkerRecord] = {}
+        self.queue = task_queue.TaskQueue()
+        self.unsent_cancels: dict[str, frozenset[records.Lease]] = {}
+        self.drain_requested: set[str] = set()
+        self.seq = 0
+        self._all_slots: int | None = None
+
+    def task(self, task_id: str) -> models.TaskRecord | None:
+        return self.tasks.get(task_id) or self.finished.get(task_id)
+
+    @property
+    def all_slots(self) -> int:
+        """Sum of the registered workers' slots."""
+        if self._all_slots is None:
+            self._all_slots = sum(w.max_tasks for w in self.workers.values())
+        return self._all_slots
+
+    def seen(self, worker: models.WorkerRecord, now: float) -> None:
+        """The worker spoke to us (liveness, never undone)."""
+        worker.last_seen = now
+
+    def trim_finished(self, keep: int) -> None:
+        """Forgets the oldest finished tasks beyond `keep` (they are in the store)."""
+        while len(self.finished) > keep:
+            task_id = next(iter(self.finished))
+            task = self.finished.pop(task_id)
+            if task.key and self.keys.get(task.key) == task_id:
+                del self.keys[task.key]
+
+    # -- undo ------------------------------------------------------------------------------
+    def revert(self, plan: plans.Plan, now: float) -> None:
+        """Puts back every version the plan replaced, newest change first."""
+        for entry in reversed(plan.undo):
+            _UNDO[entry[0]](self, entry, now)
+        plan.undo.clear()
+        self._all_slots = None
+
+    def _undo_task(self, entry: plans.Undo, _now: float) -> None:
+        _, task_id, before = entry
+        current = self.tasks.pop(task_id, None) or self.finished.pop(task_id, None)
+        if current is not None and current.key and self.keys.get(current.key) == task_id:
+            del self.keys[current.key]
+        if before is not None:
+            (self.finished if before.is_final else self.tasks)[task_id] = before
+            if before.key:
+                self.keys[before.key] = task_id
+
+    def _undo_attempt(self, entry: plans.Undo, _now: float) -> None:
+        _, key, before = entry
+        if before is None:
+            self.attempts.pop(key, None)
+        else:
+            self.attempts[key] = before
+
+    def _undo_worker(self, entry: plans.Undo, _now: float) -> None:
+        _, worker_id, before = entry
+        current = self.workers.pop(worker_id, None)
+        if before is None:
+            return
+        if current is not None:  # keep what was observed since: it was not decided
+            before.last_seen = max(before.last_seen, current.last_seen)
+            before.last_heartbeat = current.last_heartbeat
+            before.metrics = current.metrics
+        self.workers[worker_id] = before
+
+    def _undo_queued(self, entry: plans.Undo, now: float) -> None:
+        _, task_id, before = entry
+        if before is None:
+            self.queue.remove(task_id)
+        else:
+            self.queue.push(before, now)
+
+    def _undo_cancels(self, entry: plans.Undo, _now: float) -> None:
+        _, worker_id, before = entry
+        if before:
+            self.unsent_cancels[worker_id] = before
+        else:
+            self.unsent_cancels.pop(worker_id, None)
+
+    def _undo_drain(self, entry: plans.Undo, _now: float) -> None:
+        _, worker_id, was = entry
+        if was:
+            self.drain_requested.add(worker_id)
+        else:
+            self.drain_requested.discard(worker_id)
+
+    def _undo_seq(self, entry: plans.Undo, _now: float) -> None:
+        self.seq = entry[1]
+
+
+_UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
+    "task": Tables._undo_task,
+    "attempt": Tables._undo_attempt,
+    "worker": Tables._undo_worker,
+    "queued": Tables._undo_queued,
+    "cancels": Tables._undo_cancels,
+    "drain": Tables._undo_drain,
+    "seq": Tables._undo_seq,
+}
+
+
+@dataclasses.dataclass(eq=False)
+class Change:
+    """One operation's way to change the tables: every change lands in `plan` (the records to
+    write, the versions replaced) and is live at once, so the operation's later steps — and
+    the operations decided after it — see it."""
+
+    tables: Tables
+    plan: plans.Plan
+    now: float
+    _owned: set[int] = dataclasses.field(default_factory=set)
+    """ids of the copies this change made: it may modify them further."""
+    _seq_noted: bool = False
+
+    # -- tasks -----------------------------------------------------------------------------
+    def insert_task(self, task: models.TaskRecord) -> None:
+        self.plan.undo.append(("task", task.id, None))
+        self.tables.tasks[task.id] = task
+        if task.key:
+            self.tables.keys[task.key] = task.id
+        self.plan.batch.inserted[task.id] = task
+        self._owned.add(id(task))
+
+    def edit_task(self, task: models.TaskRecord) -> models.TaskRecord:
+        """The live task, as a copy this change may modify (and that the store will get)."""
+        if id(task) in self._owned:
+            return task
+        assert not task.is_final, f"a finished task does not change: {task.id}"
+        copy = clone_task(task)
+        self.plan.undo.append(("task", task.id, task))
+        self.tables.tasks[task.id] = copy
+        self.plan.batch.put_task(copy)
+        self._owned.add(id(copy))
+        return copy
+
+    def finish_task(self, task: models.TaskRecord) -> None:
+        """Moves a task this change made final out of the live tasks."""
+        assert id(task) in self._owned and task.is_final
+        if self.tables.tasks.get(task.id) is task:
+            del self.tables.tasks[task.id]
+            self.tables.finished[task.id] = task
+            self.plan.finals += 1
+
+    def next_seq(self) -> int:
+        if not self._seq_noted:
+            self.plan.undo.append(("seq", self.tables.seq))
+            self._seq_noted = True
+        self.tables.seq += 1
+        return self.tables.seq
+
+    # -- queue -----------------------------------------------------------------------------
+    def push(self, task: models.TaskRecord) -> None:
+        assert task.id not in self.tables.queue, f"queued twice: {task.id}"
+        self.plan.undo.append(("queued", task.id, None))
+        self.tables.queue.push(task, self.now)
+
+    def unqueue(self, task_id: str) -> None:
+        removed = self.tables.queue.remove(task_id)
+        if removed is not None:
+            self.plan.undo.append(("queued", task_id, removed))
+
+    def take(
+        self,
+        accept: Callable[[models.TaskRecord], bool],
+        rank: Callable[[models.TaskRecord], int],
+    ) -> models.TaskRecord | None:
+        task = self.tables.queue.take(accept, rank)
+        if task is not None:
+            self.plan.undo.append(("queued", task.id, task))
+        return task
+
+    # -- attempts --------------------------------------------------------------------------
+    def put_attempt(self, attempt: models.AttemptRecord) -> None:
+        key = (attempt.task_id, attempt.attempt)
+        self.plan.undo.append(("attempt", key, self.tables.attempts.get(key)))
+        self.tables.attempts[key] = attempt
+        self.plan.batch.attempts[key] = attempt
+        self._owned.add(id(attempt))
+
+    def edit_attempt(self, attempt: models.AttemptRecord) -> models.AttemptRecord:
+        if id(attempt) in self._owned:
+            return attempt
+        copy = clone_attempt(attempt)
+        self.put_attempt(copy)
+        return copy
+
+    def drop_attempt(self, key: records.Lease) -> None:
+        """Forgets an ended attempt in memory (the store keeps it)."""
+        before = self.tables.attempts.pop(key, None)
+        if before is not None:
+            self.plan.undo.append(("attempt", key, before))
+
+    # -- workers ---------------------------------------------------------------------------
+    def put_worker(self, worker: models.WorkerRecord, *, save: bool) -> None:
+        """Installs a new worker record (a registration)."""
+        self.plan.undo.append(("worker", worker.id, self.tables.workers.get(worker.id)))
+        self.tables.workers[worker.id] = worker
+        self.tables._all_slots = None
+        self._owned.add(id(worker))
+        if save:
+            self.plan.batch.workers[worker.id] = worker
+
+    def edit_worker(self, worker: models.WorkerRecord) -> models.WorkerRecord:
+        """The live worker, as a copy this change may modify (`save_worker` to store it)."""
+        if id(worker) in self._owned:
+            return worker
+        copy = clone_worker(worker)
+        self.plan.undo.append(("worker", worker.id, worker))
+        self.tables.workers[worker.id] = copy
+        self._owned.add(id(copy))
+        return copy
+
+    def save_worker(self, worker: models.WorkerRecord) -> None:
+        assert id(worker) in self._owned
+        self.plan.batch.workers[worker.id] = worker
+
+    def delete_worker(self, worker_id: str) -> None:
+        before = self.tables.workers.pop(worker_id, None)
+        self.plan.undo.append(("worker", worker_id, before))
+        self.tables._all_slots = None
+        self.plan.batch.workers[worker_id] = None
+
+    # -- control messages ------------------------------------------------------------------
+    def add_cancel(self, worker_id: str, lease: records.Lease) -> None:
+        before = self.tables.unsent_cancels.get(worker_id)
+        self.plan.undo.append(("cancels", worker_id, before))
+        self.tables.unsent_cancels[worker_id] = (before or frozenset()) | {lease}
+
+    def discard_cancel(self, worker_id: str, lease: records.Lease) -> None:
+        before = self.tables.unsent_cancels.get(worker_id)
+        if before and lease in before:
+            self.plan.undo.append(("cancels", worker_id, before))
+            self.tables.unsent_cancels[worker_id] = before - {lease}
+
+    def pop_cancels(self, worker_id: str) -> frozenset[records.Lease]:
+        before = self.tables.unsent_cancels.pop(worker_id, None)
+        if before is None:
+            return frozenset()
+        self.plan.undo.append(("cancels", worker_id, before))
+        return before
+
+    def set_drain(self, worker_id: str, requested: bool) -> None:
+        was = worker_id in self.tables.drain_requested
+        if was == requested:
+            return
+        self.plan.undo.append(("drain", worker_id, was))
+        if requested:
+            self.tables.drain_requested.add(worker_id)
+        else:
+            self.tables.drain_requested.discard(worker_id)
