@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from vahana.core import clock as clocks
-from vahana.core import matching, models, reasons
+from vahana.core import models, reasons
 from vahana.scheduling import decisions, lookups, pacing, pipeline, records, tables
 from vahana.scheduling import plan as plans
 from vahana.store import base
