@@ -26,6 +26,7 @@ test-k8s: $(STAMP) ## run the operator tests on a real API server (needs KUBEBUI
 
 lint: $(STAMP) ## ruff, mypy (strict on core and worker), import layers
 	$(BIN)/ruff check operator worker tests bench scripts
+	$(BIN)/ruff format --check operator worker tests bench scripts
 	$(BIN)/mypy operator/vahana/core worker/vahana_worker
 	$(BIN)/lint-imports
 

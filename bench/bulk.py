@@ -27,10 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--pool", default="bulk")
     args = parser.parse_args(argv)
-    request = tpb.SubmitTasksRequest(tasks=[
-        tpb.TaskSubmission(spec=wpb.Task(name=f"bulk-{i}", command="true"), pool=args.pool)
-        for i in range(args.tasks)
-    ])
+    request = tpb.SubmitTasksRequest(
+        tasks=[
+            tpb.TaskSubmission(spec=wpb.Task(name=f"bulk-{i}", command="true"), pool=args.pool)
+            for i in range(args.tasks)
+        ]
+    )
     with grpc.insecure_channel(
         args.address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
     ) as channel:

@@ -42,16 +42,25 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--full", action="store_true", help="larger runs (several minutes)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
     names = [*SCENARIOS, *scenarios.ALIASES]
-    parser.add_argument("--only", action="append", metavar="NAME", choices=names,
-                        help=f"run only this scenario (repeatable): {', '.join(names)}")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile the benchmark process (the scheduler's thread) and "
-                        "print the top functions to stderr")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        choices=names,
+        help=f"run only this scenario (repeatable): {', '.join(names)}",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile the benchmark process (the scheduler's thread) and "
+        "print the top functions to stderr",
+    )
     return parser.parse_args(argv)
 
 
@@ -83,42 +92,65 @@ def summary(result: common.Result) -> str:
     if "skipped" in d:
         return f"skipped: {d['skipped']}"
     if "sbatch_seconds" in d:
-        return (f"pilots {d['pilots_seconds']:.1f}s vs sbatch {d['sbatch_seconds']:.1f}s for "
-                f"{d['tasks']} tasks (with pilot start-up {d['ratio_with_pilot_startup']:.1f}×)")
+        return (
+            f"pilots {d['pilots_seconds']:.1f}s vs sbatch {d['sbatch_seconds']:.1f}s for "
+            f"{d['tasks']} tasks (with pilot start-up {d['ratio_with_pilot_startup']:.1f}×)"
+        )
     if "bulk_tasks" in d:
         before = f"before: p50 {c['before_p50_ms']:.1f} ms p99 {c['before_p99_ms']:.1f} ms"
-        spread = (f"p50 {d['heartbeat_p50_ms']:.1f} ms" if "heartbeat_p50_ms" in d
-                  else f"p99 {d['dispatch_p99_ms']:.1f} ms, n={d['samples_during']}")
-        return (f"{spread} during {d['bulk_tasks']:,} tasks committed in "
-                f"{d['submission_seconds']:.1f} s; {before}")
+        spread = (
+            f"p50 {d['heartbeat_p50_ms']:.1f} ms"
+            if "heartbeat_p50_ms" in d
+            else f"p99 {d['dispatch_p99_ms']:.1f} ms, n={d['samples_during']}"
+        )
+        return (
+            f"{spread} during {d['bulk_tasks']:,} tasks committed in "
+            f"{d['submission_seconds']:.1f} s; {before}"
+        )
     if "heartbeat_p99_ms" in d:
-        return (f"{d['workers']:,} workers, {d['heartbeats_per_s']:.0f} hb/s; p50 "
-                f"{d['heartbeat_p50_ms']:.1f} ms p99 {d['heartbeat_p99_ms']:.1f} ms; RSS "
-                f"{d['scheduler_rss_mib']:.0f} MiB")
+        return (
+            f"{d['workers']:,} workers, {d['heartbeats_per_s']:.0f} hb/s; p50 "
+            f"{d['heartbeat_p50_ms']:.1f} ms p99 {d['heartbeat_p99_ms']:.1f} ms; RSS "
+            f"{d['scheduler_rss_mib']:.0f} MiB"
+        )
     if "queued_tasks" in d:
-        return (f"{d['queued_tasks']:,} queued; idle {d['rss_idle_mib']:.0f} MiB; "
-                f"{d['kib_per_queued_task']:.2f} KiB/task; submit {d['submit_tasks_per_s']:,.0f}/s")
+        return (
+            f"{d['queued_tasks']:,} queued; idle {d['rss_idle_mib']:.0f} MiB; "
+            f"{d['kib_per_queued_task']:.2f} KiB/task; submit {d['submit_tasks_per_s']:,.0f}/s"
+        )
     if "bound_s" in c:
         runs = ", ".join(f"{x:.2f}" for x in d["seconds_each"])
-        return (f"bound {c['bound_s']:g} s (interval × missed + 1); runs {runs} s; "
-                f"retry backoff 0: {d['with_zero_backoff_s']:.2f} s")
+        return (
+            f"bound {c['bound_s']:g} s (interval × missed + 1); runs {runs} s; "
+            f"retry backoff 0: {d['with_zero_backoff_s']:.2f} s"
+        )
     if "xargs_tasks_per_s" in c:
-        return (f"xargs -P{d['workers'] * d['tasks_per_worker']}: {c['xargs_tasks_per_s']:,.0f} "
-                f"tasks/s → ratio {c['ratio_vahana_over_xargs']:.2f}; {d['tasks']} tasks in "
-                f"{d['seconds']:.1f}s")
+        return (
+            f"xargs -P{d['workers'] * d['tasks_per_worker']}: {c['xargs_tasks_per_s']:,.0f} "
+            f"tasks/s → ratio {c['ratio_vahana_over_xargs']:.2f}; {d['tasks']} tasks in "
+            f"{d['seconds']:.1f}s"
+        )
     if "workers_and_tasks_cpu_us_per_task" in c:
-        return (f"{d['scheduler_cpu_share_of_one_core']:.0%} of a core; workers+tasks "
-                f"{c['workers_and_tasks_cpu_us_per_task']:,.0f} µs/task")
+        return (
+            f"{d['scheduler_cpu_share_of_one_core']:.0%} of a core; workers+tasks "
+            f"{c['workers_and_tasks_cpu_us_per_task']:,.0f} µs/task"
+        )
     if "submit_to_running_p99_ms" in d:
-        return (f"p99 {d['submit_to_running_p99_ms']:.1f} ms; submit→ASSIGNED p50 "
-                f"{d['submit_to_assigned_p50_ms']:.1f} ms; n={d['samples']}")
+        return (
+            f"p99 {d['submit_to_running_p99_ms']:.1f} ms; submit→ASSIGNED p50 "
+            f"{d['submit_to_assigned_p50_ms']:.1f} ms; n={d['samples']}"
+        )
     if "null_store_tasks_per_s" in c:
-        return (f"null store {c['null_store_tasks_per_s']:,.0f} tasks/s (SQLite "
-                f"{c['sqlite_share_of_time']:.0%} of time); {d['cpu_us_per_task']:,.0f} µs/task")
+        return (
+            f"null store {c['null_store_tasks_per_s']:,.0f} tasks/s (SQLite "
+            f"{c['sqlite_share_of_time']:.0%} of time); {d['cpu_us_per_task']:,.0f} µs/task"
+        )
     if "scheduler_cpu_us_per_task" in d:
-        return (f"scheduler {d['scheduler_cpu_us_per_task']:,.0f} µs/task CPU "
-                f"({d['scheduler_cpu_share_of_one_core']:.0%} core); "
-                f"max_tasks={d['max_tasks_per_poll']}")
+        return (
+            f"scheduler {d['scheduler_cpu_us_per_task']:,.0f} µs/task CPU "
+            f"({d['scheduler_cpu_share_of_one_core']:.0%} core); "
+            f"max_tasks={d['max_tasks_per_poll']}"
+        )
     return ""
 
 

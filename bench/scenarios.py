@@ -102,9 +102,7 @@ class FinalCounter:
 
 
 @contextlib.asynccontextmanager
-async def scheduler_process(
-    *, workers: int, tasks_per_worker: int
-) -> Any:
+async def scheduler_process(*, workers: int, tasks_per_worker: int) -> Any:
     """A started SchedulerProcess in a temp dir, its workers registered; stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="vahana-bench-") as tmp:
         process = service.SchedulerProcess(
@@ -125,12 +123,14 @@ async def scheduler_process(
 
 # -- 1 and 3: end to end ---------------------------------------------------------------------
 
+
 def xargs_floor(count: int, parallel: int) -> float:
     """Seconds xargs takes to run `bash -c true` `count` times, `parallel` at once."""
     started = time.perf_counter()
     subprocess.run(
         ["bash", "-c", f"seq {count} | xargs -P {parallel} -I{{}} bash -c true"],
-        check=True, stdin=subprocess.DEVNULL,
+        check=True,
+        stdin=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
 
@@ -183,39 +183,52 @@ def end_to_end(count: int, *, variants: Sequence[int] = (1, 2), workers: int = 4
         floor_seconds = xargs_floor(count, parallel)
         floor_rate = count / floor_seconds
         suffix = "" if tasks_per_worker == 1 else f"_tpw{tasks_per_worker}"
-        results.append(Result(
-            f"end_to_end_throughput{suffix}", run["tasks_per_s"], "tasks/s",
-            detail={
-                "tasks": count, "workers": workers, "tasks_per_worker": tasks_per_worker,
-                "seconds": run["seconds"], "submit_seconds": run["submit_seconds"],
-                "not_completed": run["not_completed"],
-                "requeued": run["requeued"],
-                "longest_gap_between_finals_s": run["longest_gap_between_finals_s"],
-                **({"stall_logs": run["stall_logs"]} if run["stall_logs"] else {}),
-                "startup_seconds": run["startup_seconds"], "stop_seconds": run["stop_seconds"],
-            },
-            comparison={
-                "xargs_tasks_per_s": floor_rate,
-                "xargs_seconds": floor_seconds,
-                "xargs_command": f"seq {count} | xargs -P {parallel} -I{{}} bash -c true",
-                "ratio_vahana_over_xargs": run["tasks_per_s"] / floor_rate,
-            },
-        ))
-        cpu_rows.append(Result(
-            f"scheduler_cpu_per_task{suffix}", run["scheduler_cpu_us_per_task"], "µs/task",
-            detail={
-                "tasks": count, "tasks_per_worker": tasks_per_worker,
-                "scheduler_cpu_seconds": run["scheduler_cpu_seconds"],
-                "scheduler_cpu_share_of_one_core": run["scheduler_cpu_share_of_one_core"],
-                "measured_with":
-                    "getrusage(RUSAGE_SELF) of the scheduler process, submit → all final",
-            },
-            comparison={"workers_and_tasks_cpu_us_per_task": run["workers_cpu_us_per_task"]},
-        ))
+        results.append(
+            Result(
+                f"end_to_end_throughput{suffix}",
+                run["tasks_per_s"],
+                "tasks/s",
+                detail={
+                    "tasks": count,
+                    "workers": workers,
+                    "tasks_per_worker": tasks_per_worker,
+                    "seconds": run["seconds"],
+                    "submit_seconds": run["submit_seconds"],
+                    "not_completed": run["not_completed"],
+                    "requeued": run["requeued"],
+                    "longest_gap_between_finals_s": run["longest_gap_between_finals_s"],
+                    **({"stall_logs": run["stall_logs"]} if run["stall_logs"] else {}),
+                    "startup_seconds": run["startup_seconds"],
+                    "stop_seconds": run["stop_seconds"],
+                },
+                comparison={
+                    "xargs_tasks_per_s": floor_rate,
+                    "xargs_seconds": floor_seconds,
+                    "xargs_command": f"seq {count} | xargs -P {parallel} -I{{}} bash -c true",
+                    "ratio_vahana_over_xargs": run["tasks_per_s"] / floor_rate,
+                },
+            )
+        )
+        cpu_rows.append(
+            Result(
+                f"scheduler_cpu_per_task{suffix}",
+                run["scheduler_cpu_us_per_task"],
+                "µs/task",
+                detail={
+                    "tasks": count,
+                    "tasks_per_worker": tasks_per_worker,
+                    "scheduler_cpu_seconds": run["scheduler_cpu_seconds"],
+                    "scheduler_cpu_share_of_one_core": run["scheduler_cpu_share_of_one_core"],
+                    "measured_with": "getrusage(RUSAGE_SELF) of the scheduler process, submit → all final",
+                },
+                comparison={"workers_and_tasks_cpu_us_per_task": run["workers_cpu_us_per_task"]},
+            )
+        )
     return results + cpu_rows
 
 
 # -- 2: dispatch latency ---------------------------------------------------------------------
+
 
 class PhaseClock:
     """A task listener noting when each task first reached each phase (perf_counter)."""
@@ -261,8 +274,10 @@ async def _dispatch_latency(samples: int, workers: int) -> dict[str, Any]:
 
     P, A, R = models.TaskPhase.PENDING, models.TaskPhase.ASSIGNED, models.TaskPhase.RUNNING
     return {
-        "to_running": span(P, R), "to_assigned": span(P, A),
-        "assigned_to_running": span(A, R), "to_final": span(P, None),
+        "to_running": span(P, R),
+        "to_assigned": span(P, A),
+        "assigned_to_running": span(A, R),
+        "to_final": span(P, None),
     }
 
 
@@ -270,23 +285,29 @@ def dispatch_latency(samples: int, workers: int = 4) -> list[Result]:
     log(f"dispatch latency: {samples} tasks one at a time, {workers} idle workers")
     spans = asyncio.run(_dispatch_latency(samples, workers))
     run = spans["to_running"]
-    return [Result(
-        "dispatch_latency", percentile(run, 0.5), "ms (p50)",
-        detail={
-            "samples": len(run), "workers": workers,
-            "submit_to_running_p50_ms": percentile(run, 0.5),
-            "submit_to_running_p99_ms": percentile(run, 0.99),
-            "submit_to_running_max_ms": max(run),
-            "submit_to_assigned_p50_ms": percentile(spans["to_assigned"], 0.5),
-            "submit_to_assigned_p99_ms": percentile(spans["to_assigned"], 0.99),
-            "assigned_to_running_p50_ms": percentile(spans["assigned_to_running"], 0.5),
-            "submit_to_final_p50_ms": percentile(spans["to_final"], 0.5),
-            "measured_with": "the scheduler's task listener, perf_counter in the scheduler process",
-        },
-    )]
+    return [
+        Result(
+            "dispatch_latency",
+            percentile(run, 0.5),
+            "ms (p50)",
+            detail={
+                "samples": len(run),
+                "workers": workers,
+                "submit_to_running_p50_ms": percentile(run, 0.5),
+                "submit_to_running_p99_ms": percentile(run, 0.99),
+                "submit_to_running_max_ms": max(run),
+                "submit_to_assigned_p50_ms": percentile(spans["to_assigned"], 0.5),
+                "submit_to_assigned_p99_ms": percentile(spans["to_assigned"], 0.99),
+                "assigned_to_running_p50_ms": percentile(spans["assigned_to_running"], 0.5),
+                "submit_to_final_p50_ms": percentile(spans["to_final"], 0.5),
+                "measured_with": "the scheduler's task listener, perf_counter in the scheduler process",
+            },
+        )
+    ]
 
 
 # -- 4: scheduler only -----------------------------------------------------------------------
+
 
 class NullStore:
     """A store that keeps nothing: the scheduler's own logic, without SQLite."""
@@ -300,14 +321,30 @@ class NullStore:
     def save_attempts(self, attempts: Any) -> None: ...
     def save_workers(self, workers: Any) -> None: ...
     def delete_workers(self, worker_ids: Any) -> None: ...
-    def get_task(self, task_id: str) -> None: return None
-    def find_tasks_by_name(self, name: str) -> list[Any]: return []
-    def find_task_ids_by_keys(self, keys: Any) -> dict[str, str]: return {}
-    def list_tasks(self, **_: Any) -> list[Any]: return []
-    def list_attempts(self, task_id: str) -> list[Any]: return []
-    def load_unfinished_tasks(self) -> list[Any]: return []
-    def load_workers(self) -> list[Any]: return []
-    def max_seq(self) -> int: return 0
+    def get_task(self, task_id: str) -> None:
+        return None
+
+    def find_tasks_by_name(self, name: str) -> list[Any]:
+        return []
+
+    def find_task_ids_by_keys(self, keys: Any) -> dict[str, str]:
+        return {}
+
+    def list_tasks(self, **_: Any) -> list[Any]:
+        return []
+
+    def list_attempts(self, task_id: str) -> list[Any]:
+        return []
+
+    def load_unfinished_tasks(self) -> list[Any]:
+        return []
+
+    def load_workers(self) -> list[Any]:
+        return []
+
+    def max_seq(self) -> int:
+        return 0
+
     def close(self) -> None: ...
 
 
@@ -326,9 +363,11 @@ def core_run(count: int, *, workers: int, per_poll: int, store_kind: str) -> dic
         sched.recover()
         ids = [f"core-{i}" for i in range(workers)]
         for worker_id in ids:
-            sched.register(records.Registration(
-                worker_id=worker_id, capacity=models.Resources(), max_tasks=per_poll
-            ))
+            sched.register(
+                records.Registration(
+                    worker_id=worker_id, capacity=models.Resources(), max_tasks=per_poll
+                )
+            )
         counter = FinalCounter(count)
         sched.add_listener(counter)
         cpu_before = cpu_self()
@@ -358,8 +397,10 @@ def core_run(count: int, *, workers: int, per_poll: int, store_kind: str) -> dic
         cpu = cpu_self() - cpu_before
         store.close()
     return {
-        "tasks_per_s": count / elapsed, "seconds": elapsed,
-        "submit_seconds": submitted - started, "cpu_us_per_task": cpu / count * 1e6,
+        "tasks_per_s": count / elapsed,
+        "seconds": elapsed,
+        "submit_seconds": submitted - started,
+        "cpu_us_per_task": cpu / count * 1e6,
     }
 
 
@@ -369,31 +410,45 @@ def scheduler_core(count: int, workers: int = 4) -> list[Result]:
         log(f"scheduler core ({label}): {count} tasks, {workers} simulated workers")
         real = core_run(count, workers=workers, per_poll=per_poll, store_kind="sqlite")
         bare = core_run(count, workers=workers, per_poll=per_poll, store_kind="null")
-        results.append(Result(
-            f"scheduler_only_core_{label}", real["tasks_per_s"], "tasks/s",
-            detail={
-                "tasks": count, "workers": workers, "tasks_per_poll": per_poll,
-                "reports": "RUNNING and COMPLETED separately" if per_poll == 1
-                else "RUNNING+COMPLETED of the whole poll in one batch",
-                "store": "SQLite (WAL, synchronous=NORMAL) in a temp dir",
-                "seconds": real["seconds"], "submit_seconds": real["submit_seconds"],
-                "cpu_us_per_task": real["cpu_us_per_task"],
-            },
-            comparison={
-                "null_store_tasks_per_s": bare["tasks_per_s"],
-                "null_store_cpu_us_per_task": bare["cpu_us_per_task"],
-                "sqlite_share_of_time": 1 - real["tasks_per_s"] / bare["tasks_per_s"],
-            },
-        ))
+        results.append(
+            Result(
+                f"scheduler_only_core_{label}",
+                real["tasks_per_s"],
+                "tasks/s",
+                detail={
+                    "tasks": count,
+                    "workers": workers,
+                    "tasks_per_poll": per_poll,
+                    "reports": "RUNNING and COMPLETED separately"
+                    if per_poll == 1
+                    else "RUNNING+COMPLETED of the whole poll in one batch",
+                    "store": "SQLite (WAL, synchronous=NORMAL) in a temp dir",
+                    "seconds": real["seconds"],
+                    "submit_seconds": real["submit_seconds"],
+                    "cpu_us_per_task": real["cpu_us_per_task"],
+                },
+                comparison={
+                    "null_store_tasks_per_s": bare["tasks_per_s"],
+                    "null_store_cpu_us_per_task": bare["cpu_us_per_task"],
+                    "sqlite_share_of_time": 1 - real["tasks_per_s"] / bare["tasks_per_s"],
+                },
+            )
+        )
     return results
 
 
 async def _grpc_run(count: int, workers: int, per_poll: int) -> dict[str, Any]:
     async with scheduler_process(workers=0, tasks_per_worker=1) as process:
         sim = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.simworkers", process.address,
-            f"--workers={workers}", f"--max-tasks={per_poll}", f"--expect={count}",
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bench.simworkers",
+            process.address,
+            f"--workers={workers}",
+            f"--max-tasks={per_poll}",
+            f"--expect={count}",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
         )
         try:
             await wait_for_workers(process.scheduler, workers)
@@ -404,8 +459,9 @@ async def _grpc_run(count: int, workers: int, per_poll: int) -> dict[str, Any]:
             process.scheduler.submit(submissions(count))
             done = asyncio.ensure_future(counter.done.wait())
             exited = asyncio.ensure_future(sim.wait())
-            await asyncio.wait({done, exited}, timeout=FINAL_TIMEOUT,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {done, exited}, timeout=FINAL_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
             elapsed = time.perf_counter() - started
             cpu = cpu_self() - cpu_before
             process.scheduler.remove_listener(counter)
@@ -421,11 +477,13 @@ async def _grpc_run(count: int, workers: int, per_poll: int) -> dict[str, Any]:
                 await sim.wait()
     client = json.loads(out.decode().strip().splitlines()[-1])
     return {
-        "tasks_per_s": count / elapsed, "seconds": elapsed,
+        "tasks_per_s": count / elapsed,
+        "seconds": elapsed,
         "scheduler_cpu_us_per_task": cpu / count * 1e6,
         "scheduler_cpu_share_of_one_core": cpu / elapsed,
         "client_cpu_us_per_task": client["cpu_seconds"] / count * 1e6,
-        "polls": client["polls"], "batches": client["batches"],
+        "polls": client["polls"],
+        "batches": client["batches"],
     }
 
 
@@ -434,17 +492,25 @@ def scheduler_grpc(count: int, workers: int = 4) -> list[Result]:
     for label, per_poll in (("per_task", 1), ("batched", 64)):
         log(f"scheduler over gRPC ({label}): {count} tasks, {workers} simulated workers")
         run = asyncio.run(_grpc_run(count, workers, per_poll))
-        results.append(Result(
-            f"scheduler_only_grpc_{label}", run["tasks_per_s"], "tasks/s",
-            detail={
-                "tasks": count, "workers": workers, "max_tasks_per_poll": per_poll,
-                "rpcs": "PollForTask + one BatchUpdateTaskStatus (RUNNING+COMPLETED) per poll",
-                "seconds": run["seconds"], "polls": run["polls"], "batches": run["batches"],
-                "scheduler_cpu_us_per_task": run["scheduler_cpu_us_per_task"],
-                "scheduler_cpu_share_of_one_core": run["scheduler_cpu_share_of_one_core"],
-                "client_process_cpu_us_per_task": run["client_cpu_us_per_task"],
-            },
-        ))
+        results.append(
+            Result(
+                f"scheduler_only_grpc_{label}",
+                run["tasks_per_s"],
+                "tasks/s",
+                detail={
+                    "tasks": count,
+                    "workers": workers,
+                    "max_tasks_per_poll": per_poll,
+                    "rpcs": "PollForTask + one BatchUpdateTaskStatus (RUNNING+COMPLETED) per poll",
+                    "seconds": run["seconds"],
+                    "polls": run["polls"],
+                    "batches": run["batches"],
+                    "scheduler_cpu_us_per_task": run["scheduler_cpu_us_per_task"],
+                    "scheduler_cpu_share_of_one_core": run["scheduler_cpu_share_of_one_core"],
+                    "client_process_cpu_us_per_task": run["client_cpu_us_per_task"],
+                },
+            )
+        )
     return results
 
 

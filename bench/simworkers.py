@@ -57,16 +57,21 @@ class Tally:
 async def sim_worker(address: str, worker_id: str, max_tasks: int, tally: Tally) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = worker_pb2_grpc.WorkerServiceStub(channel)
-        await stub.RegisterWorker(pb.RegisterWorkerRequest(
-            worker_id=worker_id,
-            capabilities=pb.WorkerCapabilities(max_concurrent_tasks=max_tasks),
-            hostname="bench", pool="", version="bench", pid=os.getpid(),
-        ))
+        await stub.RegisterWorker(
+            pb.RegisterWorkerRequest(
+                worker_id=worker_id,
+                capabilities=pb.WorkerCapabilities(max_concurrent_tasks=max_tasks),
+                hostname="bench",
+                pool="",
+                version="bench",
+                pid=os.getpid(),
+            )
+        )
         while not tally.finished.is_set():
             # A short wait: once every task is done, the others notice within it and leave.
-            response = await stub.PollForTask(pb.PollForTaskRequest(
-                worker_id=worker_id, max_tasks=max_tasks, wait=_duration(0.5)
-            ))
+            response = await stub.PollForTask(
+                pb.PollForTaskRequest(worker_id=worker_id, max_tasks=max_tasks, wait=_duration(0.5))
+            )
             tally.polls += 1
             tasks = ([response.task] if response.has_task else []) + list(response.more_tasks)
             if not tasks:
@@ -74,14 +79,25 @@ async def sim_worker(address: str, worker_id: str, max_tasks: int, tally: Tally)
             stamp = _now()
             updates = []
             for task in tasks:
-                updates.append(pb.UpdateTaskStatusRequest(
-                    task_id=task.id, worker_id=worker_id, status=pb.RUNNING,
-                    attempt=task.attempt, timestamp=stamp,
-                ))
-                updates.append(pb.UpdateTaskStatusRequest(
-                    task_id=task.id, worker_id=worker_id, status=pb.COMPLETED,
-                    attempt=task.attempt, exit_code=0, timestamp=stamp,
-                ))
+                updates.append(
+                    pb.UpdateTaskStatusRequest(
+                        task_id=task.id,
+                        worker_id=worker_id,
+                        status=pb.RUNNING,
+                        attempt=task.attempt,
+                        timestamp=stamp,
+                    )
+                )
+                updates.append(
+                    pb.UpdateTaskStatusRequest(
+                        task_id=task.id,
+                        worker_id=worker_id,
+                        status=pb.COMPLETED,
+                        attempt=task.attempt,
+                        exit_code=0,
+                        timestamp=stamp,
+                    )
+                )
             await stub.BatchUpdateTaskStatus(
                 pb.BatchUpdateTaskStatusRequest(worker_id=worker_id, updates=updates)
             )
@@ -89,17 +105,21 @@ async def sim_worker(address: str, worker_id: str, max_tasks: int, tally: Tally)
             tally.done += len(tasks)
             if tally.done >= tally.expect:
                 tally.finished.set()
-        await stub.UpdateWorkerStatus(pb.UpdateWorkerStatusRequest(
-            worker_id=worker_id, status=pb.TERMINATED, reason="bench done"
-        ))
+        await stub.UpdateWorkerStatus(
+            pb.UpdateWorkerStatusRequest(
+                worker_id=worker_id, status=pb.TERMINATED, reason="bench done"
+            )
+        )
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     tally = Tally(args.expect)
-    await asyncio.gather(*(
-        sim_worker(args.address, f"sim-{os.getpid()}-{i}", args.max_tasks, tally)
-        for i in range(args.workers)
-    ))
+    await asyncio.gather(
+        *(
+            sim_worker(args.address, f"sim-{os.getpid()}-{i}", args.max_tasks, tally)
+            for i in range(args.workers)
+        )
+    )
     return {"done": tally.done, "polls": tally.polls, "batches": tally.batches}
 
 
@@ -127,7 +147,8 @@ async def heartbeat_worker(
     loop = asyncio.get_running_loop()
     next_at = loop.time() + random.uniform(0, interval)
     request = pb.HeartbeatRequest(
-        worker_id=worker_id, status=pb.AVAILABLE,
+        worker_id=worker_id,
+        status=pb.AVAILABLE,
         metrics=pb.WorkerMetrics(cpu_usage=1.0, memory_usage=2.0, load_average=0.1),
     )
     while not beats.stopping.is_set():
@@ -162,11 +183,17 @@ async def heartbeat_main(args: argparse.Namespace) -> dict[str, object]:
 
     async def register(index: int, worker_id: str) -> None:
         async with gate:
-            await stubs[index % len(stubs)].RegisterWorker(pb.RegisterWorkerRequest(
-                worker_id=worker_id,
-                capabilities=pb.WorkerCapabilities(max_concurrent_tasks=1),
-                hostname="bench", pool="", version="bench", pid=os.getpid(),
-            ), timeout=60)
+            await stubs[index % len(stubs)].RegisterWorker(
+                pb.RegisterWorkerRequest(
+                    worker_id=worker_id,
+                    capabilities=pb.WorkerCapabilities(max_concurrent_tasks=1),
+                    hostname="bench",
+                    pool="",
+                    version="bench",
+                    pid=os.getpid(),
+                ),
+                timeout=60,
+            )
 
     started = time.perf_counter()
     await asyncio.gather(*(register(i, w) for i, w in enumerate(ids)))
@@ -174,8 +201,9 @@ async def heartbeat_main(args: argparse.Namespace) -> dict[str, object]:
     print("registered", flush=True)
     beats = Beats()
     loops = [
-        asyncio.ensure_future(heartbeat_worker(stubs[i % len(stubs)], w, args.heartbeat_interval,
-                                               beats))
+        asyncio.ensure_future(
+            heartbeat_worker(stubs[i % len(stubs)], w, args.heartbeat_interval, beats)
+        )
         for i, w in enumerate(ids)
     ]
     reader = asyncio.StreamReader()
@@ -187,8 +215,15 @@ async def heartbeat_main(args: argparse.Namespace) -> dict[str, object]:
             beats.measuring = True
             cpu_at_start = _cpu()
         elif line == "lap":  # the latencies so far, then measuring goes on afresh
-            print(json.dumps({"latencies_ms": [round(x, 3) for x in beats.latencies_ms],
-                              "failures": beats.failures}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "latencies_ms": [round(x, 3) for x in beats.latencies_ms],
+                        "failures": beats.failures,
+                    }
+                ),
+                flush=True,
+            )
             beats.latencies_ms, beats.failures = [], 0
         elif line == "stop":
             break
@@ -199,8 +234,10 @@ async def heartbeat_main(args: argparse.Namespace) -> dict[str, object]:
     for channel in channels:
         await channel.close()
     return {
-        "registration_seconds": registration_seconds, "heartbeats": beats.sent,
-        "failures": beats.failures, "reregister": beats.reregister,
+        "registration_seconds": registration_seconds,
+        "heartbeats": beats.sent,
+        "failures": beats.failures,
+        "reregister": beats.reregister,
         "cpu_seconds_measured": cpu,
         "latencies_ms": [round(x, 3) for x in beats.latencies_ms],
         "started": [(round(at, 4), round(ms, 3)) for at, ms in beats.started],
@@ -222,8 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--max-tasks", type=int, default=1)
     parser.add_argument("--expect", type=int, default=0)
-    parser.add_argument("--heartbeat-interval", type=float, default=0.0,
-                        help="heartbeat mode: seconds between two heartbeats of one worker")
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=0.0,
+        help="heartbeat mode: seconds between two heartbeats of one worker",
+    )
     parser.add_argument("--channels", type=int, default=8, help="heartbeat mode: gRPC channels")
     args = parser.parse_args(argv)
     if args.heartbeat_interval > 0:

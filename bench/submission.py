@@ -45,7 +45,10 @@ async def probe_dispatch(
         tasks = task_service_pb2_grpc.TaskServiceStub(channel)
         worker_id = "probe-worker"
         registration = wpb.RegisterWorkerRequest(
-            worker_id=worker_id, pool="probe", hostname="bench", version="bench",
+            worker_id=worker_id,
+            pool="probe",
+            hostname="bench",
+            version="bench",
             capabilities=wpb.WorkerCapabilities(max_concurrent_tasks=1),
         )
         await workers.RegisterWorker(registration, timeout=30)
@@ -82,9 +85,17 @@ async def _probe_loop(
         number += 1
         polling = asyncio.ensure_future(workers.PollForTask(poll, timeout=120))
         started = time.perf_counter()
-        await tasks.SubmitTasks(tpb.SubmitTasksRequest(tasks=[tpb.TaskSubmission(
-            spec=wpb.Task(name=f"probe-{number}", command="true", priority=10), pool="probe"
-        )]), timeout=120)
+        await tasks.SubmitTasks(
+            tpb.SubmitTasksRequest(
+                tasks=[
+                    tpb.TaskSubmission(
+                        spec=wpb.Task(name=f"probe-{number}", command="true", priority=10),
+                        pool="probe",
+                    )
+                ]
+            ),
+            timeout=120,
+        )
         while True:  # until the probe worker has it, however long and whatever happens
             try:
                 reply = await polling
@@ -99,12 +110,21 @@ async def _probe_loop(
             polling = asyncio.ensure_future(workers.PollForTask(poll, timeout=120))
         samples.append((started, (time.perf_counter() - started) * 1000))
         task = reply.task
-        await workers.BatchUpdateTaskStatus(wpb.BatchUpdateTaskStatusRequest(
-            worker_id=worker_id, updates=[wpb.UpdateTaskStatusRequest(
-                task_id=task.id, worker_id=worker_id, status=wpb.COMPLETED,
-                attempt=task.attempt, exit_code=0,
-            )],
-        ), timeout=120)
+        await workers.BatchUpdateTaskStatus(
+            wpb.BatchUpdateTaskStatusRequest(
+                worker_id=worker_id,
+                updates=[
+                    wpb.UpdateTaskStatusRequest(
+                        task_id=task.id,
+                        worker_id=worker_id,
+                        status=wpb.COMPLETED,
+                        attempt=task.attempt,
+                        exit_code=0,
+                    )
+                ],
+            ),
+            timeout=120,
+        )
         await asyncio.sleep(0.02)
 
 
@@ -141,24 +161,41 @@ async def _measure(
     return {
         "beats_before": [ms for at, ms in calls if begin <= at < go],
         "beats_during": [ms for at, ms in calls if go <= at <= done],
-        "submitted": submitted, "window_s": done - go, "scheduler_cpu_s": cpu,
+        "submitted": submitted,
+        "window_s": done - go,
+        "scheduler_cpu_s": cpu,
         "dispatch_before": [ms for at, ms in samples if at < go],
         "dispatch_during": [ms for at, ms in samples if go <= at <= done],
     }
 
 
 def submission_under_load(full: bool) -> list[Result]:
-    log(f"submission under load: {BULK_TASKS:,} tasks in one SubmitTasks call, "
-        f"{HEARTBEAT_WORKERS} workers heartbeating every 1 s, a probe task dispatched at a time")
+    log(
+        f"submission under load: {BULK_TASKS:,} tasks in one SubmitTasks call, "
+        f"{HEARTBEAT_WORKERS} workers heartbeating every 1 s, a probe task dispatched at a time"
+    )
     with server_subprocess(heartbeat_interval=1.0) as (pid, address):
         beats = subprocess.Popen(
-            [sys.executable, "-m", "bench.simworkers", address,
-             f"--workers={HEARTBEAT_WORKERS}", "--heartbeat-interval=1", "--channels=4"],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "bench.simworkers",
+                address,
+                f"--workers={HEARTBEAT_WORKERS}",
+                "--heartbeat-interval=1",
+                "--channels=4",
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         bulk = subprocess.Popen(
             [sys.executable, "-m", "bench.bulk", address, f"--tasks={BULK_TASKS}"],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             for process, expected in ((beats, "registered"), (bulk, "ready")):
@@ -174,14 +211,17 @@ def submission_under_load(full: bool) -> list[Result]:
     dispatch_before, dispatch_during = run["dispatch_before"], run["dispatch_during"]
     window = run["window_s"]
     common = {
-        "bulk_tasks": BULK_TASKS, "submission_seconds": window,
+        "bulk_tasks": BULK_TASKS,
+        "submission_seconds": window,
         "committed_tasks_per_s": run["submitted"]["ids"] / window,
         "scheduler_cpu_seconds_during": run["scheduler_cpu_s"],
         "scheduler_cpu_us_per_submitted_task": run["scheduler_cpu_s"] / BULK_TASKS * 1e6,
     }
     return [
         Result(
-            "heartbeat_p99_during_submission", percentile(hb_during, 0.99), "ms",
+            "heartbeat_p99_during_submission",
+            percentile(hb_during, 0.99),
+            "ms",
             detail={
                 **common,
                 "heartbeats_during": len(hb_during),
@@ -198,7 +238,9 @@ def submission_under_load(full: bool) -> list[Result]:
             },
         ),
         Result(
-            "dispatch_p50_during_submission", percentile(dispatch_during, 0.5), "ms",
+            "dispatch_p50_during_submission",
+            percentile(dispatch_during, 0.5),
+            "ms",
             detail={
                 **common,
                 "samples_during": len(dispatch_during),

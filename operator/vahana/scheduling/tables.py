@@ -26,6 +26,7 @@ FINISHED_KEPT = 10_000
 """Finished tasks kept in memory (the newest), so that replays of their reports and reads of
 their status need no store read."""
 
+
 def _fields(record_type: type) -> Callable[[Any], tuple[Any, ...]]:
     """A function giving a record's fields, in the order its constructor takes them."""
     return operator.attrgetter(*(field.name for field in dataclasses.fields(record_type)))
