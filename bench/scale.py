@@ -391,7 +391,8 @@ def recovery_after_worker_kill(full: bool) -> list[Result]:
                 "kill_to_requeued_s_each": [m["requeued"] for m in measured],
                 "default_retry_backoff_s": models.RetryPolicy().backoff_seconds,
                 "with_zero_backoff_s": no_backoff["seconds"],
-                "note": "kill → requeued is the silence limit (interval × missed) from the kill plus "
+                "note": "kill → requeued is the silence limit (interval "
+                "× missed) from the kill plus "
                 "the health-check tick; requeued → RUNNING is the task's retry backoff (1 s by "
                 "default, applied to infrastructure losses too) plus dispatch",
                 "heartbeat_interval_s": interval,
@@ -550,7 +551,8 @@ def slurm_pilots_vs_sbatch(full: bool) -> list[Result]:
                 "sbatch_submit_seconds": each["submit_seconds"],
                 "sbatch_jobs_per_s": count / each["seconds"],
                 "sbatch_output_files": each["outputs"],
-                "slurm": "SLURM 22.05, one node with 8 CPUs declared (FAKE_CPUS=8), sched/backfill, "
+                "slurm": "SLURM 22.05, one node with 8 CPUs declared "
+                "(FAKE_CPUS=8), sched/backfill, "
                 "cons_tres, batch_sched_delay=0: tests/fixtures/slurm-fixture.sh",
                 "measured_with": "pilots: submit → all final (scheduler listener), pilots already "
                 "registered (start-up in pilots_startup_seconds); sbatch: first sbatch → squeue "

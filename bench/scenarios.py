@@ -219,7 +219,8 @@ def end_to_end(count: int, *, variants: Sequence[int] = (1, 2), workers: int = 4
                     "tasks_per_worker": tasks_per_worker,
                     "scheduler_cpu_seconds": run["scheduler_cpu_seconds"],
                     "scheduler_cpu_share_of_one_core": run["scheduler_cpu_share_of_one_core"],
-                    "measured_with": "getrusage(RUSAGE_SELF) of the scheduler process, submit → all final",
+                    "measured_with": "getrusage(RUSAGE_SELF) of the scheduler "
+                    "process, submit → all final",
                 },
                 comparison={"workers_and_tasks_cpu_us_per_task": run["workers_cpu_us_per_task"]},
             )
@@ -300,7 +301,8 @@ def dispatch_latency(samples: int, workers: int = 4) -> list[Result]:
                 "submit_to_assigned_p99_ms": percentile(spans["to_assigned"], 0.99),
                 "assigned_to_running_p50_ms": percentile(spans["assigned_to_running"], 0.5),
                 "submit_to_final_p50_ms": percentile(spans["to_final"], 0.5),
-                "measured_with": "the scheduler's task listener, perf_counter in the scheduler process",
+                "measured_with": "the scheduler's task listener, perf_counter "
+                "in the scheduler process",
             },
         )
     ]
