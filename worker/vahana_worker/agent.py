@@ -398,6 +398,14 @@ class Worker:
         try:
             response = self._client.register(request)
         except grpc.RpcError as exc:
+            if client.code_of(exc) is grpc.StatusCode.FAILED_PRECONDITION:
+                # Quarantined: its attempts all failed in this worker. Retrying would change
+                # nothing; exiting lets its pool start another worker in its place.
+                message = f"the scheduler refuses this worker: {client.details_of(exc)}"
+                _ev("giving up: " + message, level=logging.ERROR)
+                self._fatal = PermissionError(message)
+                self.shutdown(reason=message)
+                return False
             if client.code_of(exc) in (
                 grpc.StatusCode.UNAUTHENTICATED,
                 grpc.StatusCode.PERMISSION_DENIED,

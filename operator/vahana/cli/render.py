@@ -114,6 +114,9 @@ def workers_table(workers: list[pb.WorkerInfo]) -> Table:
         "AGE",
     ):
         table.add_column(column, overflow="fold")
+    reasons = any(worker.status_message for worker in workers)
+    if reasons:
+        table.add_column("REASON", overflow="fold")
     for worker in workers:
         heartbeat = (
             age(worker.last_heartbeat.ToNanoseconds() / 1e9) + " ago"
@@ -130,5 +133,6 @@ def workers_table(workers: list[pb.WorkerInfo]) -> Table:
             f"{worker.metrics.memory_usage:.0f}",
             heartbeat,
             age(worker.registered_at.ToNanoseconds() / 1e9),
+            *([worker.status_message or "-"] if reasons else []),
         )
     return table

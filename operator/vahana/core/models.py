@@ -10,6 +10,8 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 
+from vahana.core import quarantine
+
 
 class TaskPhase(enum.StrEnum):
     """A task's status; the names are those of `worker.TaskStatus`."""
@@ -205,6 +207,11 @@ class WorkerRecord:
     prefetch: int = 0
     """Tasks it may hold beyond `max_tasks`, queued until a slot frees (from its registration;
     not stored: 0 after a scheduler restart until it registers again)."""
+    quarantine_reason: str = ""
+    """Set when it was quarantined (`core.quarantine`): UNHEALTHY, no more tasks, refused if
+    it registers again under this id."""
+    streak: quarantine.Streak = dataclasses.field(default_factory=quarantine.Streak)
+    """Its current run of infrastructure failures (not stored)."""
 
 
 @dataclasses.dataclass(slots=True)

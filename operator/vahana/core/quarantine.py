@@ -9,17 +9,17 @@ and those it fails while draining do not count):
 - A run of consecutive infrastructure failures is a *streak*; any other outcome ends it.
 - The first failure of a streak spends the task's infrastructure budget as usual; the ones
   after it spend nothing while the worker is under suspicion, so a black hole cannot exhaust
-  a task's budget before it is caught.
+  the budgets of the tasks it takes before it is caught. A task that fails again within the
+  streak is charged again: one task failing over and over is the task's doing, and must end
+  on its budget rather than loop for free.
 - When a streak reaches `failures` attempts within `window_seconds`, the worker is quarantined:
-  it gets no more tasks, shows UNHEALTHY with the reason, and the first failure's charge is
-  given back to the tasks of the streak that are still queued.
+  it gets no more tasks, shows UNHEALTHY with the reason, and the charges of the streak are
+  given back to their tasks if they are still queued.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
-from vahana.core import models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +36,10 @@ class Streak:
 
     times: tuple[float, ...] = ()
     """When its latest failures (at most the policy's count) were reported."""
-    charged_task_id: str = ""
-    """The task whose failure opened the streak: the only one that spent its budget."""
+    failed: frozenset[str] = frozenset()
+    """Every task the streak failed."""
+    charged: tuple[str, ...] = ()
+    """The tasks whose failure in the streak spent their budget (a task once per charge)."""
     last_message: str = ""
 
 
@@ -50,25 +52,31 @@ class Verdict:
     quarantine_reason: str = ""
     """Set when the worker is to be quarantined: why, for its status."""
     refund: tuple[str, ...] = ()
-    """Tasks whose infrastructure charge of this streak is given back (if still queued)."""
+    """Tasks whose infrastructure charges of this streak are given back, one per entry (if
+    they are still queued)."""
 
 
 def judge(
     streak: Streak,
     *,
     task_id: str,
-    kind: models.FailureKind | None,
+    failed_in_worker: bool,
     now: float,
     message: str,
     policy: QuarantinePolicy,
 ) -> Verdict:
-    """The verdict on one attempt a worker reported ended (kind None: it did not fail)."""
-    if kind != models.FailureKind.INFRASTRUCTURE or policy.failures <= 0:
+    """The verdict on one attempt a worker reported ended: `failed_in_worker` when it ended as
+    an infrastructure failure, False when it completed or the task itself failed."""
+    if not failed_in_worker or policy.failures <= 0:
         return Verdict(Streak(), charge=True)
-    charge = not streak.times
-    times = (*streak.times, now)
-    times = times[-policy.failures :]  # only the latest count, and only within the window
-    updated = Streak(times, task_id if charge else streak.charged_task_id, message)
+    charge = not streak.times or task_id in streak.failed
+    times = (*streak.times, now)[-policy.failures :]  # the latest count, within the window
+    updated = Streak(
+        times,
+        streak.failed | {task_id},
+        (*streak.charged, task_id) if charge else streak.charged,
+        message,
+    )
     if len(times) < policy.failures:
         return Verdict(updated, charge=charge)
     if times[-1] - times[0] > policy.window_seconds:
@@ -77,6 +85,4 @@ def judge(
         f"quarantined: its last {len(times)} attempts failed in the worker within "
         f"{times[-1] - times[0]:.0f}s (last: {message or 'no message'})"
     )
-    return Verdict(
-        updated, charge=charge, quarantine_reason=reason, refund=(updated.charged_task_id,)
-    )
+    return Verdict(updated, charge=charge, quarantine_reason=reason, refund=updated.charged)

@@ -76,6 +76,7 @@ def worker_status(worker: models.WorkerRecord) -> dict[str, Any]:
         "memoryUsage": round(worker.metrics.memory_usage, 1),
         "lastHeartbeat": timestamp(worker.last_heartbeat),
         "hostname": worker.hostname or None,
+        "reason": worker.quarantine_reason[:1024] or None,
         "allocationEndsAt": timestamp(worker.allocation_ends_at),
         "capabilities": {
             "cpu": f"{capacity.cpu_cores:g}",

@@ -55,3 +55,5 @@ class Instrumentation:
             self.metrics.heartbeats.labels(pool).inc()
         elif event == "unhealthy":
             self.metrics.workers_unhealthy.labels(pool).inc()
+        elif event == "quarantined":
+            self.metrics.workers_quarantined.labels(pool).inc()

@@ -84,6 +84,12 @@ class SchedulerMetrics:
             ["pool"],
             registry=r,
         )
+        self.workers_quarantined = Counter(
+            "vahana_workers_quarantined",
+            "Workers quarantined because their attempts all failed in the worker, by pool.",
+            ["pool"],
+            registry=r,
+        )
         grpc_labels = ["grpc_service", "grpc_method", "grpc_type"]
         self.grpc_started = Counter(
             "vahana_grpc_server_started",

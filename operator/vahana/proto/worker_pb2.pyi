@@ -379,7 +379,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., status: _Optional[_Union[WorkerStatus, str]] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "status", "capabilities", "metrics", "pool", "hostname", "active_task_ids", "registered_at", "last_heartbeat", "experiment_id", "compute_resource_id")
+    __slots__ = ("worker_id", "status", "capabilities", "metrics", "pool", "hostname", "active_task_ids", "registered_at", "last_heartbeat", "experiment_id", "compute_resource_id", "status_message")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -391,6 +391,7 @@ class WorkerInfo(_message.Message):
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     status: WorkerStatus
     capabilities: WorkerCapabilities
@@ -402,7 +403,8 @@ class WorkerInfo(_message.Message):
     last_heartbeat: _timestamp_pb2.Timestamp
     experiment_id: str
     compute_resource_id: str
-    def __init__(self, worker_id: _Optional[str] = ..., status: _Optional[_Union[WorkerStatus, str]] = ..., capabilities: _Optional[_Union[WorkerCapabilities, _Mapping]] = ..., metrics: _Optional[_Union[WorkerMetrics, _Mapping]] = ..., pool: _Optional[str] = ..., hostname: _Optional[str] = ..., active_task_ids: _Optional[_Iterable[str]] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., experiment_id: _Optional[str] = ..., compute_resource_id: _Optional[str] = ...) -> None: ...
+    status_message: str
+    def __init__(self, worker_id: _Optional[str] = ..., status: _Optional[_Union[WorkerStatus, str]] = ..., capabilities: _Optional[_Union[WorkerCapabilities, _Mapping]] = ..., metrics: _Optional[_Union[WorkerMetrics, _Mapping]] = ..., pool: _Optional[str] = ..., hostname: _Optional[str] = ..., active_task_ids: _Optional[_Iterable[str]] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., experiment_id: _Optional[str] = ..., compute_resource_id: _Optional[str] = ..., status_message: _Optional[str] = ...) -> None: ...
 
 class ListWorkersResponse(_message.Message):
     __slots__ = ("workers",)

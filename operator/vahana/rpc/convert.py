@@ -242,6 +242,7 @@ def worker_info(worker: models.WorkerRecord) -> pb.WorkerInfo:
         registered_at=timestamp(worker.registered_at),
         experiment_id=worker.experiment_id,
         compute_resource_id=worker.compute_resource_id,
+        status_message=worker.quarantine_reason,
     )
     if worker.metrics.timestamp:
         info.metrics.timestamp.CopyFrom(timestamp(worker.metrics.timestamp))

@@ -44,7 +44,11 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self, request: pb.RegisterWorkerRequest, context: Any
     ) -> pb.RegisterWorkerResponse:
         await _refuse_invalid(context, lambda: checks.registration(request))
-        revoked = await self._scheduler.register_async(convert.registration_of(request))
+        try:
+            revoked = await self._scheduler.register_async(convert.registration_of(request))
+        except records.WorkerQuarantined as error:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            raise  # abort raises; this keeps type checkers honest
         response = pb.RegisterWorkerResponse(
             success=True,
             message="registered",

@@ -13,11 +13,12 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 from vahana.core import clock as clocks
-from vahana.core import leases, matching, models
+from vahana.core import leases, matching, models, quarantine
 from vahana.scheduling import lifecycle, records, tables
 
 P = models.TaskPhase
 W = models.WorkerState
+_NO_QUARANTINE = quarantine.QuarantinePolicy(failures=0)
 
 
 # -- clients -------------------------------------------------------------------------------------
@@ -84,6 +85,11 @@ def register(change: tables.Change, registration: records.Registration) -> list[
     """Adds or re-admits a worker; returns the leases it reported that are no longer its."""
     now, live = change.now, change.tables
     earlier = live.workers.get(registration.worker_id)
+    if earlier is not None and earlier.quarantine_reason:
+        raise records.WorkerQuarantined(
+            f"worker {earlier.id} is {earlier.quarantine_reason}; start a worker that can "
+            "run tasks (see its log), under another id or once this one is removed"
+        )
     previous = dict(earlier.leases) if earlier else {}
     worker = models.WorkerRecord(
         id=registration.worker_id,
@@ -183,11 +189,12 @@ def report(
     worker_id: str,
     reports: Sequence[records.StatusReport],
     stored: Mapping[str, models.TaskRecord | None],
+    policy: quarantine.QuarantinePolicy = _NO_QUARANTINE,
 ) -> list[records.ReportResult]:
     """Applies status reports; each is fenced by its attempt and judged on its own.
 
     `stored`: the tasks named by reports that are not in memory, as the store has them
-    (finished long ago, or unknown)."""
+    (finished long ago, or unknown). `policy`: when the reporting worker is quarantined."""
     live, now = change.tables, change.now
     worker = live.workers.get(worker_id)
     if worker is not None and worker.state != W.UNHEALTHY:
@@ -214,7 +221,7 @@ def report(
             continue
         assert task is not None
         if check.verdict == leases.Verdict.APPLY:
-            task = lifecycle.apply_report(change, task, item)
+            task = lifecycle.apply_report(change, task, item, policy)
             change.plan.emit(task)
         cancel = task.cancel_requested and not task.is_final
         results.append(
@@ -231,10 +238,11 @@ def report_and_poll(
     reports: Sequence[records.StatusReport],
     stored: Mapping[str, models.TaskRecord | None],
     max_tasks: int,
+    policy: quarantine.QuarantinePolicy = _NO_QUARANTINE,
 ) -> tuple[list[records.ReportResult], records.PollResult]:
     """`report()`, then `poll()` for up to `max_tasks` tasks (none if 0, or if the worker is
     unknown: reports are fenced by lease, not by registration), as one unit."""
-    results = report(change, worker_id, reports, stored)
+    results = report(change, worker_id, reports, stored, policy)
     handed_out = records.PollResult()
     worker = change.tables.workers.get(worker_id)
     if max_tasks > 0 and worker is not None and worker.state != W.UNHEALTHY:

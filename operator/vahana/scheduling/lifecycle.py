@@ -6,9 +6,10 @@ operation's `tables.Change`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from vahana.core import matching, models, retry
+from vahana.core import matching, models, quarantine, retry
 from vahana.scheduling import records, tables
 
 P = models.TaskPhase
@@ -64,7 +65,10 @@ def assign(
 
 
 def apply_report(
-    change: tables.Change, task: models.TaskRecord, item: records.StatusReport
+    change: tables.Change,
+    task: models.TaskRecord,
+    item: records.StatusReport,
+    policy: quarantine.QuarantinePolicy,
 ) -> models.TaskRecord:
     at = item.timestamp or change.now
     task = change.edit_task(task)
@@ -82,11 +86,85 @@ def apply_report(
         return task
     task.exit_code = item.exit_code
     if item.phase == P.COMPLETED:
+        judge_worker(change, task, failed_in_worker=False, message=item.message, policy=policy)
         end_attempt(change, task, P.COMPLETED, message=item.message)
         return task
     kind = item.failure_kind or models.FailureKind.TASK_ERROR
-    end_attempt(change, task, item.phase, kind=kind, message=item.message)
+    worker_id = task.worker_id
+    if item.phase == P.CANCELLED:  # says nothing of the worker's health
+        end_attempt(change, task, item.phase, kind=kind, message=item.message)
+        return task
+    verdict = judge_worker(
+        change,
+        task,
+        failed_in_worker=kind == models.FailureKind.INFRASTRUCTURE,
+        message=item.message,
+        policy=policy,
+    )
+    charge = verdict is None or verdict.charge
+    end_attempt(change, task, item.phase, kind=kind, message=item.message, charge=charge)
+    if verdict is not None and verdict.quarantine_reason:
+        quarantine_worker(change, worker_id, verdict)
     return task
+
+
+def judge_worker(
+    change: tables.Change,
+    task: models.TaskRecord,
+    *,
+    failed_in_worker: bool,
+    message: str,
+    policy: quarantine.QuarantinePolicy,
+) -> quarantine.Verdict | None:
+    """Updates the reporting worker's streak of infrastructure failures; None when it does
+    not count (no such worker, or it is draining: its tasks fail because it leaves)."""
+    worker = change.tables.workers.get(task.worker_id)
+    if worker is None or worker.state in (W.DRAINING, W.UNHEALTHY):
+        return None
+    if worker.id in change.tables.drain_requested:
+        return None
+    verdict = quarantine.judge(
+        worker.streak,
+        task_id=task.id,
+        failed_in_worker=failed_in_worker,
+        now=change.now,
+        message=message,
+        policy=policy,
+    )
+    if verdict.streak != worker.streak:
+        change.edit_worker(worker).streak = verdict.streak
+    return verdict
+
+
+def quarantine_worker(change: tables.Change, worker_id: str, verdict: quarantine.Verdict) -> None:
+    """No more tasks for the worker: UNHEALTHY with the reason; its other tasks run elsewhere
+    and, like the ones it failed, spend no retry budget (the streak's first charge is given
+    back to its task if that one is still queued)."""
+    live = change.tables
+    worker = change.edit_worker(live.workers[worker_id])
+    worker.quarantine_reason = verdict.quarantine_reason
+    worker.state = W.UNHEALTHY
+    worker.unhealthy_since = change.now
+    change.set_drain(worker.id, False)
+    change.plan.hooks.append(("quarantined", worker))
+    change.plan.log(
+        "quarantined worker_id=%s pool=%s: %s",
+        worker.id,
+        worker.pool or "-",
+        verdict.quarantine_reason,
+        level=logging.WARNING,
+    )
+    for task_id in list(worker.leases):
+        lose(change, live.tasks[task_id], f"worker {worker.id} was quarantined", charge=False)
+    for task_id in verdict.refund:
+        task = live.tasks.get(task_id)
+        if task is None or task.phase != P.PENDING or task.infra_failures <= 0:
+            continue
+        change.unqueue(task_id)
+        task = change.edit_task(task)
+        task.infra_failures -= 1
+        change.push(task)
+    change.save_worker(live.workers[worker.id])
 
 
 def current_attempt(change: tables.Change, task: models.TaskRecord) -> models.AttemptRecord:
@@ -103,10 +181,19 @@ def current_attempt(change: tables.Change, task: models.TaskRecord) -> models.At
     return found
 
 
-def lose(change: tables.Change, task: models.TaskRecord, reason: str) -> None:
+def lose(
+    change: tables.Change, task: models.TaskRecord, reason: str, *, charge: bool = True
+) -> None:
     """Ends the current attempt as lost to the infrastructure (worker gone, restarted…)."""
     task = change.edit_task(task)
-    end_attempt(change, task, P.FAILED, kind=models.FailureKind.INFRASTRUCTURE, message=reason)
+    end_attempt(
+        change,
+        task,
+        P.FAILED,
+        kind=models.FailureKind.INFRASTRUCTURE,
+        message=reason,
+        charge=charge,
+    )
 
 
 def end_attempt(
@@ -116,9 +203,10 @@ def end_attempt(
     *,
     kind: models.FailureKind | None = None,
     message: str = "",
+    charge: bool = True,
 ) -> None:
     """Closes the current attempt of `task` (a copy this change owns), then finishes the task
-    or puts it back in the queue."""
+    or puts it back in the queue. `charge`: a failure spends the task's retry budget."""
     now, live = change.now, change.tables
     attempt = change.edit_attempt(current_attempt(change, task))
     attempt.phase, attempt.finished_at = phase, now
@@ -141,7 +229,9 @@ def end_attempt(
     elif phase == P.PENDING:  # handed back unstarted: no failure, no backoff
         requeue(change, task, message, not_before=0.0)
     else:
-        if kind == models.FailureKind.INFRASTRUCTURE:
+        if not charge:
+            pass
+        elif kind == models.FailureKind.INFRASTRUCTURE:
             task.infra_failures += 1
         else:
             task.task_failures += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vahana.core import models
+from vahana.core import models, quarantine
 
 Lease = tuple[str, int]
 """(task id, attempt)"""
@@ -32,6 +32,16 @@ class SchedulerSettings:
     the writer commits the chunks waiting together."""
     commit_group_rows: int = 2_000
     """Rows one group commit writes at most (a larger chunk is a commit of its own)."""
+
+    quarantine_failures: int = 5
+    """A worker whose last this many attempts all failed in the worker (infrastructure
+    failures it reported itself) is quarantined (`core.quarantine`); 0: never."""
+    quarantine_window_seconds: float = 60.0
+    """…if they all came within this many seconds."""
+
+    @property
+    def quarantine(self) -> quarantine.QuarantinePolicy:
+        return quarantine.QuarantinePolicy(self.quarantine_failures, self.quarantine_window_seconds)
 
     @property
     def silence_limit_seconds(self) -> float:
@@ -99,6 +109,10 @@ class HeartbeatResult:
     cancels: list[Lease] = dataclasses.field(default_factory=list)
     drain: bool = False
     reregister: bool = False
+
+
+class WorkerQuarantined(RuntimeError):
+    """A quarantined worker registered again under its id; the message says why it was."""
 
 
 class UnknownWorker(LookupError):

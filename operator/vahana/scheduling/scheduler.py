@@ -225,13 +225,17 @@ class Scheduler:
     ) -> list[records.ReportResult]:
         """Applies status reports; each is fenced by its attempt and judged on its own."""
         stored = self._read_unknown_tasks_sync(reports)
-        return self._run("report", decisions.report, worker_id, reports, stored)  # type: ignore[no-any-return]
+        return self._run(  # type: ignore[no-any-return]
+            "report", decisions.report, worker_id, reports, stored, self.settings.quarantine
+        )
 
     async def report_async(
         self, worker_id: str, reports: Sequence[records.StatusReport]
     ) -> list[records.ReportResult]:
         stored = await self._read_unknown_tasks(reports)
-        return await self._run_async("report", decisions.report, worker_id, reports, stored)  # type: ignore[no-any-return]
+        return await self._run_async(  # type: ignore[no-any-return]
+            "report", decisions.report, worker_id, reports, stored, self.settings.quarantine
+        )
 
     def report_and_poll(
         self, worker_id: str, reports: Sequence[records.StatusReport], max_tasks: int
@@ -240,7 +244,13 @@ class Scheduler:
         is unknown: reports are fenced by lease, not by registration) — one unit of work."""
         stored = self._read_unknown_tasks_sync(reports)
         return self._run(  # type: ignore[no-any-return]
-            "report", decisions.report_and_poll, worker_id, reports, stored, max_tasks
+            "report",
+            decisions.report_and_poll,
+            worker_id,
+            reports,
+            stored,
+            max_tasks,
+            self.settings.quarantine,
         )
 
     async def report_and_poll_async(
@@ -248,7 +258,13 @@ class Scheduler:
     ) -> tuple[list[records.ReportResult], records.PollResult]:
         stored = await self._read_unknown_tasks(reports)
         plan = self._decide(
-            "report", decisions.report_and_poll, worker_id, reports, stored, max_tasks
+            "report",
+            decisions.report_and_poll,
+            worker_id,
+            reports,
+            stored,
+            max_tasks,
+            self.settings.quarantine,
         )
         await self._handing_out(plan, worker_id, plan.result[1])
         return plan.result  # type: ignore[no-any-return]

@@ -59,6 +59,7 @@ WORKER_COLUMNS = (
     "experiment_id",
     "compute_resource_id",
     "leases",
+    "quarantine_reason",
 )
 
 
@@ -243,6 +244,7 @@ def worker_row(worker: models.WorkerRecord) -> tuple[Any, ...]:
         worker.experiment_id,
         worker.compute_resource_id,
         json.dumps(worker.leases),
+        worker.quarantine_reason,
     )
 
 
@@ -260,4 +262,5 @@ def worker_from_row(row: Mapping[str, Any]) -> models.WorkerRecord:
         experiment_id=row["experiment_id"],
         compute_resource_id=row["compute_resource_id"],
         leases=json.loads(row["leases"]),
+        quarantine_reason=row["quarantine_reason"],
     )

@@ -8,12 +8,15 @@ INFRA = models.FailureKind.INFRASTRUCTURE
 POLICY = quarantine.QuarantinePolicy(failures=5, window_seconds=60)
 
 
-def run(outcomes: list[tuple[str, models.FailureKind | None, float]]) -> list[quarantine.Verdict]:
+def run(
+    outcomes: list[tuple[str, models.FailureKind | None, float]],
+) -> list[quarantine.Verdict]:
     streak = quarantine.Streak()
     verdicts = []
     for task_id, kind, now in outcomes:
         verdict = quarantine.judge(
-            streak, task_id=task_id, kind=kind, now=now, message="cannot make sandbox",
+            streak, task_id=task_id, failed_in_worker=kind == INFRA, now=now,
+            message="cannot make sandbox",
             policy=POLICY,
         )  # fmt: skip
         verdicts.append(verdict)
@@ -56,9 +59,13 @@ def test_failures_spread_wider_than_the_window_do_not_quarantine() -> None:
     assert [v.charge for v in verdicts].count(True) == 1
 
 
-def test_a_single_task_failing_again_and_again_spends_one_retry_then_is_refunded() -> None:
+def test_a_task_failing_again_in_the_streak_is_charged_each_time() -> None:
+    # One task failing over and over is the task's doing: it ends on its budget as before.
+    verdicts = run([("poison", INFRA, 1.0), ("other", INFRA, 2.0), ("poison", INFRA, 3.0)])
+    assert [v.charge for v in verdicts] == [True, False, True]
     verdicts = run([("only", INFRA, float(i)) for i in range(5)])
-    assert verdicts[-1].quarantine_reason and verdicts[-1].refund == ("only",)
+    assert all(v.charge for v in verdicts)
+    assert verdicts[-1].quarantine_reason and verdicts[-1].refund == ("only",) * 5
 
 
 def test_a_zero_policy_never_quarantines() -> None:
@@ -66,7 +73,12 @@ def test_a_zero_policy_never_quarantines() -> None:
     streak = quarantine.Streak()
     for i in range(50):
         verdict = quarantine.judge(
-            streak, task_id=f"t{i}", kind=INFRA, now=float(i), message="", policy=never
+            streak,
+            task_id=f"t{i}",
+            failed_in_worker=True,
+            now=float(i),
+            message="",
+            policy=never,
         )
         assert not verdict.quarantine_reason
         streak = verdict.streak

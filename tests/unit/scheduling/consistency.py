@@ -3,7 +3,8 @@
 `durable_view` is what a restarted scheduler must rebuild from the store: every field the
 store keeps of the live tasks, their current attempts, the workers and the queue. It leaves
 out what only memory holds by design — liveness (last_seen, heartbeats, metrics), idle and
-unhealthy timers, prefetch, unsent cancels, drains not yet asked of a worker — and is the
+unhealthy timers, prefetch, streaks of failures, unsent cancels, drains not yet asked of a
+worker — and is the
 same whether read from the scheduler that made the changes or from one that recovered.
 
 `memory_view` is everything memory holds but liveness: what a rolled-back operation must
@@ -32,6 +33,7 @@ def _worker(worker: Any) -> tuple[Any, ...]:
         worker.registered_at,
         worker.allocation_ends_at,
         tuple(sorted(worker.leases.items())),
+        worker.quarantine_reason,
     )
 
 
@@ -58,7 +60,7 @@ def memory_view(source: scheduler.Scheduler | tables.Tables) -> dict[str, Any]:
         "finished": {task_id: codec.task_row(task) for task_id, task in live.finished.items()},
         "keys": dict(live.keys),
         "workers": {
-            worker_id: (_worker(w), w.idle_since, w.unhealthy_since, w.prefetch)
+            worker_id: (_worker(w), w.idle_since, w.unhealthy_since, w.prefetch, w.streak)
             for worker_id, w in live.workers.items()
         },
         "cancels": {w: sorted(leases) for w, leases in live.unsent_cancels.items() if leases},

@@ -5,6 +5,7 @@ The shared behaviour is in test_store_contract.py, which runs on PostgreSQL too.
 
 from __future__ import annotations
 
+import importlib.resources
 import sys
 import threading
 import urllib.parse
@@ -17,6 +18,13 @@ from vahana.app import stores
 from vahana.store import base, postgres
 
 PASSWORD = "s3cr3t-pw"
+
+# The numbered migrations the package ships: each is applied exactly once.
+SHIPPED_MIGRATIONS = sorted(
+    int(entry.name.split("_", 1)[0])
+    for entry in (importlib.resources.files("vahana.store") / "migrations").iterdir()
+    if entry.name.endswith(".sql")
+)
 
 
 def with_password(url: str) -> str:
@@ -46,7 +54,7 @@ def test_stores_opening_a_fresh_database_at_once_apply_the_schema_once(postgres_
     try:
         assert errors == [] and len(opened) == count
         versions = opened[0]._rows("SELECT version FROM schema_migrations ORDER BY version")
-        assert [row["version"] for row in versions] == [1]
+        assert [row["version"] for row in versions] == SHIPPED_MIGRATIONS
         opened[0].insert_tasks([make_task("a").record(task_id="a", seq=1)])
         assert [t.id for t in opened[-1].list_tasks()] == ["a"]
     finally:

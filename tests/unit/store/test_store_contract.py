@@ -7,6 +7,7 @@ server binaries are missing, failed instead under CI=true.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import pathlib
 from collections.abc import Callable, Iterator
 
@@ -17,6 +18,13 @@ from vahana.store import sql, sqlite
 
 P = models.TaskPhase
 StoreFactory = Callable[[], sql.SqlStore]
+
+# The numbered migrations the package ships: each is applied exactly once.
+SHIPPED_MIGRATIONS = sorted(
+    int(entry.name.split("_", 1)[0])
+    for entry in (importlib.resources.files("vahana.store") / "migrations").iterdir()
+    if entry.name.endswith(".sql")
+)
 
 
 def sqlite_factory(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> StoreFactory:
@@ -294,7 +302,7 @@ def test_migrations_are_idempotent(store: sql.SqlStore) -> None:
     store.migrate()
     assert store.get_task("a") is not None
     versions = store._rows("SELECT version FROM schema_migrations ORDER BY version")
-    assert [row["version"] for row in versions] == [1]
+    assert [row["version"] for row in versions] == SHIPPED_MIGRATIONS
 
 
 def test_reopened_store_sees_the_data(open_store: StoreFactory) -> None:
