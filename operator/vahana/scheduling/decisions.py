@@ -298,6 +298,8 @@ def set_worker_status(
         raise records.UnknownWorker(f"worker {worker_id!r} is not registered")
     live.seen(worker, now)
     change.plan.log("worker_id=%s reports %s %s", worker_id, state.value, reason)
+    if worker.quarantine_reason:
+        return  # stays quarantined (shown, refused) until check_health removes it
     if state == W.TERMINATED:
         lifecycle.remove_worker(change, worker, f"worker {worker_id} terminated {reason}".strip())
         return
@@ -331,7 +333,12 @@ def check_health(change: tables.Change, settings: records.SchedulerSettings) -> 
     for worker in list(live.workers.values()):
         if worker.state == W.UNHEALTHY:
             since = worker.unhealthy_since if worker.unhealthy_since is not None else now
-            if now - since >= settings.removal_after_unhealthy_seconds:
+            keep = (
+                settings.quarantine_seconds
+                if worker.quarantine_reason
+                else settings.removal_after_unhealthy_seconds
+            )
+            if now - since >= keep:
                 lifecycle.remove_worker(change, worker, "worker removed after being unhealthy")
             continue
         silent = now - worker.last_seen

@@ -38,6 +38,9 @@ class SchedulerSettings:
     failures it reported itself) is quarantined (`core.quarantine`); 0: never."""
     quarantine_window_seconds: float = 60.0
     """…if they all came within this many seconds."""
+    quarantine_seconds: float = 600.0
+    """How long a quarantined worker is shown UNHEALTHY with its reason, and refused under its
+    id, before it is removed (whatever it says meanwhile, TERMINATED included)."""
 
     @property
     def quarantine(self) -> quarantine.QuarantinePolicy:

@@ -122,3 +122,18 @@ def test_quarantine_can_be_turned_off(store, clock) -> None:
     submit(sched, *(make_task(f"t{i}").retries(infra=9, backoff=0) for i in range(10)))
     black_hole(sched, clock, "w", 10)
     assert [w.state for w in sched.list_workers()] == [W.AVAILABLE]
+
+
+def test_a_quarantined_worker_is_kept_and_refused_for_the_quarantine_time(sched, clock) -> None:
+    register(sched, make_registration("bad").slots(1))
+    submit(sched, *(make_task(f"t{i}") for i in range(5)))
+    black_hole(sched, clock, "bad", 5)
+    sched.set_worker_status("bad", W.TERMINATED, "exiting")  # what it says as it gives up
+    clock.advance(sched.settings.quarantine_seconds - 1)
+    sched.check_health()
+    [worker] = sched.list_workers()
+    assert worker.state == W.UNHEALTHY and worker.quarantine_reason
+    clock.advance(1)
+    sched.check_health()
+    assert sched.list_workers() == []
+    sched.register(make_registration("bad").slots(1).registration())  # welcome again
