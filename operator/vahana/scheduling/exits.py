@@ -48,7 +48,8 @@ class ExitReporter:
             watching.exit_listener = self.listener(asyncio.get_running_loop())
 
     async def tell(self, worker_id: str, why: str) -> bool:
-        """Tells the scheduler that the worker ended; True if it was still registered."""
+        """Tells the scheduler that the worker ended; True if that lost it (it was registered
+        and not given up on already)."""
         try:
             lost = await self._scheduler.worker_exited_async(worker_id, why)
         except store_base.StoreUnavailable as error:

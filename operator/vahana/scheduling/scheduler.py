@@ -288,8 +288,8 @@ class Scheduler:
 
     def worker_exited(self, worker_id: str, reason: str) -> bool:
         """A pool saw the worker's process, Job or pilot end (`reason` says how): its tasks
-        are requeued as lost and it is removed at once. False if it was not registered (it
-        said TERMINATED after draining, or never registered): nothing to do."""
+        are requeued as lost and it is removed at once. False if there was nothing to do: it
+        was not registered (it said TERMINATED after draining) or was UNHEALTHY already."""
         return self._run("worker exited", decisions.worker_exited, worker_id, reason)  # type: ignore[no-any-return]
 
     async def worker_exited_async(self, worker_id: str, reason: str) -> bool:

@@ -93,13 +93,16 @@ def test_a_worker_that_said_terminated_or_never_registered_is_left_alone() -> No
     assert consistency.memory_view(memory.tables) == before
 
 
-def test_an_unhealthy_worker_that_exits_is_removed_now() -> None:
+def test_a_worker_given_up_on_already_is_left_to_the_health_monitor() -> None:
     memory = Memory()
     running_on_w1(memory, make_task("a").retries(infra=2, backoff=0))
     memory.decide(decisions.set_worker_status, "w1", W.UNHEALTHY, "disk full")
+    before = consistency.memory_view(memory.tables)
     plan = memory.decide(decisions.worker_exited, "w1", KILLED)
-    assert plan.result is True and "w1" not in memory.tables.workers
-    assert not plan.batch.attempts  # its tasks were requeued when it went unhealthy
+    # Its tasks were requeued when it went UNHEALTHY; it stays listed, with its reason, until
+    # the health monitor removes it.
+    assert plan.result is False and not plan.batch and not plan.undo
+    assert consistency.memory_view(memory.tables) == before
 
 
 # -- through the scheduler ----------------------------------------------------------------------
