@@ -263,6 +263,19 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def processes_in(path: Path) -> list[int]:
+    """Pids of the processes whose working directory is `path` or below it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.readlink(proc / "cwd").startswith(str(path)):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
 def serving(address: str, credentials: grpc.ChannelCredentials | None = None) -> bool:
     """True once the gRPC health service at `address` answers SERVING."""
     with open_channel(address, credentials) as channel:

@@ -14,7 +14,9 @@ tasks when the worker drains.
 
 All calls to the scheduler share one circuit breaker; each loop backs off on its own. Running
 tasks never depend on the link: they keep running through an outage and their results wait in
-the reporter.
+the reporter. Backoffs and breaker are capped by the heartbeat interval (`backoff.reconnect_cap`):
+the worker tries to reach the scheduler at least once per interval, so that a restarted
+scheduler hears from it within its recovery grace and does not rerun its tasks.
 
 Lifecycle (after Temporal's worker): `run()` first checks that sandboxes can be made in the
 working dir (`workdir`; exit 1 saying why if not, before registering) and takes custody of its
@@ -70,9 +72,10 @@ task's result: a worker working through a queue of short tasks then makes one ca
 worker's poll reports RUNNING at once."""
 REGISTRATION_REFUSALS = 8
 """Registrations in a row the scheduler refuses for the worker's credentials (UNAUTHENTICATED,
-PERMISSION_DENIED) before the worker gives up and exits (~45 s of backoff): a worker that can
-never register (a rotated bootstrap secret, another pool's certificate) makes way for one its
-pool starts with the right ones, instead of holding its slot forever."""
+PERMISSION_DENIED) before the worker gives up and exits (~45 s of backoff at the default 30 s
+heartbeat interval, less at shorter ones, which cap the backoff): a worker that can never
+register (a rotated bootstrap secret, another pool's certificate) makes way for one its pool
+starts with the right ones, instead of holding its slot forever."""
 ALLOCATION_MARGIN = 10.0
 """Seconds before `allocation_ends_at - drain_timeout` at which the worker starts draining."""
 
@@ -116,7 +119,11 @@ class Worker:
             self._client, "credentials", client.Credentials()
         )
         self._now = wall_clock
+        self._heartbeat_interval = config.heartbeat_interval
+        self._pauses: list[backoff.Backoff] = []
+        """Every backoff of the loops: capped anew when the heartbeat interval changes."""
         self._breaker = backoff.CircuitBreaker(failure_threshold=5, reset_timeout=5.0)
+        self._breaker.limit(backoff.reconnect_cap(self._heartbeat_interval))
         self._reporter = reporter.Reporter(
             self._client,
             breaker=self._breaker,
@@ -128,10 +135,10 @@ class Worker:
             on_dispatch=lambda response: self._handle_assignment(
                 list(response.tasks), list(response.cancel_tasks), response.drain, streamed=True
             ),
+            make_backoff=self._new_pause,
         )
         self._cpu = sysmetrics.CpuSampler()
         self._working_dir = Path(config.working_dir)
-        self._heartbeat_interval = config.heartbeat_interval
 
         self._lock = threading.Condition()
         self._slots: dict[tuple[str, int], _Slot] = {}
@@ -357,6 +364,21 @@ class Worker:
         )
         stop.wait(timeout=delay)
 
+    def _new_pause(self) -> backoff.Backoff:
+        """A loop's backoff, capped by the heartbeat interval."""
+        pause = backoff.Backoff()
+        pause.limit(backoff.reconnect_cap(self._heartbeat_interval))
+        self._pauses.append(pause)
+        return pause
+
+    def _set_heartbeat_interval(self, interval: float) -> None:
+        """The interval the scheduler asked for; the waits between tries follow it."""
+        self._heartbeat_interval = interval
+        cap = backoff.reconnect_cap(interval)
+        self._breaker.limit(cap)
+        for pause in list(self._pauses):
+            pause.limit(cap)
+
     def _call_succeeded(self, pause: backoff.Backoff) -> None:
         self._breaker.record_success()
         pause.reset()
@@ -371,7 +393,7 @@ class Worker:
     # -- link loop: registration and heartbeats -------------------------------------------
 
     def _link_loop(self) -> None:
-        pause = backoff.Backoff()
+        pause = self._new_pause()
         next_beat = 0.0
         # Queued tasks are looked at this often, so none waits much past prefetch_wait.
         tick = self._config.prefetch_wait / 2 if self._config.prefetch > 0 else 5.0
@@ -431,7 +453,7 @@ class Worker:
         if response.HasField("heartbeat_interval"):
             interval = messages.seconds_of(response.heartbeat_interval)
             if interval > 0:
-                self._heartbeat_interval = interval
+                self._set_heartbeat_interval(interval)
         self._needs_register.clear()
         self._registered.set()
         _ev(
@@ -501,7 +523,7 @@ class Worker:
     # -- poll loop -------------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
-        pause = backoff.Backoff()
+        pause = self._new_pause()
         while not self._stopping.is_set():
             if not self._registered.wait(timeout=1.0):
                 continue

@@ -4,6 +4,11 @@
 worker's loops: after `failure_threshold` consecutive failures it opens and every loop waits
 `reset_timeout` seconds; then one trial call is let through (half-open); its success closes the
 breaker, its failure opens it again. Clock and randomness are injected so tests can drive them.
+
+Both are capped by the heartbeat interval (`reconnect_cap`, `limit`): a worker that cannot reach
+the scheduler tries again at least once per interval, so that a restarted scheduler hears from
+every live worker well within its recovery grace (the silence limit plus one interval) and does
+not rerun the tasks they are running.
 """
 
 from __future__ import annotations
@@ -16,6 +21,17 @@ import time
 from collections.abc import Callable
 
 _log = logging.getLogger(__name__)
+
+RECONNECT_FLOOR = 0.5
+"""Seconds: the shortest cap of a wait between two tries, however short the interval."""
+RECONNECT_CEILING = 30.0
+"""Seconds: the longest wait between two tries, however long the interval."""
+
+
+def reconnect_cap(heartbeat_interval: float) -> float:
+    """The longest wait between two tries to reach the scheduler: one heartbeat interval,
+    within reason (never under `RECONNECT_FLOOR`, never over `RECONNECT_CEILING`)."""
+    return min(RECONNECT_CEILING, max(RECONNECT_FLOOR, heartbeat_interval))
 
 
 class Backoff:
@@ -33,6 +49,8 @@ class Backoff:
             raise ValueError("need base > 0, cap >= base, factor >= 1")
         self._base = base
         self._cap = cap
+        self._limit = cap
+        """The cap in force: `cap`, or less (`limit`)."""
         self._factor = factor
         self._rand = rand
         self._attempt = 0
@@ -46,7 +64,12 @@ class Backoff:
         """The upper bound of the next delay."""
         # Cap the exponent so that factor**attempt cannot overflow after a long outage.
         exponent = min(self._attempt, 64)
-        return float(min(self._cap, self._base * self._factor**exponent))
+        return float(min(self._limit, self._base * self._factor**exponent))
+
+    def limit(self, seconds: float) -> None:
+        """Caps the delays at `seconds` (at least `base`), or at the constructor's `cap` if
+        that is lower; takes effect from the next delay."""
+        self._limit = min(self._cap, max(self._base, seconds))
 
     def next_delay(self) -> float:
         """Returns the delay before the next retry (seconds) and advances the schedule."""
@@ -80,6 +103,7 @@ class CircuitBreaker:
             raise ValueError("need failure_threshold >= 1 and reset_timeout > 0")
         self._threshold = failure_threshold
         self._reset_timeout = reset_timeout
+        self._configured_timeout = reset_timeout
         self._clock = clock
         self._name = name
         self._lock = threading.Lock()
@@ -89,6 +113,19 @@ class CircuitBreaker:
         self._trial_started_at: float | None = None
         self._closed = threading.Event()
         self._closed.set()
+
+    def limit(self, seconds: float) -> None:
+        """Lowers `reset_timeout` to `seconds` (never above the constructor's value): an open
+        breaker lets a trial call through at least this often."""
+        if seconds <= 0:
+            raise ValueError("need seconds > 0")
+        with self._lock:
+            self._reset_timeout = min(self._configured_timeout, seconds)
+
+    @property
+    def reset_timeout(self) -> float:
+        with self._lock:
+            return self._reset_timeout
 
     def wait_closed(self, timeout: float) -> bool:
         """Waits until the breaker is closed (a call got through); False on timeout.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from vahana_worker import messages, settings
+from vahana_worker import backoff, messages, settings
 from vahana_worker.proto import worker_pb2 as pb
 from vahana_worker.proto import worker_pb2_grpc as pb_grpc
 
@@ -56,17 +56,24 @@ def is_transient(error: grpc.RpcError) -> bool:
     return code_of(error) in TRANSIENT_CODES
 
 
+MAX_RECONNECT_BACKOFF = 10.0
+"""Seconds: the most gRPC waits between two connection attempts (less at short intervals)."""
+
+
 def channel_options(config: settings.Settings) -> list[tuple[str, int]]:
+    # gRPC's own reconnect backoff grows to 120 s by default: after a long outage the worker
+    # would stay deaf that long once the scheduler is back (calls fail at once meanwhile).
+    # Keep it under ours: a restarted scheduler must hear from the worker within an interval
+    # or two (`backoff.reconnect_cap`).
+    reconnect = min(MAX_RECONNECT_BACKOFF, backoff.reconnect_cap(config.heartbeat_interval))
     return [
         ("grpc.keepalive_time_ms", int(config.grpc_keepalive_time * 1000)),
         ("grpc.keepalive_timeout_ms", int(config.grpc_keepalive_timeout * 1000)),
         ("grpc.keepalive_permit_without_calls", int(config.grpc_keepalive_permit_without_streams)),
         ("grpc.http2.max_pings_without_data", 0),
-        # gRPC's own reconnect backoff grows to 120 s by default: after a long outage the
-        # worker would stay deaf that long once the scheduler is back. Keep it near ours.
         ("grpc.initial_reconnect_backoff_ms", 500),
         ("grpc.min_reconnect_backoff_ms", 500),
-        ("grpc.max_reconnect_backoff_ms", 10_000),
+        ("grpc.max_reconnect_backoff_ms", int(reconnect * 1000)),
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ]

@@ -140,5 +140,6 @@ class EmbeddedPools:
         if self.manager is not None:
             keys = self.manager.keys()
             await asyncio.gather(*(self.remove(key, timeout) for key in keys))
+            await self.manager.exits.close()
         if self.distribution is not None:
             self.distribution.stop()

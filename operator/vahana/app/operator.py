@@ -185,6 +185,7 @@ async def _lead(
                 await task
         if served is not None:
             served.stop()
+        await memo.pools.exits.close()  # no more worker exits told: the store is about to close
         await process.stop()
 
 

@@ -15,6 +15,7 @@ from vahana.observability import endpoint, instrumentation
 from vahana.pools import base as pool_base
 from vahana.pools import local
 from vahana.rpc import server as server_module
+from vahana.scheduling import exits
 from vahana.scheduling import scheduler as scheduler_module
 from vahana.store import base as store_base
 from vahana.store import locking
@@ -68,6 +69,8 @@ class SchedulerProcess:
         )
         self.metrics_endpoint: endpoint.MetricsEndpoint | None = None
         self.pool: local.LocalPool | None = None
+        self.exits = exits.ExitReporter(self.scheduler)
+        """Tells the scheduler at once of local workers whose process ended."""
         self.pools: embedded_pools.EmbeddedPools | None = None
         """The WorkerPools of --pool-file files, when any were given."""
         self._pool_manifests = list(pools)
@@ -132,6 +135,7 @@ class SchedulerProcess:
                     ),
                 )
             )
+            self.exits.listen(self.pool)
             self.pool.start_workers(self._local_workers)
         if self._pool_manifests:
             self.pools = embedded_pools.EmbeddedPools(
@@ -157,6 +161,7 @@ class SchedulerProcess:
             await self.pools.stop()
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
+        await self.exits.close()  # what the pools' workers' ends told is committed, then no more
         await self.server.stop()
         await self.scheduler.close()  # commits what was decided, then the store can close
         if self.metrics_endpoint is not None:

@@ -49,6 +49,16 @@ class InstrumentedPool:
     def close(self, timeout: float = 30.0) -> None:
         self._call("close", lambda: self.inner.close(timeout))
 
+    @property
+    def exit_listener(self) -> base.ExitListener | None:
+        return getattr(self.inner, "exit_listener", None)
+
+    @exit_listener.setter
+    def exit_listener(self, listener: base.ExitListener | None) -> None:
+        # The adapter watches its workers' exits, not this wrapper (`base.WatchesExits`).
+        if hasattr(self.inner, "exit_listener"):
+            self.inner.exit_listener = listener
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 

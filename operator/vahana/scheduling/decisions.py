@@ -326,6 +326,29 @@ def request_drain(change: tables.Change, worker_id: str) -> None:
     change.plan.wake.add(worker_id)
 
 
+def worker_exited(change: tables.Change, worker_id: str, reason: str) -> bool:
+    """A pool saw the worker's process, Job or pilot end: the worker is lost now, not after
+    its missed heartbeats — its attempts end as lost (infrastructure), its tasks go back to
+    the queue, and it is removed. False (nothing to do) if it is not registered — it said
+    TERMINATED after draining, was removed already, or never registered — or if it was given
+    up on already (UNHEALTHY: its tasks were requeued then; it stays listed, with its reason,
+    until the health monitor removes it)."""
+    worker = change.tables.workers.get(worker_id)
+    if worker is None or worker.state == W.UNHEALTHY:
+        change.plan.reads = frozenset({("worker", worker_id)})
+        return False
+    change.plan.log(
+        "worker exited worker_id=%s pool=%s task_ids=%s: %s",
+        worker_id,
+        worker.pool or "-",
+        ",".join(sorted(worker.leases)) or "-",
+        reason,
+        level=logging.WARNING,
+    )
+    lifecycle.remove_worker(change, worker, f"worker {worker_id} exited: {reason}")
+    return True
+
+
 def check_health(change: tables.Change, settings: records.SchedulerSettings) -> None:
     """Marks silent workers UNHEALTHY and requeues their tasks; removes long-dead ones."""
     live, now = change.tables, change.now

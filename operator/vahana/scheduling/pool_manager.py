@@ -5,6 +5,10 @@ YAML files); adapters come from factories keyed by the pool's `type`.
 
 Scaling up starts workers through the pool's adapter; scaling down only ever asks idle workers
 to drain (a drained worker finishes and exits by itself), so no busy worker is killed.
+
+A worker whose process, Job or pilot ended is told to the scheduler at once (`exits`): by the
+adapter's exit listener the moment it ends, when the adapter watches its workers, else by the
+next reconcile round that lists it ended.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from vahana.core import clock as clocks
 from vahana.core import demand, models, scaling
 from vahana.manifests import quantity
 from vahana.pools import base
-from vahana.scheduling import scheduler
+from vahana.scheduling import exits, scheduler
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,7 @@ class PoolManager:
         self._defaults = defaults
         self._factories = dict(factories)
         self._pools: dict[str, ManagedPool] = {}
+        self.exits = exits.ExitReporter(sched)
 
     def lookup(self, key: str) -> tuple[str, str, str] | None:
         pool = self._pools.get(key)
@@ -204,6 +209,8 @@ class PoolManager:
             log.info("pool=%s bootstrap secret rotated; new workers get the new one", key)
             pool = self.upsert(pool.namespace, pool.name, pool.uid, pool.spec)
         adapter = pool.adapter
+        # Before any worker starts: adapters that watch their workers tell of each end at once.
+        self.exits.listen(adapter)
         in_pool = await asyncio.to_thread(adapter.list_workers)
         gone = [
             w
@@ -213,6 +220,8 @@ class PoolManager:
         for worker in gone:
             if worker.state == base.PoolWorkerState.FAILED:
                 pool.last_error = f"worker {worker.worker_id}: {worker.detail}"
+            # Lost now, not after its missed heartbeats (nothing to do if it said TERMINATED).
+            await self.exits.tell(worker.worker_id, _ended(pool.kind, worker))
         if gone:
             await asyncio.to_thread(adapter.stop_workers, [w.worker_id for w in gone])
         live = [w for w in in_pool if w not in gone and w.state != base.PoolWorkerState.STOPPING]
@@ -298,3 +307,12 @@ class PoolManager:
             if self._pools.get(key) is pool:
                 del self._pools[key]
             await asyncio.to_thread(pool.adapter.close)
+
+
+def _ended(kind: str, worker: base.PoolWorker) -> str:
+    """How a worker's end reads in its tasks' attempts and the log."""
+    facts = [worker.detail] if worker.detail else []
+    if worker.exit_code is not None:
+        facts.append(f"exit code {worker.exit_code}")
+    detail = f" ({', '.join(facts)})" if facts else ""
+    return f"its {kind} pool lists it {worker.state.value.lower()}{detail}"

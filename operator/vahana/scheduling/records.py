@@ -21,10 +21,16 @@ class SchedulerSettings:
     assignment_grace_seconds: float = 0.0
     """A task handed out but missing from the worker's heartbeats for this long is requeued.
     Zero: two heartbeat intervals."""
-    recovery_grace_seconds: float = 30.0
+    recovery_grace_seconds: float = 0.0
     """After a restart, how long known workers have to reconnect before they count as lost
-    (at least the missed-heartbeat limit). It covers a worker's reconnect backoff: the
-    scheduler was away, not the workers, and their running tasks should not be rerun."""
+    and their tasks are requeued. Zero (and never less than): the silence limit plus one
+    heartbeat interval, `heartbeat_interval_seconds × (missed_heartbeats + 1)` — 120 s by
+    default, 4 s at 1 s × 3. The rule that makes it enough: a worker that cannot reach the
+    scheduler tries again at least once per heartbeat interval (its backoff, circuit breaker
+    and gRPC reconnect backoff are capped by its interval, kept within 0.5–30 s), so a live
+    worker is heard within an interval or two of the restart, well inside the grace; only a
+    dead one is still silent at its end. The scheduler was away, not the workers: their
+    running tasks should not be rerun."""
 
     submit_chunk_tasks: int = 100
     """A submission is decided in chunks of this many tasks (a few milliseconds each), so that
@@ -52,7 +58,11 @@ class SchedulerSettings:
 
     @property
     def recovery_grace(self) -> float:
-        return max(self.recovery_grace_seconds, self.silence_limit_seconds)
+        """Seconds known workers get after a restart (`recovery_grace_seconds`)."""
+        return max(
+            self.recovery_grace_seconds,
+            self.silence_limit_seconds + self.heartbeat_interval_seconds,
+        )
 
     @property
     def assignment_grace(self) -> float:

@@ -302,6 +302,15 @@ class Scheduler:
     async def request_drain_async(self, worker_id: str) -> None:
         await self._run_async("drain", decisions.request_drain, worker_id)
 
+    def worker_exited(self, worker_id: str, reason: str) -> bool:
+        """A pool saw the worker's process, Job or pilot end (`reason` says how): its tasks
+        are requeued as lost and it is removed at once. False if there was nothing to do: it
+        was not registered (it said TERMINATED after draining) or was UNHEALTHY already."""
+        return self._run("worker exited", decisions.worker_exited, worker_id, reason)  # type: ignore[no-any-return]
+
+    async def worker_exited_async(self, worker_id: str, reason: str) -> bool:
+        return await self._run_async("worker exited", decisions.worker_exited, worker_id, reason)  # type: ignore[no-any-return]
+
     def check_health(self) -> None:
         """Marks silent workers UNHEALTHY and requeues their tasks; removes long-dead ones."""
         self._run("health check", decisions.check_health, self.settings)

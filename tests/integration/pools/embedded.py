@@ -2,14 +2,17 @@
 
 `EmbeddedScheduler` is `vahana server --pool-file F` without the subprocess: the same
 `SchedulerProcess`, its pools and their adapters, so tests can look at the adapters' state
-(SLURM job ids, ssh processes) and the scheduler's workers directly.
+(SLURM job ids, ssh processes) and the scheduler's workers directly. Without a pool file
+(`pool_yaml=""`) it is `vahana server` with its default local pool (`local_pool.workers`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +20,7 @@ from typing import Any, TypeVar
 import grpc
 from vahana.app import service
 from vahana.app import settings as settings_module
+from vahana.core import models
 from vahana.manifests import pools as pool_manifests
 
 from tests.integration import harness
@@ -35,7 +39,9 @@ class EmbeddedScheduler:
     ) -> None:
         self.state_dir = state_dir
         self._credentials = credentials
-        self.manifests = pool_manifests.parse_pool_documents(pool_yaml, source="test")
+        self.manifests = (
+            pool_manifests.parse_pool_documents(pool_yaml, source="test") if pool_yaml else []
+        )
         overrides = {
             "server.port": 0,
             "store.state_dir": str(state_dir),
@@ -92,3 +98,48 @@ class EmbeddedScheduler:
     def workers(self, pool: str = "") -> list[Any]:
         assert self.process is not None
         return self.process.scheduler.list_workers(pool=pool)
+
+    def attempts(self, task_id: str) -> list[models.AttemptRecord]:
+        """The task's attempts as the scheduler's store has them."""
+        assert self.process is not None
+        scheduler = self.process.scheduler
+
+        async def read() -> list[models.AttemptRecord]:
+            return scheduler.list_attempts(task_id)
+
+        return self.call(read())
+
+    def watch(self) -> TaskEvents:
+        """Records every task change the scheduler publishes from now on."""
+        assert self.process is not None
+        events = TaskEvents()
+        self.process.scheduler.add_listener(events)
+        return events
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEvent:
+    at: float
+    """time.monotonic() when the scheduler published it (after its commit)."""
+    task_id: str
+    attempt: int
+    phase: models.TaskPhase
+    worker_id: str
+
+
+class TaskEvents:
+    """A task listener: what the scheduler published, when (called on its loop's thread)."""
+
+    def __init__(self) -> None:
+        self.events: list[TaskEvent] = []
+
+    def __call__(self, task: models.TaskRecord) -> None:
+        self.events.append(
+            TaskEvent(time.monotonic(), task.id, task.attempt, task.phase, task.worker_id)
+        )
+
+    def first(self, task_id: str, *, attempt: int) -> TaskEvent | None:
+        """The first event of the task at that attempt (its dispatch, for attempts > 0)."""
+        return next(
+            (e for e in list(self.events) if e.task_id == task_id and e.attempt == attempt), None
+        )

@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from vahana.core import tokens
+from vahana.core import models, tokens
 from vahana.proto import worker_pb2
 
 from tests.fixtures import sshd
@@ -179,3 +180,59 @@ def test_with_mutual_tls_and_tokens_pilots_use_their_pools_certificates_and_secr
                 if entry.startswith(b"VAHANA_WORKER_BOOTSTRAP_TOKEN=")
             )
         assert secrets_seen == {tokens.pool_secret("the-master-secret", KEY).encode()}
+
+
+def test_a_killed_pilot_has_its_task_rerun_at_once_and_completed_once(
+    sshd_server: sshd.Sshd, dirs: tuple[Path, Path]
+) -> None:
+    """kill -9 of a bare-metal pilot mid-task: its ssh session ends with it, and the scheduler
+    dispatches a new attempt within 2 s — with 30 s heartbeats, so no missed heartbeat could
+    have told it — which completes on the other pilot, once."""
+    state, work = dirs
+    marker = state / "ran"
+    settings = {"scheduler.heartbeat_interval_seconds": 30.0, "metrics.port": harness.free_port()}
+    with EmbeddedScheduler(state, pool_yaml(sshd_server, work), **settings) as sched:
+        assert sched.client is not None
+        client = sched.client
+        wait_until(lambda: len(sched.workers(KEY)) == 2, timeout=60, message="2 pilots")
+        events = sched.watch()
+        [task] = client.submit(harness.submission(f"sleep 2; echo ran >> {marker}", "victim"))
+        wait_until(lambda: client.status(task) == worker_pb2.RUNNING, timeout=20)
+        victim = client.get(task).worker_id
+        pilot = _worker_group(state, victim)  # setsid made the worker its group's leader
+        killed = time.monotonic()
+        os.kill(pilot, signal.SIGKILL)
+        rerun = wait_until(lambda: events.first(task, attempt=2), timeout=30, message="attempt 2")
+        seconds = rerun.at - killed
+        print(f"bare-metal pilot kill -9 → attempt 2 dispatched: {seconds:.3f} s (heartbeat 30 s)")
+        assert seconds < 2.0, f"the new attempt took {seconds:.2f} s"
+        assert rerun.worker_id != victim
+        wait_until(lambda: client.status(task) in harness.FINAL, timeout=30, message="rerun")
+        info = client.get(task)
+        assert (info.status, info.attempt, info.infra_failures) == (worker_pb2.COMPLETED, 2, 1)
+        lost, completed = sched.attempts(task)
+        assert (lost.worker_id, lost.phase, lost.failure_kind) == (
+            victim,
+            models.TaskPhase.FAILED,
+            models.FailureKind.INFRASTRUCTURE,
+        )
+        print(f"attempt 1: {lost.message}")
+        assert lost.message.startswith(f"worker {victim} exited: its "), lost.message
+        assert completed.worker_id == rerun.worker_id
+        assert completed.phase == models.TaskPhase.COMPLETED
+        # Exactly once: nothing of the killed attempt is left that could still write.
+        wait_until(
+            lambda: not harness.processes_in(work / victim),
+            timeout=60,
+            message="no process of the killed pilot's task",
+        )
+        assert marker.read_text().splitlines() == ["ran"]
+
+
+def _worker_group(state: Path, worker_id: str) -> int:
+    log = state / "pools/default/metal/logs" / f"{worker_id}.log"
+    return next(
+        int(line.split("=", 1)[1])
+        for line in log.read_text().splitlines()
+        if line.startswith("VAHANA_WORKER_GROUP=")
+    )

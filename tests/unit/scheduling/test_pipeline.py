@@ -268,6 +268,7 @@ def operations() -> st.SearchStrategy[tuple[Any, ...]]:
         st.tuples(st.just("health"), st.sampled_from([0.0, 31.0, 61.0])),
         st.tuples(st.just("drain"), workers),
         st.tuples(st.just("status"), workers, st.sampled_from([W.TERMINATED, W.UNHEALTHY])),
+        st.tuples(st.just("exited"), workers),
     )
 
 
@@ -311,6 +312,8 @@ def call(it: Running, ids: list[str], op: tuple[Any, ...]) -> Awaitable[Any]:
         return sched.check_health_async()
     if kind == "drain":
         return sched.request_drain_async(op[1])
+    if kind == "exited":
+        return sched.worker_exited_async(op[1], "its process was killed by signal 9")
     return sched.set_worker_status_async(op[1], op[2], "told so")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -216,3 +217,119 @@ def test_one_task_that_two_pools_could_run_starts_one_worker_and_long_tasks_none
     # The 1-core task: the tightest fit (small); the 2-hour task: big (the 1-hour pilots would
     # be cut off). Nothing for the walltime-limited pool.
     assert started == {"small": 1, "big": 1, "hour": 0}
+
+
+# -- workers whose Job, SLURM job or process ended -------------------------------------------------
+class EndingPool(FakePool):
+    """A fake adapter that lists some of its workers ended, as a Job or SLURM job ends."""
+
+    def __init__(self, context: base.PoolContext) -> None:
+        super().__init__(context)
+        self.ended: dict[str, base.PoolWorker] = {}
+
+    def end(self, worker_id: str, state: base.PoolWorkerState, detail: str) -> None:
+        self.ended[worker_id] = base.PoolWorker(worker_id, state, detail)
+
+    def list_workers(self) -> list[base.PoolWorker]:
+        return [self.ended.get(w.worker_id, w) for w in super().list_workers()]
+
+
+class WatchingPool(FakePool):
+    """A fake adapter that watches its workers' exits (`base.WatchesExits`), like the local
+    and baremetal adapters."""
+
+    def __init__(self, context: base.PoolContext) -> None:
+        super().__init__(context)
+        self.exit_listener: base.ExitListener | None = None
+
+
+def test_a_reconcile_round_that_lists_a_worker_ended_has_its_tasks_requeued_at_once(
+    tmp_path: Path,
+) -> None:
+    sched = scheduler.Scheduler(SqliteStore(":memory:"))
+    adapters: list[EndingPool] = []
+
+    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> EndingPool:
+        adapters.append(EndingPool(context))
+        return adapters[-1]
+
+    manager = pool_manager.PoolManager(
+        sched,
+        pool_manager.PoolDefaults(
+            server_address="x:1", heartbeat_interval_seconds=30, state_dir=tmp_path
+        ),
+        {"kubernetes": factory},
+    )
+    manager.upsert("ns", "p", "uid", {"type": "kubernetes", "minWorkers": 2, "maxWorkers": 2})
+    key = pool_manager.pool_key("ns", "p")
+    asyncio.run(manager.reconcile(key))
+    [adapter] = adapters
+    for worker_id in adapter.started:
+        sched.register(records.Registration(worker_id, models.Resources(1), 1, pool=key))
+    task = models.TaskSpec(name="t", command="sleep 60")
+    [task_id] = sched.submit([models.Submission(spec=task)])
+    [lost] = [w for w in adapter.started if sched.poll(w, 1).tasks]
+    # The dead worker's Job failed; the other drained, said TERMINATED, and its Job completed.
+    [drained] = [w for w in adapter.started if w != lost]
+    sched.set_worker_status(drained, models.WorkerState.TERMINATED, "drained")
+    adapter.end(lost, base.PoolWorkerState.FAILED, f"job {lost} failed: BackoffLimitExceeded")
+    adapter.end(drained, base.PoolWorkerState.EXITED, f"job {drained} complete")
+
+    status = asyncio.run(manager.reconcile(key))  # no heartbeat missed yet: 30 s intervals
+
+    assert sched.list_workers() == []
+    assert sched.get_task(task_id).phase == models.TaskPhase.PENDING
+    [attempt] = sched.list_attempts(task_id)
+    assert attempt.failure_kind == models.FailureKind.INFRASTRUCTURE
+    assert attempt.message == (
+        f"worker {lost} exited: its kubernetes pool lists it failed "
+        f"(job {lost} failed: BackoffLimitExceeded)"
+    )
+    assert sorted(adapter.stopped) == sorted([lost, drained])  # forgotten by the adapter
+    assert len(adapter.started) == 4  # and replaced
+    assert "BackoffLimitExceeded" in status["lastError"]
+
+
+def test_an_adapter_that_watches_exits_gets_a_listener_that_tells_the_scheduler(
+    tmp_path: Path,
+) -> None:
+    from vahana.observability import metrics, pools
+
+    sched = scheduler.Scheduler(SqliteStore(":memory:"))
+    adapters: list[WatchingPool] = []
+
+    def factory(context: base.PoolContext, previous: base.WorkerPool | None) -> WatchingPool:
+        adapters.append(WatchingPool(context))
+        return adapters[-1]
+
+    # Wrapped as when metrics are on: the wrapper hands the listener to the adapter.
+    factories = pools.instrument_factories({"local": factory}, metrics.SchedulerMetrics())
+    manager = pool_manager.PoolManager(
+        sched,
+        pool_manager.PoolDefaults(
+            server_address="x:1", heartbeat_interval_seconds=30, state_dir=tmp_path
+        ),
+        factories,
+    )
+    manager.upsert("ns", "p", "uid", {"type": "local", "minWorkers": 1, "maxWorkers": 1})
+    key = pool_manager.pool_key("ns", "p")
+
+    async def scenario() -> None:
+        await manager.reconcile(key)
+        [adapter] = adapters
+        assert adapter.exit_listener is not None  # set before the round started workers
+        [worker_id] = adapter.started
+        await sched.register_async(
+            records.Registration(worker_id, models.Resources(1), 1, pool=key)
+        )
+        told = asyncio.Event()
+        sched.add_removal_listener(lambda _worker_id: told.set())
+        listener = adapter.exit_listener
+        thread = threading.Thread(target=listener, args=(worker_id, "its process exited with 1"))
+        thread.start()  # the adapter's watcher thread
+        await asyncio.wait_for(told.wait(), 5)
+        thread.join()
+        await manager.exits.close()
+
+    asyncio.run(scenario())
+    assert sched.list_workers() == []

@@ -233,6 +233,10 @@ class SchedulerWithFailingWrites(RuleBasedStateMachine):
     def worker_status(self, fault: int | None, worker: str, state: W) -> None:
         self.step(fault, self.sched.set_worker_status, worker, state, "told so")
 
+    @rule(fault=faults, worker=st.sampled_from(WORKERS))
+    def worker_exited(self, fault: int | None, worker: str) -> None:
+        self.step(fault, self.sched.worker_exited, worker, "its process was killed by signal 9")
+
     # -- after every step ----------------------------------------------------------------------
     @invariant()
     def memory_is_what_the_store_recovers(self) -> None:
@@ -268,6 +272,13 @@ def test_every_write_of_an_operation_can_fail_and_is_rolled_back() -> None:
         for fault in (1, 2, 3, faulty.AT_COMMIT, None):
             machine.check_health(fault, 31.0)
             machine.memory_is_what_the_store_recovers()
-        assert machine.failed_steps >= 9
+        machine.register(None, "w2", 2, 0, [], False)
+        machine.poll(None, "w2", 2)
+        assert machine.sched._tables.workers["w2"].leases
+        for fault in (1, 2, 3, faulty.AT_COMMIT, None):
+            machine.worker_exited(fault, "w2")
+            machine.memory_is_what_the_store_recovers()
+        assert "w2" not in machine.sched._tables.workers
+        assert machine.failed_steps >= 13
     finally:
         machine.teardown()

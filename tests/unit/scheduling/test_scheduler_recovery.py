@@ -10,7 +10,7 @@ from conftest import INTERVAL, SETTINGS
 from drive import heartbeat, poll_ids, register, report, submit
 from vahana.core import clock as clocks
 from vahana.core import models
-from vahana.scheduling import scheduler
+from vahana.scheduling import records, scheduler
 from vahana.store import sqlite
 
 P = models.TaskPhase
@@ -121,19 +121,36 @@ def test_tasks_of_an_unhealthy_worker_are_requeued_on_recovery(start, clock) -> 
     assert second.list_workers() == []
 
 
-def test_known_workers_get_the_silence_limit_to_reconnect(start, clock) -> None:
+def test_known_workers_get_the_silence_limit_and_one_interval_to_reconnect(start, clock) -> None:
     first = start()
-    register(first, make_registration("w1"))
-    [a] = submit(first, make_task("a").retries(infra=2, backoff=0))
-    poll_ids(first, "w1")
+    register(first, make_registration("w1"), make_registration("w2"))
+    [a, b] = submit(first, *(make_task(n).retries(infra=2, backoff=0) for n in "ab"))
+    assert poll_ids(first, "w1") == [a] and poll_ids(first, "w2") == [b]
     clock.advance(10 * INTERVAL)  # the scheduler was down for long
     second = restart(start)
+    grace = SETTINGS.silence_limit_seconds + INTERVAL  # derived from the heartbeat settings
+    assert SETTINGS.recovery_grace == grace == 40.0
+    clock.advance(grace - INTERVAL / 2)
+    heartbeat(second, "w2", (b, 1))  # a live worker: heard well within the grace
     second.check_health()
-    assert second.list_workers()[0].state == W.BUSY
-    clock.advance(SETTINGS.silence_limit_seconds)
+    assert {w.id: w.state for w in second.list_workers()} == {"w1": W.BUSY, "w2": W.BUSY}
+    clock.advance(INTERVAL / 2)
     second.check_health()
-    assert second.list_workers()[0].state == W.UNHEALTHY
-    assert second.get_task(a).phase == P.PENDING
+    assert {w.id: w.state for w in second.list_workers()} == {"w1": W.UNHEALTHY, "w2": W.BUSY}
+    assert second.get_task(a).phase == P.PENDING  # the dead worker's task runs again
+    assert second.get_task(b).phase == P.ASSIGNED  # the live worker's keeps running
+
+
+def test_the_recovery_grace_follows_the_heartbeat_settings() -> None:
+    def grace(**fields: float) -> float:
+        return records.SchedulerSettings(**fields).recovery_grace  # type: ignore[arg-type]
+
+    assert grace() == 120.0  # 30 s × (3 missed + 1)
+    assert grace(heartbeat_interval_seconds=1.0, missed_heartbeats=3) == 4.0
+    assert grace(heartbeat_interval_seconds=5.0, missed_heartbeats=2) == 15.0
+    # Set: longer only, never less than a live worker needs to be heard.
+    assert grace(heartbeat_interval_seconds=1.0, recovery_grace_seconds=60.0) == 60.0
+    assert grace(heartbeat_interval_seconds=1.0, recovery_grace_seconds=2.0) == 4.0
 
 
 def test_backoff_survives_recovery(start, clock) -> None:

@@ -102,3 +102,35 @@ def test_wait_closed_follows_the_breaker_state() -> None:
     assert not breaker.wait_closed(timeout=0)
     breaker.record_success()
     assert breaker.wait_closed(timeout=0)
+
+
+# -- the reconnect cadence: at least one try per heartbeat interval --------------------------------
+def test_the_wait_between_tries_is_capped_by_the_heartbeat_interval_within_reason() -> None:
+    assert backoff.reconnect_cap(1.0) == 1.0
+    assert backoff.reconnect_cap(0.1) == backoff.RECONNECT_FLOOR == 0.5  # no hammering
+    assert backoff.reconnect_cap(3600.0) == backoff.RECONNECT_CEILING == 30.0
+
+
+def test_a_limited_backoff_never_waits_longer_than_its_limit() -> None:
+    pause = backoff.Backoff(base=0.5, cap=30.0, rand=lambda: 1.0)
+    pause.limit(2.0)
+    assert [pause.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 2.0, 2.0]
+    pause.limit(60.0)  # never above the constructor's cap
+    assert [pause.next_delay() for _ in range(3)] == [16.0, 30.0, 30.0]
+    pause.limit(0.01)  # never below its base
+    assert pause.next_delay() == 0.5
+
+
+def test_a_limited_breaker_lets_a_trial_through_at_least_that_often() -> None:
+    clock = FakeClock()
+    breaker = backoff.CircuitBreaker(failure_threshold=1, reset_timeout=5.0, clock=clock)
+    breaker.limit(1.0)
+    assert breaker.reset_timeout == 1.0
+    breaker.record_failure()
+    assert breaker.acquire() == pytest.approx(1.0)
+    clock.now = 1.0
+    assert breaker.acquire() == 0.0  # the trial
+    breaker.limit(60.0)  # never above the constructor's timeout
+    assert breaker.reset_timeout == 5.0
+    with pytest.raises(ValueError):
+        breaker.limit(0.0)
