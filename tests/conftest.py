@@ -59,8 +59,8 @@ _built_images: list[image.Image] = []
 
 @pytest.fixture(scope="session")
 def vahana_image() -> str:
-    """The project's image (localhost/vahana:test) of the current sources, built at most once
-    per session and only when the sources changed (tests/fixtures/image.py)."""
+    """The project's image of the current sources (`localhost/vahana:test-<digest>`), built at
+    most once per session and only when the sources changed (tests/fixtures/image.py)."""
     require(image.podman_available(), image.MISSING)
     built = image.built_image()
     _built_images.append(built)
