@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import harness
 from tests.integration.harness import free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +127,10 @@ def test_the_image_serves_as_a_standalone_scheduler_with_local_workers(
         "--state-dir=/var/lib/vahana", "--metrics-port=0",
     )  # fmt: skip
     try:
+        wait_until(
+            lambda: harness.serving(f"127.0.0.1:{port}"), timeout=60,
+            message="the container's scheduler serving",
+        )  # fmt: skip
         submitted = subprocess.run(
             [sys.executable, "-m", "vahana.cli.main", "submit", "--wait",
              "-f", str(ROOT / "deploy" / "examples" / "hello.yaml"),
