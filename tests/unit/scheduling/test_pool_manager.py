@@ -216,3 +216,28 @@ def test_one_task_that_two_pools_could_run_starts_one_worker_and_long_tasks_none
     # The 1-core task: the tightest fit (small); the 2-hour task: big (the 1-hour pilots would
     # be cut off). Nothing for the walltime-limited pool.
     assert started == {"small": 1, "big": 1, "hour": 0}
+
+
+def test_summaries_give_each_pools_limits_and_its_last_round(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    manager = fake.manager
+    manager.upsert("ns", "p", "uid", {"type": "fake", "minWorkers": 1, "maxWorkers": 3})
+    key = pool_manager.pool_key("ns", "p")
+    (before,) = manager.summaries()
+    assert (before.key, before.kind, before.minimum, before.maximum) == (key, "fake", 1, 3)
+    assert before.status == {}  # no round yet
+    asyncio.run(manager.reconcile(key))
+    (after,) = manager.summaries()
+    assert after.status["desired"] == 1 and after.status["lastError"] is None
+
+    def broken() -> list[base.PoolWorker]:
+        raise RuntimeError("squeue: connection refused")
+
+    fake.adapters[0].list_workers = broken  # type: ignore[method-assign]
+    try:
+        asyncio.run(manager.reconcile(key))
+    except RuntimeError:
+        pass
+    (failed,) = manager.summaries()
+    assert failed.status["lastError"] == "squeue: connection refused"
+    assert failed.status["desired"] == 1  # the rest of the last good round stays
