@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from vahana.core import models
 from vahana.pools import base, scripts
 from vahana.scheduling import pool_manager, records, scheduler
@@ -234,10 +235,8 @@ def test_summaries_give_each_pools_limits_and_its_last_round(tmp_path: Path) -> 
         raise RuntimeError("squeue: connection refused")
 
     fake.adapters[0].list_workers = broken  # type: ignore[method-assign]
-    try:
+    with pytest.raises(RuntimeError):
         asyncio.run(manager.reconcile(key))
-    except RuntimeError:
-        pass
     (failed,) = manager.summaries()
     assert failed.status["lastError"] == "squeue: connection refused"
     assert failed.status["desired"] == 1  # the rest of the last good round stays

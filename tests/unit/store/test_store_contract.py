@@ -183,9 +183,7 @@ def test_page_tasks_search_takes_like_wildcards_literally(store: sql.SqlStore) -
 
 
 def test_count_tasks_by_phase(store: sql.SqlStore) -> None:
-    store.insert_tasks(
-        [simple("a", seq=1), simple("b", seq=2, phase=P.FAILED), simple("c", seq=3)]
-    )
+    store.insert_tasks([simple("a", seq=1), simple("b", seq=2, phase=P.FAILED), simple("c", seq=3)])
     assert store.count_tasks_by_phase() == {P.PENDING: 2, P.FAILED: 1}
 
 
