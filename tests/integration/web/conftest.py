@@ -71,6 +71,8 @@ class Page:
 
     def open(self, route: str = "/") -> None:
         """Goes to `#<route>` and waits until the page has rendered its first data."""
+        if self.tab.url.startswith(self.base_url):  # the page before must not count as ready
+            self.tab.evaluate("() => { delete document.getElementById('view').dataset.ready; }")
         self.tab.goto(f"{self.base_url}#{route}")
         self.ready()
 
