@@ -163,9 +163,7 @@ def test_workers_and_pools_pages_list_what_the_cli_lists(
     page.shot("pools")
 
 
-def test_a_script_in_a_task_name_or_its_output_is_shown_as_text(
-    launch: Launch, open_page
-) -> None:
+def test_a_script_in_a_task_name_or_its_output_is_shown_as_text(launch: Launch, open_page) -> None:
     dashboard = launch("--workers=1")
     name = "<script>alert(1)</script>"
     command = "echo '<script>alert(2)</script>'; echo '<img src=x onerror=alert(3)>'"

@@ -22,8 +22,9 @@ def rendered(page: Page, action, expect_page: int) -> float:
     started = time.perf_counter()
     action()
     page.tab.wait_for_function(
-        f"() => {{ const r = document.querySelector('.pager .range');"
-        f" return document.querySelector('#view[data-ready]') && r && r.dataset.page === '{expect_page}'"
+        "() => { const r = document.querySelector('.pager .range');"
+        " return document.querySelector('#view[data-ready]') && r"
+        f" && r.dataset.page === '{expect_page}'"
         " && document.querySelectorAll('tr[data-task]').length > 0; }",
         timeout=10_000,
     )
@@ -59,9 +60,7 @@ def test_the_task_list_filters_and_pages_over_100000_queued_tasks(
     assert page.text(".pager .range") == "99,951–100,000 of 100,000"
     assert page.tab.locator("tr[data-task] td[data-col=name]").last.inner_text() == "sample-0"
 
-    timings["pool filter"] = rendered(
-        page, lambda: page.open("/tasks?phase=PENDING&pool=alpha"), 0
-    )
+    timings["pool filter"] = rendered(page, lambda: page.open("/tasks?phase=PENDING&pool=alpha"), 0)
     assert page.text(".pager .range") == "1–50 of 33,334"
     pools = page.tab.locator("tr[data-task] td[data-col=pool]").all_inner_texts()
     assert set(pools) == {"alpha"}
