@@ -45,6 +45,7 @@ def test_the_task_list_filters_and_pages_over_100000_queued_tasks(
             harness.tasks_pb.SubmitTasksRequest(tasks=batch), timeout=60
         )
     page = open_page(dashboard.url)
+    page.open("/")  # the app loads once (the browser's first visit), then each page of the list
     timings: dict[str, float] = {}
 
     timings["first page"] = rendered(page, lambda: page.open("/tasks"), 0)

@@ -2,6 +2,7 @@
 import { h } from "./dom.js";
 
 const HOUR = 3600;
+const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 });
 
 function css(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -23,7 +24,7 @@ export function timeChart(title, series, { height = 180 } = {}) {
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
-      axes: [axis, { ...axis, size: 50 }],
+      axes: [axis, { ...axis, size: 52, values: (u, ticks) => ticks.map((v) => compact.format(v)) }],
       series: [
         {},
         ...series.map((s) => ({

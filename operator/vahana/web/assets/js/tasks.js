@@ -43,7 +43,8 @@ export async function tasks(view, params) {
   let typing = null;
   search.addEventListener("input", () => {
     clearTimeout(typing);
-    typing = setTimeout(() => go({ q: search.value.trim(), page: 0 }), 300);
+    // Typing pauses search by themselves, unless the page was left or the form sent meanwhile.
+    typing = setTimeout(() => { if (search.isConnected) go({ q: search.value.trim(), page: 0 }); }, 300);
   });
 
   const results = h("div", { class: "results" }, h("p", { class: "muted" }, "loading…"));
@@ -51,7 +52,7 @@ export async function tasks(view, params) {
   const note = h("p", { class: "note" });
   replace(view,
     h("h1", {}, "Tasks"),
-    h("form", { class: "filters", on: { submit: (e) => { e.preventDefault(); go({ q: search.value.trim(), pool: poolInput.value.trim(), page: 0 }); } } },
+    h("form", { class: "filters", on: { submit: (e) => { e.preventDefault(); clearTimeout(typing); go({ q: search.value.trim(), pool: poolInput.value.trim(), page: 0 }); } } },
       phase, poolInput, pools, search, h("button", { type: "submit" }, "Filter")),
     note, results, pager);
   search.focus();
