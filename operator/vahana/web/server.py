@@ -209,7 +209,7 @@ class Dashboard:
             {
                 "version": __version__,
                 "cancel": self._client_token is not None,
-                "push_interval": self.hub._interval,
+                "push_interval": self.hub.interval,
             }
         )
 

@@ -113,6 +113,11 @@ class Hub:
         feed.on_change = self._task_changed
 
     @property
+    def interval(self) -> float:
+        """Seconds between two updates of a page."""
+        return self._interval
+
+    @property
     def open_streams(self) -> int:
         return len(self._streams)
 
