@@ -34,9 +34,14 @@ if __package__ in (None, ""):  # `python bench/run.py` from the repo root
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench import common, scale, scenarios, submission  # noqa: E402
+from bench import common, dashboard, scale, scenarios, submission  # noqa: E402
 
-SCENARIOS = {**scenarios.SCENARIOS, **scale.SCENARIOS, **submission.SCENARIOS}
+SCENARIOS = {
+    **scenarios.SCENARIOS,
+    **scale.SCENARIOS,
+    **submission.SCENARIOS,
+    **dashboard.SCENARIOS,
+}
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
@@ -91,6 +96,12 @@ def summary(result: common.Result) -> str:
     d, c = result.detail, result.comparison or {}
     if "skipped" in d:
         return f"skipped: {d['skipped']}"
+    if "listener_us_per_call" in d:
+        return (
+            f"{d['page']} open; scheduler CPU/task with {c['scheduler_cpu_us_per_task_with']:,.0f}"
+            f" vs without {c['scheduler_cpu_us_per_task_without']:,.0f} µs "
+            f"({c['difference_percent']:+.1f} %); listener {d['listener_us_per_call']:.2f} µs/call"
+        )
     if "sbatch_seconds" in d:
         return (
             f"pilots {d['pilots_seconds']:.1f}s vs sbatch {d['sbatch_seconds']:.1f}s for "

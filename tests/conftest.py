@@ -13,6 +13,8 @@ from tests.fixtures import image, postgres, slurm, sshd
 # Schedulers and operators started by tests serve /metrics only when a test asks for a port:
 # the default (9090) would make concurrent processes collide.
 os.environ.setdefault("VAHANA_METRICS_PORT", "0")
+# Likewise the dashboard (on by default in `vahana server` and `vahana operator`, port 8080).
+os.environ.setdefault("VAHANA_UI_ENABLED", "false")
 
 # Examples are judged by what they do, not by how long one takes on a loaded 2-core machine.
 hypothesis.settings.register_profile("vahana", deadline=None)

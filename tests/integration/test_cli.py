@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,15 @@ def test_run_executes_the_examples_to_completed_and_prints_a_result_table() -> N
         assert "COMPLETED" in row, row
     assert "Hello, Vahana" in table
     assert "all 5 task(s) completed" in result.stdout
+
+
+def test_run_serves_the_dashboard_only_when_asked_and_prints_its_address() -> None:
+    hello = str(EXAMPLES / "hello.yaml")
+    asked = vahana("run", "-f", hello, "--workers=1", "--ui-port=0")
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert re.search(r"dashboard on http://127\.0\.0\.1:\d+/", asked.stdout), asked.stdout
+    plain = vahana("run", "-f", hello, "--workers=1")
+    assert "dashboard" not in plain.stdout
 
 
 def test_run_exits_non_zero_and_shows_exit_code_3_when_a_task_fails() -> None:

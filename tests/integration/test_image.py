@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,13 +119,13 @@ def state_dir() -> Iterator[Path]:
 def test_the_image_serves_as_a_standalone_scheduler_with_local_workers(
     vahana_image: str, state_dir: Path
 ) -> None:
-    port = free_port()
+    port, ui_port = free_port(), free_port()
     name = f"vahana-standalone-{port}"
     podman(
         "run", "-d", "--name", name, "--network", "host", *RESTRICTED, "-m", "512m",
         "-v", f"{state_dir}:/var/lib/vahana", "--tmpfs", "/tmp", vahana_image,
         "tini", "--", "vahana", "server", "--host=127.0.0.1", f"--port={port}", "--workers=2",
-        "--state-dir=/var/lib/vahana", "--metrics-port=0",
+        "--state-dir=/var/lib/vahana", "--metrics-port=0", f"--ui-port={ui_port}",
     )  # fmt: skip
     try:
         wait_until(
@@ -145,6 +146,11 @@ def test_the_image_serves_as_a_standalone_scheduler_with_local_workers(
         )  # fmt: skip
         tasks = json.loads(listed.stdout)
         assert tasks and {task["status"] for task in tasks} == {"COMPLETED"}
+        # The dashboard's pages and its chart library ship in the installed package.
+        for asset in ("", "assets/js/app.js", "assets/vendor/uplot/uPlot.iife.min.js"):
+            url = f"http://127.0.0.1:{ui_port}/{asset}"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.status == 200 and response.read(), url
         # The store is on the volume, written by the container's user.
         assert (state_dir / "vahana.db").stat().st_uid == 65532
         states = podman("exec", name, "sh", "-c", "cat /proc/[0-9]*/stat").stdout

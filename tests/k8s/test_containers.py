@@ -88,6 +88,7 @@ class Ports:
     grpc: int = dataclasses.field(default_factory=free_port)
     metrics: int = dataclasses.field(default_factory=free_port)
     download: int = dataclasses.field(default_factory=free_port)
+    ui: int = dataclasses.field(default_factory=free_port)
 
 
 def install(cluster: Cluster, ports: Ports, *values: str) -> None:
@@ -98,7 +99,7 @@ def install(cluster: Cluster, ports: Ports, *values: str) -> None:
         "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
         "--set", "image.pullPolicy=Never",
         "--set", f"grpc.port={ports.grpc}", "--set", f"metrics.port={ports.metrics}",
-        "--set", f"remotePools.downloadPort={ports.download}",
+        "--set", f"remotePools.downloadPort={ports.download}", "--set", f"ui.port={ports.ui}",
         "--set", "operator.heartbeatIntervalSeconds=2",
         *values, "--wait", "--timeout", "3m",
         kubeconfig=cluster.plane.kubeconfig,

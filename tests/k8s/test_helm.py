@@ -124,6 +124,7 @@ def test_default_render_is_a_restricted_operator_with_its_service_and_rbac(
     assert "--host=0.0.0.0" in container["args"]
     assert f"--worker-server-address=vahana.{SYSTEM}.svc:50051" in container["args"]
     assert "--metrics-port=9090" in container["args"]
+    assert "--ui-port=8081" in container["args"]  # the dashboard: 8080 is the download port
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert container["readinessProbe"]["grpc"]["port"] == 50051
@@ -140,7 +141,7 @@ def test_default_render_is_a_restricted_operator_with_its_service_and_rbac(
     assert "persistentVolumeClaim" in volumes[mounts["/var/lib/vahana"]]
     assert "emptyDir" in volumes[mounts["/tmp"]]
     ports = {p["name"]: p["port"] for p in objects["Service"]["spec"]["ports"]}
-    assert ports == {"grpc": 50051, "download": 8080, "metrics": 9090}
+    assert ports == {"grpc": 50051, "download": 8080, "metrics": 9090, "ui": 8081}
     container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert container_ports == ports  # Services of these Pods forward to the same port
     assert env["VAHANA_POOLS_DISTRIBUTION_PORT"]["value"] == "8080"
@@ -168,6 +169,7 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
         "--set", "serviceMonitor.enabled=true",
         "--set", "networkPolicy.enabled=true",
         "--set", "networkPolicy.workerCIDRs={10.20.0.0/16}",
+        "--set", "networkPolicy.uiFrom[0].podSelector.matchLabels.role=reader",
         "--set", "operator.watchNamespaces={team-a,team-b}",
     )  # fmt: skip
     objects = by_kind(docs)
@@ -209,7 +211,7 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     ingress = objects["NetworkPolicy"]["spec"]["ingress"]
-    grpc_rule, download_rule, metrics_rule = ingress
+    grpc_rule, download_rule, metrics_rule, ui_rule = ingress
     assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
     # Pilots outside the cluster download the worker zipapp before they connect.
     assert download_rule == {
@@ -221,6 +223,10 @@ def test_every_option_renders_postgres_ha_tls_service_monitor_network_policy(
     }
     assert grpc_rule["from"][1] == {"ipBlock": {"cidr": "10.20.0.0/16"}}
     assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert ui_rule == {
+        "ports": [{"port": "ui", "protocol": "TCP"}],
+        "from": [{"podSelector": {"matchLabels": {"role": "reader"}}}],
+    }
 
 
 def test_the_optional_objects_are_off_by_default(helm_bin: Path) -> None:
@@ -232,7 +238,15 @@ def test_metrics_off_turns_the_endpoint_off_and_drops_its_port(helm_bin: Path) -
     objects = by_kind(render(helm_bin, "--set", "metrics.enabled=false"))
     (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert "--metrics-port=0" in container["args"]  # the operator's own default is 9090
-    assert [p["name"] for p in objects["Service"]["spec"]["ports"]] == ["grpc", "download"]
+    assert [p["name"] for p in objects["Service"]["spec"]["ports"]] == ["grpc", "download", "ui"]
+
+
+def test_ui_off_turns_the_dashboard_off_and_drops_its_port(helm_bin: Path) -> None:
+    objects = by_kind(render(helm_bin, "--set", "ui.enabled=false"))
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert "--no-ui" in container["args"]  # `vahana operator` serves it unless told not to
+    assert "ui" not in [p["name"] for p in objects["Service"]["spec"]["ports"]]
+    assert "ui" not in [p["name"] for p in container["ports"]]
 
 
 def test_the_operator_command_uses_only_flags_the_operator_knows(helm_bin: Path) -> None:
@@ -265,6 +279,8 @@ def test_the_operator_command_uses_only_flags_the_operator_knows(helm_bin: Path)
         ("replicaCount: 2\n", "/store/type"),
         ("store: {type: postgresql}\n", "/store/postgresql/existingSecret"),
         ("metrics: {port: 50051}\n", "metrics.port"),
+        ("ui: {port: 0}\n", "/ui/port"),
+        ("ui: {port: 8080}\n", "ui.port"),
         ("remotePools: {downloadPort: 9090}\n", "remotePools.downloadPort"),
         ("remotePools: {workerServerAddress: 'no port'}\n", "/remotePools/workerServerAddress"),
         ("tls: {serverSecretName: server-tls}\n", "/tls/clientCASecretName"),

@@ -87,6 +87,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or (eq (int .Values.remotePools.downloadPort) (int .Values.grpc.port)) (eq (int .Values.remotePools.downloadPort) (int .Values.metrics.port)) }}
 {{- fail "remotePools.downloadPort: must differ from grpc.port and metrics.port" }}
 {{- end }}
+{{- if and .Values.ui.enabled (has (int .Values.ui.port) (list (int .Values.grpc.port) (int .Values.metrics.port) (int .Values.remotePools.downloadPort))) }}
+{{- fail "ui.port: must differ from grpc.port, metrics.port and remotePools.downloadPort" }}
+{{- end }}
 {{- end }}
 
 {{/*

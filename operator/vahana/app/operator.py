@@ -125,6 +125,8 @@ async def _lead(
             }
         ),
     )
+    if process.dashboard is not None:
+        process.dashboard.add_pools(memo.pools)
     memo.worker_mirror = mirrors.WorkerMirror(
         process.scheduler,
         api,
@@ -147,10 +149,11 @@ async def _lead(
         asyncio.create_task(memo.worker_mirror.run(), name="worker-mirror"),
     ]
     log.info(
-        "operator running grpc=%s workers_reach=%s namespaces=%s",
+        "operator running grpc=%s workers_reach=%s namespaces=%s dashboard=%s",
         process.address,
         server_address,
         ",".join(namespaces) or "(all)",
+        process.dashboard.url if process.dashboard is not None else "off",
     )
     kopf_run = asyncio.create_task(
         kopf.operator(

@@ -72,6 +72,14 @@ def guard(
     )
 
 
+def client_token_check(settings: settings_module.Settings) -> Callable[[str], bool] | None:
+    """Whether a presented token is the client token (reread when its file changes); None
+    when no client token is configured (the dashboard is then read-only)."""
+    if not settings.auth.client_token_file:
+        return None
+    return auth.FileSecret(settings.auth.client_token_file).matches
+
+
 def pool_secrets(settings: settings_module.Settings) -> Callable[[str], str]:
     """pool key → the bootstrap secret its remote workers register with; empty when workers
     need none. Read from the master file at each call, so a rotated master reaches new pilots."""

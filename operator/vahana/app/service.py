@@ -19,6 +19,7 @@ from vahana.scheduling import exits
 from vahana.scheduling import scheduler as scheduler_module
 from vahana.store import base as store_base
 from vahana.store import locking
+from vahana.web import server as web_server
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,18 @@ class SchedulerProcess:
             guard=security.guard(settings, self.scheduler),
         )
         self.metrics_endpoint: endpoint.MetricsEndpoint | None = None
+        # Built before the scheduler starts: it counts the store's finished tasks once.
+        self.dashboard = (
+            web_server.Dashboard(
+                self.scheduler,
+                host=settings.ui.host or settings.server.host,
+                port=settings.ui.port,
+                push_interval=settings.ui.push_interval_seconds,
+                client_token=security.client_token_check(settings),
+            )
+            if settings.ui.enabled
+            else None
+        )
         self.pool: local.LocalPool | None = None
         self.exits = exits.ExitReporter(self.scheduler)
         """Tells the scheduler at once of local workers whose process ended."""
@@ -146,6 +159,10 @@ class SchedulerProcess:
                 wrap_factories=self.pool_factories,
             )
             await self.pools.start()
+            if self.dashboard is not None and self.pools.manager is not None:
+                self.dashboard.add_pools(self.pools.manager)
+        if self.dashboard is not None:
+            await self.dashboard.start()
 
     async def until_store_lost(self) -> None:
         """Raises the store's `locking.StoreLocked` once another scheduler has taken it."""
@@ -157,6 +174,8 @@ class SchedulerProcess:
         if self._stopped:
             return
         self._stopped = True
+        if self.dashboard is not None:  # its live pages end first: nothing more to show
+            await self.dashboard.stop()
         if self.pools is not None:
             await self.pools.stop()
         if self.pool is not None:

@@ -108,6 +108,21 @@ class MetricsSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class UiSettings:
+    """The web dashboard (docs/dashboard.md): read-only; cancelling needs the client token."""
+
+    enabled: bool = False
+    """Serve it. `vahana server` and `vahana operator` turn it on unless told otherwise
+    (--no-ui, VAHANA_UI_ENABLED=false); `vahana run` only with --ui."""
+    port: int = 8080
+    """HTTP port of the dashboard; 0 picks a free port."""
+    host: str = ""
+    """Address it listens on; empty: the same as server.host."""
+    push_interval_seconds: float = 1.0
+    """Live pages get at most one update per this many seconds."""
+
+
+@dataclasses.dataclass(frozen=True)
 class OperatorSettings:
     namespaces: str = ""
     """Comma-separated namespaces to watch; empty: the whole cluster."""
@@ -142,6 +157,7 @@ class Settings:
     pools: PoolSettings = dataclasses.field(default_factory=PoolSettings)
     operator: OperatorSettings = dataclasses.field(default_factory=OperatorSettings)
     metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
+    ui: UiSettings = dataclasses.field(default_factory=UiSettings)
     tls: TlsSettings = dataclasses.field(default_factory=TlsSettings)
     auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
     log_level: str = "warning"
@@ -166,6 +182,10 @@ class Settings:
             problems.append(f"server.port: {self.server.port} is not a port (0–65535)")
         if not 0 <= self.metrics.port <= 65535:
             problems.append(f"metrics.port: {self.metrics.port} is not a port (0 disables)")
+        if not 0 <= self.ui.port <= 65535:
+            problems.append(f"ui.port: {self.ui.port} is not a port (0 picks a free one)")
+        if self.ui.push_interval_seconds <= 0:
+            problems.append("ui.push_interval_seconds: must be > 0")
         if not self.store_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             problems.append("store.url: use sqlite:///path or postgresql://user@host/db")
         if self.scheduler.heartbeat_interval_seconds <= 0:

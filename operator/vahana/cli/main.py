@@ -35,6 +35,7 @@ from vahana.manifests import tasks as task_manifests
 from vahana.proto import worker_pb2
 from vahana.rpc import server as rpc_server
 from vahana.store import base as store_base
+from vahana.web import server as web_server
 
 T = TypeVar("T")
 MAX_RUN_KEY = 190
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except client_module.Unreachable:
         errors.print(f"[red]error:[/] {_unreachable(options)}", soft_wrap=True)
         return 1
-    except (store_base.StoreUnavailable, rpc_server.PortInUse) as error:
+    except (store_base.StoreUnavailable, rpc_server.PortInUse, web_server.PortInUse) as error:
         errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
@@ -274,6 +275,18 @@ def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str)
         "[VAHANA_METRICS_PORT]",
     )
     parser.add_argument(
+        "--ui",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the web dashboard (server and operator: on; run: off, --ui or --ui-port "
+        "turns it on) [VAHANA_UI_ENABLED]",
+    )
+    parser.add_argument(
+        "--ui-port",
+        type=int,
+        help="HTTP port of the dashboard (default 8080; 0: a free port) [VAHANA_UI_PORT]",
+    )
+    parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="[VAHANA_LOG_LEVEL]"
     )
     security = parser.add_argument_group("security (docs/security.md)")
@@ -396,6 +409,8 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
         "scheduler.heartbeat_interval_seconds": options.heartbeat_interval,
         "scheduler.missed_heartbeats": options.missed_heartbeats,
         "metrics.port": options.metrics_port,
+        "ui.enabled": options.ui,
+        "ui.port": options.ui_port,
         "tls.cert_file": options.tls_cert_file,
         "tls.key_file": options.tls_key_file,
         "tls.client_ca_file": options.tls_client_ca_file,
@@ -467,6 +482,8 @@ def _run(options: argparse.Namespace, console: Console) -> int:
         fixed["metrics.port"] = 0  # no /metrics unless asked for
     if pools:
         fixed["local_pool.workers"] = 0
+    if options.ui is None and options.ui_port is not None:
+        fixed["ui.enabled"] = True  # a port asks for the dashboard
     with tempfile.TemporaryDirectory(prefix="vahana-run-") as scratch:
         settings = _settings(options, **fixed, **{"store.state_dir": scratch})
         results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
@@ -481,8 +498,15 @@ def _run(options: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _dashboard_on(fixed: dict[str, Any]) -> dict[str, Any]:
+    """server and operator serve the dashboard unless told not to (flag or environment)."""
+    if "VAHANA_UI_ENABLED" not in os.environ:
+        fixed["ui.enabled"] = True
+    return fixed
+
+
 def _serve(options: argparse.Namespace, console: Console) -> int:
-    settings = _settings(options, log_level="info")
+    settings = _settings(options, **_dashboard_on({"log_level": "info"}))
     pools = _read_pools(options.pool_file)
 
     async def serve() -> int:
@@ -510,6 +534,7 @@ def _serve(options: argparse.Namespace, console: Console) -> int:
             f"{settings.local_workers if process.pool else 0} local workers"
             + (f", pools {', '.join(p.name for p in pools)}" if pools else "")
             + ")"
+            + (f"; dashboard {process.dashboard.url}" if process.dashboard else "")
         )
         lost = asyncio.ensure_future(process.store_lost.wait())
         await _first(lost, stop)
@@ -543,7 +568,7 @@ def _operate(options: argparse.Namespace, console: Console) -> int:
         fixed["operator.namespaces"] = ",".join(options.namespaces)
     if options.worker_server_address:
         fixed["operator.worker_server_address"] = options.worker_server_address
-    settings = _settings(options, **fixed)
+    settings = _settings(options, **_dashboard_on(fixed))
     asyncio.run(operator_module.run(settings))
     return 0
 

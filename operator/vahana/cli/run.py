@@ -26,6 +26,8 @@ async def run_tasks(
     """Runs the submissions to a final status on a fresh embedded scheduler; returns them."""
     process = service.SchedulerProcess(settings, pools=pools)
     await process.start()
+    if process.dashboard is not None:
+        console.print(f"dashboard on {process.dashboard.url}", markup=False)
     try:
         return await _watch(process, submissions, console)
     finally:

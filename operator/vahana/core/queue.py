@@ -17,6 +17,8 @@ from vahana.core import models
 
 ShapeKey = tuple[object, ...]
 OrderKey = tuple[int, float, int]
+DepthKey = tuple[str, int]
+"""(pool, priority): how the queue's depth is counted for people (the dashboard)."""
 
 
 def order_key(task: models.TaskRecord) -> OrderKey:
@@ -55,6 +57,9 @@ class TaskQueue:
         self._tokens: dict[str, int] = {}
         self._next_token = 0
         self._delayed: list[tuple[float, int, str]] = []
+        self._depth: dict[DepthKey, int] = {}
+        """Queued tasks by (pool, priority), kept as tasks come and go: reading it costs
+        nothing per queued task."""
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -68,6 +73,10 @@ class TaskQueue:
     def push(self, task: models.TaskRecord, now: float) -> None:
         self._next_token += 1
         token = self._next_token
+        replaced = self._tasks.get(task.id)
+        if replaced is not None:
+            self._count(replaced, -1)
+        self._count(task, 1)
         self._tasks[task.id] = task
         self._tokens[task.id] = token
         if task.not_before > now:
@@ -77,7 +86,14 @@ class TaskQueue:
 
     def remove(self, task_id: str) -> models.TaskRecord | None:
         self._tokens.pop(task_id, None)
-        return self._tasks.pop(task_id, None)
+        removed = self._tasks.pop(task_id, None)
+        if removed is not None:
+            self._count(removed, -1)
+        return removed
+
+    def depths(self) -> dict[DepthKey, int]:
+        """How many tasks are queued (ready or in a backoff) by (pool, priority)."""
+        return dict(self._depth)
 
     def promote_due(self, now: float) -> int:
         """Moves tasks whose backoff has passed into the ready heaps; returns how many."""
@@ -127,7 +143,17 @@ class TaskQueue:
             return None
         _, _, task_id = heapq.heappop(best[1].heap)
         self._tokens.pop(task_id)
-        return self._tasks.pop(task_id)
+        task = self._tasks.pop(task_id)
+        self._count(task, -1)
+        return task
+
+    def _count(self, task: models.TaskRecord, change: int) -> None:
+        key = (task.pool, task.spec.priority)
+        left = self._depth.get(key, 0) + change
+        if left:
+            self._depth[key] = left
+        else:
+            del self._depth[key]
 
     def _push_ready(self, task: models.TaskRecord, token: int) -> None:
         key = shape_key(task)

@@ -86,6 +86,22 @@ class PoolDefaults:
     """The scheduler serves mutual TLS, so remote workers need client certificates."""
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolSummary:
+    """A pool as people see it (`kubectl get workerpools`, the dashboard)."""
+
+    key: str
+    namespace: str
+    name: str
+    kind: str
+    minimum: int
+    maximum: int
+    tasks_per_worker: int
+    status: Mapping[str, Any]
+    """The last reconcile round's: desired, starting, ready, busy, lastError ({}: none yet)."""
+    removing: bool
+
+
 class PoolManager:
     def __init__(
         self,
@@ -101,6 +117,23 @@ class PoolManager:
         self._factories = dict(factories)
         self._pools: dict[str, ManagedPool] = {}
         self.exits = exits.ExitReporter(sched)
+        self._statuses: dict[str, dict[str, Any]] = {}
+
+    def summaries(self) -> list[PoolSummary]:
+        return [
+            PoolSummary(
+                key=pool.key,
+                namespace=pool.namespace,
+                name=pool.name,
+                kind=pool.kind,
+                minimum=pool.minimum,
+                maximum=pool.maximum,
+                tasks_per_worker=pool.tasks_per_worker,
+                status=dict(self._statuses.get(key, {})),
+                removing=pool.removing,
+            )
+            for key, pool in self._pools.items()
+        ]
 
     def lookup(self, key: str) -> tuple[str, str, str] | None:
         pool = self._pools.get(key)
@@ -194,14 +227,22 @@ class PoolManager:
             # What holds now: an upsert may have replaced the record, a removal begun.
             pool = self._pools.get(key) or pool
             if pool.removing or key not in self._pools:
-                return {
+                status: dict[str, Any] = {
                     "desired": 0,
                     "starting": 0,
                     "ready": 0,
                     "busy": 0,
                     "lastError": pool.last_error or None,
                 }
-            return await self._reconcile(key, pool)
+            else:
+                try:
+                    status = await self._reconcile(key, pool)
+                except Exception as error:  # an adapter that cannot list: shown until it can
+                    self._statuses[key] = {**self._statuses.get(key, {}), "lastError": str(error)}
+                    raise
+            if key in self._pools:
+                self._statuses[key] = status
+            return status
 
     async def _reconcile(self, key: str, pool: ManagedPool) -> dict[str, Any]:
         if self._defaults.pool_secret(key) != pool.bootstrap_secret:
@@ -306,6 +347,7 @@ class PoolManager:
         async with pool.lock:  # after any round under way: it may be starting workers
             if self._pools.get(key) is pool:
                 del self._pools[key]
+                self._statuses.pop(key, None)
             await asyncio.to_thread(pool.adapter.close)
 
 

@@ -367,6 +367,22 @@ class Scheduler:
     def list_attempts(self, task_id: str) -> list[models.AttemptRecord]:
         return self._pipeline.read_sync(lambda store: store.list_attempts(task_id))
 
+    async def list_attempts_async(self, task_id: str) -> list[models.AttemptRecord]:
+        return await self._pipeline.read(lambda store: store.list_attempts(task_id))
+
+    async def page_tasks_async(self, query: base.TaskQuery) -> base.TaskPage:
+        """One page of tasks from the store (committed, newest first), read off the loop."""
+        page = await self._pipeline.read(lambda store: store.page_tasks(query))
+        return base.TaskPage(self._newest(page.tasks), page.total)
+
+    def count_tasks_by_phase(self) -> dict[models.TaskPhase, int]:
+        """Every task the store holds, by phase (one read: call it before `start()`)."""
+        return self._pipeline.read_sync(lambda store: store.count_tasks_by_phase())
+
+    def live_task(self, task_id: str) -> models.TaskRecord | None:
+        """The task as memory holds it (unfinished, or among the newest finished); no I/O."""
+        return self._tables.task(task_id)
+
     def worker_pool(self, worker_id: str) -> str | None:
         """The pool a registered worker belongs to; None if no such worker is registered."""
         worker = self._tables.workers.get(worker_id)
@@ -422,6 +438,15 @@ class Scheduler:
 
     def pending_shapes(self) -> list[models.TaskRecord]:
         return self._tables.queue.shapes()
+
+    def queue_depths(self) -> dict[tuple[str, int], int]:
+        """Queued tasks by (pool, priority), kept up to date by the queue (no scan)."""
+        return self._tables.queue.depths()
+
+    @property
+    def unfinished_count(self) -> int:
+        """Tasks queued or held by a worker."""
+        return len(self._tables.tasks)
 
     def queued_tasks(self) -> Iterator[models.TaskRecord]:
         """Every queued task, ready or in a retry backoff (to read at once, e.g. for metrics)."""

@@ -8,6 +8,7 @@ its queue and leases from `load_unfinished_tasks()` and `load_workers()`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
@@ -20,6 +21,27 @@ class StoreUnavailable(RuntimeError):
     The message names the store (never its password) and says what to do; callers treat it as
     fatal for the call in progress, which may be tried again (gRPC UNAVAILABLE).
     """
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskQuery:
+    """One page of tasks for people (the dashboard), newest first."""
+
+    phases: tuple[models.TaskPhase, ...] = ()
+    """Any of these phases; empty: every phase."""
+    pool: str | None = None
+    """Exactly this pool ("" for tasks that name none); None: any pool."""
+    search: str = ""
+    """Part of the name (any case), or the whole id."""
+    offset: int = 0
+    limit: int = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskPage:
+    tasks: list[models.TaskRecord]
+    total: int
+    """Tasks matching the query, on every page."""
 
 
 class Store(Protocol):
@@ -52,6 +74,10 @@ class Store(Protocol):
         ids: Sequence[str] = (),
         limit: int = 0,
     ) -> list[models.TaskRecord]: ...
+
+    def page_tasks(self, query: TaskQuery) -> TaskPage: ...
+
+    def count_tasks_by_phase(self) -> dict[models.TaskPhase, int]: ...
 
     def list_attempts(self, task_id: str) -> list[models.AttemptRecord]: ...
 

@@ -222,6 +222,34 @@ class SqlStore:
             sql += f" LIMIT {int(limit)}"
         return [codec.task_from_row(row) for row in self._rows(sql, params)]
 
+    def page_tasks(self, query: base.TaskQuery) -> base.TaskPage:
+        where: list[str] = []
+        params: list[Any] = []
+        if query.phases:
+            where.append(f"phase IN ({', '.join('?' for _ in query.phases)})")
+            params.extend(phase.value for phase in query.phases)
+        if query.pool is not None:
+            where.append("pool = ?")
+            params.append(query.pool)
+        if query.search:
+            # LIKE's own wildcards in the search are escaped: they match themselves.
+            pattern = query.search.lower().replace("\\", "\\\\")
+            pattern = pattern.replace("%", "\\%").replace("_", "\\_")
+            where.append("(lower(name) LIKE ? ESCAPE '\\' OR id = ?)")
+            params.extend([f"%{pattern}%", query.search])
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        total = int(self._rows(f"SELECT COUNT(*) AS n FROM tasks{condition}", params)[0]["n"])
+        rows = self._rows(
+            f"SELECT * FROM tasks{condition} ORDER BY seq DESC "
+            f"LIMIT {max(0, int(query.limit))} OFFSET {max(0, int(query.offset))}",
+            params,
+        )
+        return base.TaskPage([codec.task_from_row(row) for row in rows], total)
+
+    def count_tasks_by_phase(self) -> dict[models.TaskPhase, int]:
+        rows = self._rows("SELECT phase, COUNT(*) AS n FROM tasks GROUP BY phase")
+        return {models.TaskPhase(row["phase"]): int(row["n"]) for row in rows}
+
     def list_attempts(self, task_id: str) -> list[models.AttemptRecord]:
         rows = self._rows("SELECT * FROM attempts WHERE task_id = ? ORDER BY attempt", (task_id,))
         return [codec.attempt_from_row(row) for row in rows]

@@ -112,3 +112,12 @@ def test_scheduler_derived_limits() -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         app_settings.Settings().log_level = "debug"  # type: ignore[misc]
+
+
+def test_the_dashboard_is_off_unless_asked_and_its_port_is_checked() -> None:
+    assert load().ui == app_settings.UiSettings(enabled=False, port=8080)
+    on = load(VAHANA_UI_ENABLED="true", VAHANA_UI_PORT="9000")
+    assert on.ui.enabled is True and on.ui.port == 9000
+    problems = load({"ui.port": 70000, "ui.push_interval_seconds": 0}).validate()
+    assert "ui.port: 70000 is not a port (0 picks a free one)" in problems
+    assert "ui.push_interval_seconds: must be > 0" in problems

@@ -171,6 +171,19 @@ def test_taken_task_is_not_resurrected_by_its_old_delayed_entry() -> None:
 
 
 # -- retry delays ------------------------------------------------------------------------
+def test_depths_count_queued_tasks_by_pool_and_priority_as_they_come_and_go() -> None:
+    queue = task_queue.TaskQueue()
+    a = make_task("a").priority(2).record(seq=1, pool="gpu")
+    b = make_task("b").priority(2).record(seq=2, pool="gpu")
+    c = make_task("c").record(seq=3, not_before=NOW + 5)  # in a backoff: queued all the same
+    for task in (a, b, c):
+        queue.push(task, NOW)
+    assert queue.depths() == {("gpu", 2): 2, ("", 0): 1}
+    assert queue.take(everything, no_rank) is not None
+    queue.remove("c")
+    assert queue.depths() == {("gpu", 2): 1}
+
+
 def test_delayed_task_waits_for_promote_due() -> None:
     queue = queue_of(make_task("later").record(seq=1, not_before=NOW + 30))
     assert len(queue) == 1 and "later" in queue
@@ -308,6 +321,15 @@ class QueueMachine(RuleBasedStateMachine):
     def length_counts_each_present_task_once(self) -> None:
         assert len(self.queue) == len(self.present)
         assert {t.id for t in self.queue} == self.present
+
+    @invariant()
+    def depths_count_the_present_tasks_by_pool_and_priority(self) -> None:
+        expected: dict[tuple[str, int], int] = {}
+        for task_id in self.present:
+            task = self.records[task_id]
+            key = (task.pool, task.spec.priority)
+            expected[key] = expected.get(key, 0) + 1
+        assert self.queue.depths() == expected
 
     @invariant()
     def next_due_is_the_earliest_delayed_task(self) -> None:

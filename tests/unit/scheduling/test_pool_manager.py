@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from vahana.core import models
 from vahana.pools import base, scripts
 from vahana.scheduling import pool_manager, records, scheduler
@@ -333,3 +334,26 @@ def test_an_adapter_that_watches_exits_gets_a_listener_that_tells_the_scheduler(
 
     asyncio.run(scenario())
     assert sched.list_workers() == []
+
+
+def test_summaries_give_each_pools_limits_and_its_last_round(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    manager = fake.manager
+    manager.upsert("ns", "p", "uid", {"type": "fake", "minWorkers": 1, "maxWorkers": 3})
+    key = pool_manager.pool_key("ns", "p")
+    (before,) = manager.summaries()
+    assert (before.key, before.kind, before.minimum, before.maximum) == (key, "fake", 1, 3)
+    assert before.status == {}  # no round yet
+    asyncio.run(manager.reconcile(key))
+    (after,) = manager.summaries()
+    assert after.status["desired"] == 1 and after.status["lastError"] is None
+
+    def broken() -> list[base.PoolWorker]:
+        raise RuntimeError("squeue: connection refused")
+
+    fake.adapters[0].list_workers = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        asyncio.run(manager.reconcile(key))
+    (failed,) = manager.summaries()
+    assert failed.status["lastError"] == "squeue: connection refused"
+    assert failed.status["desired"] == 1  # the rest of the last good round stays

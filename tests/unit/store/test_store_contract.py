@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from builders import GiB, make_task, make_worker
 from vahana.core import models
-from vahana.store import sql, sqlite
+from vahana.store import base, sql, sqlite
 
 P = models.TaskPhase
 StoreFactory = Callable[[], sql.SqlStore]
@@ -157,6 +157,42 @@ def test_list_tasks_filters_and_orders_by_seq(store: sql.SqlStore) -> None:
     assert ids(store.list_tasks(ids=["d", "b", "zz"])) == ["b", "d"]
     assert ids(store.list_tasks(phase=P.PENDING, namespace="ns1")) == ["a"]
     assert ids(store.list_tasks(limit=2)) == ["a", "b"]
+
+
+def test_page_tasks_filters_by_phase_pool_and_name_newest_first(store: sql.SqlStore) -> None:
+    store.insert_tasks(
+        [
+            simple("align-1", seq=1, pool="gpu"),
+            simple("align-2", seq=2, phase=P.RUNNING, pool="gpu"),
+            simple("Align-3", seq=3, phase=P.COMPLETED),
+            simple("sort-4", seq=4, phase=P.FAILED, pool="gpu"),
+        ]
+    )
+
+    def names(**query) -> tuple[list[str], int]:
+        page = store.page_tasks(base.TaskQuery(**query))
+        return [t.spec.name for t in page.tasks], page.total
+
+    assert names() == (["sort-4", "Align-3", "align-2", "align-1"], 4)
+    assert names(phases=(P.PENDING, P.RUNNING)) == (["align-2", "align-1"], 2)
+    assert names(pool="gpu", search="ALIGN") == (["align-2", "align-1"], 2)
+    assert names(pool="") == (["Align-3"], 1)
+    assert names(search="sort-4") == (["sort-4"], 1)  # a whole id matches too
+    assert names(offset=1, limit=2) == (["Align-3", "align-2"], 4)
+
+
+def test_page_tasks_search_takes_like_wildcards_literally(store: sql.SqlStore) -> None:
+    store.insert_tasks(
+        [simple("a_b", seq=1), simple("axb", seq=2), simple("100%", seq=3), simple("1000", seq=4)]
+    )
+    found = store.page_tasks(base.TaskQuery(search="a_b")).tasks
+    assert [t.id for t in found] == ["a_b"]
+    assert [t.id for t in store.page_tasks(base.TaskQuery(search="0%")).tasks] == ["100%"]
+
+
+def test_count_tasks_by_phase(store: sql.SqlStore) -> None:
+    store.insert_tasks([simple("a", seq=1), simple("b", seq=2, phase=P.FAILED), simple("c", seq=3)])
+    assert store.count_tasks_by_phase() == {P.PENDING: 2, P.FAILED: 1}
 
 
 def test_find_tasks_by_name(store: sql.SqlStore) -> None:
