@@ -3,6 +3,7 @@ and `deploy/manifests/` from the chart.
 
     python scripts/sync_chart.py           # copy the CRDs, render the plain manifests
     python scripts/sync_chart.py --check   # exit 1 (with a diff) if anything is stale
+    python scripts/sync_chart.py --check --no-manifests   # the CRD copies and docs only (no helm)
 
 `crds/` is the one source of the CRDs; `helm/vahana/crds/` holds byte-identical copies and
 `docs/crds.md` the reference made from them (scripts/crd_docs.py).
@@ -105,10 +106,16 @@ def stale(expected: dict[Path, str], *, directory: Path | None = None) -> list[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if anything is stale")
+    parser.add_argument(
+        "--no-manifests",
+        action="store_true",
+        help="leave deploy/manifests/ alone: the CRD copies and docs/crds.md need no helm",
+    )
     args = parser.parse_args(argv)
-    helm = helm_binary()
     crds = expected_crds()
-    manifests = {**expected_manifests(helm=helm), **expected_docs()}
+    manifests = expected_docs()
+    if not args.no_manifests:
+        manifests.update(expected_manifests(helm=helm_binary()))
     if args.check:
         problems = stale(crds, directory=CHART / "crds") + stale(manifests)
         if problems:

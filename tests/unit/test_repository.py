@@ -30,3 +30,14 @@ def test_import_layers_hold() -> None:
         pytest.skip("import-linter is a dev dependency (make venv)")
     result = subprocess.run([linter], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_chart_crds_and_their_docs_are_copies_of_crds() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sync_chart.py"), "--check", "--no-manifests"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"run `make chart`:\n{result.stdout}{result.stderr}"

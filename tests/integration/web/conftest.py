@@ -37,8 +37,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: while Playwright's sync driver is open, its event loop is the
+    # thread's running loop, and every later `asyncio.run()` in the session would be refused.
     available = Path(CHROMIUM).exists() and importlib.util.find_spec("playwright") is not None
     require(available, MISSING_BROWSER)
     from playwright.sync_api import sync_playwright
