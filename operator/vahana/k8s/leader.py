@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
@@ -44,11 +45,17 @@ class LeaderElector:
         self.identity = identity
         self._lease_seconds = lease_seconds
         self._renew_seconds = renew_seconds
+        # A thread of its own: in the loop's shared executor a renewal would queue behind the
+        # operator's other API calls, and a busy operator would lose its Lease to a standby.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
+
+    async def _attempt(self) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._try_acquire)
 
     async def acquire(self) -> None:
         """Returns once this replica holds the Lease."""
         announced = False
-        while not await asyncio.to_thread(self._try_acquire):
+        while not await self._attempt():
             if not announced:
                 log.info("standby: waiting for lease %s/%s", self.namespace, self.name)
                 announced = True
@@ -61,7 +68,7 @@ class LeaderElector:
         while True:
             await asyncio.sleep(self._renew_seconds)
             try:
-                held = await asyncio.to_thread(self._try_acquire)
+                held = await self._attempt()
             except Exception as error:  # ApiException, or the API server briefly unreachable
                 log.warning("lease renewal failed: %s", getattr(error, "reason", error))
                 held = None

@@ -40,14 +40,18 @@ export function cancelTask(id) {
 // One stream per page: topics (overview, workers, pools) and the ids of the tasks it shows.
 let current = null;
 
-export function live({ topics = [], tasks = [], on = {} }) {
+// `onOpen` runs each time the stream (re)connects: what changed before it listened is read then.
+export function live({ topics = [], tasks = [], on = {}, onOpen = null }) {
   stopLive();
   const query = new URLSearchParams();
   if (topics.length) query.set("topics", topics.join(","));
   if (tasks.length) query.set("tasks", tasks.join(","));
   const source = new EventSource("/api/events?" + query.toString());
   const indicator = document.getElementById("live");
-  source.onopen = () => indicator.classList.add("on");
+  source.onopen = () => {
+    indicator.classList.add("on");
+    if (onOpen) onOpen();
+  };
   source.onerror = () => indicator.classList.remove("on");
   for (const [kind, handler] of Object.entries(on)) {
     source.addEventListener(kind, (event) => handler(JSON.parse(event.data)));

@@ -36,9 +36,11 @@ export async function task(view, id, config) {
   const output = h("section");
   replace(view, head, h("div", { class: "columns" }, status, spec), attempts, output);
 
+  let reads = 0;
   async function load() {
+    const read = ++reads;
     const t = await getJSON("/api/tasks/" + encodeURIComponent(id));
-    render(t);
+    if (read === reads) render(t); // an older answer arriving late must not undo a newer one
     return t;
   }
 
@@ -100,5 +102,6 @@ export async function task(view, id, config) {
   }
 
   await load();
-  live({ tasks: [id], on: { tasks: () => load() } });
+  // Changes between the first read and the stream's start are caught by a read on (re)connect.
+  live({ tasks: [id], on: { tasks: () => load() }, onOpen: () => load() });
 }
