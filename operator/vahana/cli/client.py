@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import yaml as yaml_module
 from google.protobuf import json_format
 from rich.console import Console
 
@@ -137,6 +138,13 @@ def _with_token(link: grpc.Channel, token_file: str | None) -> grpc.Channel:
     return grpc.intercept_channel(link, _Bearer(lines[0] if lines else ""))
 
 
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    tasks: list[tasks_pb.TaskInfo]
+    more: bool
+    """The scheduler holds further tasks than `tasks` (the limit was reached)."""
+
+
 class Client:
     def __init__(
         self,
@@ -242,11 +250,23 @@ class Client:
     def get(self, task: str) -> tasks_pb.TaskInfo:
         return self.tasks.GetTask(tasks_pb.GetTaskRequest(id=task), timeout=self._timeout)
 
-    def list(self, status: str = "", limit: int = 0) -> list[tasks_pb.TaskInfo]:
-        request = tasks_pb.ListTasksRequest(limit=limit)
+    def list(self, status: str = "", limit: int = 0) -> Listing:
+        """Tasks oldest first, at most `limit` (0: all), read page by page; `more` says whether
+        the scheduler holds further ones."""
+        request = tasks_pb.ListTasksRequest()
         if status:
             request.status = worker_pb2.TaskStatus.Value(status.upper())
-        return list(self.tasks.ListTasks(request, timeout=self._timeout).tasks)
+        found: list[tasks_pb.TaskInfo] = []
+        while True:
+            if limit:
+                request.limit = limit - len(found)
+            page = self.tasks.ListTasks(request, timeout=self._timeout)
+            found.extend(page.tasks)
+            if not page.next_page_token:
+                return Listing(found, more=False)
+            if limit and len(found) >= limit:
+                return Listing(found[:limit], more=True)
+            request.page_token = page.next_page_token
 
     def list_workers(self) -> list[worker_pb2.WorkerInfo]:
         return list(
@@ -268,12 +288,30 @@ class Client:
 def print_records(console: Console, records: list[object], output: str) -> None:
     """-o json / yaml: the records as the API returns them, for scripts."""
     data = [json_format.MessageToDict(r, preserving_proto_field_name=True) for r in records]  # type: ignore[arg-type]
-    if output == "json":
-        console.print_json(json.dumps(data if len(data) != 1 else data[0]))
-    else:
-        import yaml
+    _write(console, data if len(data) != 1 else data[0], output)
 
-        console.print(yaml.safe_dump(data if len(data) != 1 else data[0], sort_keys=False), end="")
+
+def _write(console: Console, data: object, output: str) -> None:
+    """Plain text on the console's file: no markup or highlighting to slow 100,000 records down
+    or to be read from a task's name."""
+    if output == "json" and console.is_terminal:
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    elif output == "json" and isinstance(data, list):
+        # One record per line: json's C encoder (indent turns it off), and lines for grep.
+        lines = ",\n".join(json.dumps(item, ensure_ascii=False) for item in data)
+        text = f"[\n{lines}\n]\n" if data else "[]\n"
+    elif output == "json":
+        text = json.dumps(data, ensure_ascii=False) + "\n"
+    else:
+        text = yaml_module.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    console.file.write(text)
+    console.file.flush()
+
+
+try:  # libyaml's emitter when PyYAML was built with it: 100,000 records in seconds
+    _Dumper: type = yaml_module.CSafeDumper
+except AttributeError:
+    _Dumper = yaml_module.SafeDumper
 
 
 def wait_for(client: Client, ids: list[str], console: Console) -> list[tasks_pb.TaskInfo]:

@@ -43,6 +43,8 @@ MAX_RUN_KEY = 190
 within TaskService's 512 characters."""
 
 DEFAULT_SERVER = "localhost:50051"
+DEFAULT_LIST_LIMIT = 500
+"""Tasks `get tasks` shows without --limit or --all."""
 EXAMPLES = """\
 examples:
   vahana run -f deploy/examples/hello.yaml          run the tasks on local workers, then exit
@@ -200,7 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("name", nargs="?", help="task id or name (for `get task`)")
     get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     get.add_argument("--status", help="only tasks with this status, e.g. RUNNING")
-    get.add_argument("--limit", type=int, default=0, help="at most this many tasks")
+    shown = get.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIST_LIMIT,
+        help="at most this many tasks, oldest first (default %(default)s)",
+    )
+    shown.add_argument(
+        "--all", action="store_true", help="every task (read from the scheduler page by page)"
+    )
     _add_server_flag(get)
     get.set_defaults(handler=_get)
 
@@ -633,7 +644,18 @@ def _get(options: argparse.Namespace, console: Console) -> int:
                 f"--status: {options.status!r} — use one of PENDING, ASSIGNED, RUNNING, "
                 "COMPLETED, FAILED, CANCELLED, TIMED_OUT"
             )
-        tasks = client.list(options.status or "", options.limit)
+        if options.limit < 1 and not options.all:
+            raise UsageError("--limit: give a number ≥ 1, or --all for every task")
+        listing = client.list(options.status or "", 0 if options.all else options.limit)
+        tasks = listing.tasks
+        if listing.more:
+            # On stderr: -o json / yaml output stays one document.
+            Console(stderr=True, highlight=False).print(
+                f"showing the oldest {len(tasks)} task(s); more are there: "
+                "--limit N for more, --all for every task, --status to select",
+                markup=False,
+                soft_wrap=True,
+            )
     if options.output != "table":
         client_module.print_records(console, list(tasks), options.output)
     else:

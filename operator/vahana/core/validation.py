@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 
-from vahana.core import models
+from vahana.core import bounds, models
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
+Bad = Callable[[str, str], None]
 
 
 def problems(submission: models.Submission, *, where: str = "") -> list[str]:
     """Every problem of the submission as `path: what is wrong — how to fix it`."""
-    spec, found = submission.spec, []
+    spec, found = submission.spec, list[str]()
     prefix = f"{where}." if where else ""
 
     def bad(field: str, message: str) -> None:
@@ -23,7 +25,18 @@ def problems(submission: models.Submission, *, where: str = "") -> list[str]:
     if not spec.command.strip():
         bad("command", "must not be empty — give the shell command to run")
     if "\x00" in spec.command:
-        bad("command", "must not contain NUL bytes")
+        bad("command", "must not contain NUL bytes — bash cannot be given one")
+    _size(bad, "command", spec.command, bounds.COMMAND_BYTES, "put a longer script in a file")
+    _chars(bad, "name", spec.name, bounds.NAME_CHARS)
+    _chars(bad, "namespace", submission.namespace, bounds.NAMESPACE_CHARS)
+    _chars(bad, "pool", submission.pool, bounds.POOL_CHARS)
+    _chars(bad, "experimentId", spec.experiment_id, bounds.EXPERIMENT_ID_CHARS)
+    for field, labels in (
+        ("workerSelector", spec.resources.labels),
+        ("preferredWorkerLabels", spec.resources.preferred_labels),
+    ):
+        for problem in label_problems(labels, field):
+            found.append(prefix + problem)
     need = spec.resources
     if not math.isfinite(need.cpu_cores):
         bad("resources.cpu", "must be a finite number")
@@ -46,15 +59,19 @@ def problems(submission: models.Submission, *, where: str = "") -> list[str]:
             bad(field, f"must be ≥ 0 (0: the worker's default), got {value}")
         elif value > most:
             bad(field, f"must be at most {most}, got {value}")
-    for name in spec.environment:
-        if not _ENV_NAME.match(name):
-            bad(f"env.{name}", "is not a valid variable name — use letters, digits and _")
+    _environment_problems(bad, spec.environment)
     for label, files in (("inputFiles", spec.input_files), ("outputFiles", spec.output_files)):
-        for index, transfer in enumerate(files):
-            if not transfer.source:
-                bad(f"{label}[{index}].source", "must not be empty")
-            if not transfer.destination:
-                bad(f"{label}[{index}].destination", "must not be empty")
+        if len(files) > bounds.FILES:
+            bad(label, f"at most {bounds.FILES} entries, got {len(files)} — pack them in archives")
+        for index, transfer in enumerate(files[: bounds.FILES]):
+            for end, path in (("source", transfer.source), ("destination", transfer.destination)):
+                where = f"{label}[{index}].{end}"
+                if not path:
+                    bad(where, "must not be empty")
+                elif "\x00" in path:
+                    bad(where, "must not contain NUL bytes")
+                else:
+                    _size(bad, where, path, bounds.PATH_BYTES, "use a shorter path or URL")
     policy = submission.retry
     if policy.max_task_retries < 0:
         bad("retry.maxTaskRetries", "must be ≥ 0")
@@ -63,3 +80,53 @@ def problems(submission: models.Submission, *, where: str = "") -> list[str]:
     if not (0 <= policy.backoff_seconds < math.inf and 0 <= policy.max_backoff_seconds < math.inf):
         bad("retry.backoff", "must be ≥ 0")
     return found
+
+
+def label_problems(labels: Mapping[str, str], field: str) -> list[str]:
+    """Labels a task asks for or a worker offers: bounded in number and size."""
+    found = []
+    if len(labels) > bounds.LABELS:
+        found.append(f"{field}: at most {bounds.LABELS} labels, got {len(labels)}")
+    for key, value in list(labels.items())[: bounds.LABELS]:
+        shown = key if len(key) <= 40 else key[:40] + "…"
+        if not key or len(key) > bounds.LABEL_CHARS:
+            found.append(f"{field}.{shown}: a label key has 1–{bounds.LABEL_CHARS} characters")
+        if len(value) > bounds.LABEL_CHARS:
+            found.append(
+                f"{field}.{shown}: a label value has at most {bounds.LABEL_CHARS} characters, "
+                f"got {len(value)}"
+            )
+    return found
+
+
+def _environment_problems(bad: Bad, environment: Mapping[str, str]) -> None:
+    if len(environment) > bounds.ENV_VARS:
+        bad("env", f"at most {bounds.ENV_VARS} variables, got {len(environment)}")
+    total = 0
+    for name, value in environment.items():
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        if len(name) > bounds.ENV_NAME_CHARS:
+            bad(f"env.{shown}", f"a name has at most {bounds.ENV_NAME_CHARS} characters")
+        elif not _ENV_NAME.match(name):
+            bad(f"env.{shown}", "is not a valid variable name — use letters, digits and _")
+        if "\x00" in value:
+            bad(f"env.{shown}", "must not contain NUL bytes")
+        _size(bad, f"env.{shown}", value, bounds.ENV_VALUE_BYTES, "pass large data in a file")
+        total += bounds.utf8_size(name) + bounds.utf8_size(value) + 2  # NAME=value\0
+    if total > bounds.ENV_BYTES:
+        bad(
+            "env",
+            f"at most {bounds.ENV_BYTES} bytes in all (NAME=value each), got {total} — "
+            "pass large data in a file",
+        )
+
+
+def _size(bad: Bad, field: str, text: str, limit: int, fix: str) -> None:
+    size = bounds.utf8_size(text)
+    if size > limit:
+        bad(field, f"at most {limit} bytes (UTF-8), got {size} — {fix}")
+
+
+def _chars(bad: Bad, field: str, text: str, limit: int) -> None:
+    if len(text) > limit:
+        bad(field, f"at most {limit} characters, got {len(text)}")

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from vahana.core import models
+from vahana.core import models, validation
 from vahana.manifests import errors, messages, quantity, schema, yamlload
 
 ManifestError = errors.ManifestError
@@ -137,10 +137,23 @@ def _submission(
         problems.extend(found)
         return None
     try:
-        return _convert(obj)
+        submission = _convert(obj)
     except _FieldError as exc:
         problems.append(place.problem(exc.path, exc.message, messages.HINTS.get(exc.leaf, "")))
         return None
+    # What the scheduler would refuse (sizes in bytes, NUL bytes, …), refused before submitting.
+    refused = [place.problem(*_split(line)) for line in validation.problems(submission)]
+    if refused:
+        problems.extend(refused)
+        return None
+    return submission
+
+
+def _split(line: str) -> tuple[str, str]:
+    """A core validation problem `field: message` as (manifest path, message)."""
+    field, _, message = line.partition(": ")
+    top = field.split(".", 1)[0].split("[", 1)[0]
+    return ("metadata." if top in ("name", "namespace") else "spec.") + field, message
 
 
 def _header_problems(obj: Mapping[str, Any], place: _Place) -> list[errors.Problem]:

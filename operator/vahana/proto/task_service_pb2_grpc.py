@@ -26,7 +26,13 @@ if _version_not_supported:
 
 
 class TaskServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Sizes: every field a client sends is bounded (operator/vahana/core/bounds.py, README
+    "Limits"): a task's name 253 characters, namespace 63, pool 253, key 512, command 65,536
+    bytes (UTF-8), env 256 variables of at most 65,536 bytes and 262,144 bytes in all, 64 labels
+    per selector of at most 317 characters each, 128 input and 128 output files with paths of at
+    most 2,048 bytes, a cancel reason 1,024 characters. A submission past one is refused whole
+    with INVALID_ARGUMENT naming the field and the limit.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -62,7 +68,13 @@ class TaskServiceStub:
 
 
 class TaskServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Sizes: every field a client sends is bounded (operator/vahana/core/bounds.py, README
+    "Limits"): a task's name 253 characters, namespace 63, pool 253, key 512, command 65,536
+    bytes (UTF-8), env 256 variables of at most 65,536 bytes and 262,144 bytes in all, 64 labels
+    per selector of at most 317 characters each, 128 input and 128 output files with paths of at
+    most 2,048 bytes, a cancel reason 1,024 characters. A submission past one is refused whole
+    with INVALID_ARGUMENT naming the field and the limit.
+    """
 
     def SubmitTasks(self, request, context):
         """Accepts every task or none: a submission with one invalid task is refused whole with
@@ -81,7 +93,9 @@ class TaskServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTasks(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One page of tasks, oldest first: at most `limit` (and at most 1,000) tasks and about 3 MiB,
+        so every answer fits a client's default 4 MiB. `next_page_token` leads to the next page.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -136,7 +150,13 @@ def add_TaskServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TaskService:
-    """Missing associated documentation comment in .proto file."""
+    """Sizes: every field a client sends is bounded (operator/vahana/core/bounds.py, README
+    "Limits"): a task's name 253 characters, namespace 63, pool 253, key 512, command 65,536
+    bytes (UTF-8), env 256 variables of at most 65,536 bytes and 262,144 bytes in all, 64 labels
+    per selector of at most 317 characters each, 128 input and 128 output files with paths of at
+    most 2,048 bytes, a cancel reason 1,024 characters. A submission past one is refused whole
+    with INVALID_ARGUMENT naming the field and the limit.
+    """
 
     @staticmethod
     def SubmitTasks(request,

@@ -1,16 +1,21 @@
-"""Validation of incoming RPCs: a malformed request gets INVALID_ARGUMENT naming the field."""
+"""Validation of incoming RPCs: a malformed request gets INVALID_ARGUMENT naming the field.
+
+Free text a worker reports (a status message, its output, a reason) is cut to its bound instead:
+refusing it would leave the worker retrying a report it cannot shorten.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 
+from vahana.core import bounds, validation
 from vahana.proto import worker_pb2 as pb
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,252}$")
 MAX_WAIT_SECONDS = 60.0
 MAX_TASKS_PER_POLL = 1000
-MAX_OUTPUT_TAIL = 1 << 20
+MAX_OUTPUT_TAIL = bounds.OUTPUT_TAIL_BYTES
 _REPORTABLE = {pb.PENDING, pb.RUNNING, pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT}
 
 
@@ -38,6 +43,18 @@ def registration(request: pb.RegisterWorkerRequest) -> None:
     for field in ("max_concurrent_tasks", "prefetch"):
         if getattr(caps, field) > MAX_TASKS_PER_POLL:
             raise InvalidArgument(f"capabilities.{field}: at most {MAX_TASKS_PER_POLL}")
+    for field, most in (
+        ("hostname", bounds.HOSTNAME_CHARS),
+        ("pool", bounds.POOL_CHARS),
+        ("experiment_id", bounds.EXPERIMENT_ID_CHARS),
+        ("compute_resource_id", bounds.EXPERIMENT_ID_CHARS),
+        ("version", bounds.VERSION_CHARS),
+    ):
+        if len(getattr(request, field)) > most:
+            raise InvalidArgument(f"{field}: at most {most} characters")
+    problems = validation.label_problems(dict(caps.labels), "capabilities.labels")
+    if problems:
+        raise InvalidArgument("; ".join(problems[:5]))
     leases(request.running_tasks, "running_tasks")
 
 
@@ -63,6 +80,12 @@ def update(request: pb.UpdateTaskStatusRequest, field: str = "") -> None:
         raise InvalidArgument(f"{prefix}attempt: must be the task's attempt number (≥ 1)")
     if request.failure_kind not in pb.FailureKind.values():
         raise InvalidArgument(f"{prefix}failure_kind: unknown value {request.failure_kind}")
+    request.message = bounds.head(request.message, bounds.MESSAGE_BYTES)
+    request.output_tail = tail(request.output_tail)
+    if len(request.output_files) > bounds.FILES:
+        del request.output_files[bounds.FILES :]
+    for index, path in enumerate(request.output_files):
+        request.output_files[index] = bounds.head(path, bounds.PATH_BYTES)
 
 
 def _status_name(status: int) -> str:
@@ -95,6 +118,7 @@ def worker_status(request: pb.UpdateWorkerStatusRequest) -> None:
         or request.status == pb.WORKER_STATUS_UNSPECIFIED
     ):
         raise InvalidArgument("status: give AVAILABLE, BUSY, DRAINING, UNHEALTHY or TERMINATED")
+    request.reason = bounds.head(request.reason, bounds.MESSAGE_BYTES)
 
 
 def leases(items: object, field: str) -> None:
@@ -105,4 +129,5 @@ def leases(items: object, field: str) -> None:
 
 
 def tail(text: str) -> str:
-    return text if len(text) <= MAX_OUTPUT_TAIL else text[-MAX_OUTPUT_TAIL:]
+    """The output a task leaves: its last MAX_OUTPUT_TAIL bytes."""
+    return bounds.tail(text, MAX_OUTPUT_TAIL)

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from vahana.core import models, validation
+from vahana.core import bounds, models, validation
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import task_service_pb2_grpc
 from vahana.proto import worker_pb2 as pb
@@ -18,9 +18,8 @@ from vahana.rpc import convert
 from vahana.scheduling import pacing, records, scheduler
 
 log = logging.getLogger(__name__)
-MAX_TASKS_PER_SUBMIT = 100_000
-MAX_KEY_LENGTH = 512
-"""Longest idempotency key: `vahana submit` makes `<run key>/<namespace>/<name>` ones."""
+MAX_TASKS_PER_SUBMIT = bounds.TASKS_PER_SUBMIT
+MAX_KEY_LENGTH = bounds.KEY_CHARS
 WATCH_BACKLOG = 100_000
 """Changes a watcher may fall behind before its stream is ended."""
 
@@ -62,16 +61,38 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def ListTasks(
         self, request: tasks_pb.ListTasksRequest, context: Any
     ) -> tasks_pb.ListTasksResponse:
-        phase = _phase(request.status)
+        try:
+            after = _cursor(request.page_token)
+        except ValueError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "page_token: not one this server gave — send a response's next_page_token, "
+                "or none for the first page",
+            )
+            raise
+        size = bounds.LIST_PAGE_TASKS
+        if 0 < request.limit < size:
+            size = request.limit
+        # One more than the page holds tells whether there is a next page.
         tasks = await self._scheduler.list_tasks_async(
-            phase=phase,
+            phase=_phase(request.status),
             namespace=request.namespace or None,
             ids=list(request.ids),
-            limit=request.limit,
+            limit=size + 1,
+            after_seq=after,
         )
-        return tasks_pb.ListTasksResponse(
-            tasks=[convert.task_info(t, self._scheduler.pending_reason(t)) for t in tasks]
-        )
+        answer = tasks_pb.ListTasksResponse()
+        room = bounds.LIST_PAGE_BYTES
+        for task in tasks[:size]:
+            info = convert.task_info(task, self._scheduler.pending_reason(task))
+            room -= info.ByteSize() + 8  # the field's tag and length
+            if room < 0 and answer.tasks:
+                break
+            answer.tasks.append(info)
+            answer.next_page_token = str(task.seq)
+        if len(answer.tasks) == len(tasks):
+            answer.next_page_token = ""  # nothing after the last task sent
+        return answer
 
     async def WatchTasks(
         self, request: tasks_pb.WatchTasksRequest, context: Any
@@ -122,6 +143,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def CancelTask(
         self, request: tasks_pb.CancelTaskRequest, context: Any
     ) -> tasks_pb.CancelTaskResponse:
+        if len(request.reason) > bounds.REASON_CHARS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"reason: at most {bounds.REASON_CHARS} characters, got {len(request.reason)}",
+            )
         await self._find(context, request.id)
         cancelled, phase = await self._scheduler.cancel_async(request.id, request.reason)
         return tasks_pb.CancelTaskResponse(
@@ -148,6 +174,15 @@ def _key_problems(key: str, *, where: str) -> list[str]:
     if "\x00" in key:
         return [f"{where}.key: must not contain NUL bytes"]
     return []
+
+
+def _cursor(token: str) -> int:
+    """A page token is the `seq` of the last task sent; raises ValueError for any other text."""
+    if not token:
+        return 0
+    if not token.isdecimal() or len(token) > 19:
+        raise ValueError(token)
+    return int(token)
 
 
 def _phase(status: int) -> models.TaskPhase | None:

@@ -103,7 +103,6 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self, request: pb.UpdateTaskStatusRequest, context: Any
     ) -> pb.UpdateTaskStatusResponse:
         await _refuse_invalid(context, lambda: checks.update(request))
-        request.output_tail = checks.tail(request.output_tail)
         [result] = await self._scheduler.report_async(
             request.worker_id, [convert.report_of(request)]
         )
@@ -119,7 +118,6 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await _refuse_invalid(context, lambda: checks.batch(request))
         reports = []
         for item in request.updates:
-            item.output_tail = checks.tail(item.output_tail)
             reports.append(convert.report_of(item))
         results, handed_out = await self._scheduler.report_and_poll_async(
             request.worker_id, reports, request.max_tasks

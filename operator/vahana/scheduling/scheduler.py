@@ -351,10 +351,13 @@ class Scheduler:
         namespace: str | None = None,
         ids: Sequence[str] = (),
         limit: int = 0,
+        after_seq: int = 0,
     ) -> list[models.TaskRecord]:
         await self.settled()
         stored = await self._pipeline.read(
-            lambda store: store.list_tasks(phase=phase, namespace=namespace, ids=ids, limit=limit)
+            lambda store: store.list_tasks(
+                phase=phase, namespace=namespace, ids=ids, limit=limit, after_seq=after_seq
+            )
         )
         return self._newest(stored)
 

@@ -73,7 +73,9 @@ class Store(Protocol):
         namespace: str | None = None,
         ids: Sequence[str] = (),
         limit: int = 0,
-    ) -> list[models.TaskRecord]: ...
+        after_seq: int = 0,
+    ) -> list[models.TaskRecord]:
+        """Oldest first; only tasks submitted after the one with `after_seq` (a page's cursor)."""
 
     def page_tasks(self, query: TaskQuery) -> TaskPage: ...
 

@@ -202,6 +202,7 @@ class SqlStore:
         namespace: str | None = None,
         ids: Sequence[str] = (),
         limit: int = 0,
+        after_seq: int = 0,
     ) -> list[models.TaskRecord]:
         where: list[str] = []
         params: list[Any] = []
@@ -214,6 +215,9 @@ class SqlStore:
         if ids:
             where.append(f"id IN ({', '.join('?' for _ in ids)})")
             params.extend(ids)
+        if after_seq > 0:
+            where.append("seq > ?")
+            params.append(after_seq)
         sql = "SELECT * FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
