@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from rich.console import Console
 
 from vahana.cli import render
-from vahana.core import models
+from vahana.core import models, printable
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import task_service_pb2_grpc, worker_pb2, worker_pb2_grpc
 from vahana.rpc import convert
@@ -320,7 +320,8 @@ def wait_for(client: Client, ids: list[str], console: Console) -> list[tasks_pb.
         latest[info.id] = info
         if info.status in FINAL:
             console.print(
-                f"{info.name or info.id}: {render.status_name(info)} "
-                f"(exit {render.exit_code(info)})"
+                f"{printable.printable(info.name or info.id)}: {render.status_name(info)} "
+                f"(exit {render.exit_code(info)})",
+                markup=False,
             )
     return [latest[i] for i in ids if i in latest]

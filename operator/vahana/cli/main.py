@@ -16,7 +16,7 @@ import shlex
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,9 +29,10 @@ from vahana.app import service, stores
 from vahana.app import settings as settings_module
 from vahana.cli import certs, render, run
 from vahana.cli import client as client_module
-from vahana.core import models
+from vahana.core import models, printable
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
+from vahana.manifests import yamlload
 from vahana.proto import worker_pb2
 from vahana.rpc import server as rpc_server
 from vahana.store import base as store_base
@@ -60,6 +61,10 @@ class UsageError(Exception):
     """Bad input from the user: printed without a traceback, exit code 2."""
 
 
+class Refused(Exception):
+    """The scheduler refused a request or could not be reached: printed, exit code 1."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
@@ -68,8 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(options.handler(options, console))
     except UsageError as error:
-        errors.print(f"[red]error:[/] {error}", markup=True, soft_wrap=True)
+        # The message may quote the file: no markup is read from it.
+        errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 2
+    except Refused as error:
+        errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
+        return 1
     except grpc.RpcError as error:
         errors.print(f"[red]error:[/] {_rpc_message(error, options)}", soft_wrap=True)
         return 1
@@ -365,10 +374,7 @@ def _add_pool_file_flag(parser: argparse.ArgumentParser) -> None:
 def _read_pools(paths: Sequence[Path]) -> list[pool_manifests.PoolManifest]:
     found: list[pool_manifests.PoolManifest] = []
     for path in paths:
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise UsageError(f"cannot read {path}: {error.strerror}") from error
+        text = _read_text(path)
         try:
             found.extend(pool_manifests.parse_pool_documents(text, source=str(path)))
         except pool_manifests.ManifestError as error:
@@ -459,17 +465,52 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
 
 
 def _read_tasks(path: Path) -> list[models.Submission]:
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}") from error
+    text = _read_text(path)
     try:
         submissions = task_manifests.parse_task_documents(text, source=str(path))
     except task_manifests.ManifestError as error:
-        raise UsageError(f"{error}\nnothing was submitted from {path}") from error
+        raise UsageError(str(error)) from error
     if not submissions:
-        raise UsageError(f"{path}: no Task found — expect documents with kind: Task")
+        raise UsageError(f"{_shown(path)}: no Task found — expect documents with kind: Task")
     return submissions
+
+
+def _read_text(path: Path) -> str:
+    """A task or pool file ('-': stdin) as text: at most yamlload.MAX_BYTES of UTF-8."""
+    try:
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(yamlload.MAX_BYTES + 1)
+        else:
+            with path.open("rb") as file:
+                data = file.read(yamlload.MAX_BYTES + 1)
+    except OSError as error:
+        raise UsageError(f"cannot read {_shown(path)}: {error.strerror}") from error
+    try:
+        return yamlload.decode(data, source=str(path))
+    except yamlload.YAMLProblem as error:
+        raise UsageError(printable.printable(error.message, 1000)) from error
+
+
+def _shown(path: Path) -> str:
+    return printable.printable(str(path))
+
+
+@contextlib.contextmanager
+def _nothing_submitted(options: argparse.Namespace) -> Iterator[None]:
+    """Every refusal before or of a submission ends saying that nothing was submitted (a
+    submission is all or nothing; a lost answer is not a refusal and is handled apart)."""
+    after = f"\nnothing was submitted from {_shown(options.file)}"
+    try:
+        yield
+    except UsageError as error:
+        raise UsageError(f"{error}{after}") from error
+    except client_module.Unreachable as error:
+        raise Refused(_unreachable(options) + after) from error
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+            raise Refused(_unreachable(options) + after) from error
+        message = printable.printable(_rpc_message(error, options), 2000)
+        raise Refused(f"the scheduler refused the tasks: {message}{after}") from error
 
 
 def _run_key(options: argparse.Namespace) -> str:
@@ -486,8 +527,9 @@ def _run_key(options: argparse.Namespace) -> str:
 
 
 def _run(options: argparse.Namespace, console: Console) -> int:
-    submissions = client_module.with_keys(_read_tasks(options.file), _run_key(options))
-    pools = _read_pools(options.pool_file)
+    with _nothing_submitted(options):
+        submissions = client_module.with_keys(_read_tasks(options.file), _run_key(options))
+        pools = _read_pools(options.pool_file)
     fixed: dict[str, Any] = {"server.port": 0}
     if "VAHANA_METRICS_PORT" not in os.environ:
         fixed["metrics.port"] = 0  # no /metrics unless asked for
@@ -496,7 +538,8 @@ def _run(options: argparse.Namespace, console: Console) -> int:
     if options.ui is None and options.ui_port is not None:
         fixed["ui.enabled"] = True  # a port asks for the dashboard
     with tempfile.TemporaryDirectory(prefix="vahana-run-") as scratch:
-        settings = _settings(options, **fixed, **{"store.state_dir": scratch})
+        with _nothing_submitted(options):
+            settings = _settings(options, **fixed, **{"store.state_dir": scratch})
         results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
     console.print(render.results_table(results))
     if any(s.spec.output_files for s in submissions):
@@ -585,9 +628,10 @@ def _operate(options: argparse.Namespace, console: Console) -> int:
 
 
 def _submit(options: argparse.Namespace, console: Console) -> int:
-    run_key = _run_key(options)
-    submissions = client_module.with_keys(_read_tasks(options.file), run_key)
-    client = _client(options)
+    with _nothing_submitted(options):
+        run_key = _run_key(options)
+        submissions = client_module.with_keys(_read_tasks(options.file), run_key)
+        client = _client(options)
     errors = Console(stderr=True, highlight=False)
 
     def retrying(attempt: int, error: grpc.RpcError, pause: float) -> None:
@@ -601,11 +645,12 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
         )
 
     try:
-        ids = client.submit(
-            submissions,
-            retry=client_module.Retry(for_seconds=max(0.0, options.retry_for)),
-            notice=retrying,
-        )
+        with _nothing_submitted(options):
+            ids = client.submit(
+                submissions,
+                retry=client_module.Retry(for_seconds=max(0.0, options.retry_for)),
+                notice=retrying,
+            )
     except client_module.SubmissionUnanswered as unanswered:
         errors.print(
             f"error: {unanswered}. It may have accepted them: run the command again with "
@@ -616,7 +661,8 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
         )
         return 1
     for submission, task_id in zip(submissions, ids, strict=True):
-        console.print(f"task/{submission.spec.name} submitted as {task_id}")
+        name = printable.printable(submission.spec.name)
+        console.print(f"task/{name} submitted as {printable.printable(task_id)}", markup=False)
     if not options.wait:
         return 0
     results = client_module.wait_for(client, ids, console)
@@ -670,14 +716,17 @@ def _logs(options: argparse.Namespace, console: Console) -> int:
             task.output_tail if task.output_tail.endswith("\n") else task.output_tail + "\n"
         )
     elif task.status in client_module.FINAL:
-        console.print(f"(task {task.name or task.id} left no output)")
+        name = printable.printable(task.name or task.id)
+        console.print(f"(task {name} left no output)", markup=False)
     else:
         console.print(
-            f"(task {task.name or task.id} is {render.status_name(task)}; "
-            "its output appears when it ends)"
+            f"(task {printable.printable(task.name or task.id)} is {render.status_name(task)}; "
+            "its output appears when it ends)",
+            markup=False,
         )
     if task.message:
-        console.print(f"[dim]{render.status_name(task)}: {task.message}[/]")
+        message = printable.printable(task.message, 20_000)
+        console.print(f"{render.status_name(task)}: {message}", style="dim", markup=False)
     return 0
 
 

@@ -6,7 +6,9 @@ import time
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
+from vahana.core import printable
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 
@@ -64,6 +66,12 @@ def last_line(text: str, width: int = 60) -> str:
     return line if len(line) <= width else "…" + line[-(width - 1) :]
 
 
+def plain(text: str) -> Text:
+    """Text from a task or worker, shown as written: no markup read from it, and control
+    characters escaped (core/printable.py)."""
+    return Text(printable.printable(text))
+
+
 def results_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title="Results", title_justify="left")
     for column in ("TASK", "STATUS", "EXIT", "DURATION", "WORKER", "OUTPUT"):
@@ -71,12 +79,12 @@ def results_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
     for task in tasks:
         tail = last_line(task.output_tail) or last_line(task.message)
         table.add_row(
-            task.name or task.id,
+            plain(task.name or task.id),
             styled_status(task),
             exit_code(task),
             duration(task),
-            task.worker_id or "-",
-            tail,
+            plain(task.worker_id or "-"),
+            plain(tail),
         )
     return table
 
@@ -88,14 +96,14 @@ def tasks_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
     for task in tasks:
         reason = task.pending_reason or last_line(task.message)
         table.add_row(
-            task.id,
-            task.name,
+            plain(task.id),
+            plain(task.name),
             styled_status(task),
             str(task.attempt),
-            task.worker_id or "-",
+            plain(task.worker_id or "-"),
             exit_code(task),
             age(task.created_at.ToNanoseconds() / 1e9),
-            reason,
+            plain(reason),
         )
     return table
 
@@ -124,8 +132,8 @@ def workers_table(workers: list[pb.WorkerInfo]) -> Table:
             else "-"
         )
         table.add_row(
-            worker.worker_id,
-            worker.pool or "-",
+            plain(worker.worker_id),
+            plain(worker.pool or "-"),
             pb.WorkerStatus.Name(worker.status),
             str(len(worker.active_task_ids)),
             str(worker.capabilities.max_concurrent_tasks),
@@ -133,6 +141,6 @@ def workers_table(workers: list[pb.WorkerInfo]) -> Table:
             f"{worker.metrics.memory_usage:.0f}",
             heartbeat,
             age(worker.registered_at.ToNanoseconds() / 1e9),
-            *([worker.status_message or "-"] if reasons else []),
+            *([plain(worker.status_message or "-")] if reasons else []),
         )
     return table

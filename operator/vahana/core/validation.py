@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from pathlib import PurePosixPath
 
 from vahana.core import bounds, models
 
@@ -72,6 +73,9 @@ def problems(submission: models.Submission, *, where: str = "") -> list[str]:
                     bad(where, "must not contain NUL bytes")
                 else:
                     _size(bad, where, path, bounds.PATH_BYTES, "use a shorter path or URL")
+        for index, transfer in enumerate(files[: bounds.FILES]):
+            for end, problem in _path_problems(label, transfer):
+                bad(f"{label}[{index}].{end}", problem)
     policy = submission.retry
     if policy.max_task_retries < 0:
         bad("retry.maxTaskRetries", "must be ≥ 0")
@@ -130,3 +134,24 @@ def _size(bad: Bad, field: str, text: str, limit: int, fix: str) -> None:
 def _chars(bad: Bad, field: str, text: str, limit: int) -> None:
     if len(text) > limit:
         bad(field, f"at most {limit} characters, got {len(text)}")
+
+
+def _path_problems(label: str, transfer: models.FileTransfer) -> list[tuple[str, str]]:
+    """Paths no worker can accept, refused before the task runs: the sandbox side of a
+    transfer (an input's destination, an output's source) is relative and stays inside the
+    sandbox, and no output destination climbs out of the worker's output directory."""
+    inside = ("destination", transfer.destination) if label == "inputFiles" else None
+    if label == "outputFiles":
+        inside = ("source", transfer.source)
+    found = []
+    if inside is not None and inside[1]:
+        end, path = inside
+        if path.startswith("/"):
+            found.append((end, "must be relative to the task's sandbox, not an absolute path"))
+        elif ".." in PurePosixPath(path).parts:
+            found.append((end, "must stay inside the task's sandbox: '..' is not allowed"))
+    if label == "outputFiles" and transfer.destination:
+        location = transfer.destination.removeprefix("file://")
+        if ".." in PurePosixPath(location).parts:
+            found.append(("destination", "must stay inside the output directory: no '..'"))
+    return found

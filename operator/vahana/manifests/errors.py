@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from vahana.core import printable
+
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
@@ -28,20 +30,22 @@ class Problem:
     """1-based line for YAML syntax errors; 0 otherwise."""
 
     def __str__(self) -> str:
-        where = [self.source]
+        """One line, safe for a terminal: what came from the file is escaped and cut short."""
+        shown = printable.printable
+        where = [shown(self.source)]
         place = f"document {self.document}" if self.document else ""
         if self.item:
             place = f"{place}, item {self.item}" if place else f"item {self.item}"
         if self.task:
-            where.append(f'task "{self.task}"' + (f" ({place})" if place else ""))
+            where.append(f'task "{shown(self.task, 80)}"' + (f" ({place})" if place else ""))
         elif place:
             where.append(place)
         if self.line:
             where.append(f"line {self.line}")
         if self.path:
-            where.append(self.path)
-        text = ": ".join(where) + ": " + self.message
-        return f"{text} — {self.hint}" if self.hint else text
+            where.append(shown(self.path))
+        text = ": ".join(where) + ": " + shown(self.message, 1000)
+        return f"{text} — {shown(self.hint, 1000)}" if self.hint else text
 
 
 class ManifestError(ValueError):

@@ -51,9 +51,27 @@ METADATA_SCHEMA: dict[str, Any] = {
         "uid": {"type": "string"},
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        # The rest of Kubernetes' ObjectMeta: the API server sets them; any value passes.
+        **{
+            field: {}
+            for field in (
+                "generateName",
+                "selfLink",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "ownerReferences",
+                "finalizers",
+                "managedFields",
+            )
+        },
     },
+    "additionalProperties": False,
 }
-"""What a file's `metadata` must hold; other ObjectMeta fields pass (the API server keeps them)."""
+"""What a file's `metadata` may hold: Kubernetes' ObjectMeta fields; a misspelt one (`lables`)
+is reported as an unknown field, as in `spec`."""
 
 
 class SchemaError(Exception):

@@ -4,6 +4,12 @@ kubectl (go-yaml v2 through sigs.k8s.io/yaml) keeps timestamps as strings, reads
 booleans and refuses a key given twice; PyYAML's safe loader turns timestamps into datetimes,
 keeps `y` a string and lets the last duplicate win. This loader does what kubectl does, so a file
 that `vahana run` accepts is one the API server accepts too.
+
+It is also safe with hostile text: libyaml's parser when PyYAML has it (`CSafeLoader`, several
+times faster than the pure-Python one), files past MAX_BYTES refused before parsing, and aliases
+limited to ALIAS_BUDGET nodes of expansion, so a 600-byte "billion laughs" file is refused at
+once instead of growing into gigabytes. Bytes that are not UTF-8 are reported with the file and
+the byte offset.
 """
 
 from __future__ import annotations
@@ -12,6 +18,13 @@ import re
 from typing import Any
 
 import yaml
+
+MAX_BYTES = 64 * 1024 * 1024
+"""Largest task or pool file read (100,000 tasks of a few hundred bytes each fit)."""
+ALIAS_BUDGET = 10_000
+"""Nodes that aliases (`*name`) may add to a file in all, counted as if each were copied out;
+a file's own nodes do not count, so only expansion is limited."""
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YAMLProblem(ValueError):
@@ -24,8 +37,21 @@ class YAMLProblem(ValueError):
         self.column = column
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe loader with kubectl's scalars and duplicate-key check."""
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe loader with kubectl's scalars, its duplicate-key check and the alias budget."""
+
+    aliased = 0
+    """Nodes added by aliases so far in this stream."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self.aliased += _expansion(node)
+        if self.aliased > ALIAS_BUDGET:
+            raise YAMLProblem(
+                f"aliases expand to more than {ALIAS_BUDGET} nodes — write the values out, or "
+                "use fewer anchors (*name)",
+                line=node.start_mark.line + 1,
+            )
+        return super().construct_document(node)
 
     def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
         value = self.construct_scalar(node)
@@ -60,10 +86,73 @@ _Loader.add_constructor("tag:yaml.org,2002:bool", _Loader.construct_yaml_bool)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_timestamp)
 
 
+def _expansion(root: yaml.Node) -> int:
+    """How many nodes aliases add to the document below `root`: its size with every alias
+    expanded, minus its own nodes. Shared nodes are counted once per reference, without
+    expanding them (sizes are memoised), so a bomb costs as little to count as to parse."""
+    sizes: dict[int, int] = {}
+    seen = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            open_.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            raise YAMLProblem("an alias refers to a node that contains it", line=_line(node))
+        seen += 1
+        open_.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_:
+                raise YAMLProblem("an alias refers to a node that contains it", line=_line(child))
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)] - seen
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1 if node.start_mark is not None else 0
+
+
+def decode(data: bytes, *, source: str) -> str:
+    """A file's bytes as text; raises YAMLProblem naming the file and the first bad byte's
+    offset when it is too large or not UTF-8."""
+    if len(data) > MAX_BYTES:
+        raise YAMLProblem(f"{source}: larger than {MAX_BYTES} bytes — split it into several files")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise YAMLProblem(
+            f"{source}: not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} "
+            f"(line {line}) — save the file as UTF-8",
+            line=line,
+        ) from None
+
+
 def load_documents(text: str) -> list[Any]:
     """Every document in `text`, in order; empty documents are None. Raises YAMLProblem."""
+    if len(text) > MAX_BYTES:
+        raise YAMLProblem(f"larger than {MAX_BYTES} characters — split it into several files")
     try:
         return list(yaml.load_all(text, Loader=_Loader))  # noqa: S506 - a SafeLoader subclass
+    except YAMLProblem:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"

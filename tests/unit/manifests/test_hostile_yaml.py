@@ -1,0 +1,133 @@
+"""Task files written to hurt: alias bombs, alias cycles, huge or non-UTF-8 files, misspelt
+metadata, terminal escapes in names, paths no worker can use. Each is refused at once, with the
+field and how to fix it, and nothing of it reaches a terminal raw."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+from vahana.manifests import errors, tasks, yamlload
+
+HEADER = "apiVersion: vahana.dev/v1alpha1\nkind: Task\n"
+BOMB = "".join(
+    f"{a}: &{a} [{', '.join([f'*{b}'] * 9) if b else ', '.join(['lol'] * 9)}]\n"
+    for a, b in zip("abcdefghi", ["", *"abcdefgh"], strict=True)
+)
+"""The billion laughs: 9 levels of 9 aliases each, 9⁹ strings once expanded."""
+
+
+def refused(text: str) -> str:
+    with pytest.raises(errors.ManifestError) as caught:
+        tasks.parse_task_documents(text, source="t.yaml")
+    return str(caught.value)
+
+
+def test_an_alias_bomb_is_refused_at_once() -> None:
+    assert len(BOMB) < 700
+    started = time.perf_counter()
+    message = refused(HEADER + "metadata: {name: a}\nspec: {command: x}\n---\n" + BOMB)
+    assert time.perf_counter() - started < 1.0
+    assert "aliases expand to more than 10000 nodes" in message
+
+
+def test_an_alias_cycle_is_refused() -> None:
+    assert "refers to a node that contains it" in refused("a: &x [1, *x]\n")
+
+
+def test_a_few_aliases_are_fine() -> None:
+    task = "{apiVersion: vahana.dev/v1alpha1, kind: Task, metadata: {name: %s}, spec: %s}"
+    text = "kind: List\nitems:\n" + "".join(
+        f"- {task % (name, spec)}\n"
+        for name, spec in (
+            ("a", "{command: x, env: &env {A: '1', B: '2'}}"),
+            ("b", "{command: z, env: *env}"),
+        )
+    )
+    [a, b] = tasks.parse_task_documents(text, source="t.yaml")
+    assert a.spec.environment == b.spec.environment == {"A": "1", "B": "2"}
+
+
+def test_libyaml_reads_a_2000_task_file_at_least_as_fast_as_the_python_parser() -> None:
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML was built without libyaml: the pure-Python parser is the fallback")
+    assert issubclass(yamlload._Loader, yaml.CSafeLoader)
+    text = "---\n".join(
+        HEADER + f"metadata: {{name: t{i}}}\nspec: {{command: echo {i}, env: {{A: '1'}}}}\n"
+        for i in range(2000)
+    )
+
+    class PythonLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers = yamlload._Loader.yaml_implicit_resolvers
+
+    def best(load: object) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            load()  # type: ignore[operator]
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    ours = best(lambda: yamlload.load_documents(text))
+    python = best(lambda: list(yaml.load_all(text, Loader=PythonLoader)))  # noqa: S506
+    assert ours <= python, (ours, python)
+
+
+def test_bytes_that_are_not_utf8_are_named_by_file_and_offset() -> None:
+    with pytest.raises(yamlload.YAMLProblem) as caught:
+        yamlload.decode(b"kind: Task\nmetadata: {name: \xff}\n", source="t.yaml")
+    assert caught.value.message.startswith("t.yaml: not UTF-8 text: byte 0xff at offset 28")
+    assert "(line 2)" in caught.value.message
+    assert yamlload.decode(b"\xef\xbb\xbfkind: Task\n", source="t.yaml") == "kind: Task\n"
+
+
+def test_a_file_past_the_size_limit_is_refused_before_parsing() -> None:
+    with pytest.raises(yamlload.YAMLProblem) as caught:
+        yamlload.decode(b" " * (yamlload.MAX_BYTES + 1), source="big.yaml")
+    assert f"big.yaml: larger than {yamlload.MAX_BYTES} bytes" in caught.value.message
+
+
+def test_an_unknown_metadata_field_is_reported_like_an_unknown_spec_field() -> None:
+    message = refused(HEADER + "metadata: {name: a, lables: {x: y}}\nspec: {command: x}\n")
+    assert "metadata.lables: unknown field" in message
+    fine = (
+        HEADER
+        + "metadata: {name: a, labels: {app: web}, resourceVersion: '1'}\nspec: {command: x}\n"
+    )
+    assert tasks.parse_task_documents(fine, source="t.yaml")
+
+
+def test_escapes_and_huge_names_are_shown_escaped_and_cut() -> None:
+    evil = "\x1b]0;owned\x07\x1b[2J" + "n" * 100_000 + "\u202e"
+    message = refused(
+        HEADER + f'metadata: {{name: "{evil.encode("unicode_escape").decode()}"}}\n'
+        "spec: {command: x}\n"
+    )
+    assert "\x1b" not in message and "\x07" not in message and "\u202e" not in message
+    assert "\\x1b]0;owned\\x07" in message
+    assert len(message) < 2_000
+
+
+@pytest.mark.parametrize(
+    ("files", "path"),
+    [
+        ("inputFiles: [{source: a, destination: /etc/passwd}]", "spec.inputFiles[0].destination"),
+        ("inputFiles: [{source: a, destination: x/../../y}]", "spec.inputFiles[0].destination"),
+        ("outputFiles: [{source: ../secret, destination: out/}]", "spec.outputFiles[0].source"),
+        ("outputFiles: [{source: /abs, destination: out/}]", "spec.outputFiles[0].source"),
+        ("outputFiles: [{source: a, destination: ../../up}]", "spec.outputFiles[0].destination"),
+        (
+            "outputFiles: [{source: a, destination: 'file://../up'}]",
+            "spec.outputFiles[0].destination",
+        ),
+    ],
+)
+def test_paths_no_worker_accepts_are_refused_before_anything_runs(files: str, path: str) -> None:
+    message = refused(HEADER + f"metadata: {{name: a}}\nspec:\n  command: x\n  {files}\n")
+    assert path in message
+
+
+def test_a_nul_byte_in_a_command_is_refused_before_submitting() -> None:
+    message = refused(HEADER + 'metadata: {name: a}\nspec: {command: "echo \\0 x"}\n')
+    assert "spec.command: must not contain NUL bytes" in message
