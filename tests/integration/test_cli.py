@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from vahana.proto import worker_pb2 as pb
 
 from tests.integration import harness
@@ -119,6 +121,11 @@ def test_client_commands_submit_get_logs_and_cancel(
     )
     logs = vahana("logs", "greet", server)
     assert logs.returncode == 0 and "hi from cli" in logs.stdout
+    # -o json / yaml: a list for `get tasks`, also of one task; an object for `get task`.
+    one = vahana("get", "tasks", "--status", "COMPLETED", "-o", "json", server)
+    assert [t["name"] for t in json.loads(one.stdout)] == ["greet"]
+    shown = yaml.safe_load(vahana("get", "task", "greet", "-o", "yaml", server).stdout)
+    assert shown["name"] == "greet" and shown["status"] == "COMPLETED"
 
     wait_until(
         lambda: client.status(client.get("forever").id) == pb.RUNNING,

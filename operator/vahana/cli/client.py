@@ -286,9 +286,18 @@ class Client:
 
 
 def print_records(console: Console, records: list[object], output: str) -> None:
-    """-o json / yaml: the records as the API returns them, for scripts."""
-    data = [json_format.MessageToDict(r, preserving_proto_field_name=True) for r in records]  # type: ignore[arg-type]
-    _write(console, data if len(data) != 1 else data[0], output)
+    """-o json / yaml of `get tasks` and `get workers`: always a list (of one, or empty), the
+    records as the API returns them (proto field names), for scripts."""
+    _write(console, [_as_dict(record) for record in records], output)
+
+
+def print_record(console: Console, record: object, output: str) -> None:
+    """-o json / yaml of `get task`: one object."""
+    _write(console, _as_dict(record), output)
+
+
+def _as_dict(record: object) -> dict[str, Any]:
+    return json_format.MessageToDict(record, preserving_proto_field_name=True)  # type: ignore[arg-type]
 
 
 def _write(console: Console, data: object, output: str) -> None:

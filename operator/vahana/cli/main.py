@@ -209,7 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="show tasks or workers")
     get.add_argument("what", choices=["tasks", "task", "workers"], help="what to show")
     get.add_argument("name", nargs="?", help="task id or name (for `get task`)")
-    get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    get.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json", "yaml"],
+        default="table",
+        help="json / yaml: the records as the API returns them — a list for `get tasks` and "
+        "`get workers` (also of one or none), an object for `get task`",
+    )
     get.add_argument("--status", help="only tasks with this status, e.g. RUNNING")
     shown = get.add_mutually_exclusive_group()
     shown.add_argument(
@@ -682,30 +689,33 @@ def _get(options: argparse.Namespace, console: Console) -> int:
     if options.what == "task":
         if not options.name:
             raise UsageError("get task: give a task id or name")
-        tasks = [client.get(options.name)]
-    else:
-        known = set(worker_pb2.TaskStatus.keys()) - {"TASK_STATUS_UNSPECIFIED"}
-        if options.status and options.status.upper() not in known:
-            raise UsageError(
-                f"--status: {options.status!r} — use one of PENDING, ASSIGNED, RUNNING, "
-                "COMPLETED, FAILED, CANCELLED, TIMED_OUT"
-            )
-        if options.limit < 1 and not options.all:
-            raise UsageError("--limit: give a number ≥ 1, or --all for every task")
-        listing = client.list(options.status or "", 0 if options.all else options.limit)
-        tasks = listing.tasks
-        if listing.more:
-            # On stderr: -o json / yaml output stays one document.
-            Console(stderr=True, highlight=False).print(
-                f"showing the oldest {len(tasks)} task(s); more are there: "
-                "--limit N for more, --all for every task, --status to select",
-                markup=False,
-                soft_wrap=True,
-            )
+        task = client.get(options.name)
+        if options.output != "table":
+            client_module.print_record(console, task, options.output)
+        else:
+            console.print(render.tasks_table([task]))
+        return 0
+    known = set(worker_pb2.TaskStatus.keys()) - {"TASK_STATUS_UNSPECIFIED"}
+    if options.status and options.status.upper() not in known:
+        raise UsageError(
+            f"--status: {options.status!r} — use one of PENDING, ASSIGNED, RUNNING, "
+            "COMPLETED, FAILED, CANCELLED, TIMED_OUT"
+        )
+    if options.limit < 1 and not options.all:
+        raise UsageError("--limit: give a number ≥ 1, or --all for every task")
+    listing = client.list(options.status or "", 0 if options.all else options.limit)
+    if listing.more:
+        # On stderr: -o json / yaml output stays one document.
+        Console(stderr=True, highlight=False).print(
+            f"showing the oldest {len(listing.tasks)} task(s); more are there: "
+            "--limit N for more, --all for every task, --status to select",
+            markup=False,
+            soft_wrap=True,
+        )
     if options.output != "table":
-        client_module.print_records(console, list(tasks), options.output)
+        client_module.print_records(console, list(listing.tasks), options.output)
     else:
-        console.print(render.tasks_table(tasks))
+        console.print(render.tasks_table(listing.tasks))
     return 0
 
 
