@@ -24,10 +24,10 @@ test-integration: $(STAMP) ## run the integration tests only
 test-k8s: $(STAMP) ## run the operator tests on a real API server (needs KUBEBUILDER_ASSETS)
 	$(BIN)/python -m pytest tests/k8s
 
-lint: $(STAMP) ## ruff, mypy (strict on core and worker), import layers
+lint: $(STAMP) ## ruff, mypy (all of vahana and the worker; strict on core and worker), import layers
 	$(BIN)/ruff check operator worker tests bench scripts
 	$(BIN)/ruff format --check operator worker tests bench scripts
-	$(BIN)/mypy operator/vahana/core worker/vahana_worker
+	$(BIN)/mypy operator/vahana worker/vahana_worker
 	$(BIN)/lint-imports
 
 proto: $(STAMP) ## regenerate the gRPC stubs of both distributions from proto/

@@ -25,6 +25,33 @@ if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
 
+TIERS = {"unit": "unit", "integration": "integration", "faults": "integration", "k8s": "kubernetes"}
+"""The tier of each directory under tests/: `pytest -m unit` runs the unit tests alone."""
+SERVERS = frozenset(
+    {"postgres_server", "postgres_url", "slurm_conf", "sshd_server", "vahana_image"}
+)
+"""Fixtures that start a server or build an image: never used by a unit test."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks every test with its directory's tier (a `pytestmark` in a conftest marks nothing),
+    and refuses a unit test that starts a server: it belongs in tests/integration."""
+    wrong = []
+    for item in items:
+        parts = pathlib.Path(str(item.path)).resolve().relative_to(_TESTS).parts
+        tier = TIERS.get(parts[0]) if len(parts) > 1 else None
+        if tier is None:
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        servers = SERVERS.intersection(getattr(item, "fixturenames", ()))
+        if tier == "unit" and servers:
+            wrong.append(f"{item.nodeid} uses {', '.join(sorted(servers))}")
+    if wrong:
+        raise pytest.UsageError(
+            "tests/unit starts no server; move these to tests/integration:\n  " + "\n  ".join(wrong)
+        )
+
+
 def require(available: bool, reason: str) -> None:
     """Skips a test whose dependency is missing — fails instead under CI=true."""
     if not available:

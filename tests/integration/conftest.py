@@ -10,8 +10,6 @@ import pytest
 
 from tests.integration import harness
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:

@@ -150,3 +150,36 @@ def test_a_draining_worker_hands_back_its_queued_tasks_at_once(
     info = client.get(q1)
     assert info.status == pb.PENDING and (info.task_failures, info.infra_failures) == (0, 0)
     assert "draining" in info.message
+
+
+@pytest.mark.parametrize("draining_first", [False, True])
+def test_a_task_handed_back_goes_to_a_polling_worker_unless_it_said_draining_first(
+    client: harness.Client, draining_first: bool
+) -> None:
+    """The cause of a draining worker's task handed back twice: its long poll was still open at
+    the scheduler when the hand-back came, and got the task right back. A worker that says
+    DRAINING before it hands back gets nothing (agent.py's drain does so)."""
+    workers = client.workers
+    caps = pb.WorkerCapabilities(max_concurrent_tasks=1, prefetch=1)
+    workers.RegisterWorker(pb.RegisterWorkerRequest(worker_id="w-d", capabilities=caps), timeout=10)
+    [q1] = client.submit(harness.submission("true", name="q1"))
+    first = workers.PollForTask(pb.PollForTaskRequest(worker_id="w-d", max_tasks=1), timeout=10)
+    assert (first.task.id, first.task.attempt) == (q1, 1)
+    poll = pb.PollForTaskRequest(worker_id="w-d", max_tasks=1)
+    poll.wait.FromSeconds(2)
+    open_poll = workers.PollForTask.future(poll, timeout=10)  # held open: the queue is empty
+    if draining_first:
+        workers.UpdateWorkerStatus(
+            pb.UpdateWorkerStatusRequest(worker_id="w-d", status=pb.DRAINING), timeout=10
+        )
+    workers.UpdateTaskStatus(
+        pb.UpdateTaskStatusRequest(
+            task_id=q1, worker_id="w-d", attempt=1, status=pb.PENDING, message="draining"
+        ),
+        timeout=10,
+    )
+    answer = open_poll.result()
+    if draining_first:
+        assert not answer.HasField("task") and client.get(q1).status == pb.PENDING
+    else:
+        assert (answer.task.id, answer.task.attempt) == (q1, 2)  # back to the draining worker

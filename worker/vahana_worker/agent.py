@@ -243,12 +243,16 @@ class Worker:
         _ev("worker draining", reason=reason, running=len(self._slots))
         self._stopping.set()
         self._cancel_poll(force=True)
+        # DRAINING first: the scheduler may still hold this worker's long poll open (a cancel
+        # takes a moment to reach it), and a task handed back while it does would go straight
+        # back to this worker over that poll, only to be handed back a second time. A draining
+        # worker's poll gets nothing.
+        self._set_worker_status(pb.DRAINING, reason)
         with self._lock:
             queued = list(self._queued.values())
             self._queued.clear()
         for slot in queued:
             self._hand_back(slot.spec, "the worker is draining")
-        self._set_worker_status(pb.DRAINING, reason)
         grace = 0.0 if self._fatal is not None else self._config.drain_timeout
         with self._lock:
             drained = self._lock.wait_for(lambda: not self._slots, timeout=grace)

@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Iterable
 
-from google.protobuf import duration_pb2, timestamp_pb2  # type: ignore[import-untyped]
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from vahana_worker import __version__, executor, limits, settings
 from vahana_worker.proto import worker_pb2 as pb

@@ -66,7 +66,7 @@ async def run(settings: settings_module.Settings, *, stop: asyncio.Event | None 
     finally:
         if elector is not None:
             await asyncio.to_thread(elector.release)
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
 
 
 async def _lead(
@@ -139,7 +139,7 @@ async def _lead(
     @kopf.on.login(registry=registry)
     def login(**kwargs: object) -> kopf.ConnectionInfo | None:
         # A private registry has none of kopf's default handlers: log in as the client does.
-        return kopf.login_via_client(**kwargs)
+        return kopf.login_via_client(**kwargs)  # type: ignore[arg-type]
 
     task_handlers.register(registry)
     pool_handlers.register(registry, resync_seconds=operator.pool_resync_seconds)

@@ -248,7 +248,7 @@ def load(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None)
     `overrides` maps dotted paths (`server.port`) to values; None means "not given".
     """
     environ = os.environ if environ is None else environ
-    sections: dict[str, dict[str, Any]] = {}
+    sections: dict[str, Any] = {}
     defaults = Settings()
     for section in dataclasses.fields(Settings):
         value = getattr(defaults, section.name)
@@ -261,6 +261,7 @@ def load(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None)
                 sections[section.name] = _coerce(raw, type(value), env_name)
             continue
         values: dict[str, Any] = {}
+        assert not isinstance(value, type)  # an instance: Settings() holds no classes
         for field in dataclasses.fields(value):
             path = f"{section.name}.{field.name}"
             env_name = f"VAHANA_{section.name}_{field.name}".upper()
@@ -269,7 +270,7 @@ def load(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None)
                 raw = environ[env_name]
             if raw is not None:
                 values[field.name] = _coerce(raw, type(getattr(value, field.name)), env_name)
-        sections[section.name] = dataclasses.replace(value, **values)  # type: ignore[type-var]
+        sections[section.name] = dataclasses.replace(value, **values)
     return Settings(**sections)
 
 

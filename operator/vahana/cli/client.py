@@ -163,8 +163,9 @@ class Client:
             address, ca_file=ca_file, cert_file=cert_file, key_file=key_file
         )
         self._channel = _with_token(self._link, token_file)
-        self.tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
-        self.workers = worker_pb2_grpc.WorkerServiceStub(self._channel)
+        # The generated stubs are untyped: calls through them answer Any.
+        self.tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.workers = worker_pb2_grpc.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     def submit(
         self,
@@ -195,7 +196,7 @@ class Client:
             try:
                 return list(self.tasks.SubmitTasks(request, timeout=timeout).task_ids)
             except grpc.RpcError as error:
-                if error.code() not in LOST_ANSWER:  # type: ignore[attr-defined]
+                if error.code() not in LOST_ANSWER:
                     raise
                 if give_up_at is None:
                     give_up_at = clock() + retry.for_seconds
@@ -210,10 +211,10 @@ class Client:
                 attempt += 1
 
     def _unanswered(self, count: int, retry: Retry, error: grpc.RpcError) -> SubmissionUnanswered:
-        code = error.code().name.lower()  # type: ignore[attr-defined]
+        code = error.code().name.lower()
         return SubmissionUnanswered(
             f"the scheduler at {self.address} gave no answer to the submission of {count} "
-            f"task(s) ({code}: {error.details()}), tried again for {retry.for_seconds:g} s",  # type: ignore[attr-defined]
+            f"task(s) ({code}: {error.details()}), tried again for {retry.for_seconds:g} s",
             error,
         )
 
@@ -248,9 +249,12 @@ class Client:
         return True
 
     def get(self, task: str) -> tasks_pb.TaskInfo:
-        return self.tasks.GetTask(tasks_pb.GetTaskRequest(id=task), timeout=self._timeout)
+        info: tasks_pb.TaskInfo = self.tasks.GetTask(
+            tasks_pb.GetTaskRequest(id=task), timeout=self._timeout
+        )
+        return info
 
-    def list(self, status: str = "", limit: int = 0) -> Listing:
+    def list_tasks(self, status: str = "", limit: int = 0) -> Listing:
         """Tasks oldest first, at most `limit` (0: all), read page by page; `more` says whether
         the scheduler holds further ones."""
         request = tasks_pb.ListTasksRequest()
@@ -274,9 +278,10 @@ class Client:
         )
 
     def cancel(self, task: str, reason: str) -> tasks_pb.CancelTaskResponse:
-        return self.tasks.CancelTask(
+        reply: tasks_pb.CancelTaskResponse = self.tasks.CancelTask(
             tasks_pb.CancelTaskRequest(id=task, reason=reason), timeout=self._timeout
         )
+        return reply
 
     def watch(self, ids: list[str]) -> Iterator[tasks_pb.TaskInfo]:
         yield from self.tasks.WatchTasks(tasks_pb.WatchTasksRequest(ids=ids, until_final=True))
@@ -297,7 +302,8 @@ def print_record(console: Console, record: object, output: str) -> None:
 
 
 def _as_dict(record: object) -> dict[str, Any]:
-    return json_format.MessageToDict(record, preserving_proto_field_name=True)  # type: ignore[arg-type]
+    as_dict: dict[str, Any] = json_format.MessageToDict(record, preserving_proto_field_name=True)
+    return as_dict
 
 
 def _write(console: Console, data: object, output: str) -> None:

@@ -514,7 +514,7 @@ def _nothing_submitted(options: argparse.Namespace) -> Iterator[None]:
     except client_module.Unreachable as error:
         raise Refused(_unreachable(options) + after) from error
     except grpc.RpcError as error:
-        if error.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
             raise Refused(_unreachable(options) + after) from error
         message = printable.printable(_rpc_message(error, options), 2000)
         raise Refused(f"the scheduler refused the tasks: {message}{after}") from error
@@ -522,7 +522,7 @@ def _nothing_submitted(options: argparse.Namespace) -> Iterator[None]:
 
 def _run_key(options: argparse.Namespace) -> str:
     """--idempotency-key, checked; or a new key for this run."""
-    key = options.idempotency_key
+    key: str | None = options.idempotency_key
     if key is None:
         return client_module.new_run_key()
     if not key.strip() or len(key) > MAX_RUN_KEY or not key.isprintable():
@@ -642,7 +642,7 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
     errors = Console(stderr=True, highlight=False)
 
     def retrying(attempt: int, error: grpc.RpcError, pause: float) -> None:
-        code = error.code().name.lower()  # type: ignore[attr-defined]
+        code = error.code().name.lower()
         errors.print(
             f"no answer from the scheduler at {options.server} ({code}); submitting again "
             f"in {pause:g} s with the same idempotency key {run_key}, so nothing is "
@@ -703,7 +703,7 @@ def _get(options: argparse.Namespace, console: Console) -> int:
         )
     if options.limit < 1 and not options.all:
         raise UsageError("--limit: give a number ≥ 1, or --all for every task")
-    listing = client.list(options.status or "", 0 if options.all else options.limit)
+    listing = client.list_tasks(options.status or "", 0 if options.all else options.limit)
     if listing.more:
         # On stderr: -o json / yaml output stays one document.
         Console(stderr=True, highlight=False).print(
@@ -768,8 +768,8 @@ def _certs(options: argparse.Namespace, console: Console) -> int:
 
 
 def _rpc_message(error: grpc.RpcError, options: argparse.Namespace) -> str:
-    code = error.code()  # type: ignore[attr-defined]
-    details = error.details()  # type: ignore[attr-defined]
+    code = error.code()
+    details = error.details()
     if code == grpc.StatusCode.UNAVAILABLE:
         return _unreachable(options)
     return f"{code.name.lower()}: {details}"

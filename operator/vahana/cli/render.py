@@ -24,7 +24,7 @@ _STATUS_STYLE = {
 
 
 def status_name(task: tasks_pb.TaskInfo) -> str:
-    return pb.TaskStatus.Name(task.status)
+    return str(pb.TaskStatus.Name(task.status))
 
 
 def styled_status(task: tasks_pb.TaskInfo) -> str:

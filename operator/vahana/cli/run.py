@@ -13,6 +13,7 @@ from vahana.app import service
 from vahana.app import settings as settings_module
 from vahana.core import models
 from vahana.manifests import pools as pool_manifests
+from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.rpc import convert
 from vahana.scheduling import scheduler as scheduler_module
 
@@ -22,7 +23,7 @@ async def run_tasks(
     settings: settings_module.Settings,
     console: Console,
     pools: Sequence[pool_manifests.PoolManifest] = (),
-) -> list[convert.tasks_pb.TaskInfo]:
+) -> list[tasks_pb.TaskInfo]:
     """Runs the submissions to a final status on a fresh embedded scheduler; returns them."""
     process = service.SchedulerProcess(settings, pools=pools)
     await process.start()
@@ -39,7 +40,7 @@ async def run_tasks(
 
 async def _watch(
     process: service.SchedulerProcess, submissions: list[models.Submission], console: Console
-) -> list[convert.tasks_pb.TaskInfo]:
+) -> list[tasks_pb.TaskInfo]:
     scheduler = process.scheduler
     finished: dict[str, models.TaskRecord] = {}
     running: set[str] = set()

@@ -8,7 +8,7 @@ from kubernetes import config
 
 def api_client() -> k8s.ApiClient:
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     return k8s.ApiClient()

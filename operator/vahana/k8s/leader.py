@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class LeaderElector:
         """Gives the Lease up at once so a standby need not wait for it to expire."""
         try:
             lease = self._leases.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity == self.identity:
+            if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = ""
                 lease.spec.renew_time = None
                 self._leases.replace_namespaced_lease(self.name, self.namespace, lease)
@@ -109,7 +109,7 @@ class LeaderElector:
                 if conflict.status == 409:
                     return False
                 raise
-        spec = lease.spec
+        spec = lease.spec or k8s.V1LeaseSpec()  # a Lease without spec is free to take
         ours = spec.holder_identity == self.identity
         expired = (
             not spec.holder_identity

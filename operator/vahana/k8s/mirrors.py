@@ -15,10 +15,10 @@ import datetime
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from vahana.core import models
 from vahana.k8s import resources
@@ -212,7 +212,7 @@ class WorkerMirror:
                 resources.WORKERS,
                 label_selector=f"{resources.MANAGED_LABEL}=vahana",
             )
-            for item in listing.get("items", []):
+            for item in cast(dict[str, Any], listing).get("items", []):
                 worker_id = (item.get("status") or {}).get("workerId")
                 if worker_id:
                     meta = item["metadata"]

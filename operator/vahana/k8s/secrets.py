@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 SECTIONS = ("slurm", "baremetal")
 _FILES = (

@@ -37,7 +37,7 @@ class YAMLProblem(ValueError):
         self.column = column
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _Loader(_BaseLoader):  # type: ignore[misc]
     """Safe loader with kubectl's scalars, its duplicate-key check and the alias budget."""
 
     aliased = 0
@@ -74,7 +74,8 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
                     )
                 if isinstance(key, str | int | float | bool):
                     seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 _Loader.yaml_implicit_resolvers = {

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from vahana.core import models
 
@@ -164,8 +164,8 @@ def reconfiguring_factory(
 
     def build(context: PoolContext, previous: WorkerPool | None) -> WorkerPool:
         config = configure(context)
-        if isinstance(previous, adapter):  # type: ignore[arg-type]
-            previous.config = config  # type: ignore[attr-defined]
+        if previous is not None and isinstance(previous, cast(type, adapter)):
+            setattr(previous, "config", config)  # noqa: B010 (no such attribute on the protocol)
             return previous
         return adapter(config)
 

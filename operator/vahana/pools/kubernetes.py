@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from vahana.pools import base, credentials, jobs
 
@@ -38,7 +38,8 @@ class KubernetesPool:
             worker_id = jobs.new_worker_id(self.spec.pool)
             manifest = jobs.build_worker_job(self.spec, worker_id)
             try:
-                self._batch.create_namespaced_job(self.spec.namespace, manifest)
+                # The client takes plain dicts as well as its model classes.
+                self._batch.create_namespaced_job(self.spec.namespace, cast(Any, manifest))
             except ApiException as error:
                 self._last_error = f"creating Job {jobs.job_name(worker_id)}: {_reason(error)}"
                 log.warning("pool=%s %s", self.name, self._last_error)
@@ -60,7 +61,7 @@ class KubernetesPool:
             return
         manifest = jobs.build_bootstrap_secret(self.spec, self.bootstrap_token)
         try:
-            self._core.create_namespaced_secret(self.spec.namespace, manifest)
+            self._core.create_namespaced_secret(self.spec.namespace, cast(Any, manifest))
         except ApiException as error:
             if error.status != 409:
                 self._last_error = f"creating Secret {name}: {_reason(error)}"
@@ -108,7 +109,7 @@ def _pool_worker(job: Any) -> base.PoolWorker:
         detail = f"job {job.metadata.name} complete"
     elif "Failed" in conditions or "FailureTarget" in conditions:
         state = base.PoolWorkerState.FAILED
-        failed = conditions.get("Failed") or conditions.get("FailureTarget")
+        failed = conditions.get("Failed") or conditions["FailureTarget"]
         detail = f"job {job.metadata.name} failed: {failed.reason}: {failed.message or ''}".strip()
     elif job.metadata.deletion_timestamp is not None:
         state, detail = base.PoolWorkerState.STOPPING, f"job {job.metadata.name} deleting"

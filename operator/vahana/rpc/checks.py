@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 from vahana.core import bounds, validation
 from vahana.proto import worker_pb2 as pb
@@ -121,8 +122,8 @@ def worker_status(request: pb.UpdateWorkerStatusRequest) -> None:
     request.reason = bounds.head(request.reason, bounds.MESSAGE_BYTES)
 
 
-def leases(items: object, field: str) -> None:
-    for index, lease in enumerate(items):  # type: ignore[call-overload]
+def leases(items: Iterable[pb.TaskLease], field: str) -> None:
+    for index, lease in enumerate(items):
         identifier(lease.task_id, f"{field}[{index}].task_id")
         if lease.attempt < 1:
             raise InvalidArgument(f"{field}[{index}].attempt: must be ≥ 1")

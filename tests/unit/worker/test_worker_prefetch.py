@@ -5,6 +5,7 @@ scheduler is not involved (its side is in tests/integration/test_prefetch.py).""
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 from vahana_worker import agent, executor, settings
@@ -96,3 +97,25 @@ def test_a_queued_task_cancelled_is_reported_cancelled_without_running(tmp_path:
     worker._stop_lease("long", 0, executor.StopReason.CANCELLED)
     wait_until(lambda: not worker._slots, timeout=DEADLINE, message="long task stopped")
     assert not marker.exists()
+
+
+def test_a_draining_worker_says_draining_before_it_hands_back_its_queue(tmp_path: Path) -> None:
+    """Else the scheduler, still holding the worker's long poll, gives the task right back."""
+    config = settings.load(
+        {"worker_id": "w", "working_dir": str(tmp_path / "wd"), "prefetch": 2, "drain_timeout": 0},
+        {},
+    )
+    worker = agent.Worker(config, scheduler=types.SimpleNamespace(close=lambda: None))  # type: ignore[arg-type]
+    said: list[str] = []
+    hand_back = worker._hand_back
+    worker._set_worker_status = lambda status, reason: said.append(pb.WorkerStatus.Name(status))  # type: ignore[method-assign]
+    worker._hand_back = lambda spec, why: (
+        said.append(f"hand back {spec.task_id}"),
+        hand_back(spec, why),
+    )  # type: ignore[method-assign]
+    worker._reporter.flush = lambda timeout: True  # type: ignore[method-assign]  # no scheduler
+    give(worker, "first", "sleep 30")
+    give(worker, "second", "true")
+    wait_until(lambda: updates(worker), timeout=DEADLINE, message="first task running")
+    worker._drain()
+    assert said == ["DRAINING", "hand back second", "TERMINATED"]
