@@ -13,14 +13,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vahana.core.options import Flag, flag_of, setting
 from vahana.scheduling import records
+
+SECURITY = "security (docs/security.md)"
+SERVE = frozenset({"server", "operator"})
 
 
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
+    host: str = setting(
+        "127.0.0.1",
+        Flag("--host", "listen address (0.0.0.0 for remote workers and in a cluster)", SERVE),
+    )
     """Address to listen on; 0.0.0.0 to accept workers from other hosts."""
-    port: int = 50051
+    port: int = setting(50051, Flag("--port", "gRPC port", shown=(("run", "a free port"),)))
     """gRPC port of WorkerService and TaskService; 0 picks a free port."""
 
 
@@ -28,15 +35,37 @@ class ServerSettings:
 class TlsSettings:
     """TLS of the gRPC port (docs/security.md): all three files for mutual TLS, or none."""
 
-    cert_file: str = ""
+    cert_file: str = setting(
+        "",
+        Flag("--tls-cert-file", "server certificate chain (PEM)", metavar="FILE", group=SECURITY),
+    )
     """PEM certificate chain of the server; reloaded when the file changes."""
-    key_file: str = ""
+    key_file: str = setting(
+        "", Flag("--tls-key-file", "its private key (PEM)", metavar="FILE", group=SECURITY)
+    )
     """PEM private key of cert_file (unencrypted); reloaded with it."""
-    client_ca_file: str = ""
+    client_ca_file: str = setting(
+        "",
+        Flag(
+            "--tls-client-ca-file",
+            "CA of client certificates (PEM); all three: mutual TLS",
+            metavar="FILE",
+            group=SECURITY,
+        ),
+    )
     """PEM CA certificate(s) that client (worker, CLI) certificates must be signed by."""
-    insecure: bool = False
+    insecure: bool = setting(
+        False, Flag("--insecure", "serve plaintext on a non-loopback address", group=SECURITY)
+    )
     """Serve plaintext on a non-loopback address: must be asked for explicitly."""
-    bind_worker_certificates: bool = False
+    bind_worker_certificates: bool = setting(
+        False,
+        Flag(
+            "--bind-worker-certificates",
+            "a worker's client certificate must name its worker id or pool (CN)",
+            group=SECURITY,
+        ),
+    )
     """A worker's client certificate must name it: every WorkerService call about a worker
     needs a certificate whose common name is that worker's id or its pool (`<ns>/<name>`)."""
 
@@ -49,12 +78,28 @@ class TlsSettings:
 class AuthSettings:
     """Bearer tokens (docs/security.md): per-worker tokens and an optional client token."""
 
-    bootstrap_token_file: str = ""
+    bootstrap_token_file: str = setting(
+        "",
+        Flag(
+            "--bootstrap-token-file",
+            "secret workers register with; set: worker tokens required",
+            metavar="FILE",
+            group=SECURITY,
+        ),
+    )
     """File whose first line is the secret workers present to RegisterWorker; set: every worker
     call needs the worker token RegisterWorker hands out. Empty: no worker authentication."""
     token_lifetime_seconds: float = 86400.0
     """How long a worker token is valid; workers register again before it expires."""
-    client_token_file: str = ""
+    client_token_file: str = setting(
+        "",
+        Flag(
+            "--client-token-file",
+            "token TaskService clients must present",
+            metavar="FILE",
+            group=SECURITY,
+        ),
+    )
     """File whose first line is the token TaskService and ListWorkers callers must present;
     empty: those calls need no token (mutual TLS, when on, still applies)."""
 
@@ -64,24 +109,68 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 @dataclasses.dataclass(frozen=True)
 class StoreSettings:
-    url: str = ""
+    url: str = setting(
+        "",
+        Flag(
+            "--store-url",
+            "sqlite:///file.db or postgresql://user@host:port/db",
+            SERVE,
+            shown=(("server", "SQLite in the state dir"), ("operator", "SQLite in the state dir")),
+        ),
+    )
     """sqlite:///path/to/file.db or postgresql://…; empty: SQLite in the state directory."""
-    state_dir: str = ".vahana"
+    state_dir: str = setting(
+        ".vahana",
+        Flag(
+            "--state-dir",
+            "store, logs and sandboxes",
+            shown=(("run", "a new temporary directory"),),
+        ),
+    )
     """Directory for the SQLite file, worker logs and sandboxes; one scheduler at a time."""
-    standby: bool = True
+    standby: bool = setting(
+        True,
+        Flag(
+            "--standby",
+            "PostgreSQL store held by another scheduler: wait as a standby, serving nothing, and "
+            "take over when that scheduler's session ends; --no-standby: exit 1. A SQLite state "
+            "dir never waits: a second scheduler on it exits 1",
+            SERVE,
+        ),
+    )
     """PostgreSQL: while another scheduler holds the store, wait as a standby (serving nothing)
     and take over when its session ends; false: exit 1 at once. SQLite never waits."""
 
 
 @dataclasses.dataclass(frozen=True)
 class LocalPoolSettings:
-    workers: int = -1
+    workers: int = setting(
+        -1,
+        Flag(
+            "--workers",
+            "local worker processes",
+            shown=tuple(
+                (c, "one per CPU; 0: none, for remote workers only")
+                for c in ("run", "server", "operator")
+            ),
+        ),
+    )
     """Local worker processes to start; -1: one per CPU of this machine; 0: none."""
-    tasks_per_worker: int = 1
+    tasks_per_worker: int = setting(
+        1, Flag("--tasks-per-worker", "tasks each local worker runs at once")
+    )
     """Tasks each local worker runs at once."""
     task_timeout_seconds: float = 3600.0
     """Default timeout of a task that sets none."""
-    output_dir: str = ""
+    output_dir: str = setting(
+        "",
+        Flag(
+            "--output-dir",
+            "where local workers put the tasks' outputFiles",
+            frozenset({"run", "server"}),
+            shown=(("run", "./outputs"), ("server", "<state dir>/outputs")),
+        ),
+    )
     """Where local workers put task outputs; empty: <state dir>/outputs (run: ./outputs)."""
 
 
@@ -101,7 +190,14 @@ class PoolSettings:
 
 @dataclasses.dataclass(frozen=True)
 class MetricsSettings:
-    port: int = 9090
+    port: int = setting(
+        9090,
+        Flag(
+            "--metrics-port",
+            "port of the Prometheus /metrics endpoint (0: off)",
+            shown=(("run", "0, off"),),
+        ),
+    )
     """Port of the Prometheus `/metrics` endpoint; 0 disables it (the default of `vahana run`)."""
     host: str = ""
     """Address the endpoint listens on; empty: the same as server.host."""
@@ -111,10 +207,17 @@ class MetricsSettings:
 class UiSettings:
     """The web dashboard (docs/dashboard.md): read-only; cancelling needs the client token."""
 
-    enabled: bool = False
+    enabled: bool = setting(
+        False,
+        Flag(
+            "--ui",
+            "serve the web dashboard",
+            shown=(("run", "off; --ui-port turns it on"), ("server", "on"), ("operator", "on")),
+        ),
+    )
     """Serve it. `vahana server` and `vahana operator` turn it on unless told otherwise
     (--no-ui, VAHANA_UI_ENABLED=false); `vahana run` only with --ui."""
-    port: int = 8080
+    port: int = setting(8080, Flag("--ui-port", "HTTP port of the dashboard (0: a free port)"))
     """HTTP port of the dashboard; 0 picks a free port."""
     host: str = ""
     """Address it listens on; empty: the same as server.host."""
@@ -124,9 +227,26 @@ class UiSettings:
 
 @dataclasses.dataclass(frozen=True)
 class OperatorSettings:
-    namespaces: str = ""
+    namespaces: str = setting(
+        "",
+        Flag(
+            "--namespace",
+            "watch only this namespace (repeatable)",
+            frozenset({"operator"}),
+            shown=(("operator", "all"),),
+            repeat=True,
+        ),
+    )
     """Comma-separated namespaces to watch; empty: the whole cluster."""
-    worker_server_address: str = ""
+    worker_server_address: str = setting(
+        "",
+        Flag(
+            "--worker-server-address",
+            "how pool workers reach this scheduler, e.g. vahana.vahana-system.svc:50051",
+            frozenset({"operator"}),
+            shown=(("operator", "this process's own address"),),
+        ),
+    )
     """How workers started by pools reach the scheduler, e.g. vahana.vahana-system.svc:50051;
     empty: this process's own address (fine when workers run on the same host)."""
     worker_namespace: str = "default"
@@ -160,7 +280,15 @@ class Settings:
     ui: UiSettings = dataclasses.field(default_factory=UiSettings)
     tls: TlsSettings = dataclasses.field(default_factory=TlsSettings)
     auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
-    log_level: str = "warning"
+    log_level: str = setting(
+        "warning",
+        Flag(
+            "--log-level",
+            "how much the scheduler logs",
+            choices=("debug", "info", "warning", "error"),
+            shown=(("server", "info"), ("operator", "info")),
+        ),
+    )
 
     @property
     def state_dir(self) -> Path:
@@ -242,36 +370,70 @@ class Settings:
         return problems
 
 
+@dataclasses.dataclass(frozen=True)
+class Described:
+    """One setting as the command line and the environment see it."""
+
+    path: str
+    """Dotted path, e.g. `server.port`: the key of `load`'s overrides."""
+    env: str
+    """Its environment variable, e.g. VAHANA_SERVER_PORT."""
+    default: Any
+    kind: type
+    flag: Flag | None
+
+
+def described() -> list[Described]:
+    """Every setting, in declaration order: the one list flags, --help and `load` are made of."""
+    found = []
+    defaults = Settings()
+    for section in dataclasses.fields(Settings):
+        value = getattr(defaults, section.name)
+        if not dataclasses.is_dataclass(value):
+            env = f"VAHANA_{section.name.upper()}"
+            found.append(Described(section.name, env, value, type(value), flag_of(section)))
+            continue
+        assert not isinstance(value, type)  # an instance: Settings() holds no classes
+        for field in dataclasses.fields(value):
+            default = getattr(value, field.name)
+            found.append(
+                Described(
+                    f"{section.name}.{field.name}",
+                    f"VAHANA_{section.name}_{field.name}".upper(),
+                    default,
+                    type(default),
+                    flag_of(field),
+                )
+            )
+    return found
+
+
 def load(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Builds settings from defaults, then `VAHANA_*` variables, then `overrides`.
 
     `overrides` maps dotted paths (`server.port`) to values; None means "not given".
     """
     environ = os.environ if environ is None else environ
-    sections: dict[str, Any] = {}
-    defaults = Settings()
-    for section in dataclasses.fields(Settings):
-        value = getattr(defaults, section.name)
-        if not dataclasses.is_dataclass(value):
-            env_name = f"VAHANA_{section.name.upper()}"
-            raw = overrides.get(section.name)
-            if raw is None and env_name in environ:
-                raw = environ[env_name]
-            if raw is not None:
-                sections[section.name] = _coerce(raw, type(value), env_name)
+    given: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for item in described():
+        raw = overrides.get(item.path)
+        if raw is None and item.env in environ:
+            raw = environ[item.env]
+        if raw is None:
             continue
-        values: dict[str, Any] = {}
-        assert not isinstance(value, type)  # an instance: Settings() holds no classes
-        for field in dataclasses.fields(value):
-            path = f"{section.name}.{field.name}"
-            env_name = f"VAHANA_{section.name}_{field.name}".upper()
-            raw = overrides.get(path)
-            if raw is None and env_name in environ:
-                raw = environ[env_name]
-            if raw is not None:
-                values[field.name] = _coerce(raw, type(getattr(value, field.name)), env_name)
-        sections[section.name] = dataclasses.replace(value, **values)
-    return Settings(**sections)
+        section, _, name = item.path.rpartition(".")
+        value = _coerce(raw, item.kind, item.env)
+        if section:
+            given.setdefault(section, {})[name] = value
+        else:
+            top[name] = value
+    defaults = Settings()
+    sections = {
+        name: dataclasses.replace(getattr(defaults, name), **values)
+        for name, values in given.items()
+    }
+    return Settings(**sections, **top)
 
 
 def _coerce(raw: Any, kind: type, source: str) -> Any:

@@ -27,7 +27,7 @@ from rich.console import Console
 from vahana import __version__
 from vahana.app import service, stores
 from vahana.app import settings as settings_module
-from vahana.cli import certs, render, run
+from vahana.cli import certs, flags, render, run
 from vahana.cli import client as client_module
 from vahana.core import models, printable
 from vahana.manifests import pools as pool_manifests
@@ -112,13 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
     )
-    run_parser.add_argument(
-        "--output-dir",
-        default="outputs",
-        help="where local workers put the tasks' outputFiles (default ./outputs) "
-        "[VAHANA_LOCAL_POOL_OUTPUT_DIR]",
-    )
-    _add_scheduler_flags(run_parser, default_state="a new temporary directory")
+    flags.add(run_parser, "run")
     _add_pool_file_flag(run_parser)
     _add_idempotency_flag(run_parser)
     run_parser.set_defaults(handler=_run)
@@ -129,22 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve WorkerService and TaskService (gRPC, with health and reflection) "
         "and keep local workers running until interrupted.",
     )
-    server.add_argument(
-        "--host",
-        help="listen address (default 127.0.0.1; 0.0.0.0 for remote workers) [VAHANA_SERVER_HOST]",
-    )
-    server.add_argument(
-        "--store-url",
-        help="sqlite:///file.db (default: in the state dir) or postgresql://user@host:port/db "
-        "[VAHANA_STORE_URL]",
-    )
-    server.add_argument(
-        "--output-dir",
-        help="where local workers put the tasks' outputFiles (default: <state dir>/outputs) "
-        "[VAHANA_LOCAL_POOL_OUTPUT_DIR]",
-    )
-    _add_scheduler_flags(server, default_state=".vahana")
-    _add_standby_flag(server)
+    flags.add(server, "server")
     _add_pool_file_flag(server)
     server.set_defaults(handler=_serve)
 
@@ -155,27 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "server, start workers through WorkerPools, mirror status and Worker objects. "
         "Uses $KUBECONFIG, or the in-cluster service account.",
     )
-    operator.add_argument(
-        "--host",
-        help="gRPC listen address (default 127.0.0.1; 0.0.0.0 in a cluster) [VAHANA_SERVER_HOST]",
-    )
-    operator.add_argument(
-        "--store-url", help="sqlite:///file.db or postgresql://… [VAHANA_STORE_URL]"
-    )
-    operator.add_argument(
-        "--namespace",
-        action="append",
-        dest="namespaces",
-        help="watch only this namespace (repeatable; default: all) "
-        "[VAHANA_OPERATOR_NAMESPACES, comma-separated]",
-    )
-    operator.add_argument(
-        "--worker-server-address",
-        help="how pool workers reach this scheduler, e.g. vahana.vahana-system.svc:50051 "
-        "[VAHANA_OPERATOR_WORKER_SERVER_ADDRESS]",
-    )
-    _add_scheduler_flags(operator, default_state=".vahana")
-    _add_standby_flag(operator)
+    flags.add(operator, "operator")
     operator.set_defaults(handler=_operate)
 
     submit = commands.add_parser(
@@ -263,98 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_scheduler_flags(parser: argparse.ArgumentParser, *, default_state: str) -> None:
-    parser.add_argument(
-        "--port", type=int, help="gRPC port (run: a free port; server: 50051) [VAHANA_SERVER_PORT]"
-    )
-    parser.add_argument(
-        "--state-dir",
-        help=f"store, logs and sandboxes (default: {default_state}) [VAHANA_STORE_STATE_DIR]",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        help="local worker processes (default: one per CPU; 0: none, for remote workers only) "
-        "[VAHANA_LOCAL_POOL_WORKERS]",
-    )
-    parser.add_argument(
-        "--tasks-per-worker",
-        type=int,
-        help="tasks each local worker runs at once (default 1) "
-        "[VAHANA_LOCAL_POOL_TASKS_PER_WORKER]",
-    )
-    parser.add_argument(
-        "--heartbeat-interval",
-        type=float,
-        metavar="SECONDS",
-        help="worker heartbeat interval (default 30) [VAHANA_SCHEDULER_HEARTBEAT_INTERVAL_SECONDS]",
-    )
-    parser.add_argument(
-        "--missed-heartbeats",
-        type=int,
-        help="missed heartbeats before a worker is unhealthy (default 3) "
-        "[VAHANA_SCHEDULER_MISSED_HEARTBEATS]",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        help="port of the Prometheus /metrics endpoint (run: 0, off; server and operator: 9090) "
-        "[VAHANA_METRICS_PORT]",
-    )
-    parser.add_argument(
-        "--ui",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="serve the web dashboard (server and operator: on; run: off, --ui or --ui-port "
-        "turns it on) [VAHANA_UI_ENABLED]",
-    )
-    parser.add_argument(
-        "--ui-port",
-        type=int,
-        help="HTTP port of the dashboard (default 8080; 0: a free port) [VAHANA_UI_PORT]",
-    )
-    parser.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="[VAHANA_LOG_LEVEL]"
-    )
-    security = parser.add_argument_group("security (docs/security.md)")
-    for name, text in (
-        ("tls-cert-file", "server certificate chain (PEM)"),
-        ("tls-key-file", "its private key (PEM)"),
-        ("tls-client-ca-file", "CA of client certificates (PEM); all three: mutual TLS"),
-        ("bootstrap-token-file", "secret workers register with; set: worker tokens required"),
-        ("client-token-file", "token TaskService clients must present"),
-    ):
-        section = "TLS" if name.startswith("tls-") else "AUTH"
-        field = name.removeprefix("tls-").replace("-", "_").upper()
-        security.add_argument(
-            f"--{name}", metavar="FILE", help=f"{text} [VAHANA_{section}_{field}]"
-        )
-    security.add_argument(
-        "--bind-worker-certificates",
-        action="store_true",
-        default=None,
-        help="a worker's client certificate must name its worker id or pool (CN) "
-        "[VAHANA_TLS_BIND_WORKER_CERTIFICATES]",
-    )
-    security.add_argument(
-        "--insecure",
-        action="store_true",
-        default=None,
-        help="serve plaintext on a non-loopback address [VAHANA_TLS_INSECURE]",
-    )
-
-
-def _add_standby_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--standby",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="PostgreSQL store held by another scheduler: wait as a standby, serving nothing, "
-        "and take over when that scheduler's session ends (default); --no-standby: exit 1. "
-        "A SQLite state dir never waits: a second scheduler on it exits 1 [VAHANA_STORE_STANDBY]",
-    )
-
-
 def _add_idempotency_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idempotency-key",
@@ -421,29 +288,7 @@ def _client(options: argparse.Namespace) -> client_module.Client:
 
 
 def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Settings:
-    overrides = {
-        "server.host": getattr(options, "host", None),
-        "server.port": options.port,
-        "store.url": getattr(options, "store_url", None),
-        "store.state_dir": options.state_dir,
-        "store.standby": getattr(options, "standby", None),
-        "local_pool.workers": options.workers,
-        "local_pool.tasks_per_worker": options.tasks_per_worker,
-        "local_pool.output_dir": getattr(options, "output_dir", None),
-        "scheduler.heartbeat_interval_seconds": options.heartbeat_interval,
-        "scheduler.missed_heartbeats": options.missed_heartbeats,
-        "metrics.port": options.metrics_port,
-        "ui.enabled": options.ui,
-        "ui.port": options.ui_port,
-        "tls.cert_file": options.tls_cert_file,
-        "tls.key_file": options.tls_key_file,
-        "tls.client_ca_file": options.tls_client_ca_file,
-        "tls.insecure": options.insecure,
-        "tls.bind_worker_certificates": options.bind_worker_certificates,
-        "auth.bootstrap_token_file": options.bootstrap_token_file,
-        "auth.client_token_file": options.client_token_file,
-        "log_level": options.log_level,
-    }
+    overrides = flags.overrides(options, options.command)
     for key, value in fixed.items():
         if overrides.get(key) is None:
             overrides[key] = value
@@ -538,6 +383,8 @@ def _run(options: argparse.Namespace, console: Console) -> int:
         submissions = client_module.with_keys(_read_tasks(options.file), _run_key(options))
         pools = _read_pools(options.pool_file)
     fixed: dict[str, Any] = {"server.port": 0}
+    if "VAHANA_LOCAL_POOL_OUTPUT_DIR" not in os.environ:
+        fixed["local_pool.output_dir"] = "outputs"  # ./outputs: beside the task file's user
     if "VAHANA_METRICS_PORT" not in os.environ:
         fixed["metrics.port"] = 0  # no /metrics unless asked for
     if pools:
@@ -624,12 +471,7 @@ async def _first(work: Awaitable[T], stop: asyncio.Event) -> T | None:
 def _operate(options: argparse.Namespace, console: Console) -> int:
     from vahana.app import operator as operator_module  # kopf loads only for this command
 
-    fixed: dict[str, Any] = {"log_level": "info"}
-    if options.namespaces:
-        fixed["operator.namespaces"] = ",".join(options.namespaces)
-    if options.worker_server_address:
-        fixed["operator.worker_server_address"] = options.worker_server_address
-    settings = _settings(options, **_dashboard_on(fixed))
+    settings = _settings(options, **_dashboard_on({"log_level": "info"}))
     asyncio.run(operator_module.run(settings))
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vahana.core import models, quarantine
+from vahana.core import models, options, quarantine
 
 Lease = tuple[str, int]
 """(task id, attempt)"""
@@ -12,9 +12,13 @@ Lease = tuple[str, int]
 
 @dataclasses.dataclass(frozen=True)
 class SchedulerSettings:
-    heartbeat_interval_seconds: float = 30.0
+    heartbeat_interval_seconds: float = options.setting(
+        30.0, options.Flag("--heartbeat-interval", "worker heartbeat interval", metavar="SECONDS")
+    )
     """How often workers are told to send heartbeats."""
-    missed_heartbeats: int = 3
+    missed_heartbeats: int = options.setting(
+        3, options.Flag("--missed-heartbeats", "missed heartbeats before a worker is unhealthy")
+    )
     """A worker silent for this many intervals is UNHEALTHY and its tasks are requeued."""
     removal_after_unhealthy_seconds: float = 60.0
     """An UNHEALTHY worker that stays silent this long is removed."""
