@@ -27,7 +27,9 @@ their plain names (SERVER_ADDRESS, WORKER_ID, ...); options Vahana added are rea
 environment only:
 {
     chr(10).join(
-        f"  {o.env:<40} {o.help} (default {o.default})" for o in settings.OPTIONS if not o.flag
+        f"  {o.env:<40} {o.help} (default {settings.shown_default(o)})"
+        for o in settings.OPTIONS
+        if not o.flag
     )
 }
 
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option in settings.OPTIONS:
         if not option.flag:
             continue
-        default = option.default if option.default not in (None, "") else "empty"
+        default = settings.shown_default(option)
         text = f"{option.help} [env {option.env}; default {default}]"
         if option.kind == "bool":
             parser.add_argument(

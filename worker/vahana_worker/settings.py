@@ -1,6 +1,7 @@
 """The worker's settings: one frozen dataclass, loaded once from flags > environment > defaults.
 
-Every option is declared once in `OPTIONS` (flag, environment variable, default, help); the CLI
+Every option is declared once: its default in the `Settings` field, its flag, environment
+variable and help in `OPTIONS` (`shown_default` renders the field's default for --help); the CLI
 builds its parser from that table and `load()` converts and validates the values, reporting every
 error with the name of the field it concerns. The seed's variables keep their plain names
 (SERVER_ADDRESS, WORKER_ID, ...); options Vahana added read `VAHANA_WORKER_<NAME>`.
@@ -230,9 +231,32 @@ class Option:
     flag: str
     env: str
     help: str
-    default: str | None = None
     kind: str = "str"  # str, duration, int, float, size, bool, labels, time
     metavar: str | None = None
+    shown: str | None = None
+    """The default as --help says it, only where the field's default is worked out when the
+    settings are loaded (the host's CPUs, `<hostname>-<8 hex>`); else the field's own default
+    is shown (`shown_default`), so no default is written twice."""
+
+
+def shown_default(option: Option) -> str:
+    """The default as --help says it: the field's own, written the way the flag takes it."""
+    if option.shown is not None:
+        return option.shown
+    value = getattr(Settings(), option.field)
+    if value is None:
+        text = "none"
+    elif option.kind == "duration":
+        text = durations.format_duration(value)
+    elif option.kind == "bool":
+        text = "true" if value else "false"
+    elif option.kind == "labels":
+        text = ",".join(f"{key}={item}" for key, item in value.items())
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    return text or "empty"
 
 
 def _env(name: str) -> str:
@@ -240,82 +264,61 @@ def _env(name: str) -> str:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option(
-        "server_address",
-        "--server-address",
-        "SERVER_ADDRESS",
-        "scheduler address host:port",
-        "localhost:50051",
-    ),
-    Option("worker_id", "--worker-id", "WORKER_ID", "unique worker id", "<hostname>-<8 hex>"),
-    Option(
-        "working_dir",
-        "--working-dir",
-        "WORKING_DIR",
-        "directory for task sandboxes",
-        "/tmp/vahana-worker",
-    ),
+    Option("server_address", "--server-address", "SERVER_ADDRESS", "scheduler address host:port"),
+    Option("worker_id", "--worker-id", "WORKER_ID", "unique worker id", shown="<hostname>-<8 hex>"),
+    Option("working_dir", "--working-dir", "WORKING_DIR", "directory for task sandboxes"),
     Option(
         "heartbeat_interval",
         "--heartbeat-interval",
         "HEARTBEAT_INTERVAL",
         "time between heartbeats (the scheduler may override it)",
-        "30s",
-        "duration",
+        kind="duration",
     ),
     Option(
         "task_timeout",
         "--task-timeout",
         "TASK_TIMEOUT",
         "timeout of tasks that set none",
-        "1h",
-        "duration",
+        kind="duration",
     ),
-    Option("log_level", "--log-level", "LOG_LEVEL", "debug, info, warning or error", "info"),
-    Option(
-        "experiment_id", "--experiment-id", "EXPERIMENT_ID", "experiment this worker serves", ""
-    ),
+    Option("log_level", "--log-level", "LOG_LEVEL", "debug, info, warning or error"),
+    Option("experiment_id", "--experiment-id", "EXPERIMENT_ID", "experiment this worker serves"),
     Option(
         "compute_resource_id",
         "--compute-resource-id",
         "COMPUTE_RESOURCE_ID",
         "compute resource this worker runs on",
-        "",
     ),
     Option(
         "grpc_keepalive_time",
         "",
         "GRPC_KEEPALIVE_TIME",
         "gRPC keepalive ping interval",
-        "30s",
-        "duration",
+        kind="duration",
     ),
     Option(
         "grpc_keepalive_timeout",
         "",
         "GRPC_KEEPALIVE_TIMEOUT",
         "gRPC keepalive ping timeout",
-        "10s",
-        "duration",
+        kind="duration",
     ),
     Option(
         "grpc_keepalive_permit_without_streams",
         "",
         "GRPC_KEEPALIVE_PERMIT_WITHOUT_STREAMS",
         "send keepalive pings with no call in flight",
-        "true",
-        "bool",
+        kind="bool",
     ),
     Option(
-        "max_tasks", "--max-tasks", _env("MAX_TASKS"), "task slots: tasks run at once", "1", "int"
+        "max_tasks", "--max-tasks", _env("MAX_TASKS"), "task slots: tasks run at once", kind="int"
     ),
     Option(
         "prefetch",
         "--prefetch",
         _env("PREFETCH"),
         "tasks held queued behind the running ones while tasks are short (0: none)",
-        "4",
-        "int",
+        kind="int",
     ),
     Option(
         "prefetch_wait",
@@ -323,60 +326,55 @@ OPTIONS: tuple[Option, ...] = (
         _env("PREFETCH_WAIT"),
         "longest a queued task waits for a slot before it is handed back; tasks must be "
         "shorter than this to be queued",
-        "1s",
-        "duration",
+        kind="duration",
     ),
     Option(
         "cpu_cores",
         "--cpu-cores",
         _env("CPU_CORES"),
         "CPU cores offered",
-        "CPUs available to the process",
-        "float",
+        kind="float",
+        shown="CPUs available to the process",
     ),
     Option(
         "memory_bytes",
         "--memory",
         _env("MEMORY"),
         "memory offered, bytes or with suffix Ki/Mi/Gi/K/M/G",
-        "host total memory",
-        "size",
+        kind="size",
+        shown="host total memory",
     ),
-    Option("gpus", "--gpus", _env("GPUS"), "GPUs offered", "0", "int"),
+    Option("gpus", "--gpus", _env("GPUS"), "GPUs offered", kind="int"),
     Option(
         "labels",
         "--label",
         _env("LABELS"),
         "label key=value offered to task requirements; repeatable "
         "(env: comma-separated key=value list)",
-        "",
-        "labels",
-        "KEY=VALUE",
+        kind="labels",
+        metavar="KEY=VALUE",
     ),
-    Option("pool", "--pool", _env("POOL"), "name of the worker pool this worker belongs to", ""),
+    Option("pool", "--pool", _env("POOL"), "name of the worker pool this worker belongs to"),
     Option(
         "output_limit",
         "--output-limit",
         _env("OUTPUT_LIMIT"),
         "bytes of task output (tail) kept and reported",
-        "65536",
-        "size",
+        kind="size",
     ),
     Option(
         "poll_wait",
         "--poll-wait",
         _env("POLL_WAIT"),
         "how long the scheduler may hold a poll open",
-        "20s",
-        "duration",
+        kind="duration",
     ),
     Option(
         "drain_timeout",
         "--drain-timeout",
         _env("DRAIN_TIMEOUT"),
         "time running tasks get to finish on shutdown",
-        "30s",
-        "duration",
+        kind="duration",
     ),
     Option(
         "kill_grace",
@@ -384,62 +382,53 @@ OPTIONS: tuple[Option, ...] = (
         _env("KILL_GRACE"),
         "time a task's processes get between SIGTERM and SIGKILL when the task ends (completed, "
         "failed, timed out or cancelled: what it left running goes too)",
-        "2s",
-        "duration",
+        kind="duration",
     ),
     Option(
         "walltime",
         "--walltime",
         _env("WALLTIME"),
         "allocation length from now (sets the allocation end)",
-        "none",
-        "duration",
+        kind="duration",
+        shown="none",
     ),
     Option(
         "allocation_ends_at",
         "--allocation-ends-at",
         _env("ALLOCATION_ENDS_AT"),
         "when the allocation ends: RFC 3339 time or Unix seconds",
-        "none",
-        "time",
+        kind="time",
     ),
     Option(
         "keep_sandboxes",
         "--keep-sandboxes",
         _env("KEEP_SANDBOXES"),
         "keep task sandboxes after tasks end",
-        "false",
-        "bool",
+        kind="bool",
     ),
     Option(
         "exit_with_parent",
         "--exit-with-parent",
         _env("EXIT_WITH_PARENT"),
         "drain and exit when the parent process dies (Linux)",
-        "false",
-        "bool",
+        kind="bool",
     ),
     Option(
         "metrics_port",
         "--metrics-port",
         _env("METRICS_PORT"),
         "serve Prometheus metrics at http://HOST:PORT/metrics; 0: off",
-        "0",
-        "int",
+        kind="int",
     ),
     Option(
-        "metrics_host",
-        "--metrics-host",
-        _env("METRICS_HOST"),
-        "address of the metrics endpoint",
-        "127.0.0.1",
+        "metrics_host", "--metrics-host", _env("METRICS_HOST"), "address of the metrics endpoint"
     ),
     Option(
         "output_dir",
         "--output-dir",
         _env("OUTPUT_DIR"),
         "directory task output destinations must lie in (relative ones are taken from it)",
-        "<working-dir>/outputs",
+        shown="<working-dir>/outputs",
     ),
     Option(
         "task_user",
@@ -447,7 +436,7 @@ OPTIONS: tuple[Option, ...] = (
         _env("TASK_USER"),
         "user (name or uid) tasks run as; needs a root worker; makes --limit-processes count "
         "that user's processes, not the worker's",
-        "the worker's user",
+        shown="the worker's user",
     ),
     Option(
         "task_env",
@@ -455,17 +444,16 @@ OPTIONS: tuple[Option, ...] = (
         _env("TASK_ENV"),
         "variable every task gets, e.g. PATH=/opt/bin:/usr/bin:/bin; repeatable (env: "
         "comma-separated); tasks never see the worker's own environment",
-        "",
-        "labels",
-        "NAME=VALUE",
+        kind="labels",
+        metavar="NAME=VALUE",
     ),
     Option(
         "limit_cpu_time",
         "--limit-cpu-time",
         _env("LIMIT_CPU_TIME"),
         "default CPU-time limit of each task process (RLIMIT_CPU)",
-        "none",
-        "duration",
+        kind="duration",
+        shown="none",
     ),
     Option(
         "limit_memory",
@@ -473,8 +461,8 @@ OPTIONS: tuple[Option, ...] = (
         _env("LIMIT_MEMORY"),
         "default memory limit of a task: its processes together in its cgroup, else the "
         "address space of each (RLIMIT_AS), e.g. 2Gi",
-        "none",
-        "size",
+        kind="size",
+        shown="none",
     ),
     Option(
         "limit_processes",
@@ -482,24 +470,24 @@ OPTIONS: tuple[Option, ...] = (
         _env("LIMIT_PROCESSES"),
         "default process limit: the task's processes in its cgroup, else RLIMIT_NPROC "
         "(counts every process of the user id, not enforced for root)",
-        "none",
-        "int",
+        kind="int",
+        shown="none",
     ),
     Option(
         "limit_open_files",
         "--limit-open-files",
         _env("LIMIT_OPEN_FILES"),
         "default open-files limit of each task process (RLIMIT_NOFILE)",
-        "none",
-        "int",
+        kind="int",
+        shown="none",
     ),
     Option(
         "limit_file_size",
         "--limit-file-size",
         _env("LIMIT_FILE_SIZE"),
         "default largest file a task process may write (RLIMIT_FSIZE), e.g. 10Gi",
-        "none",
-        "size",
+        kind="size",
+        shown="none",
     ),
     Option(
         "cgroups",
@@ -508,7 +496,6 @@ OPTIONS: tuple[Option, ...] = (
         "auto: a cgroup per task where the worker may create them, holding all its processes "
         "and its memory and process limits; off: none (a task's processes are found by their "
         "VAHANA_TASK marker, its limits use setrlimit)",
-        "auto",
     ),
     Option(
         "cgroup_root",
@@ -516,36 +503,32 @@ OPTIONS: tuple[Option, ...] = (
         _env("CGROUP_ROOT"),
         "delegated cgroup v2 directory for task cgroups (e.g. under a systemd unit with "
         "Delegate=yes)",
-        "the worker's own cgroup",
+        shown="the worker's own cgroup",
     ),
     Option(
         "tls_ca_file",
         "--tls-ca-file",
         _env("TLS_CA_FILE"),
         "CA certificate (PEM) of the scheduler's certificate; set: connect with TLS",
-        "",
     ),
     Option(
         "tls_cert_file",
         "--tls-cert-file",
         _env("TLS_CERT_FILE"),
         "client certificate (PEM) for mutual TLS",
-        "",
     ),
-    Option("tls_key_file", "--tls-key-file", _env("TLS_KEY_FILE"), "its private key (PEM)", ""),
+    Option("tls_key_file", "--tls-key-file", _env("TLS_KEY_FILE"), "its private key (PEM)"),
     Option(
         "bootstrap_token_file",
         "--bootstrap-token-file",
         _env("BOOTSTRAP_TOKEN_FILE"),
         "file holding the pool's bootstrap secret, exchanged at registration for a worker token",
-        "",
     ),
     Option(
         "bootstrap_token",
         "",
         _env("BOOTSTRAP_TOKEN"),
         "the pool's bootstrap secret itself (never passed to tasks)",
-        "",
     ),
 )
 
