@@ -19,6 +19,7 @@ import pstats
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # `python bench/run.py` from the repo root
     _root = Path(__file__).resolve().parent.parent
@@ -34,9 +35,10 @@ if __package__ in (None, ""):  # `python bench/run.py` from the repo root
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench import common, dashboard, scale, scenarios, submission  # noqa: E402
+from bench import common, dashboard, scale, scenarios, sidebyside, submission  # noqa: E402
 
 SCENARIOS = {
+    **sidebyside.SCENARIOS,
     **scenarios.SCENARIOS,
     **scale.SCENARIOS,
     **submission.SCENARIOS,
@@ -96,6 +98,8 @@ def summary(result: common.Result) -> str:
     d, c = result.detail, result.comparison or {}
     if "skipped" in d:
         return f"skipped: {d['skipped']}"
+    if "runner" in d:
+        return side_by_side_summary(d, c)
     if "listener_us_per_call" in d:
         return (
             f"{d['page']} open; scheduler CPU/task with {c['scheduler_cpu_us_per_task_with']:,.0f}"
@@ -163,6 +167,23 @@ def summary(result: common.Result) -> str:
             f"max_tasks={d['max_tasks_per_poll']}"
         )
     return ""
+
+
+def side_by_side_summary(d: dict[str, Any], c: dict[str, Any]) -> str:
+    rate = d.get("tasks_per_s_excluding_startup")
+    parts = [
+        f"{d['runner']}: {d['tasks_per_s_whole']:,.0f} tasks/s whole",
+        f"{rate:,.0f} without start-up" if rate else "start-up not separable",
+        f"CPU {d['cpu_ms_per_task']:.2f} ms/task",
+    ]
+    if "whole_process_speed_vs_xargs" in c:
+        versus = f"vs xargs: whole {c['whole_process_speed_vs_xargs']:.2f}×"
+        if "rate_excluding_startup_vs_xargs" in c:
+            versus += f", rate {c['rate_excluding_startup_vs_xargs']:.2f}×"
+        parts.append(versus)
+    if "whole_process_speed_vs_hyperqueue" in c:
+        parts.append(f"vs HyperQueue: whole {c['whole_process_speed_vs_hyperqueue']:.2f}×")
+    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
