@@ -27,15 +27,14 @@ from rich.console import Console
 from vahana import __version__
 from vahana.app import service, stores
 from vahana.app import settings as settings_module
-from vahana.cli import certs, render, run
 from vahana.cli import client as client_module
+from vahana.cli import render, run
 from vahana.core import models
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
 from vahana.proto import worker_pb2
 from vahana.rpc import server as rpc_server
 from vahana.store import base as store_base
-from vahana.web import server as web_server
 
 T = TypeVar("T")
 MAX_RUN_KEY = 190
@@ -43,6 +42,8 @@ MAX_RUN_KEY = 190
 within TaskService's 512 characters."""
 
 DEFAULT_SERVER = "localhost:50051"
+CERT_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""The server certificate's names and addresses that `vahana certs` writes by default."""
 EXAMPLES = """\
 examples:
   vahana run -f deploy/examples/hello.yaml          run the tasks on local workers, then exit
@@ -74,7 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except client_module.Unreachable:
         errors.print(f"[red]error:[/] {_unreachable(options)}", soft_wrap=True)
         return 1
-    except (store_base.StoreUnavailable, rpc_server.PortInUse, web_server.PortInUse) as error:
+    except (store_base.StoreUnavailable, rpc_server.PortInUse) as error:
+        errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
+        return 1
+    except Exception as error:
+        # The dashboard's module (aiohttp) is loaded only when a dashboard was asked for.
+        web_server = sys.modules.get("vahana.web.server")
+        if web_server is None or not isinstance(error, web_server.PortInUse):
+            raise
         errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
@@ -227,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs_parser.add_argument("--out", required=True, type=Path, metavar="DIR")
     certs_parser.add_argument(
         "--hosts",
-        default=",".join(certs.DEFAULT_HOSTS),
+        default=",".join(CERT_HOSTS),
         help="comma-separated names and IPs of the server certificate (default %(default)s)",
     )
     certs_parser.add_argument("--workers", type=int, default=1, help="worker certificates")
@@ -675,6 +683,8 @@ def _certs(options: argparse.Namespace, console: Console) -> int:
         raise UsageError("--hosts: give at least one name or IP for the server certificate")
     if options.workers < 0 or options.days < 1:
         raise UsageError("--workers must be ≥ 0 and --days ≥ 1")
+    from vahana.cli import certs  # cryptography loads only for this command
+
     try:
         written = certs.make_setup(
             options.out, hosts=hosts, workers=options.workers, days=options.days
