@@ -110,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
     )
     run_parser.add_argument(
+        "--all",
+        action="store_true",
+        help=f"print every task in the result table (default: up to "
+        f"{render.FULL_TABLE_UP_TO} tasks; a larger run gets a summary)",
+    )
+    run_parser.add_argument(
+        "-o",
+        "--output",
+        choices=["wide"],
+        help="wide: the same as --all",
+    )
+    run_parser.add_argument(
         "--output-dir",
         default="outputs",
         help="where local workers put the tasks' outputFiles (default ./outputs) "
@@ -495,7 +507,10 @@ def _run(options: argparse.Namespace, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="vahana-run-") as scratch:
         settings = _settings(options, **fixed, **{"store.state_dir": scratch})
         results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
-    console.print(render.results_table(results))
+    if options.all or options.output == "wide" or len(results) <= render.FULL_TABLE_UP_TO:
+        console.print(render.results_table(results))
+    else:
+        console.print(render.run_summary(results))
     if any(s.spec.output_files for s in submissions):
         console.print(f"outputs collected in {Path(settings.local_pool.output_dir).resolve()}")
     failed = [r for r in results if r.status != worker_pb2.COMPLETED]
