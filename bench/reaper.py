@@ -31,6 +31,8 @@ from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
 LEFTOVER_GRACE_S = 20.0
+POLL_S = 0.05
+"""How often the command's peak RSS (VmHWM) is read while it runs."""
 
 
 def make_subreaper() -> bool:
@@ -53,6 +55,17 @@ def children() -> list[int]:
             if stat.rsplit(")", 1)[1].split()[1] == me:
                 found.append(int(entry))
     return found
+
+
+def high_water_kib(pid: int) -> int:
+    """VmHWM of a process: its peak resident set so far, in KiB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def reap_all(grace: float) -> int:
@@ -96,6 +109,7 @@ def main(argv: list[str]) -> int:
     subreaper = make_subreaper()
     output = terminal() if tty else None
     env = {**os.environ, "TERM": os.environ.get("TERM", "xterm-256color")} if tty else None
+    started_at = time.time()
     started = time.perf_counter()
     child = subprocess.Popen(
         command,
@@ -106,8 +120,20 @@ def main(argv: list[str]) -> int:
     )
     if output:
         os.close(output[0])
+    peaks = [0]
+    ended = threading.Event()
+
+    def watch_peak() -> None:  # the command's own high-water mark, read as it runs
+        while not ended.wait(POLL_S):
+            peaks.append(max(peaks[-1], high_water_kib(child.pid)))
+
+    watcher = threading.Thread(target=watch_peak, daemon=True)
+    watcher.start()
     status = child.wait()
     wall = time.perf_counter() - started
+    ended.set()
+    watcher.join()
+    peak = peaks[-1]
     if output:
         output[2].join(5)
         os.close(output[1])
@@ -117,9 +143,11 @@ def main(argv: list[str]) -> int:
         json.dumps(
             {
                 "status": status,
+                "started_at": started_at,
                 "wall_s": wall,
                 "cpu_s": usage.ru_utime + usage.ru_stime,
                 "max_rss_kib": usage.ru_maxrss,  # the largest single process below this one
+                "command_peak_rss_kib": peak,  # the command's own process (VmHWM)
                 "subreaper": subreaper,
                 "leftovers_killed": leftovers_killed,
             }

@@ -61,32 +61,39 @@ def command(runner: str, count: int, slots: int, tmp: Path) -> list[str]:
     return [python, "-m", "bench.peers", runner, str(count), str(slots), str(tmp / "marks.json")]
 
 
-def measure(runner: str, count: int, slots: int, tmp: Path) -> dict[str, Any]:
-    """One run of one runner: the reaper's figures plus the runner's own marks."""
-    for name in ("marks.json", "reaper.json"):
-        (tmp / name).unlink(missing_ok=True)
+def reap(command: list[str], tmp: Path, *, tty: bool = False) -> dict[str, Any]:
+    """Runs `command` under bench.reaper; its figures, or {"skipped": why} for a missing peer."""
+    (tmp / "reaper.json").unlink(missing_ok=True)
     env = dict(os.environ)
     # As with an activated venv: Parsl starts its interchange by name from PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(ROOT)
-    tty = ["--tty"] if runner == "vahana_run" else []
     done = subprocess.run(
-        [sys.executable, "-m", "bench.reaper", *tty, str(tmp / "reaper.json"), "--"]
-        + command(runner, count, slots, tmp),
+        [sys.executable, "-m", "bench.reaper", *(["--tty"] if tty else [])]
+        + [str(tmp / "reaper.json"), "--", *command],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,
-        timeout=900,
+        timeout=3600,
     )
     if done.returncode == peers.SKIP_EXIT and "SKIPPED" in done.stdout:
         return {"skipped": done.stdout.split("SKIPPED:", 1)[1].strip()}
     if done.returncode != 0 or not (tmp / "reaper.json").exists():
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"{runner} exited {done.returncode}: {' | '.join(tail)}")
+        raise RuntimeError(f"{command[0]} exited {done.returncode}: {' | '.join(tail)}")
     figures: dict[str, Any] = json.loads((tmp / "reaper.json").read_text())
+    return figures
+
+
+def measure(runner: str, count: int, slots: int, tmp: Path) -> dict[str, Any]:
+    """One run of one runner: the reaper's figures plus the runner's own marks."""
+    (tmp / "marks.json").unlink(missing_ok=True)
+    figures = reap(command(runner, count, slots, tmp), tmp, tty=runner == "vahana_run")
+    if "skipped" in figures:
+        return figures
     if (tmp / "marks.json").exists():
         marks = json.loads((tmp / "marks.json").read_text())
         figures["run_s"] = marks["done"] - marks["submitted"]
@@ -135,6 +142,7 @@ def _medians(each: list[dict[str, Any]], count: int) -> dict[str, float | None]:
         "cpu_ms_per_task": cpu / count * 1000,
         "startup_s": statistics.median(r["startup_s"] for r in each) if run else None,
         "max_rss_mib": max(r["max_rss_kib"] for r in each) / 1024,
+        "command_peak_rss_mib": max(r["command_peak_rss_kib"] for r in each) / 1024,
     }
 
 
