@@ -116,6 +116,7 @@ def server_subprocess(heartbeat_interval: float = 30.0) -> Iterator[tuple[int, s
             "3",
             "--metrics-port",
             "0",
+            "--no-ui",  # the scheduler alone (dashboard_cpu measures the dashboard)
             "--log-level",
             "warning",
         ]
