@@ -101,6 +101,7 @@ def settings_for(state_dir: str, *, dashboard: bool) -> settings_module.Settings
     return settings_module.load(
         {
             "server.port": 0,
+            "metrics.port": 0,  # as in `vahana run`; a port held elsewhere cannot fail the run
             "store.state_dir": state_dir,
             "local_pool.workers": WORKERS,
             "local_pool.tasks_per_worker": 1,

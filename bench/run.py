@@ -19,6 +19,7 @@ import pstats
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # `python bench/run.py` from the repo root
     _root = Path(__file__).resolve().parent.parent
@@ -34,9 +35,19 @@ if __package__ in (None, ""):  # `python bench/run.py` from the repo root
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench import common, dashboard, scale, scenarios, submission  # noqa: E402
+from bench import (  # noqa: E402
+    common,
+    dashboard,
+    scale,
+    scenarios,
+    sidebyside,
+    submission,
+    userrun,
+)
 
 SCENARIOS = {
+    **sidebyside.SCENARIOS,
+    **userrun.SCENARIOS,
     **scenarios.SCENARIOS,
     **scale.SCENARIOS,
     **submission.SCENARIOS,
@@ -69,9 +80,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def selected(only: list[str] | None) -> list[str]:
+def selected(only: list[str] | None, full: bool = False) -> list[str]:
+    """The scenarios to run: --only's, or all (those marked `full_only` only with --full)."""
     if not only:
-        return list(SCENARIOS)
+        return [n for n, f in SCENARIOS.items() if full or not getattr(f, "full_only", False)]
     chosen: list[str] = []
     for name in only:
         target = scenarios.ALIASES.get(name, name)
@@ -96,6 +108,19 @@ def summary(result: common.Result) -> str:
     d, c = result.detail, result.comparison or {}
     if "skipped" in d:
         return f"skipped: {d['skipped']}"
+    if "runner" in d:
+        return side_by_side_summary(d, c)
+    if "whole_process_s_each" in d:
+        firsts = ", ".join(f"{x:.2f}" for x in d["each_s"])
+        walls = ", ".join(f"{x:.2f}" for x in d["whole_process_s_each"])
+        return f"goal ≤ {c['goal_s']} s; runs {firsts} s; whole process {walls} s"
+    if "largest_process_peak_rss_mib" in d:
+        return (
+            f"goal ≤ {c['goal_mib']} MiB; {d['tasks']:,} tasks in {d['seconds']:.0f} s "
+            f"({d['tasks_per_s_whole']:,.0f}/s whole, exit {d['exit_status']}); CPU "
+            f"{d['cpu_ms_per_task']:.2f} ms/task; largest process "
+            f"{d['largest_process_peak_rss_mib']:.0f} MiB"
+        )
     if "listener_us_per_call" in d:
         return (
             f"{d['page']} open; scheduler CPU/task with {c['scheduler_cpu_us_per_task_with']:,.0f}"
@@ -165,6 +190,23 @@ def summary(result: common.Result) -> str:
     return ""
 
 
+def side_by_side_summary(d: dict[str, Any], c: dict[str, Any]) -> str:
+    rate = d.get("tasks_per_s_excluding_startup")
+    parts = [
+        f"{d['runner']}: {d['tasks_per_s_whole']:,.0f} tasks/s whole",
+        f"{rate:,.0f} without start-up" if rate else "start-up not separable",
+        f"CPU {d['cpu_ms_per_task']:.2f} ms/task",
+    ]
+    if "whole_process_speed_vs_xargs" in c:
+        versus = f"vs xargs: whole {c['whole_process_speed_vs_xargs']:.2f}×"
+        if "rate_excluding_startup_vs_xargs" in c:
+            versus += f", rate {c['rate_excluding_startup_vs_xargs']:.2f}×"
+        parts.append(versus)
+    if "whole_process_speed_vs_hyperqueue" in c:
+        parts.append(f"vs HyperQueue: whole {c['whole_process_speed_vs_hyperqueue']:.2f}×")
+    return "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     mode = "full" if args.full else "short"
@@ -173,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[common.Result] = []
     timings: dict[str, float] = {}
     profiler = cProfile.Profile() if args.profile else None
-    for name in selected(args.only):
+    for name in selected(args.only, args.full):
         console.print(f"[bold]{name}[/bold]")
         started = time.perf_counter()
         if profiler:

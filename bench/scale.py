@@ -116,6 +116,7 @@ def server_subprocess(heartbeat_interval: float = 30.0) -> Iterator[tuple[int, s
             "3",
             "--metrics-port",
             "0",
+            "--no-ui",  # the scheduler alone (dashboard_cpu measures the dashboard)
             "--log-level",
             "warning",
         ]
@@ -322,6 +323,7 @@ async def _recovery(interval: float, missed: int, backoff: float | None) -> dict
         settings = settings_module.load(
             {
                 "server.port": 0,
+                "metrics.port": 0,  # as in `vahana run`; a port held elsewhere cannot fail the run
                 "store.state_dir": tmp,
                 "local_pool.workers": 2,
                 "local_pool.tasks_per_worker": 1,
@@ -433,6 +435,7 @@ async def _pilots(count: int, state_dir: str, working_dir: str) -> dict[str, flo
     settings = settings_module.load(
         {
             "server.port": 0,
+            "metrics.port": 0,  # as in `vahana run`; a port held elsewhere cannot fail the run
             "store.state_dir": state_dir,
             "local_pool.workers": 0,
             "scheduler.heartbeat_interval_seconds": 5.0,

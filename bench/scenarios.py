@@ -59,6 +59,7 @@ def make_settings(
     return settings_module.load(
         {
             "server.port": 0,
+            "metrics.port": 0,  # as in `vahana run`; a port held elsewhere cannot fail the run
             "store.state_dir": state_dir,
             "local_pool.workers": workers,
             "local_pool.tasks_per_worker": tasks_per_worker,

@@ -46,6 +46,30 @@ def test_run_executes_the_examples_to_completed_and_prints_a_result_table() -> N
     assert "all 5 task(s) completed" in result.stdout
 
 
+def test_a_large_run_prints_a_summary_and_the_full_table_only_with_all(tmp_path: Path) -> None:
+    many = tmp_path / "many.yaml"
+    many.write_text(
+        "---\n".join(
+            f"apiVersion: vahana.dev/v1alpha1\nkind: Task\nmetadata: {{name: t{i}}}\n"
+            f"spec: {{command: '{'exit 4' if i == 7 else 'true'}'}}\n"
+            for i in range(60)
+        )
+    )
+    summary = vahana("run", "-f", str(many), "--workers=2")
+    assert summary.returncode == 1, summary.stdout + summary.stderr
+    assert "Results of 60 tasks: COMPLETED 59  FAILED 1" in summary.stdout
+    table = summary.stdout[summary.stdout.index("Results") :]
+    rows = [line.split() for line in table.splitlines() if line.strip()[:1] == "t"]
+    assert rows[0][:3] == ["t7", "FAILED", "4"] and len(rows) == 1 + 5, rows
+    assert "t7: FAILED (exit 4)" in summary.stdout  # failures as they happen; no line per task
+    assert "t3: COMPLETED" not in summary.stdout
+    every = vahana("run", "-f", str(many), "--workers=2", "--all")
+    table = every.stdout[every.stdout.index("Results") :]
+    assert {line.split()[0] for line in table.splitlines() if line.strip()[:1] == "t"} == {
+        f"t{i}" for i in range(60)
+    }
+
+
 def test_run_serves_the_dashboard_only_when_asked_and_prints_its_address() -> None:
     hello = str(EXAMPLES / "hello.yaml")
     asked = vahana("run", "-f", hello, "--workers=1", "--ui-port=0")

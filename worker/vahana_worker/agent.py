@@ -161,6 +161,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._task_threads = threads.ThreadReuser("task")
         self._custody = custody.Custody(config)
+        self._janitor = executor.Janitor()
         self._started = False
         self._outcomes = metrics.OutcomeCounter()
         self._metrics_server: metrics.MetricsServer | None = None
@@ -265,6 +266,7 @@ class Worker:
                 slot.run.stop(executor.StopReason.SHUTDOWN)
             with self._lock:
                 self._lock.wait_for(lambda: not self._slots, timeout=self._config.kill_grace + 10)
+        self._janitor.close()  # every sandbox and task cgroup gone before custody ends
         self._custody.release()
         self._link_stop.set()
         self._link_wake.set()
@@ -633,6 +635,7 @@ class Worker:
             orphans=self._custody.orphans,
             worker_id=self._config.worker_id,
             kill_grace=self._config.kill_grace,
+            janitor=self._janitor,
         )
         slot = _Slot(spec, run, streamed=streamed)
         with self._lock:

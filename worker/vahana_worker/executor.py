@@ -19,6 +19,7 @@ import enum
 import functools
 import logging
 import os
+import queue
 import re
 import select
 import shutil
@@ -172,6 +173,48 @@ def _remove_sandbox(sandbox: Path) -> None:
         shutil.rmtree(sandbox, ignore_errors=True)
 
 
+class Janitor:
+    """Removes finished tasks' sandboxes and cgroups on a thread of its own.
+
+    An `rmdir` on this ext4 waits 2–4 ms for the journal (0.1 ms of CPU): done on the task's
+    thread, it held the slot and the task's result that long, a third of the time a `true` task
+    took. `close()` waits for what is queued, so nothing is left behind when the worker exits.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def remove(self, work: Callable[[], None]) -> None:
+        """Runs `work` soon on the janitor's thread (at once, here, once closed)."""
+        with self._lock:
+            if not self._closed:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._serve, name="janitor", daemon=True)
+                    self._thread.start()
+                self._queue.put(work)
+                return
+        work()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Waits up to `timeout` s for the queued removals; later ones run where they are asked."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+    def _serve(self) -> None:
+        while (work := self._queue.get()) is not None:
+            try:
+                work()
+            except Exception:  # one sandbox that cannot go must not stop the others'
+                _log.exception("could not clean up after a task")
+
+
 class _Waker:
     """A file descriptor that becomes readable when `wake()` is called, from any thread."""
 
@@ -241,6 +284,7 @@ class TaskRun:
         orphans: reaper.Reaper | None = None,
         worker_id: str = "",
         clock: Callable[[], float] = time.monotonic,
+        janitor: Janitor | None = None,
     ) -> None:
         """`base_env`: variables every task gets (--task-env); `output_root`: the directory
         output destinations must lie in (default `<working_dir>/outputs`); `user`: (uid, gid)
@@ -248,12 +292,14 @@ class TaskRun:
         `cgroup_manager`: where the task's cgroup goes, if the worker may make them;
         `orphans`: the worker's reaper (its children are started through it, and the task's
         orphans are found among its strays; without one, in all of /proc); `worker_id` and
-        the reaper's life (default: this process's) go into the task's marker."""
+        the reaper's life (default: this process's) go into the task's marker; `janitor`:
+        where the sandbox and cgroup are removed once `run()` returns (default: in `run()`)."""
         self.spec = spec
         self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
         self.output_root = working_dir / "outputs" if output_root is None else output_root
         self._output = outputbuffer.TailBuffer(output_limit)
         self._keep_sandbox = keep_sandbox
+        self._janitor = janitor
         self._kill_grace = kill_grace
         self._base_env = base_env
         self._user = user
@@ -289,10 +335,16 @@ class TaskRun:
         try:
             return self._run()
         finally:
-            if self._cgroup is not None:
-                self._cgroup.remove()
-            if not self._keep_sandbox:
-                _remove_sandbox(self.sandbox)
+            if self._janitor is None:
+                self._clean_up()
+            else:
+                self._janitor.remove(self._clean_up)
+
+    def _clean_up(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.remove()
+        if not self._keep_sandbox:
+            _remove_sandbox(self.sandbox)
 
     def _split_limits(self) -> limits.Limits:
         """Makes the task's cgroup (every task gets one where the worker may make them: it

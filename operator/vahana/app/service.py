@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,7 +21,6 @@ from vahana.scheduling import exits
 from vahana.scheduling import scheduler as scheduler_module
 from vahana.store import base as store_base
 from vahana.store import locking
-from vahana.web import server as web_server
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class SchedulerProcess:
         self.metrics_endpoint: endpoint.MetricsEndpoint | None = None
         # Built before the scheduler starts: it counts the store's finished tasks once.
         self.dashboard = (
-            web_server.Dashboard(
+            _dashboard_module().Dashboard(
                 self.scheduler,
                 host=settings.ui.host or settings.server.host,
                 port=settings.ui.port,
@@ -187,3 +188,8 @@ class SchedulerProcess:
             await self.metrics_endpoint.stop()
         self.store.close()
         log.info("stopped pid=%d", os.getpid())
+
+
+def _dashboard_module() -> types.ModuleType:
+    """vahana.web.server, imported when a dashboard is asked for: aiohttp takes ~0.2 s to load."""
+    return importlib.import_module("vahana.web.server")

@@ -27,8 +27,8 @@ from rich.console import Console
 from vahana import __version__
 from vahana.app import service, stores
 from vahana.app import settings as settings_module
-from vahana.cli import certs, flags, render, run
 from vahana.cli import client as client_module
+from vahana.cli import flags, render, run
 from vahana.core import models, printable
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
@@ -36,7 +36,6 @@ from vahana.manifests import yamlload
 from vahana.proto import worker_pb2
 from vahana.rpc import server as rpc_server
 from vahana.store import base as store_base
-from vahana.web import server as web_server
 
 T = TypeVar("T")
 MAX_RUN_KEY = 190
@@ -46,6 +45,8 @@ within TaskService's 512 characters."""
 DEFAULT_SERVER = "localhost:50051"
 DEFAULT_LIST_LIMIT = 500
 """Tasks `get tasks` shows without --limit or --all."""
+CERT_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""The server certificate's names and addresses that `vahana certs` writes by default."""
 EXAMPLES = """\
 examples:
   vahana run -f deploy/examples/hello.yaml          run the tasks on local workers, then exit
@@ -85,7 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except client_module.Unreachable:
         errors.print(f"[red]error:[/] {_unreachable(options)}", soft_wrap=True)
         return 1
-    except (store_base.StoreUnavailable, rpc_server.PortInUse, web_server.PortInUse) as error:
+    except (store_base.StoreUnavailable, rpc_server.PortInUse) as error:
+        errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
+        return 1
+    except Exception as error:
+        # The dashboard's module (aiohttp) is loaded only when a dashboard was asked for.
+        web_server = sys.modules.get("vahana.web.server")
+        if web_server is None or not isinstance(error, web_server.PortInUse):
+            raise
         errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
@@ -113,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-f", "--file", required=True, type=Path, help="Task YAML file ('-' for stdin)"
     )
     flags.add(run_parser, "run")
+    run_parser.add_argument(
+        "--all",
+        action="store_true",
+        help=f"print every task in the result table (default: up to "
+        f"{render.FULL_TABLE_UP_TO} tasks; a larger run gets a summary)",
+    )
+    run_parser.add_argument(
+        "-o",
+        "--output",
+        choices=["wide"],
+        help="wide: the same as --all",
+    )
     _add_pool_file_flag(run_parser)
     _add_idempotency_flag(run_parser)
     run_parser.set_defaults(handler=_run)
@@ -213,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs_parser.add_argument("--out", required=True, type=Path, metavar="DIR")
     certs_parser.add_argument(
         "--hosts",
-        default=",".join(certs.DEFAULT_HOSTS),
+        default=",".join(CERT_HOSTS),
         help="comma-separated names and IPs of the server certificate (default %(default)s)",
     )
     certs_parser.add_argument("--workers", type=int, default=1, help="worker certificates")
@@ -395,7 +415,10 @@ def _run(options: argparse.Namespace, console: Console) -> int:
         with _nothing_submitted(options):
             settings = _settings(options, **fixed, **{"store.state_dir": scratch})
         results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
-    console.print(render.results_table(results))
+    if options.all or options.output == "wide" or len(results) <= render.FULL_TABLE_UP_TO:
+        console.print(render.results_table(results))
+    else:
+        console.print(render.run_summary(results))
     if any(s.spec.output_files for s in submissions):
         console.print(f"outputs collected in {Path(settings.local_pool.output_dir).resolve()}")
     failed = [r for r in results if r.status != worker_pb2.COMPLETED]
@@ -598,6 +621,8 @@ def _certs(options: argparse.Namespace, console: Console) -> int:
         raise UsageError("--hosts: give at least one name or IP for the server certificate")
     if options.workers < 0 or options.days < 1:
         raise UsageError("--workers must be ≥ 0 and --days ≥ 1")
+    from vahana.cli import certs  # cryptography loads only for this command
+
     try:
         written = certs.make_setup(
             options.out, hosts=hosts, workers=options.workers, days=options.days

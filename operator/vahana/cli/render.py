@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import time
 
 from rich import box
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -72,8 +74,40 @@ def plain(text: str) -> Text:
     return Text(printable.printable(text))
 
 
-def results_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title="Results", title_justify="left")
+FULL_TABLE_UP_TO = 50
+"""Runs of this many tasks or fewer get the full result table; larger ones a summary."""
+SLOWEST = 5
+"""Completed tasks the summary lists, slowest first."""
+
+
+def seconds(task: tasks_pb.TaskInfo) -> float:
+    return task.duration.ToNanoseconds() / 1e9 if task.HasField("duration") else 0.0
+
+
+def phase_counts(tasks: list[tasks_pb.TaskInfo]) -> str:
+    """`COMPLETED 1,998  FAILED 2`: every phase present, most frequent first."""
+    counts = collections.Counter(status_name(task) for task in tasks)
+    return "  ".join(
+        f"[{_STATUS_STYLE.get(name, '')}]{name}[/] {count:,}"
+        for name, count in counts.most_common()
+    )
+
+
+def run_summary(tasks: list[tasks_pb.TaskInfo], slowest: int = SLOWEST) -> Group:
+    """A large run in a few lines: counts per phase, every task that did not complete, then the
+    slowest ones; `--all` prints every task."""
+    failed = [task for task in tasks if task.status != pb.COMPLETED]
+    completed = [task for task in tasks if task.status == pb.COMPLETED]
+    slow = sorted(completed, key=seconds, reverse=True)[:slowest]
+    shown = (f"the {len(failed):,} that did not complete, then " if failed else "") + (
+        f"the {len(slow)} slowest"
+    )
+    header = f"Results of {len(tasks):,} tasks: {phase_counts(tasks)} ({shown}; --all: every task)"
+    return Group(Text.from_markup(header), results_table(failed + slow, title=""))
+
+
+def results_table(tasks: list[tasks_pb.TaskInfo], title: str = "Results") -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left")
     for column in ("TASK", "STATUS", "EXIT", "DURATION", "WORKER", "OUTPUT"):
         table.add_column(column, overflow="fold")
     for task in tasks:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vahana.app import service
 from vahana.app import settings as settings_module
+from vahana.cli import render
 from vahana.core import models
 from vahana.manifests import pools as pool_manifests
 from vahana.proto import task_service_pb2 as tasks_pb
@@ -38,14 +39,24 @@ async def run_tasks(
             await process.stop()
 
 
+PROGRESS_INTERVAL_S = 0.25
+"""How often the progress bar is redrawn on a terminal, whatever the task rate."""
+LINE_INTERVAL_S = 2.0
+"""How often a progress line is printed when the output is not a terminal (large runs)."""
+
+
 async def _watch(
     process: service.SchedulerProcess, submissions: list[models.Submission], console: Console
 ) -> list[tasks_pb.TaskInfo]:
     scheduler = process.scheduler
     finished: dict[str, models.TaskRecord] = {}
     running: set[str] = set()
+    failed: list[str] = []
     all_done = asyncio.Event()
     ids: list[str] = []
+    wanted: set[str] = set()
+    # A line per task finished on a pipe or file only while that stays short; else counts.
+    per_task_lines = not console.is_terminal and len(submissions) <= render.FULL_TABLE_UP_TO
     progress = Progress(
         TextColumn("[bold]tasks"),
         BarColumn(),
@@ -54,21 +65,26 @@ async def _watch(
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        auto_refresh=False,  # drawn by `tick` below at a bounded rate
         disable=not console.is_terminal,
     )
     bar = progress.add_task("tasks", total=len(submissions), summary="")
 
     def summary() -> str:
-        failed = sum(1 for t in finished.values() if t.phase != models.TaskPhase.COMPLETED)
-        return f"running {len(running)}  failed {failed}"
+        return f"running {len(running)}  failed {len(failed)}"
 
     def on_change(task: models.TaskRecord) -> None:
+        # Called for every change of every task: bookkeeping only, no drawing.
         if ids and task.id not in wanted:
             return
         if task.is_final and task.id not in finished:
             finished[task.id] = scheduler_module.snapshot(task)
             running.discard(task.id)
-            if not console.is_terminal:
+            if task.phase != models.TaskPhase.COMPLETED:
+                failed.append(task.id)
+            if per_task_lines or (
+                not console.is_terminal and task.phase != models.TaskPhase.COMPLETED
+            ):
                 console.print(
                     f"{task.spec.name}: {task.phase.value}"
                     + (f" (exit {task.exit_code})" if task.exit_code is not None else "")
@@ -77,11 +93,20 @@ async def _watch(
             running.add(task.id)
         elif task.phase == models.TaskPhase.PENDING:
             running.discard(task.id)
-        progress.update(bar, completed=len(finished), summary=summary())
         if wanted and len(finished) >= len(wanted):
             all_done.set()
 
-    wanted: set[str] = set()
+    async def tick() -> None:
+        interval = PROGRESS_INTERVAL_S if console.is_terminal else LINE_INTERVAL_S
+        while not all_done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_done.wait(), interval)
+            if console.is_terminal:
+                progress.update(bar, completed=len(finished), summary=summary())
+                progress.refresh()
+            elif not per_task_lines and not all_done.is_set():
+                console.print(f"{len(finished):,} of {len(wanted):,} final; {summary()}")
+
     scheduler.add_listener(on_change)
     try:
         with progress:
@@ -94,7 +119,8 @@ async def _watch(
                     f"submitted {len(ids)} task(s) to "
                     f"{process.settings.local_workers} local worker(s)"
                 )
-            await all_done.wait()
+            await tick()
+            progress.update(bar, completed=len(finished), summary=summary())
     finally:
         scheduler.remove_listener(on_change)
     return [convert.task_info(finished[task_id]) for task_id in ids]

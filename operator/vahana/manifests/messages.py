@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from vahana.manifests import quantity, schema
+
+if TYPE_CHECKING:  # jsonschema loads only when a document has a problem to describe
+    import jsonschema
 
 _DURATION_HINT = f"give a duration like {quantity.DURATION_EXAMPLES}"
 _COUNT_HINT = "give a whole number, 0 or more"

@@ -129,7 +129,7 @@ def _submission(
     found = [place.problem(*line) for line in _shape_problems(obj, "")]
     if not found:
         found = _header_problems(obj, place)
-    if not found:
+    if not found and not schema.is_valid(KIND)(obj):  # the full account only when needed
         errors_ = schema.validator(KIND).iter_errors(obj)
         described = [line for error in errors_ for line in messages.describe(error)]
         found = [place.problem(*line) for line in sorted(described, key=lambda line: line[0])]

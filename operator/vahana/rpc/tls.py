@@ -15,8 +15,6 @@ import threading
 from pathlib import Path
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +43,10 @@ def _stamp(files: CertificateFiles) -> tuple[tuple[int, int], ...]:
 
 def _read(files: CertificateFiles) -> tuple[bytes, bytes, bytes]:
     """The three files' contents, checked: PEM that parses, and a key that fits the cert."""
+    # Imported here: cryptography costs ~0.1 s of start-up that runs without TLS do not need.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         chain, key, client_ca = (path.read_bytes() for path in files.paths)
     except OSError as error:

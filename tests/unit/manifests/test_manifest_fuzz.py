@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vahana.manifests import errors, tasks
+from vahana.manifests import errors, schema, tasks
 
 SCALARS = (
     st.none()
@@ -106,3 +106,43 @@ def test_submission_from_any_object(value: object) -> None:
         tasks.submission_from_resource(value)  # type: ignore[arg-type]
     except errors.ManifestError as exc:
         assert exc.problems
+
+
+AGREEMENT_SPECS = [
+    {"command": "true"},
+    {"command": "true", "env": {"GOOD_NAME": "1"}},
+    {"command": "true", "env": {"1bad": "x"}},
+    {"command": "true", "env": {"A": 1}},
+    {"command": "true", "deadline": "2026-12-02T10:00:00Z"},
+    {"command": "true", "deadline": "tomorrow"},
+    {"command": "true", "resources": {"cpu": "500m", "memory": "1Gi", "gpu": 1}},
+    {"command": "true", "resources": {"cpu": -1}},
+    {"command": "true", "retry": {"maxTaskRetries": 2, "backoff": "1s"}},
+    {"command": ""},
+    {"command": "true", "colour": "red"},
+]
+
+
+def agree(obj: object) -> None:
+    """The compiled yes/no check and the full validator give the same verdict."""
+    errors_found = list(schema.validator("Task").iter_errors(obj))
+    assert schema.is_valid("Task")(obj) == (not errors_found), errors_found
+
+
+def test_compiled_check_agrees_with_the_full_validator_on_known_cases() -> None:
+    for spec in AGREEMENT_SPECS:
+        agree(base(spec))
+
+
+STRING_KEYS = KEYS.filter(lambda key: isinstance(key, str))  # other keys are refused before
+STRING_KEYED = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(STRING_KEYS, inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(STRING_KEYS, STRING_KEYED, max_size=6))
+def test_compiled_check_agrees_with_the_full_validator(spec: object) -> None:
+    agree(base(spec))
