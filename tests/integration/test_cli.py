@@ -147,8 +147,11 @@ def test_client_commands_submit_get_logs_and_cancel(
     assert logs.returncode == 0 and "hi from cli" in logs.stdout
     # -o json / yaml: a list for `get tasks`, also of one task; an object for `get task`.
     one = vahana("get", "tasks", "--status", "COMPLETED", "-o", "json", server)
+    assert one.returncode == 0, one.stderr
     assert [t["name"] for t in json.loads(one.stdout)] == ["greet"]
-    shown = yaml.safe_load(vahana("get", "task", "greet", "-o", "yaml", server).stdout)
+    as_yaml = vahana("get", "task", "greet", "-o", "yaml", server)
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    shown = yaml.safe_load(as_yaml.stdout)
     assert shown["name"] == "greet" and shown["status"] == "COMPLETED"
 
     wait_until(

@@ -126,6 +126,23 @@ class TaskSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class PoolSpec:
+    """What every WorkerPool type shares, parsed from its spec with the CRD's defaults
+    (manifests/pools.py `pool_spec`): no default is written here."""
+
+    type: str
+    min_workers: int
+    max_workers: int
+    tasks_per_worker: int
+    idle_timeout_seconds: float
+    drain_timeout_seconds: float
+    walltime_seconds: float | None
+    """Longest life of one worker; None: unlimited."""
+    heartbeat_interval_seconds: float | None
+    """None: the scheduler's own interval."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Submission:
     """A task as a client hands it in: spec plus where and how to run it."""
 

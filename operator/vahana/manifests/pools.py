@@ -11,7 +11,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from vahana.manifests import errors, messages, schema, yamlload
+from vahana.core import models
+from vahana.manifests import errors, messages, quantity, schema, yamlload
 
 KIND = "WorkerPool"
 LIST_KINDS = ("List", "WorkerPoolList")
@@ -27,6 +28,45 @@ class PoolManifest:
     namespace: str
     name: str
     spec: Mapping[str, Any]
+
+
+def with_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec with the CRD's defaults where a field is missing, as the API server fills them
+    in when a WorkerPool is created; pool files get them here. The defaults are read from
+    crds/, never copied into code."""
+    filled = dict(spec)
+    properties = schema.openapi_schema(KIND)["properties"]["spec"]["properties"]
+    for field, declared in properties.items():
+        if "default" in declared and field not in filled:
+            filled[field] = declared["default"]
+    return filled
+
+
+def pool_spec(spec: Mapping[str, Any]) -> models.PoolSpec:
+    """The fields every pool type shares, as a typed record (the CRD's defaults applied); the
+    type's own section (`spec.slurm`, …) stays with its adapter. Raises ValueError naming the
+    field for a value the schema let through but that cannot be used."""
+    full = with_defaults(spec)
+
+    def duration(field: str) -> float | None:
+        value = full.get(field)
+        if value is None or value == "":
+            return None
+        try:
+            return quantity.parse_duration(value)
+        except ValueError as error:
+            raise ValueError(f"spec.{field}: {error}") from None
+
+    return models.PoolSpec(
+        type=str(full["type"]),
+        min_workers=int(full["minWorkers"]),
+        max_workers=int(full["maxWorkers"]),
+        tasks_per_worker=int(full["tasksPerWorker"]),
+        idle_timeout_seconds=duration("idleTimeout") or 0.0,
+        drain_timeout_seconds=duration("drainTimeout") or 0.0,
+        walltime_seconds=duration("walltime"),
+        heartbeat_interval_seconds=duration("heartbeatInterval"),
+    )
 
 
 def parse_pool_documents(text: str, *, source: str) -> list[PoolManifest]:

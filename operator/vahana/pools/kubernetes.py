@@ -178,7 +178,7 @@ def pool_spec(context: base.PoolContext) -> jobs.KubernetesPoolSpec:
         cpu=str(need.get("cpu", "1")),
         memory=str(need.get("memory", "1Gi")),
         gpus=context.capacity.gpus,
-        tasks_per_worker=int(context.spec.get("tasksPerWorker", 1)),
+        tasks_per_worker=int(context.spec["tasksPerWorker"]),
         labels=context.capacity.labels,
         heartbeat_interval_seconds=context.heartbeat_interval_seconds,
         drain_timeout_seconds=context.drain_timeout_seconds,

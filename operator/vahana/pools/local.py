@@ -153,7 +153,7 @@ def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> Lo
         working_dir=context.state_dir / "workers",
         log_dir=context.state_dir / "logs",
         name=context.key,
-        tasks_per_worker=int(context.spec.get("tasksPerWorker", 1)),
+        tasks_per_worker=int(context.spec["tasksPerWorker"]),
         heartbeat_interval_seconds=context.heartbeat_interval_seconds,
         extra_args=(f"--cpu-cores={context.capacity.cpu_cores:g}",)
         + tuple(f"--label={k}={v}" for k, v in sorted(context.capacity.labels.items()))

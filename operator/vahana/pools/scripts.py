@@ -75,7 +75,7 @@ def launch_template(context: base.PoolContext, working_dir: str) -> Launch:
         binary_sha256=context.worker_binary_sha256,
         working_dir=working_dir,
         heartbeat_interval_seconds=context.heartbeat_interval_seconds,
-        tasks_per_worker=int(context.spec.get("tasksPerWorker", 1)),
+        tasks_per_worker=int(context.spec["tasksPerWorker"]),
         cpu_cores=context.capacity.cpu_cores,
         memory_bytes=context.capacity.memory_bytes,
         gpus=context.capacity.gpus,

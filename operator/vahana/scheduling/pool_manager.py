@@ -22,6 +22,7 @@ from typing import Any
 
 from vahana.core import clock as clocks
 from vahana.core import demand, models, scaling
+from vahana.manifests import pools as pool_manifests
 from vahana.manifests import quantity
 from vahana.pools import base
 from vahana.scheduling import exits, scheduler
@@ -145,7 +146,12 @@ class PoolManager:
     def upsert(self, namespace: str, name: str, uid: str, spec: Mapping[str, Any]) -> ManagedPool:
         """Creates the pool's adapter, or updates it and its limits when the spec changed."""
         key = pool_key(namespace, name)
-        kind = spec["type"]
+        spec = pool_manifests.with_defaults(spec)
+        try:
+            parsed = pool_manifests.pool_spec(spec)
+        except (KeyError, ValueError) as error:
+            raise PoolSpecError(str(error)) from error
+        kind = parsed.type
         factory = self._factories.get(kind)
         if factory is None:
             raise PoolSpecError(
@@ -159,7 +165,6 @@ class PoolManager:
             gpus=int(need.get("gpu", 0)),
             labels=dict(spec.get("labels") or {}),
         )
-        heartbeat = spec.get("heartbeatInterval")
         secret = self._defaults.pool_secret(key)
         context = base.PoolContext(
             namespace=namespace,
@@ -170,14 +175,12 @@ class PoolManager:
             capacity=capacity,
             server_address=self._defaults.server_address,
             remote_server_address=self._defaults.remote_server_address,
-            heartbeat_interval_seconds=quantity.parse_duration(heartbeat)
-            if heartbeat
-            else self._defaults.heartbeat_interval_seconds,
+            heartbeat_interval_seconds=self._defaults.heartbeat_interval_seconds
+            if parsed.heartbeat_interval_seconds is None
+            else parsed.heartbeat_interval_seconds,
             state_dir=self._defaults.state_dir / "pools" / namespace / name,
-            walltime_seconds=quantity.parse_duration(spec["walltime"])
-            if spec.get("walltime")
-            else None,
-            drain_timeout_seconds=quantity.parse_duration(spec.get("drainTimeout") or "30s"),
+            walltime_seconds=parsed.walltime_seconds,
+            drain_timeout_seconds=parsed.drain_timeout_seconds,
             worker_args=self._defaults.worker_args,
             bootstrap_secret=secret,
             tls_required=self._defaults.tls_required,
@@ -202,14 +205,12 @@ class PoolManager:
             uid=uid,
             key=key,
             kind=kind,
-            minimum=int(spec.get("minWorkers", 0)),
-            maximum=int(spec["maxWorkers"]),
-            tasks_per_worker=int(spec.get("tasksPerWorker", 1)),
+            minimum=parsed.min_workers,
+            maximum=parsed.max_workers,
+            tasks_per_worker=parsed.tasks_per_worker,
             capacity=capacity,
-            idle_timeout=quantity.parse_duration(spec.get("idleTimeout", "5m")),
-            walltime_seconds=quantity.parse_duration(spec["walltime"])
-            if spec.get("walltime")
-            else 0.0,
+            idle_timeout=parsed.idle_timeout_seconds,
+            walltime_seconds=parsed.walltime_seconds or 0.0,
             adapter=adapter,
             last_error=existing.last_error if existing else "",
             spec=spec,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from vahana.core import models
+from vahana.manifests import pools as pool_manifests
 from vahana.pools import base, jobs, kubernetes
 
 
@@ -142,7 +143,9 @@ def _context(section: dict[str, object], **overrides: object) -> base.PoolContex
         name="gpu",
         uid="uid-1",
         key="science/gpu",
-        spec={"type": "kubernetes", "maxWorkers": 1, "kubernetes": section},
+        spec=pool_manifests.with_defaults(
+            {"type": "kubernetes", "maxWorkers": 1, "kubernetes": section}
+        ),
         capacity=models.Resources(1),
         server_address="vahana:50051",
         heartbeat_interval_seconds=30,

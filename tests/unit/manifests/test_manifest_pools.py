@@ -59,3 +59,36 @@ def test_bad_files_are_refused_with_the_field(text: str, expected: str) -> None:
     with pytest.raises(pools.ManifestError) as caught:
         pools.parse_pool_documents(text, source="p.yaml")
     assert expected in str(caught.value)
+
+
+def test_a_pool_spec_is_a_typed_record_with_the_crds_defaults() -> None:
+    from vahana.core import models
+    from vahana.manifests import schema
+
+    declared = schema.openapi_schema("WorkerPool")["properties"]["spec"]["properties"]
+    parsed = pools.pool_spec({"type": "local", "maxWorkers": 3})
+    assert parsed == models.PoolSpec(
+        type="local",
+        min_workers=declared["minWorkers"]["default"],
+        max_workers=3,
+        tasks_per_worker=declared["tasksPerWorker"]["default"],
+        idle_timeout_seconds=300.0,  # the CRD's "5m"
+        drain_timeout_seconds=30.0,  # the CRD's "30s"
+        walltime_seconds=None,
+        heartbeat_interval_seconds=None,
+    )
+    assert (declared["idleTimeout"]["default"], declared["drainTimeout"]["default"]) == (
+        "5m",
+        "30s",
+    )
+    given = pools.pool_spec(
+        {"type": "slurm", "maxWorkers": 2, "walltime": "1h", "tasksPerWorker": 4}
+    )
+    assert (given.walltime_seconds, given.tasks_per_worker) == (3600.0, 4)
+    # Zero is a value, not a missing field: the worker is told 0s (and refuses it).
+    assert (
+        pools.pool_spec(
+            {"type": "local", "maxWorkers": 1, "heartbeatInterval": "0s"}
+        ).heartbeat_interval_seconds
+        == 0.0
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vahana.core import models
+from vahana.manifests import pools as pool_manifests
 from vahana.pools import base, slurm
 
 
@@ -15,7 +16,9 @@ def pool(key: str, tmp_path: Path) -> slurm.SlurmPool:
         name=name,
         uid=key,
         key=key,
-        spec={"type": "slurm", "maxWorkers": 2, "slurm": {"partition": "debug"}},
+        spec=pool_manifests.with_defaults(
+            {"type": "slurm", "maxWorkers": 2, "slurm": {"partition": "debug"}}
+        ),
         capacity=models.Resources(1),
         server_address="127.0.0.1:1",
         heartbeat_interval_seconds=30,
