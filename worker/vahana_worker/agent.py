@@ -636,6 +636,7 @@ class Worker:
             worker_id=self._config.worker_id,
             kill_grace=self._config.kill_grace,
             janitor=self._janitor,
+            stores=self._config.stores,
         )
         slot = _Slot(spec, run, streamed=streamed)
         with self._lock:

@@ -30,7 +30,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from vahana_worker import cgroups, limits, outputbuffer, procs, reaper, staging, taskprocs
+from vahana_worker import (
+    cgroups,
+    limits,
+    outputbuffer,
+    procs,
+    reaper,
+    staging,
+    storage,
+    taskprocs,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -96,6 +105,12 @@ class Result:
     output_files: tuple[str, ...] = ()
     limit_hit: bool = False
     """The task failed on one of its limits (the message says which)."""
+
+
+def _staging_kind(error: staging.StagingError) -> FailureKind:
+    """A store that could not be reached is the infrastructure's failure (its own retry
+    budget, maybe another worker); a missing or refused file is the task's."""
+    return FailureKind.INFRASTRUCTURE if error.infrastructure else FailureKind.STAGING
 
 
 def sandbox_name(task_id: str, attempt: int) -> str:
@@ -283,6 +298,7 @@ class TaskRun:
         cgroup_manager: cgroups.Manager | None = None,
         orphans: reaper.Reaper | None = None,
         worker_id: str = "",
+        stores: storage.StorageConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         janitor: Janitor | None = None,
     ) -> None:
@@ -293,7 +309,8 @@ class TaskRun:
         `orphans`: the worker's reaper (its children are started through it, and the task's
         orphans are found among its strays; without one, in all of /proc); `worker_id` and
         the reaper's life (default: this process's) go into the task's marker; `janitor`:
-        where the sandbox and cgroup are removed once `run()` returns (default: in `run()`)."""
+        where the sandbox and cgroup are removed once `run()` returns (default: in `run()`);
+        `stores`: how the worker reaches s3:// and sftp:// inputs and outputs."""
         self.spec = spec
         self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
         self.output_root = working_dir / "outputs" if output_root is None else output_root
@@ -305,6 +322,7 @@ class TaskRun:
         self._user = user
         self._cgroups = cgroup_manager
         self._orphans = orphans
+        self._stores = stores
         self.marker = procs.Marker(
             worker_id, orphans.life if orphans is not None else _own_life(), self.sandbox.name
         )
@@ -406,9 +424,11 @@ class TaskRun:
         (self.sandbox / "tmp").mkdir()
         try:
             for source, destination in self.spec.inputs:
-                staging.stage_input(self.sandbox, source, destination, reader=self._user)
+                staging.stage_input(
+                    self.sandbox, source, destination, reader=self._user, stores=self._stores
+                )
         except staging.StagingError as exc:
-            return Result(Outcome.FAILED, 0, str(exc), "", FailureKind.STAGING)
+            return Result(Outcome.FAILED, 0, str(exc), "", _staging_kind(exc))
         if self._user is not None:
             _chown_tree(self.sandbox, *self._user)
         env = task_environment(
@@ -495,13 +515,18 @@ class TaskRun:
             )
         try:
             collected = tuple(
-                staging.collect_output(
-                    self.sandbox, source, destination, output_root=self.output_root
-                )
+                where
                 for source, destination in self.spec.outputs
+                for where in staging.collect_output(
+                    self.sandbox,
+                    source,
+                    destination,
+                    output_root=self.output_root,
+                    stores=self._stores,
+                )
             )
         except staging.StagingError as exc:
-            return Result(Outcome.FAILED, 0, str(exc), tail, FailureKind.STAGING)
+            return Result(Outcome.FAILED, 0, str(exc), tail, _staging_kind(exc))
         return Result(Outcome.COMPLETED, 0, "", tail, FailureKind.NONE, collected)
 
 
