@@ -18,6 +18,8 @@ from typing import Any
 PREFIX = "VAHANA_WORKER_"
 S3_KEYS = ("accessKeyId", "secretAccessKey")
 """Keys of an S3 credentials Secret."""
+SSH_KEY, KNOWN_HOSTS = "ssh-privatekey", "known_hosts"
+"""Keys of the SFTP Secrets (as in bare-metal pools' Secrets)."""
 
 
 def _read(path: str, field: str, read: Callable[[str], str]) -> str:
@@ -102,3 +104,33 @@ def worker_env(
                 # The content, not the path: the worker may run on another host.
                 env[PREFIX + name] = _read(path, f"spec.storage.sftp.{file_field}", read)
     return env
+
+
+def job_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The same settings as env entries of a worker Pod: the Secrets the pool names are
+    `secretKeyRef`s, so no credential is written into the Job; files (embedded mode) are
+    read as `worker_env` does."""
+    storage = spec.get("storage") or {}
+    s3 = dict(storage.get("s3") or {})
+    sftp = dict(storage.get("sftp") or {})
+    refs: list[dict[str, Any]] = []
+    if s3.get("credentialsSecret"):
+        name = s3.pop("credentialsSecret")
+        s3.pop("credentialsFile", None)  # the Secret itself wins over the operator's copy
+        for env_name, key in zip(
+            ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"), S3_KEYS, strict=True
+        ):
+            refs.append(_secret_ref(PREFIX + env_name, name, key))
+    for secret_field, file_field, env_name, key in (
+        ("sshKeySecret", "sshKeyFile", "SFTP_KEY", SSH_KEY),
+        ("knownHostsSecret", "knownHostsFile", "SFTP_KNOWN_HOSTS", KNOWN_HOSTS),
+    ):
+        if sftp.get(secret_field):
+            refs.append(_secret_ref(PREFIX + env_name, sftp.pop(secret_field), key))
+            sftp.pop(file_field, None)
+    plain = worker_env({"storage": {"s3": s3, "sftp": sftp}})
+    return [{"name": k, "value": v} for k, v in sorted(plain.items())] + refs
+
+
+def _secret_ref(env_name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": env_name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
