@@ -28,11 +28,12 @@ from vahana import __version__
 from vahana.app import service, stores
 from vahana.app import settings as settings_module
 from vahana.cli import client as client_module
-from vahana.cli import flags, render, run
+from vahana.cli import flags, render, run, watch
 from vahana.core import models, printable
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
 from vahana.manifests import yamlload
+from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2
 from vahana.rpc import server as rpc_server
 from vahana.store import base as store_base
@@ -206,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shown.add_argument(
         "--all", action="store_true", help="every task (read from the scheduler page by page)"
+    )
+    get.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="after the list, print a line for each task change as it happens (Ctrl-C ends)",
     )
     _add_server_flag(get)
     get.set_defaults(handler=_get)
@@ -544,6 +551,8 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
 
 def _get(options: argparse.Namespace, console: Console) -> int:
     client = _client(options)
+    if getattr(options, "watch", False):
+        return _watch(options, client)
     if options.what == "workers":
         workers = client.list_workers()
         if options.output != "table":
@@ -581,6 +590,23 @@ def _get(options: argparse.Namespace, console: Console) -> int:
         client_module.print_records(console, list(listing.tasks), options.output)
     else:
         console.print(render.tasks_table(listing.tasks))
+    return 0
+
+
+def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
+    if options.what != "tasks":
+        raise UsageError("--watch: only `get tasks --watch` is supported")
+    if options.output == "yaml":
+        raise UsageError("--watch: use -o table or -o json (one object per line)")
+    # The stream first, so that no change between the list and the watch is missed.
+    changes = client.tasks.WatchTasks(tasks_pb.WatchTasksRequest())
+    try:
+        current = client.list_tasks(options.status or "", 0 if options.all else options.limit)
+        watch.follow(current.tasks, changes, output=options.output)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        changes.cancel()
     return 0
 
 
