@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from vahana_worker import (
     cgroups,
@@ -299,6 +300,8 @@ class TaskRun:
         orphans: reaper.Reaper | None = None,
         worker_id: str = "",
         stores: storage.StorageConfig | None = None,
+        spool: Path | None = None,
+        spool_limit: int = 64 << 20,
         clock: Callable[[], float] = time.monotonic,
         janitor: Janitor | None = None,
     ) -> None:
@@ -310,7 +313,9 @@ class TaskRun:
         orphans are found among its strays; without one, in all of /proc); `worker_id` and
         the reaper's life (default: this process's) go into the task's marker; `janitor`:
         where the sandbox and cgroup are removed once `run()` returns (default: in `run()`);
-        `stores`: how the worker reaches s3:// and sftp:// inputs and outputs."""
+        `stores`: how the worker reaches s3:// and sftp:// inputs and outputs; `spool`: a file
+        (outside the sandbox) that receives the task's whole output as it comes, up to
+        `spool_limit` bytes, for the worker to send on while the task runs."""
         self.spec = spec
         self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
         self.output_root = working_dir / "outputs" if output_root is None else output_root
@@ -323,6 +328,9 @@ class TaskRun:
         self._cgroups = cgroup_manager
         self._orphans = orphans
         self._stores = stores
+        self._spool_path = spool
+        self._spool_room = spool_limit
+        self._spool: BinaryIO | None = None
         self.marker = procs.Marker(
             worker_id, orphans.life if orphans is not None else _own_life(), self.sandbox.name
         )
@@ -353,6 +361,8 @@ class TaskRun:
         try:
             return self._run()
         finally:
+            if self._spool is not None:
+                self._spool.close()
             if self._janitor is None:
                 self._clean_up()
             else:
@@ -413,6 +423,19 @@ class TaskRun:
             with self._orphans.spawning(self.sandbox.name) as own:
                 yield own
 
+    def _keep(self, chunk: bytes) -> None:
+        """A read of the task's output: into the tail, and the spool while it has room."""
+        self._output.write(chunk)
+        if self._spool is not None and self._spool_room > 0:
+            piece = chunk[: self._spool_room]
+            self._spool_room -= len(piece)
+            try:
+                self._spool.write(piece)
+                self._spool.flush()  # the sender reads the file, not this buffer
+            except OSError as error:  # a full disk costs the followers, not the task
+                _log.warning("output spool failed", extra={"kv": {"error": str(error)}})
+                self._spool_room = 0
+
     def _stopped_result(self, reason: StopReason, exit_code: int = 0) -> Result:
         outcome, kind, message = _STOP_RESULTS[reason]
         return Result(outcome, exit_code, message, self._output.text(), kind)
@@ -445,6 +468,12 @@ class TaskRun:
                 waker = _Waker()
             except OSError as exc:
                 return _not_started(exc)
+            if self._spool_path is not None:
+                try:
+                    self._spool_path.parent.mkdir(parents=True, exist_ok=True)
+                    self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed after the run
+                except OSError as error:
+                    _log.warning("no output spool", extra={"kv": {"error": str(error)}})
             try:
                 # No preexec_fn: the worker is multithreaded; limits are set by a launcher.
                 command_line = self._command_line(self._split_limits())
@@ -641,7 +670,7 @@ class _Supervision:
         except OSError:
             chunk = b""
         if chunk:
-            self._run._output.write(chunk)
+            self._run._keep(chunk)
         else:  # end of output: every holder of the pipe has closed it
             self._poller.unregister(self._output_fd)
             self._output_fd = -1

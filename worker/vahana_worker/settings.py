@@ -72,6 +72,10 @@ class Settings:
     pool: str = ""
     output_limit: int = 65536
     """Bytes of a task's combined output kept (the tail) and reported."""
+    stream_output: bool = True
+    """Send tasks' whole output to the scheduler while they run (`vahana logs [-f]`)."""
+    output_keep: int = 64 << 20
+    """Bytes of each task's output sent while it runs (the rest: only its tail)."""
     poll_wait: float = 20.0
     """Seconds the scheduler may hold a PollForTask call open."""
     drain_timeout: float = 30.0
@@ -413,6 +417,23 @@ OPTIONS: tuple[Option, ...] = (
         _env("OUTPUT_LIMIT"),
         "bytes of task output (tail) kept and reported",
         kind="size",
+    ),
+    Option(
+        "stream_output",
+        "",
+        _env("STREAM_OUTPUT"),
+        "send tasks' whole output to the scheduler while they run (vahana logs -f); false: "
+        "only the tail, at the end",
+        "true",
+        "bool",
+    ),
+    Option(
+        "output_keep",
+        "--output-keep",
+        _env("OUTPUT_KEEP"),
+        "bytes of each task's output sent while it runs",
+        "64Mi",
+        "size",
     ),
     Option(
         "poll_wait",

@@ -29,6 +29,7 @@ from vahana.app import service, stores
 from vahana.app import settings as settings_module
 from vahana.cli import client as client_module
 from vahana.cli import flags, render, run, watch
+from vahana.cli import logs as task_logs
 from vahana.core import models, printable
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
@@ -217,8 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flag(get)
     get.set_defaults(handler=_get)
 
-    logs = commands.add_parser("logs", help="print the output a task left (its kept tail)")
+    logs = commands.add_parser(
+        "logs", help="print a task's whole output (up to the kept size); -f: follow it"
+    )
     logs.add_argument("task", help="task id or name")
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing what the task writes while it runs, until it ends",
+    )
     _add_server_flag(logs)
     logs.set_defaults(handler=_logs)
 
@@ -611,7 +620,14 @@ def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
 
 
 def _logs(options: argparse.Namespace, console: Console) -> int:
-    task = _client(options).get(options.task)
+    client = _client(options)
+    task = client.get(options.task)
+    if task_logs.copy_output(client.tasks, task.id, follow=options.follow):
+        if options.follow:
+            task = client.get(task.id)
+        if task.message and task.status in client_module.FINAL:
+            console.print(f"[dim]{render.status_name(task)}: {task.message}[/]")
+        return 0
     if task.output_tail:
         sys.stdout.write(
             task.output_tail if task.output_tail.endswith("\n") else task.output_tail + "\n"
