@@ -50,6 +50,9 @@ class OutputStore:
         with self._lock:
             held = self.size(task_id, attempt)
             end = offset + len(data)
+            if held >= self.max_bytes:
+                self._mark_truncated(task_id, attempt)
+                return max(end, held)  # full: whatever comes is dropped
             if offset > held or end <= held:
                 return held  # a gap (resend from here) or nothing new
             fresh = data[held - offset :]

@@ -1,0 +1,75 @@
+"""log_streaming_cost: what sending tasks' output while they run costs the end-to-end figure.
+
+The `end_to_end_throughput` workload (a `SchedulerProcess` with 4 real local workers, SQLite
+in a temp dir) with tasks that print one line (`echo …`), run alternately with the workers
+streaming output (the default: a spool file per task, sent every 0.2 s and at the end, kept
+under the state dir) and without it (`VAHANA_WORKER_STREAM_OUTPUT=false`: only the status's
+tail). Two rounds each, in the order on, off, on, off, so drift in the machine's load falls on
+both. The value is the throughput with streaming as a share of the throughput without.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from bench import scenarios
+from bench.common import Result, log
+
+ENV = "VAHANA_WORKER_STREAM_OUTPUT"
+
+
+async def _run(count: int, workers: int) -> float:
+    async with scenarios.scheduler_process(workers=workers, tasks_per_worker=1) as process:
+        counter = scenarios.FinalCounter(count)
+        process.scheduler.add_listener(counter)
+        started = time.perf_counter()
+        process.scheduler.submit(scenarios.submissions(count, command="echo one line of output"))
+        await asyncio.wait_for(counter.done.wait(), scenarios.FINAL_TIMEOUT)
+        elapsed = time.perf_counter() - started
+        process.scheduler.remove_listener(counter)
+        if counter.not_completed:
+            raise RuntimeError(f"{counter.not_completed} tasks did not complete")
+    return count / elapsed
+
+
+def log_streaming_cost(count: int, *, workers: int = 4, rounds: int = 2) -> list[Result]:
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    before = os.environ.get(ENV)
+    try:
+        for _ in range(rounds):
+            for mode in ("on", "off"):
+                # Local workers inherit the scheduler's environment.
+                os.environ[ENV] = "true" if mode == "on" else "false"
+                log(f"log streaming {mode}: {count} tasks, {workers} workers")
+                rates[mode].append(asyncio.run(_run(count, workers)))
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    return [
+        Result(
+            "log_streaming_cost",
+            on / off,
+            "× throughput",
+            detail={
+                "tasks": count,
+                "workers": workers,
+                "command": "echo one line of output",
+                "tasks_per_s_streaming": on,
+                "tasks_per_s_streaming_rounds": rates["on"],
+                "tasks_per_s_tail_only_rounds": rates["off"],
+            },
+            comparison={"tasks_per_s_tail_only": off},
+        )
+    ]
+
+
+SCENARIOS: dict[str, Callable[[bool], list[Result]]] = {
+    "log_streaming_cost": lambda full: log_streaming_cost(5_000 if full else 1_000),
+}
