@@ -11,10 +11,15 @@ both. The value is the throughput with streaming as a share of the throughput wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+
+from vahana.app import service
+from vahana.app import settings as settings_module
 
 from bench import scenarios
 from bench.common import Result, log
@@ -22,8 +27,30 @@ from bench.common import Result, log
 ENV = "VAHANA_WORKER_STREAM_OUTPUT"
 
 
+@contextlib.asynccontextmanager
+async def _scheduler(workers: int) -> AsyncIterator[service.SchedulerProcess]:
+    """As scenarios.scheduler_process, without a metrics endpoint (its port may be taken)."""
+    with tempfile.TemporaryDirectory(prefix="vahana-bench-logs-") as tmp:
+        settings = settings_module.load(
+            {
+                "server.port": 0,
+                "store.state_dir": tmp,
+                "local_pool.workers": workers,
+                "metrics.port": 0,
+            },
+            environ={},
+        )
+        process = service.SchedulerProcess(settings, local_workers=workers)
+        try:
+            await process.start()
+            await scenarios.wait_for_workers(process.scheduler, workers)
+            yield process
+        finally:
+            await process.stop()
+
+
 async def _run(count: int, workers: int) -> float:
-    async with scenarios.scheduler_process(workers=workers, tasks_per_worker=1) as process:
+    async with _scheduler(workers) as process:
         counter = scenarios.FinalCounter(count)
         process.scheduler.add_listener(counter)
         started = time.perf_counter()

@@ -71,6 +71,8 @@ class Refused(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
+    if getattr(options, "server", None) is None:  # not given after the command
+        options.server = options.global_server or os.environ.get("VAHANA_SERVER", DEFAULT_SERVER)
     console = Console(stderr=False, highlight=False)
     errors = Console(stderr=True, highlight=False)
     try:
@@ -110,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vahana {__version__}")
+    parser.add_argument(
+        "--server",
+        dest="global_server",
+        metavar="HOST:PORT",
+        help="scheduler address for the client commands, before or after the command",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run_parser = commands.add_parser(
@@ -295,7 +303,7 @@ def _read_pools(paths: Sequence[Path]) -> list[pool_manifests.PoolManifest]:
 def _add_server_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
-        default=os.environ.get("VAHANA_SERVER", DEFAULT_SERVER),
+        default=None,  # main(): `vahana --server X get …` too, then VAHANA_SERVER, the default
         help=f"scheduler address (default {DEFAULT_SERVER}) [VAHANA_SERVER]",
     )
     for name, text in (
