@@ -172,6 +172,8 @@ class Worker:
                 send,
                 worker_id=config.worker_id,
                 directory=self._working_dir / "task-output",
+                # The result carries the last output_limit bytes: a shorter output is whole.
+                tail_bytes=config.output_limit,
             )
             if config.stream_output and send is not None
             else None

@@ -50,12 +50,16 @@ class OutputShipper:
         directory: Path,
         interval: float = INTERVAL,
         per_call: int = PER_CALL,
+        tail_bytes: int = 0,
     ) -> None:
+        """`tail_bytes`: the tail the result carries; an output no longer than it of which
+        nothing was sent yet is not sent at all — the scheduler keeps the tail as the whole."""
         self._send = send
         self._worker_id = worker_id
         self.directory = directory
         self._interval = interval
         self._per_call = per_call
+        self._tail_bytes = tail_bytes
         self._spools: dict[tuple[str, int], _Spool] = {}
         self._lock = threading.Lock()  # the spools dict
         self._sending = threading.Lock()  # one call at a time; offsets change under it
@@ -90,6 +94,8 @@ class OutputShipper:
             return
         deadline = time.monotonic() + timeout
         try:
+            if spool.sent == 0 and _size(spool.path) <= self._tail_bytes:
+                return  # the result's tail is all of it: no call of its own (short tasks)
             while not self.disabled and not spool.stale:
                 size = _size(spool.path)
                 if spool.sent >= size:
