@@ -86,3 +86,29 @@ def test_describe_task_shows_the_events_of_completed_failed_and_retried_tasks(
     for name in want:
         for event in task_events(control_plane, namespace, name):
             assert event["source"]["component"] == "vahana-operator"
+
+
+def test_describe_workerpool_shows_scaling_and_start_failures(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: Any,  # noqa: F811
+    pods: FakeKubelet,  # noqa: F811
+) -> None:
+    good = json.loads(kubernetes_pool("scaling", minimum=1, maximum=1))
+    broken = json.loads(kubernetes_pool("broken", minimum=1, maximum=1))
+    broken["spec"]["kubernetes"]["nodeSelector"] = {"not a valid key!": "x"}
+    apply(control_plane, namespace, json.dumps(good) + "\n---\n" + json.dumps(broken))
+
+    def described(name: str) -> str:
+        return control_plane.kubectl("describe", "workerpool", name, "-n", namespace).stdout
+
+    wait_until(
+        lambda: re.search(r"Normal\s+Scaled\s.*scaled up to 1 worker", described("scaling")),
+        timeout=60,
+        message="the Scaled event",
+    )
+    wait_until(
+        lambda: re.search(r"Warning\s+StartFailed\s.*creating Job", described("broken")),
+        timeout=60,
+        message="the StartFailed event",
+    )

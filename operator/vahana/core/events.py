@@ -92,3 +92,21 @@ def _ended(task: models.TaskRecord) -> str:
     code = f"exit code {task.exit_code}" if task.exit_code is not None else task.phase.value.lower()
     text = f"{code}{where}{seconds} (attempt {task.attempt})"
     return f"{text}: {task.message}" if task.message and task.phase != P.COMPLETED else text
+
+
+def pool_events(before: dict[str, object], after: dict[str, object]) -> list[Event]:
+    """A WorkerPool's Events from its last written status and its new one: Scaled when the
+    number of workers it wants changes, StartFailed when a new error appears."""
+    found: list[Event] = []
+    old, new = before.get("desired"), after.get("desired")
+    if isinstance(new, int) and old != new:
+        was = old if isinstance(old, int) else 0
+        if new > was:
+            text = f"scaled up to {new} worker(s) (was {was}; {after.get('busy', 0)} busy)"
+        else:
+            text = f"scaled down to {new} worker(s) (was {was}; idle ones drain first)"
+        found.append(Event(NORMAL, "Scaled", text))
+    error = after.get("lastError")
+    if error and error != before.get("lastError"):
+        found.append(Event(WARNING, "StartFailed", str(error)))
+    return found

@@ -55,3 +55,15 @@ def test_failures_carry_the_exit_code_and_the_limit_hit() -> None:
     [event], _ = events.task_events(None, failed, "")
     assert (event.type, event.reason) == ("Warning", "Failed")
     assert "exit code 137" in event.message and "memory limit" in event.message
+
+
+def test_pools_tell_scaling_and_new_start_errors_once() -> None:
+    up = events.pool_events({"desired": 0}, {"desired": 2, "busy": 0, "lastError": None})
+    assert [(e.reason, e.message) for e in up] == [
+        ("Scaled", "scaled up to 2 worker(s) (was 0; 0 busy)")
+    ]
+    assert events.pool_events({"desired": 2}, {"desired": 2}) == []
+    failed = events.pool_events({"desired": 2}, {"desired": 2, "lastError": "creating Job: 422"})
+    assert [(e.type, e.reason) for e in failed] == [("Warning", "StartFailed")]
+    same = {"desired": 2, "lastError": "creating Job: 422"}
+    assert events.pool_events(same, dict(same)) == []
