@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,21 @@ spec:
     sshKeyFile: {ssh.key_file}
     knownHostsFile: {ssh.known_hosts_file}
     workingDir: {work}
+{storage}"""
+
+
+def slurm_pool(work: Path, storage: str) -> str:
+    return f"""\
+apiVersion: vahana.dev/v1alpha1
+kind: WorkerPool
+metadata: {{name: stage}}
+spec:
+  type: slurm
+  minWorkers: 1
+  maxWorkers: 1
+  walltime: 10m
+  resources: {{cpu: 1, memory: 256Mi}}
+  slurm: {{partition: debug, workingDir: {work}}}
 {storage}"""
 
 
@@ -148,6 +164,30 @@ def test_a_baremetal_pilot_task_reads_and_writes_s3_and_sftp_and_they_outlive_it
     assert (bucket / "results" / "both.bin").read_bytes() == expected
     assert (remote / "results" / "both.bin").read_bytes() == expected
     assert (bucket / "results" / "logs" / "run.log").read_text() == "done\n"
+
+
+def test_a_slurm_pilot_task_reads_and_writes_s3_and_sftp_and_they_outlive_it(
+    s3_server: s3.S3Server,
+    sshd_server: sshd.Sshd,
+    slurm_conf: str,
+    dirs: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLURM_CONF", slurm_conf)
+    state, work = dirs
+    pool = slurm_pool(work, storage_section(s3_server, sshd_server, state))
+    try:
+        with EmbeddedScheduler(state, pool) as sched:
+            wait_until(
+                lambda: len(sched.workers("default/stage")) == 1, timeout=90, message="pilot"
+            )
+            bucket, remote, expected = run_round_trip(sched, s3_server, sshd_server, "slurm")
+            sched.call(sched.pools.remove("default/stage"))
+            wait_until(lambda: not any(work.iterdir()), timeout=60, message="pilot's dir gone")
+    finally:
+        subprocess.run(["scancel", "--me"], check=False)
+    assert (bucket / "results" / "both.bin").read_bytes() == expected
+    assert (remote / "results" / "both.bin").read_bytes() == expected
 
 
 def _status_kib(pid: int, field: str) -> int:
