@@ -47,6 +47,11 @@ _log = logging.getLogger(__name__)
 KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL to a task's processes."""
 
+SPOOL_AFTER = 0.2
+"""Seconds a task's first output may be held back from the spool (the sender's interval)."""
+SPOOL_EARLY_BYTES = 64 << 10
+"""Output held back at most before it goes to the spool."""
+
 MINIMAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH of a task that declares none (the worker's --task-env may set another)."""
 
@@ -320,6 +325,7 @@ class TaskRun:
         self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
         self.output_root = working_dir / "outputs" if output_root is None else output_root
         self._output = outputbuffer.TailBuffer(output_limit)
+        self._tail_limit = output_limit
         self._keep_sandbox = keep_sandbox
         self._janitor = janitor
         self._kill_grace = kill_grace
@@ -331,6 +337,12 @@ class TaskRun:
         self._spool_path = spool
         self._spool_room = spool_limit
         self._spool: BinaryIO | None = None
+        self._early = bytearray()
+        """Output held back from the spool while the task is young and its output short: a
+        task that ends within SPOOL_AFTER with little output never makes a file (its
+        result's tail is all of it)."""
+        self._spool_at = 0.0
+        """When the held-back output must go to the spool (clock time); 0: nothing held."""
         self.marker = procs.Marker(
             worker_id, orphans.life if orphans is not None else _own_life(), self.sandbox.name
         )
@@ -361,6 +373,8 @@ class TaskRun:
         try:
             return self._run()
         finally:
+            if self._early and self._output.total_bytes > self._tail_limit:
+                self._to_spool(b"")  # the result's tail will not hold all of it
             if self._spool is not None:
                 self._spool.close()
             if self._janitor is None:
@@ -424,17 +438,47 @@ class TaskRun:
                 yield own
 
     def _keep(self, chunk: bytes) -> None:
-        """A read of the task's output: into the tail, and the spool while it has room."""
+        """A read of the task's output: into the tail, and (held back while short and young)
+        into the spool while it has room."""
         self._output.write(chunk)
-        if self._spool is not None and self._spool_room > 0:
-            piece = chunk[: self._spool_room]
-            self._spool_room -= len(piece)
+        if self._spool_path is None or self._spool_room <= 0:
+            return
+        if self._spool is None and len(self._early) + len(chunk) <= SPOOL_EARLY_BYTES:
+            if not self._early:
+                self._spool_at = self._clock() + SPOOL_AFTER
+            self._early += chunk
+            return
+        self._to_spool(chunk)
+
+    def _spool_due(self) -> float:
+        """Seconds until held-back output must reach the spool (a follower waits for it)."""
+        return max(0.0, self._spool_at - self._clock()) if self._early else float("inf")
+
+    def _flush_early(self) -> None:
+        if self._early and self._clock() >= self._spool_at:
+            self._to_spool(b"")
+
+    def _to_spool(self, chunk: bytes) -> None:
+        if self._spool is None:
+            assert self._spool_path is not None
             try:
-                self._spool.write(piece)
-                self._spool.flush()  # the sender reads the file, not this buffer
-            except OSError as error:  # a full disk costs the followers, not the task
-                _log.warning("output spool failed", extra={"kv": {"error": str(error)}})
+                self._spool_path.parent.mkdir(parents=True, exist_ok=True)
+                self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed after the run
+            except OSError as error:  # costs the followers, not the task
+                _log.warning("no output spool", extra={"kv": {"error": str(error)}})
                 self._spool_room = 0
+                return
+        data = bytes(self._early) + chunk if self._early else chunk
+        self._early.clear()
+        self._spool_at = 0.0
+        piece = data[: self._spool_room]
+        self._spool_room -= len(piece)
+        try:
+            self._spool.write(piece)
+            self._spool.flush()  # the sender reads the file, not this buffer
+        except OSError as error:  # a full disk costs the followers, not the task
+            _log.warning("output spool failed", extra={"kv": {"error": str(error)}})
+            self._spool_room = 0
 
     def _stopped_result(self, reason: StopReason, exit_code: int = 0) -> Result:
         outcome, kind, message = _STOP_RESULTS[reason]
@@ -468,12 +512,6 @@ class TaskRun:
                 waker = _Waker()
             except OSError as exc:
                 return _not_started(exc)
-            if self._spool_path is not None:
-                try:
-                    self._spool_path.parent.mkdir(parents=True, exist_ok=True)
-                    self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed after the run
-                except OSError as error:
-                    _log.warning("no output spool", extra={"kv": {"error": str(error)}})
             try:
                 # No preexec_fn: the worker is multithreaded; limits are set by a launcher.
                 command_line = self._command_line(self._split_limits())
@@ -650,8 +688,10 @@ class _Supervision:
             if left <= 0:
                 return
             woken = False
-            # poll() takes at most 2**31 ms; a long timeout is waited for in steps.
-            for fd, _ in self._poller.poll(min(left, 3600.0) * 1000):
+            # poll() takes at most 2**31 ms; a long timeout is waited for in steps. Held-back
+            # output wakes it in time to reach the spool.
+            wait = min(left, 3600.0, self._run._spool_due())
+            for fd, _ in self._poller.poll(wait * 1000):
                 if fd == self._output_fd:
                     self._read_output()
                 elif fd == self._exit_fd:
@@ -661,6 +701,7 @@ class _Supervision:
                     woken = True
                     if self._exited_elsewhere.is_set():
                         self._note_exit()
+            self._run._flush_early()
             if woken and wakeable:
                 return
 
