@@ -4,8 +4,9 @@ The `end_to_end_throughput` workload (a `SchedulerProcess` with 4 real local wor
 in a temp dir) with tasks that print one line (`echo …`), run alternately with the workers
 streaming output (the default: a spool file per task, sent every 0.2 s and at the end, kept
 under the state dir) and without it (`VAHANA_WORKER_STREAM_OUTPUT=false`: only the status's
-tail). Two rounds each, in the order on, off, on, off, so drift in the machine's load falls on
-both. The value is the throughput with streaming as a share of the throughput without.
+tail). Three rounds each, in the order on, off, off, on, on, off, so neither mode always runs
+first and drift in the machine's load falls on both. The value is the throughput with
+streaming as a share of the throughput without (medians of the rounds).
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ async def _run(count: int, workers: int) -> float:
     return count / elapsed
 
 
-def log_streaming_cost(count: int, *, workers: int = 4, rounds: int = 2) -> list[Result]:
+def log_streaming_cost(count: int, *, workers: int = 4, rounds: int = 3) -> list[Result]:
     rates: dict[str, list[float]] = {"on": [], "off": []}
     before = os.environ.get(ENV)
     try:
-        for _ in range(rounds):
-            for mode in ("on", "off"):
+        for round_number in range(rounds):
+            # ABBA order: whichever runs second in a round (warm caches) alternates.
+            for mode in ("on", "off") if round_number % 2 == 0 else ("off", "on"):
                 # Local workers inherit the scheduler's environment.
                 os.environ[ENV] = "true" if mode == "on" else "false"
                 log(f"log streaming {mode}: {count} tasks, {workers} workers")
