@@ -14,9 +14,10 @@ import datetime
 import logging
 import secrets
 import socket
+from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from vahana.core import events as core_events
 
@@ -58,6 +59,7 @@ class EventRecorder:
     async def record(self, ref: ObjectRef, event: core_events.Event) -> None:
         key = (ref.uid, event.reason, event.message)
         posted = self._posted.get(key)
+        body: Any  # dicts: the client sends them as they are
         try:
             if posted is not None:
                 posted.count += 1
@@ -68,9 +70,8 @@ class EventRecorder:
                 self._posted.move_to_end(key)
             else:
                 name = f"{ref.name}.{secrets.token_hex(8)}"
-                await asyncio.to_thread(
-                    self._core.create_namespaced_event, ref.namespace, self._body(ref, event, name)
-                )
+                body = self._body(ref, event, name)
+                await asyncio.to_thread(self._core.create_namespaced_event, ref.namespace, body)
                 self._posted[key] = _Posted(name, 1)
                 while len(self._posted) > REMEMBERED:
                     self._posted.popitem(last=False)
@@ -96,7 +97,7 @@ class EventRecorder:
         for key in [k for k in self._posted if k[0] == uid]:
             del self._posted[key]
 
-    def _body(self, ref: ObjectRef, event: core_events.Event, name: str) -> dict[str, object]:
+    def _body(self, ref: ObjectRef, event: core_events.Event, name: str) -> dict[str, Any]:
         now = _now()
         return {
             "metadata": {"name": name, "namespace": ref.namespace},
