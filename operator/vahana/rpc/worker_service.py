@@ -49,6 +49,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     async def AppendTaskOutput(
         self, request: pb.AppendTaskOutputRequest, context: Any
     ) -> pb.AppendTaskOutputResponse:
+        await _refuse_invalid(context, lambda: checks.output(request))
         if self._outputs is None:
             return pb.AppendTaskOutputResponse(held=[-1] * len(request.chunks))
 
