@@ -183,11 +183,16 @@ def test_a_slurm_pilot_task_reads_and_writes_s3_and_sftp_and_they_outlive_it(
             )
             bucket, remote, expected = run_round_trip(sched, s3_server, sshd_server, "slurm")
             sched.call(sched.pools.remove("default/stage"))
-            wait_until(lambda: not any(work.iterdir()), timeout=60, message="pilot's dir gone")
+            wait_until(_no_slurm_jobs, timeout=120, message="the pilot's job ended")
     finally:
         subprocess.run(["scancel", "--me"], check=False)
     assert (bucket / "results" / "both.bin").read_bytes() == expected
     assert (remote / "results" / "both.bin").read_bytes() == expected
+
+
+def _no_slurm_jobs() -> bool:
+    listed = subprocess.run(["squeue", "-h"], capture_output=True, text=True, check=False)
+    return listed.returncode == 0 and not listed.stdout.strip()
 
 
 def _status_kib(pid: int, field: str) -> int:
