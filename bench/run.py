@@ -38,6 +38,7 @@ from rich.table import Table  # noqa: E402
 from bench import (  # noqa: E402
     common,
     dashboard,
+    logstream,
     scale,
     scenarios,
     sidebyside,
@@ -52,6 +53,7 @@ SCENARIOS = {
     **scale.SCENARIOS,
     **submission.SCENARIOS,
     **dashboard.SCENARIOS,
+    **logstream.SCENARIOS,
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"

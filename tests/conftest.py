@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import hypothesis
 import pytest
 
-from tests.fixtures import image, postgres, slurm, sshd
+from tests.fixtures import image, postgres, s3, slurm, sshd
 
 # Schedulers and operators started by tests serve /metrics only when a test asks for a port:
 # the default (9090) would make concurrent processes collide.
@@ -102,6 +102,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"image {built.name}: {built.size_mb:.0f} MB ({how}; sources {built.digest[:12]})"
         )
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[s3.S3Server]:
+    """An S3 API (rclone serve s3) on a loopback port for the session (tests/fixtures/s3.py)."""
+    require(s3.rclone_binary() is not None, s3.MISSING)
+    with s3.running_s3() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

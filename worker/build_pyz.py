@@ -4,14 +4,15 @@
     .venv/bin/python worker/build_pyz.py -o /tmp/w.pyz   # elsewhere
     python3 dist/worker.pyz --server-address=sched:50051 ...
 
-The zipapp bundles `vahana_worker` and the grpcio and protobuf installed in the interpreter that
-runs this script (the versions the tests ran with); nothing is downloaded. shiv extracts it to
+The zipapp bundles `vahana_worker` and the grpcio, protobuf, obstore and asyncssh (with
+cryptography) installed in the interpreter that runs this script (the versions the tests ran
+with); nothing is downloaded. shiv extracts it to
 ~/.shiv (or $SHIV_ROOT) on first run.
 
-The pyz is tied to the Python version and platform it was built for: grpcio ships a compiled
-extension (`cygrpc.cpython-<major><minor>-<platform>.so`), so a pyz built with CPython 3.11 on
-Linux x86_64 runs only on CPython 3.11 on Linux x86_64. Build it with the interpreter the
-compute nodes will run.
+The pyz is tied to the Python version and platform it was built for: grpcio (and obstore,
+cryptography, cffi) ship compiled extensions (`cygrpc.cpython-<major><minor>-<platform>.so`),
+so a pyz built with CPython 3.11 on Linux x86_64 runs only on CPython 3.11 on Linux x86_64.
+Build it with the interpreter the compute nodes will run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ from pathlib import Path
 WORKER_DIR = Path(__file__).resolve().parent
 ROOT = WORKER_DIR.parent
 PACKAGE = WORKER_DIR / "vahana_worker"
-BUNDLED_DISTRIBUTIONS = ("grpcio", "protobuf")
+BUNDLED_DISTRIBUTIONS = (
+    "grpcio",
+    "protobuf",
+    "typing_extensions",
+    # storage: s3:// through obstore, sftp:// through asyncssh (and its cryptography).
+    "obstore",
+    "asyncssh",
+    "cryptography",
+    "cffi",
+    "pycparser",
+)
 ENTRY_POINT = "vahana_worker.cli:main"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 

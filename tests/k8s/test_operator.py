@@ -286,13 +286,20 @@ def test_a_restarted_operator_adopts_tasks_and_jobs_without_duplicates(
 
 def _task_writes(plane: ControlPlane) -> int:
     """PATCH and PUT requests on tasks (any subresource) the API server has served so far."""
+    return _writes(plane, "tasks", ("PATCH", "PUT"))
+
+
+def _event_writes(plane: ControlPlane) -> int:
+    """Events created or patched (kopf's and Vahana's) that the API server has served so far."""
+    return _writes(plane, "events", ("POST", "PATCH"))
+
+
+def _writes(plane: ControlPlane, resource: str, verbs: tuple[str, ...]) -> int:
     text = plane.rest.request("GET", "/metrics")[1].get("message", "")
     total = 0
     for line in text.splitlines():
-        is_task_write = 'resource="tasks"' in line and (
-            'verb="PATCH"' in line or 'verb="PUT"' in line
-        )
-        if line.startswith("apiserver_request_total{") and is_task_write:
+        is_write = f'resource="{resource}"' in line and any(f'verb="{v}"' in line for v in verbs)
+        if line.startswith("apiserver_request_total{") and is_write:
             total += int(float(line.rsplit(" ", 1)[1]))
     return total
 
@@ -303,6 +310,7 @@ def test_200_tasks_applied_at_once_complete_with_bounded_api_writes(
     count = 200
     apply(control_plane, namespace, kubernetes_pool("bulk", maximum=4, slots=4))
     before = _task_writes(control_plane)
+    events_before = _event_writes(control_plane)
     apply(
         control_plane,
         namespace,
@@ -327,6 +335,10 @@ def test_200_tasks_applied_at_once_complete_with_bounded_api_writes(
     per_task = (settled - before) / count
     print(f"\noperator API writes per Task (PATCH/PUT on tasks, kopf included): {per_task:.2f}")
     assert per_task <= 8, per_task
+    # Events: one per status write at most (plus a retry); kopf's own count too.
+    events_per_task = (_event_writes(control_plane) - events_before) / count
+    print(f"Event writes per Task (POST/PATCH on events, kopf included): {events_per_task:.2f}")
+    assert events_per_task <= 4, events_per_task
 
 
 def test_a_task_spec_cannot_change_after_creation(

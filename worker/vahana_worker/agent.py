@@ -48,6 +48,7 @@ from vahana_worker import (
     metrics,
     reporter,
     settings,
+    shipping,
     sysmetrics,
     threads,
     workdir,
@@ -165,6 +166,18 @@ class Worker:
         self._started = False
         self._outcomes = metrics.OutcomeCounter()
         self._metrics_server: metrics.MetricsServer | None = None
+        send = getattr(self._client, "append_output", None)  # stand-in clients may lack it
+        self._shipper = (
+            shipping.OutputShipper(
+                send,
+                worker_id=config.worker_id,
+                directory=self._working_dir / "task-output",
+                # The result carries the last output_limit bytes: a shorter output is whole.
+                tail_bytes=config.output_limit,
+            )
+            if config.stream_output and send is not None
+            else None
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -204,6 +217,9 @@ class Worker:
             max_tasks=self._config.max_tasks,
             working_dir=str(self._working_dir),
         )
+        if self._shipper is not None:
+            # Not guarded: it never raises, and its failure costs followers, not tasks.
+            threading.Thread(target=self._shipper.run, name="output", daemon=True).start()
         for name, body in (
             ("link", self._link_loop),
             ("poll", self._poll_loop),
@@ -274,6 +290,8 @@ class Worker:
         if not self._reporter.flush(timeout=FLUSH_TIMEOUT):
             _ev("could not deliver every result before exiting", level=logging.ERROR)
         self._reporter.close()
+        if self._shipper is not None:
+            self._shipper.close()
         self._set_worker_status(pb.TERMINATED, reason)
         for thread in self._threads:
             thread.join(timeout=2.0)
@@ -636,6 +654,13 @@ class Worker:
             worker_id=self._config.worker_id,
             kill_grace=self._config.kill_grace,
             janitor=self._janitor,
+            stores=self._config.stores,
+            spool=(
+                self._shipper.path(executor.sandbox_name(spec.task_id, spec.attempt))
+                if self._shipper is not None
+                else None
+            ),
+            spool_limit=self._config.output_keep,
         )
         slot = _Slot(spec, run, streamed=streamed)
         with self._lock:
@@ -689,6 +714,8 @@ class Worker:
         _ev(
             "task started", task_id=spec.task_id, attempt=spec.attempt, timeout=f"{spec.timeout:g}s"
         )
+        if self._shipper is not None:
+            self._shipper.track(spec.task_id, spec.attempt, slot.run.sandbox.name)
         try:
             result = slot.run.run()
         except Exception as exc:  # the worker's fault (disk full, ...), not the task's
@@ -712,6 +739,9 @@ class Worker:
                 failure_kind=executor.FailureKind.INFRASTRUCTURE,
                 message="killed by a signal while the worker was stopping (allocation ended)",
             )
+        if self._shipper is not None:
+            # The output is complete at the scheduler before the result says the task ended.
+            self._shipper.finish(spec.task_id, spec.attempt)
         seconds = time.monotonic() - slot.started_at
         _ev(
             "task finished",

@@ -221,5 +221,11 @@ class SchedulerClient:
         )
         return response
 
+    def append_output(self, request: pb.AppendTaskOutputRequest) -> pb.AppendTaskOutputResponse:
+        response: pb.AppendTaskOutputResponse = self._stub.AppendTaskOutput(
+            request, timeout=self._timeout, metadata=self.credentials.metadata()
+        )
+        return response
+
     def close(self) -> None:
         self._channel.close()

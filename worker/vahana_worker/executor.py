@@ -29,13 +29,28 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
-from vahana_worker import cgroups, limits, outputbuffer, procs, reaper, staging, taskprocs
+from vahana_worker import (
+    cgroups,
+    limits,
+    outputbuffer,
+    procs,
+    reaper,
+    staging,
+    storage,
+    taskprocs,
+)
 
 _log = logging.getLogger(__name__)
 
 KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL to a task's processes."""
+
+SPOOL_AFTER = 0.2
+"""Seconds a task's first output may be held back from the spool (the sender's interval)."""
+SPOOL_EARLY_BYTES = 64 << 10
+"""Output held back at most before it goes to the spool."""
 
 MINIMAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH of a task that declares none (the worker's --task-env may set another)."""
@@ -96,6 +111,12 @@ class Result:
     output_files: tuple[str, ...] = ()
     limit_hit: bool = False
     """The task failed on one of its limits (the message says which)."""
+
+
+def _staging_kind(error: staging.StagingError) -> FailureKind:
+    """A store that could not be reached is the infrastructure's failure (its own retry
+    budget, maybe another worker); a missing or refused file is the task's."""
+    return FailureKind.INFRASTRUCTURE if error.infrastructure else FailureKind.STAGING
 
 
 def sandbox_name(task_id: str, attempt: int) -> str:
@@ -283,6 +304,9 @@ class TaskRun:
         cgroup_manager: cgroups.Manager | None = None,
         orphans: reaper.Reaper | None = None,
         worker_id: str = "",
+        stores: storage.StorageConfig | None = None,
+        spool: Path | None = None,
+        spool_limit: int = 64 << 20,
         clock: Callable[[], float] = time.monotonic,
         janitor: Janitor | None = None,
     ) -> None:
@@ -293,11 +317,15 @@ class TaskRun:
         `orphans`: the worker's reaper (its children are started through it, and the task's
         orphans are found among its strays; without one, in all of /proc); `worker_id` and
         the reaper's life (default: this process's) go into the task's marker; `janitor`:
-        where the sandbox and cgroup are removed once `run()` returns (default: in `run()`)."""
+        where the sandbox and cgroup are removed once `run()` returns (default: in `run()`);
+        `stores`: how the worker reaches s3:// and sftp:// inputs and outputs; `spool`: a file
+        (outside the sandbox) that receives the task's whole output as it comes, up to
+        `spool_limit` bytes, for the worker to send on while the task runs."""
         self.spec = spec
         self.sandbox = working_dir / "tasks" / sandbox_name(spec.task_id, spec.attempt)
         self.output_root = working_dir / "outputs" if output_root is None else output_root
         self._output = outputbuffer.TailBuffer(output_limit)
+        self._tail_limit = output_limit
         self._keep_sandbox = keep_sandbox
         self._janitor = janitor
         self._kill_grace = kill_grace
@@ -305,6 +333,16 @@ class TaskRun:
         self._user = user
         self._cgroups = cgroup_manager
         self._orphans = orphans
+        self._stores = stores
+        self._spool_path = spool
+        self._spool_room = spool_limit
+        self._spool: BinaryIO | None = None
+        self._early = bytearray()
+        """Output held back from the spool while the task is young and its output short: a
+        task that ends within SPOOL_AFTER with little output never makes a file (its
+        result's tail is all of it)."""
+        self._spool_at = 0.0
+        """When the held-back output must go to the spool (clock time); 0: nothing held."""
         self.marker = procs.Marker(
             worker_id, orphans.life if orphans is not None else _own_life(), self.sandbox.name
         )
@@ -335,6 +373,10 @@ class TaskRun:
         try:
             return self._run()
         finally:
+            if self._early and self._output.total_bytes > self._tail_limit:
+                self._to_spool(b"")  # the result's tail will not hold all of it
+            if self._spool is not None:
+                self._spool.close()
             if self._janitor is None:
                 self._clean_up()
             else:
@@ -395,6 +437,49 @@ class TaskRun:
             with self._orphans.spawning(self.sandbox.name) as own:
                 yield own
 
+    def _keep(self, chunk: bytes) -> None:
+        """A read of the task's output: into the tail, and (held back while short and young)
+        into the spool while it has room."""
+        self._output.write(chunk)
+        if self._spool_path is None or self._spool_room <= 0:
+            return
+        if self._spool is None and len(self._early) + len(chunk) <= SPOOL_EARLY_BYTES:
+            if not self._early:
+                self._spool_at = self._clock() + SPOOL_AFTER
+            self._early += chunk
+            return
+        self._to_spool(chunk)
+
+    def _spool_due(self) -> float:
+        """Seconds until held-back output must reach the spool (a follower waits for it)."""
+        return max(0.0, self._spool_at - self._clock()) if self._early else float("inf")
+
+    def _flush_early(self) -> None:
+        if self._early and self._clock() >= self._spool_at:
+            self._to_spool(b"")
+
+    def _to_spool(self, chunk: bytes) -> None:
+        if self._spool is None:
+            assert self._spool_path is not None
+            try:
+                self._spool_path.parent.mkdir(parents=True, exist_ok=True)
+                self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed after the run
+            except OSError as error:  # costs the followers, not the task
+                _log.warning("no output spool", extra={"kv": {"error": str(error)}})
+                self._spool_room = 0
+                return
+        data = bytes(self._early) + chunk if self._early else chunk
+        self._early.clear()
+        self._spool_at = 0.0
+        piece = data[: self._spool_room]
+        self._spool_room -= len(piece)
+        try:
+            self._spool.write(piece)
+            self._spool.flush()  # the sender reads the file, not this buffer
+        except OSError as error:  # a full disk costs the followers, not the task
+            _log.warning("output spool failed", extra={"kv": {"error": str(error)}})
+            self._spool_room = 0
+
     def _stopped_result(self, reason: StopReason, exit_code: int = 0) -> Result:
         outcome, kind, message = _STOP_RESULTS[reason]
         return Result(outcome, exit_code, message, self._output.text(), kind)
@@ -406,9 +491,11 @@ class TaskRun:
         (self.sandbox / "tmp").mkdir()
         try:
             for source, destination in self.spec.inputs:
-                staging.stage_input(self.sandbox, source, destination, reader=self._user)
+                staging.stage_input(
+                    self.sandbox, source, destination, reader=self._user, stores=self._stores
+                )
         except staging.StagingError as exc:
-            return Result(Outcome.FAILED, 0, str(exc), "", FailureKind.STAGING)
+            return Result(Outcome.FAILED, 0, str(exc), "", _staging_kind(exc))
         if self._user is not None:
             _chown_tree(self.sandbox, *self._user)
         env = task_environment(
@@ -495,13 +582,18 @@ class TaskRun:
             )
         try:
             collected = tuple(
-                staging.collect_output(
-                    self.sandbox, source, destination, output_root=self.output_root
-                )
+                where
                 for source, destination in self.spec.outputs
+                for where in staging.collect_output(
+                    self.sandbox,
+                    source,
+                    destination,
+                    output_root=self.output_root,
+                    stores=self._stores,
+                )
             )
         except staging.StagingError as exc:
-            return Result(Outcome.FAILED, 0, str(exc), tail, FailureKind.STAGING)
+            return Result(Outcome.FAILED, 0, str(exc), tail, _staging_kind(exc))
         return Result(Outcome.COMPLETED, 0, "", tail, FailureKind.NONE, collected)
 
 
@@ -596,8 +688,10 @@ class _Supervision:
             if left <= 0:
                 return
             woken = False
-            # poll() takes at most 2**31 ms; a long timeout is waited for in steps.
-            for fd, _ in self._poller.poll(min(left, 3600.0) * 1000):
+            # poll() takes at most 2**31 ms; a long timeout is waited for in steps. Held-back
+            # output wakes it in time to reach the spool.
+            wait = min(left, 3600.0, self._run._spool_due())
+            for fd, _ in self._poller.poll(wait * 1000):
                 if fd == self._output_fd:
                     self._read_output()
                 elif fd == self._exit_fd:
@@ -607,6 +701,7 @@ class _Supervision:
                     woken = True
                     if self._exited_elsewhere.is_set():
                         self._note_exit()
+            self._run._flush_early()
             if woken and wakeable:
                 return
 
@@ -616,7 +711,7 @@ class _Supervision:
         except OSError:
             chunk = b""
         if chunk:
-            self._run._output.write(chunk)
+            self._run._keep(chunk)
         else:  # end of output: every holder of the pipe has closed it
             self._poller.unregister(self._output_fd)
             self._output_fd = -1

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from vahana_worker import durations, limits, sizes, sysmetrics
+from vahana_worker import durations, limits, sizes, storage, sysmetrics
 
 ENV_PREFIX = "VAHANA_WORKER_"
 MAX_TASKS_PER_CALL = 1000
@@ -72,6 +72,10 @@ class Settings:
     pool: str = ""
     output_limit: int = 65536
     """Bytes of a task's combined output kept (the tail) and reported."""
+    stream_output: bool = True
+    """Send tasks' whole output to the scheduler while they run (`vahana logs [-f]`)."""
+    output_keep: int = 64 << 20
+    """Bytes of each task's output sent while it runs (the rest: only its tail)."""
     poll_wait: float = 20.0
     """Seconds the scheduler may hold a PollForTask call open."""
     drain_timeout: float = 30.0
@@ -120,6 +124,45 @@ class Settings:
     """File whose first line is the pool's bootstrap secret, exchanged for a worker token."""
     bootstrap_token: str = dataclasses.field(default="", repr=False)
     """The bootstrap secret itself (environment only); the file wins when both are given."""
+    s3_endpoint: str = ""
+    """http(s)://host:port of the S3-compatible service of s3:// URLs; empty: AWS's."""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = dataclasses.field(default="", repr=False)
+    """S3 access key (environment only, set by the worker's pool)."""
+    s3_secret_access_key: str = dataclasses.field(default="", repr=False)
+    """S3 secret key (environment only, set by the worker's pool)."""
+    sftp_user: str = ""
+    """Login for sftp:// URLs that name none; empty: the worker's user."""
+    sftp_key_file: str = ""
+    """Private key for sftp:// hosts; empty: sftp_key, else the user's ~/.ssh keys."""
+    sftp_key: str = dataclasses.field(default="", repr=False)
+    """The private key itself, PEM (environment only, set by the worker's pool)."""
+    sftp_known_hosts_file: str = ""
+    """known_hosts for sftp:// hosts; empty: sftp_known_hosts, else ~/.ssh/known_hosts."""
+    sftp_known_hosts: str = ""
+    """known_hosts lines themselves (environment only, set by the worker's pool)."""
+    transfer_attempts: int = 3
+    """Tries of one storage transfer when the store is unreachable or the connection drops."""
+    transfer_backoff: float = 0.5
+    """Seconds before a transfer's second try; doubled before each next one."""
+
+    @property
+    def stores(self) -> storage.StorageConfig:
+        """How tasks' s3:// and sftp:// inputs and outputs are reached."""
+        return storage.StorageConfig(
+            s3_endpoint=self.s3_endpoint,
+            s3_region=self.s3_region,
+            s3_access_key_id=self.s3_access_key_id,
+            s3_secret_access_key=self.s3_secret_access_key,
+            sftp_user=self.sftp_user,
+            sftp_key=self.sftp_key,
+            sftp_key_file=self.sftp_key_file,
+            sftp_known_hosts=self.sftp_known_hosts,
+            sftp_known_hosts_file=self.sftp_known_hosts_file,
+            attempts=self.transfer_attempts,
+            backoff=self.transfer_backoff,
+            timeout=self.task_timeout,
+        )
 
     def task_user_ids(self) -> tuple[int, int] | None:
         """(uid, gid) of task_user, None when tasks run as the worker; ValueError if unknown."""
@@ -212,7 +255,20 @@ class Settings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             missing = "tls_key_file" if self.tls_cert_file else "tls_cert_file"
             errors.append(f"{missing}: required with the other (a client certificate needs both)")
-        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file", "bootstrap_token_file"):
+        if self.s3_endpoint and not self.s3_endpoint.startswith(("http://", "https://")):
+            errors.append(f"s3_endpoint: {self.s3_endpoint!r} must start with http:// or https://")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            errors.append("s3_secret_access_key: give the access key id and the secret together")
+        if self.transfer_attempts < 1:
+            errors.append("transfer_attempts: must be at least 1")
+        for name in (
+            "tls_ca_file",
+            "tls_cert_file",
+            "tls_key_file",
+            "bootstrap_token_file",
+            "sftp_key_file",
+            "sftp_known_hosts_file",
+        ):
             path = getattr(self, name)
             if path and not os.access(path, os.R_OK):
                 errors.append(f"{name}: cannot read {path}")
@@ -360,6 +416,21 @@ OPTIONS: tuple[Option, ...] = (
         "--output-limit",
         _env("OUTPUT_LIMIT"),
         "bytes of task output (tail) kept and reported",
+        kind="size",
+    ),
+    Option(
+        "stream_output",
+        "",
+        _env("STREAM_OUTPUT"),
+        "send tasks' whole output to the scheduler while they run (vahana logs -f); false: "
+        "only the tail, at the end",
+        kind="bool",
+    ),
+    Option(
+        "output_keep",
+        "--output-keep",
+        _env("OUTPUT_KEEP"),
+        "bytes of each task's output sent while it runs",
         kind="size",
     ),
     Option(
@@ -529,6 +600,47 @@ OPTIONS: tuple[Option, ...] = (
         "",
         _env("BOOTSTRAP_TOKEN"),
         "the pool's bootstrap secret itself (never passed to tasks)",
+    ),
+    Option(
+        "s3_endpoint",
+        "--s3-endpoint",
+        _env("S3_ENDPOINT"),
+        "http(s)://host:port of the S3-compatible service for s3:// inputs and outputs",
+        shown="AWS's for the region",
+    ),
+    Option("s3_region", "--s3-region", _env("S3_REGION"), "region of s3:// URLs"),
+    Option("s3_access_key_id", "", _env("S3_ACCESS_KEY_ID"), "S3 access key id"),
+    Option("s3_secret_access_key", "", _env("S3_SECRET_ACCESS_KEY"), "S3 secret key"),
+    Option(
+        "sftp_user",
+        "--sftp-user",
+        _env("SFTP_USER"),
+        "login for sftp:// URLs that name none",
+        shown="the worker's user",
+    ),
+    Option("sftp_key_file", "--sftp-key-file", _env("SFTP_KEY_FILE"), "private key for sftp://"),
+    Option("sftp_key", "", _env("SFTP_KEY"), "the private key for sftp:// itself (PEM)"),
+    Option(
+        "sftp_known_hosts_file",
+        "--sftp-known-hosts-file",
+        _env("SFTP_KNOWN_HOSTS_FILE"),
+        "known_hosts for sftp:// hosts",
+        shown="~/.ssh/known_hosts",
+    ),
+    Option("sftp_known_hosts", "", _env("SFTP_KNOWN_HOSTS"), "known_hosts lines for sftp://"),
+    Option(
+        "transfer_attempts",
+        "--transfer-attempts",
+        _env("TRANSFER_ATTEMPTS"),
+        "tries of a storage transfer when the store is unreachable",
+        kind="int",
+    ),
+    Option(
+        "transfer_backoff",
+        "--transfer-backoff",
+        _env("TRANSFER_BACKOFF"),
+        "wait before a transfer's second try, doubled after",
+        kind="duration",
     ),
 )
 

@@ -1,13 +1,17 @@
 """Moves a task's files: inputs into its sandbox before it runs, outputs out of it afterwards.
 
-Inputs come from a local path, a file:// URL or an http(s):// URL and land at a sandbox-relative
-destination. Outputs are sandbox-relative sources copied to a path, a directory (trailing slash or
-existing) or a file:// URL inside the worker's output directory (`--output-dir`): relative
-destinations are taken from there, absolute ones must lie inside it. Every path the task's spec
-names on the worker's side must stay where it belongs: input destinations and output sources in
-the sandbox, output destinations in the output directory; absolute paths elsewhere, `..` parts
-and symlinks leading out (including ones the task made, anywhere inside an output directory) are
-refused with a StagingError that says which file and why, before anything is written.
+Inputs come from a local path, a file:// URL, an http(s):// URL or storage (`s3://bucket/key`,
+`sftp://host/path`, through `storage`) and land at a sandbox-relative destination. Outputs are
+sandbox-relative sources — a file, a directory or a glob (`*.csv`) — sent to storage or copied
+to a path, a directory (trailing slash or existing) or a file:// URL inside the worker's output
+directory (`--output-dir`): relative destinations are taken from there, absolute ones must lie
+inside it. Only storage outlives a pilot: its output directory goes with it.
+
+Every path the task's spec names on the worker's side must stay where it belongs: input
+destinations and output sources in the sandbox, output destinations in the output directory;
+absolute paths elsewhere, `..` parts (in storage URLs too) and symlinks leading out (including
+ones the task made, anywhere inside an output directory) are refused with a StagingError that
+says which file and why, before anything is written.
 
 Not covered: a task running as the worker's user can still write anywhere that user may (that
 is what per-task users or containers are for), hard links it makes are not symlinks, and a
@@ -17,6 +21,7 @@ concurrent process could swap a checked directory for a symlink before the copy 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import posixpath
 import shutil
@@ -26,12 +31,23 @@ import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 
+from vahana_worker import storage
+
 HTTP_TIMEOUT = 60.0
 """Seconds without progress before an HTTP download is abandoned."""
 
 
 class StagingError(Exception):
     """A file could not be staged; the message names the file and the reason."""
+
+    def __init__(self, message: str, *, infrastructure: bool = False) -> None:
+        super().__init__(message)
+        self.infrastructure = infrastructure
+        """The store could not be reached (not the task's fault: another worker may succeed)."""
+
+
+def _transfer_error(what: str, error: storage.TransferError) -> StagingError:
+    return StagingError(f"{what}: {error}", infrastructure=error.infrastructure)
 
 
 def confine(sandbox: Path, relative: str, *, what: str) -> Path:
@@ -134,9 +150,15 @@ def _download(url: str, destination: Path, *, what: str) -> None:
 
 
 def stage_input(
-    sandbox: Path, source: str, destination: str, *, reader: tuple[int, int] | None = None
+    sandbox: Path,
+    source: str,
+    destination: str,
+    *,
+    reader: tuple[int, int] | None = None,
+    stores: storage.StorageConfig | None = None,
 ) -> Path:
     """Puts `source` at the sandbox-relative `destination` (default: the source's base name).
+    `stores`: how to reach s3:// and sftp:// sources.
 
     `reader` (uid, gid): the user the task runs as. The worker may be root, so a local source
     is copied only if that user could read it itself — else a task could have any file of the
@@ -151,6 +173,13 @@ def stage_input(
     scheme = urllib.parse.urlparse(source).scheme
     if scheme in ("http", "https"):
         _download(source, target, what=what)
+    elif scheme in storage.SCHEMES:
+        try:
+            storage.download(source, target, stores or storage.StorageConfig())
+        except ValueError as exc:
+            raise StagingError(f"{what}: {exc}") from exc
+        except storage.TransferError as exc:
+            raise _transfer_error(what, exc) from exc
     else:
         path = _local_path_of(source, what=what)
         if not path.exists():
@@ -166,29 +195,96 @@ def stage_input(
     return target
 
 
-def collect_output(sandbox: Path, source: str, destination: str, *, output_root: Path) -> str:
-    """Copies the sandbox-relative `source` to `destination` inside `output_root`; returns where
-    it went."""
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+def _sources(sandbox: Path, source: str, *, what: str) -> list[Path]:
+    """The sandbox paths an output source names: itself, or a glob's matches (sorted)."""
+    if not GLOB_CHARACTERS & set(source):
+        path = confine(sandbox, source, what=what)
+        if not path.exists():
+            raise StagingError(f"{what}: not found in the sandbox (the task did not write it)")
+        return [path]
+    confine(sandbox, source, what=what)  # refuses '..' and absolute patterns
+    root = sandbox.resolve()
+    matches = sorted(glob.glob(source, root_dir=root, recursive=True))
+    if not matches:
+        raise StagingError(f"{what}: no file in the sandbox matches (the task wrote none)")
+    return [confine(sandbox, match, what=f"{what} match {match!r}") for match in matches]
+
+
+def collect_output(
+    sandbox: Path,
+    source: str,
+    destination: str,
+    *,
+    output_root: Path,
+    stores: storage.StorageConfig | None = None,
+) -> list[str]:
+    """Sends the sandbox-relative `source` (a file, a directory or a glob) to `destination`:
+    storage (`s3://`, `sftp://`) or a place inside `output_root`. Returns where each went."""
     what = f"output {source!r}"
-    path = confine(sandbox, source, what=what)
-    if not path.exists():
-        raise StagingError(f"{what}: not found in the sandbox")
     if not destination:
         raise StagingError(f"{what}: no destination given")
-    if urllib.parse.urlparse(destination).scheme in ("http", "https"):
+    paths = _sources(sandbox, source, what=what)
+    for path in paths:
+        if path.is_dir():
+            _check_tree(sandbox, path, what=what)
+    scheme = urllib.parse.urlparse(destination).scheme
+    if scheme in ("http", "https"):
         raise StagingError(f"{what}: uploading to http(s) destinations is not supported")
+    if scheme in storage.SCHEMES:
+        return [
+            _upload(path, destination, into=len(paths) > 1, stores=stores, what=what)
+            for path in paths
+        ]
+    if len(paths) > 1 and not destination.endswith("/"):
+        destination += "/"  # many files go into a directory
+    return [_copy_out(path, destination, output_root=output_root, what=what) for path in paths]
+
+
+def _copy_out(path: Path, destination: str, *, output_root: Path, what: str) -> str:
     where = f"{what} destination {destination!r}"
     target = confine_destination(output_root, destination, what=where)
     if destination.endswith("/") or target.is_dir():
         target = target / path.name
         confine_destination(output_root, str(target), what=where)
-    if path.is_dir():
-        _check_tree(sandbox, path, what=what)
     try:
         _copy(path, target)
     except OSError as exc:
         raise StagingError(f"{what}: copy to {str(target)!r} failed: {exc}") from exc
     return str(target)
+
+
+def _upload(
+    path: Path,
+    destination: str,
+    *,
+    into: bool,
+    stores: storage.StorageConfig | None,
+    what: str,
+) -> str:
+    """Uploads a file or a directory's files to a storage URL; `into`: the URL is a
+    directory even without a trailing slash. Returns the URL of the file or directory."""
+    base = destination
+    if into or destination.endswith("/"):
+        base = destination.rstrip("/") + "/" + urllib.parse.quote(path.name)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        targets = [
+            (p, base + "/" + urllib.parse.quote(p.relative_to(path).as_posix())) for p in files
+        ]
+    else:
+        targets = [(path, base)]
+    config = stores or storage.StorageConfig()
+    for local, url in targets:
+        try:
+            storage.upload(local, url, config)
+        except ValueError as exc:
+            raise StagingError(f"{what} destination {url!r}: {exc}") from exc
+        except storage.TransferError as exc:
+            raise _transfer_error(f"{what} to {url}", exc) from exc
+    return base
 
 
 def readable_by(path: Path, uid: int, gid: int) -> bool:

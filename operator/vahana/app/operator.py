@@ -18,6 +18,7 @@ import kopf
 
 from vahana.app import distribution, security, service, stores
 from vahana.app import settings as settings_module
+from vahana.k8s import events as k8s_events
 from vahana.k8s import kube, leader, mirrors, resources
 from vahana.k8s.handlers import pools as pool_handlers
 from vahana.k8s.handlers import tasks as task_handlers
@@ -93,8 +94,9 @@ async def _lead(
     memo.scheduler = process.scheduler
     memo.api = api
     memo.secrets_dir = settings.state_dir / "secrets"
+    memo.events = k8s_events.EventRecorder(api)
     memo.task_mirror = mirrors.TaskStatusMirror(
-        process.scheduler, api, flush_seconds=operator.status_flush_seconds
+        process.scheduler, api, flush_seconds=operator.status_flush_seconds, recorder=memo.events
     )
     served = await asyncio.to_thread(_serve_worker_zipapp, settings)
     # Pilots of slurm and baremetal pools run outside the cluster: they reach the scheduler,

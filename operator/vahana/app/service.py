@@ -20,7 +20,7 @@ from vahana.rpc import server as server_module
 from vahana.scheduling import exits
 from vahana.scheduling import scheduler as scheduler_module
 from vahana.store import base as store_base
-from vahana.store import locking
+from vahana.store import locking, outputs
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ class SchedulerProcess:
             interceptors=[self.instrumentation.interceptor] if self.instrumentation else [],
             credentials=self.certificates.credentials() if self.certificates else None,
             guard=security.guard(settings, self.scheduler),
+            output_store=outputs.OutputStore(
+                settings.state_dir / "task-output", max_bytes=settings.store.output_max_bytes
+            ),
         )
         self.metrics_endpoint: endpoint.MetricsEndpoint | None = None
         # Built before the scheduler starts: it counts the store's finished tasks once.

@@ -140,6 +140,9 @@ class StoreSettings:
     )
     """PostgreSQL: while another scheduler holds the store, wait as a standby (serving nothing)
     and take over when its session ends; false: exit 1 at once. SQLite never waits."""
+    output_max_bytes: int = 64 << 20
+    """Bytes of each task attempt's output kept (`vahana logs`), in <state dir>/task-output;
+    past it the output is cut (the status keeps its tail)."""
 
 
 @dataclasses.dataclass(frozen=True)

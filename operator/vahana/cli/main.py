@@ -28,11 +28,13 @@ from vahana import __version__
 from vahana.app import service, stores
 from vahana.app import settings as settings_module
 from vahana.cli import client as client_module
-from vahana.cli import flags, render, run
+from vahana.cli import flags, render, run, watch
+from vahana.cli import logs as task_logs
 from vahana.core import models, printable
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import tasks as task_manifests
 from vahana.manifests import yamlload
+from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2
 from vahana.rpc import server as rpc_server
 from vahana.store import base as store_base
@@ -69,6 +71,8 @@ class Refused(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
+    if getattr(options, "server", None) is None:  # not given after the command
+        options.server = options.global_server or os.environ.get("VAHANA_SERVER", DEFAULT_SERVER)
     console = Console(stderr=False, highlight=False)
     errors = Console(stderr=True, highlight=False)
     try:
@@ -108,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vahana {__version__}")
+    parser.add_argument(
+        "--server",
+        dest="global_server",
+        metavar="HOST:PORT",
+        help="scheduler address for the client commands, before or after the command",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run_parser = commands.add_parser(
@@ -207,11 +217,25 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument(
         "--all", action="store_true", help="every task (read from the scheduler page by page)"
     )
+    get.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="after the list, print a line for each task change as it happens (Ctrl-C ends)",
+    )
     _add_server_flag(get)
     get.set_defaults(handler=_get)
 
-    logs = commands.add_parser("logs", help="print the output a task left (its kept tail)")
+    logs = commands.add_parser(
+        "logs", help="print a task's whole output (up to the kept size); -f: follow it"
+    )
     logs.add_argument("task", help="task id or name")
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing what the task writes while it runs, until it ends",
+    )
     _add_server_flag(logs)
     logs.set_defaults(handler=_logs)
 
@@ -279,7 +303,7 @@ def _read_pools(paths: Sequence[Path]) -> list[pool_manifests.PoolManifest]:
 def _add_server_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
-        default=os.environ.get("VAHANA_SERVER", DEFAULT_SERVER),
+        default=None,  # main(): `vahana --server X get …` too, then VAHANA_SERVER, the default
         help=f"scheduler address (default {DEFAULT_SERVER}) [VAHANA_SERVER]",
     )
     for name, text in (
@@ -544,6 +568,8 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
 
 def _get(options: argparse.Namespace, console: Console) -> int:
     client = _client(options)
+    if getattr(options, "watch", False):
+        return _watch(options, client)
     if options.what == "workers":
         workers = client.list_workers()
         if options.output != "table":
@@ -584,8 +610,32 @@ def _get(options: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
+    if options.what != "tasks":
+        raise UsageError("--watch: only `get tasks --watch` is supported")
+    if options.output == "yaml":
+        raise UsageError("--watch: use -o table or -o json (one object per line)")
+    # The stream first, so that no change between the list and the watch is missed.
+    changes = client.tasks.WatchTasks(tasks_pb.WatchTasksRequest())
+    try:
+        current = client.list_tasks(options.status or "", 0 if options.all else options.limit)
+        watch.follow(current.tasks, changes, output=options.output)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        changes.cancel()
+    return 0
+
+
 def _logs(options: argparse.Namespace, console: Console) -> int:
-    task = _client(options).get(options.task)
+    client = _client(options)
+    task = client.get(options.task)
+    if task_logs.copy_output(client.tasks, task.id, follow=options.follow):
+        if options.follow:
+            task = client.get(task.id)
+        if task.message and task.status in client_module.FINAL:
+            console.print(f"[dim]{render.status_name(task)}: {task.message}[/]")
+        return 0
     if task.output_tail:
         sys.stdout.write(
             task.output_tail if task.output_tail.endswith("\n") else task.output_tail + "\n"

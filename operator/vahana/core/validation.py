@@ -9,6 +9,8 @@ from pathlib import PurePosixPath
 
 from vahana.core import bounds, models
 
+_STORAGE_URL = re.compile(r"(?i)^(s3|sftp)://")
+"""Storage URLs, whose paths the scheduler checks before any worker sees them."""
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
@@ -150,8 +152,11 @@ def _path_problems(label: str, transfer: models.FileTransfer) -> list[tuple[str,
             found.append((end, "must be relative to the task's sandbox, not an absolute path"))
         elif ".." in PurePosixPath(path).parts:
             found.append((end, "must stay inside the task's sandbox: '..' is not allowed"))
+    for end, where in (("source", transfer.source), ("destination", transfer.destination)):
+        if _STORAGE_URL.match(where) and ".." in where.split("/"):
+            found.append((end, "'..' is not allowed in storage URLs"))
     if label == "outputFiles" and transfer.destination:
         location = transfer.destination.removeprefix("file://")
-        if ".." in PurePosixPath(location).parts:
+        if not _STORAGE_URL.match(location) and ".." in PurePosixPath(location).parts:
             found.append(("destination", "must stay inside the output directory: no '..'"))
     return found

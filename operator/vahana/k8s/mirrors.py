@@ -20,8 +20,9 @@ from typing import Any, cast
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from vahana.core import events as core_events
 from vahana.core import models
-from vahana.k8s import resources
+from vahana.k8s import events, resources
 from vahana.scheduling import records, scheduler
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ class TrackedTask:
     name: str
     ttl_seconds: int | None = None
     deleting: bool = False
+    uid: str = ""
+    """The Task object's uid: its Events name it."""
+    seen: core_events.Seen | None = None
+    """What its Events have said so far."""
 
 
 class TaskStatusMirror:
@@ -44,8 +49,12 @@ class TaskStatusMirror:
         api: k8s.ApiClient,
         *,
         flush_seconds: float = 0.5,
+        recorder: events.EventRecorder | None = None,
     ) -> None:
+        """`recorder`: where the Tasks' Events go (one per status write at most, plus a retry);
+        None: no Events."""
         self._scheduler = sched
+        self._recorder = recorder
         self._objects = k8s.CustomObjectsApi(api)
         self._flush_seconds = flush_seconds
         self._tracked: dict[str, TrackedTask] = {}
@@ -55,14 +64,23 @@ class TaskStatusMirror:
         """Status patches and deletions sent to the API server, for the bounded-writes figure."""
         sched.add_listener(self._on_change)
 
-    def track(self, task_id: str, namespace: str, name: str, ttl_seconds: int | None) -> None:
-        self._tracked[task_id] = TrackedTask(namespace, name, ttl_seconds)
+    def track(
+        self,
+        task_id: str,
+        namespace: str,
+        name: str,
+        ttl_seconds: int | None,
+        uid: str = "",
+    ) -> None:
+        self._tracked[task_id] = TrackedTask(namespace, name, ttl_seconds, uid=uid)
         self._dirty.add(task_id)
         self._wake.set()
 
     def untrack(self, task_id: str) -> None:
-        self._tracked.pop(task_id, None)
+        tracked = self._tracked.pop(task_id, None)
         self._dirty.discard(task_id)
+        if tracked is not None and tracked.uid and self._recorder is not None:
+            self._recorder.forget(tracked.uid)
 
     def _on_change(self, task: models.TaskRecord) -> None:
         if task.id in self._tracked:
@@ -92,7 +110,8 @@ class TaskStatusMirror:
             task = self._scheduler.get_task(task_id)
         except records.UnknownTask:
             return
-        body = {"status": resources.task_status(task, self._scheduler.pending_reason(task))}
+        reason = self._scheduler.pending_reason(task)
+        body = {"status": resources.task_status(task, reason)}
         try:
             await asyncio.to_thread(
                 self._objects.patch_namespaced_custom_object_status,
@@ -112,9 +131,26 @@ class TaskStatusMirror:
             self._dirty.add(task_id)
             self._wake.set()
             return
+        await self._record_events(tracked, task, reason)
         if task.is_final and tracked.ttl_seconds is not None and not tracked.deleting:
             tracked.deleting = True
             self._delete_later(tracked, task.finished_at or time.time())
+
+    async def _record_events(
+        self, tracked: TrackedTask, task: models.TaskRecord, pending_reason: str
+    ) -> None:
+        if self._recorder is None or not tracked.uid:
+            return
+        found, tracked.seen = core_events.task_events(tracked.seen, task, pending_reason)
+        ref = events.ObjectRef(
+            "Task",
+            f"{resources.GROUP}/{resources.VERSION}",
+            tracked.namespace,
+            tracked.name,
+            tracked.uid,
+        )
+        for event in found:
+            await self._recorder.record(ref, event)
 
     def keep_for_ttl(
         self, namespace: str, name: str, ttl_seconds: int | None, completion_time: str | None

@@ -5,6 +5,11 @@ type kubernetes.io/ssh-auth; `knownHostsSecret`: key `known_hosts`) in its own n
 operator writes them to files only it can read, under its state directory, and gives the
 adapter the same `sshKeyFile` / `knownHostsFile` paths the embedded mode uses.
 Reading Secrets needs the chart's `rbac.readSshSecrets`.
+
+The storage Secrets of `spec.storage` (S3 credentials: keys `accessKeyId`, `secretAccessKey`;
+SFTP: `ssh-privatekey`, `known_hosts`) are written the same way for local, slurm and baremetal
+pools, whose workers get them from the operator. Kubernetes pools' worker Pods read them
+themselves (`secretKeyRef`): the operator does not.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from vahana.pools import stores
+
 SECTIONS = ("slurm", "baremetal")
+
 _FILES = (
     ("sshKeySecret", "ssh-privatekey", "sshKeyFile", "id_key"),
     ("knownHostsSecret", "known_hosts", "knownHostsFile", "known_hosts"),
@@ -49,6 +57,37 @@ def materialize(
             _write_private(path, data)
             section[file_field] = str(path)
         resolved[section_name] = section
+    if spec.get("type") != "kubernetes" and spec.get("storage"):
+        resolved["storage"] = _storage_files(api, namespace, spec["storage"], directory)
+    return resolved
+
+
+def _storage_files(
+    api: k8s.ApiClient, namespace: str, storage: Mapping[str, Any], directory: Path
+) -> dict[str, Any]:
+    resolved = {key: dict(value or {}) for key, value in storage.items()}
+    s3 = resolved.get("s3") or {}
+    secret_name = s3.get("credentialsSecret")
+    if secret_name and not s3.get("credentialsFile"):
+        field = "spec.storage.s3.credentialsSecret"
+        lines = [
+            f"{key}: {_read(api, namespace, secret_name, key, field).decode().strip()}"
+            for key in stores.S3_KEYS
+        ]
+        path = directory / "s3-credentials"
+        _write_private(path, "\n".join(lines).encode())
+        s3["credentialsFile"] = str(path)
+    sftp = resolved.get("sftp") or {}
+    for secret_field, data_key, file_field, file_name in (
+        ("sshKeySecret", stores.SSH_KEY, "sshKeyFile", "storage_key"),
+        ("knownHostsSecret", stores.KNOWN_HOSTS, "knownHostsFile", "storage_known_hosts"),
+    ):
+        secret_name = sftp.get(secret_field)
+        if secret_name and not sftp.get(file_field):
+            field = f"spec.storage.sftp.{secret_field}"
+            path = directory / file_name
+            _write_private(path, _read(api, namespace, secret_name, data_key, field))
+            sftp[file_field] = str(path)
     return resolved
 
 

@@ -59,6 +59,8 @@ class KubernetesPoolSpec:
     bootstrap_secret: str = ""
     """Secret with the pool's bootstrap secret (credentials.BOOTSTRAP_SECRET_KEY); empty: the
     scheduler requires none."""
+    storage_env: Sequence[Mapping[str, Any]] = ()
+    """The pool's storage settings as env entries (`stores.job_env`): Secrets by reference."""
 
 
 def new_worker_id(pool: str) -> str:
@@ -98,6 +100,7 @@ def build_worker_job(spec: KubernetesPoolSpec, worker_id: str) -> dict[str, Any]
     if spec.bootstrap_secret:
         key_ref = {"name": spec.bootstrap_secret, "key": credentials.BOOTSTRAP_SECRET_KEY}
         env.append({"name": credentials.BOOTSTRAP_ENV, "valueFrom": {"secretKeyRef": key_ref}})
+    env.extend(dict(item) for item in spec.storage_env)
     if spec.tls_secret:
         args.extend(
             credentials.WorkerTls(

@@ -10,7 +10,7 @@ from typing import Any, cast
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from vahana.pools import base, credentials, jobs
+from vahana.pools import base, credentials, jobs, stores
 
 log = logging.getLogger(__name__)
 
@@ -186,4 +186,5 @@ def pool_spec(context: base.PoolContext) -> jobs.KubernetesPoolSpec:
         bootstrap_secret=credentials.bootstrap_secret_name(context.name, context.bootstrap_secret)
         if context.bootstrap_secret
         else "",
+        storage_env=stores.job_env(context.spec),
     )

@@ -14,10 +14,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from vahana.pools import base
+from vahana.pools import base, stores
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ class LocalPoolConfig:
     task_timeout_seconds: float = 3600.0
     worker_command: tuple[str, ...] = (sys.executable, "-m", "vahana_worker")
     extra_args: tuple[str, ...] = ()
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    """Variables for the workers on top of the scheduler's own (the pool's storage settings)."""
 
 
 class LocalPool:
@@ -78,7 +80,11 @@ class LocalPool:
                 command,
                 # With --exit-with-parent the worker compares its parent with this pid, so a
                 # scheduler that dies while the worker starts is noticed too.
-                env={**os.environ, "VAHANA_WORKER_PARENT_PID": str(os.getpid())},
+                env={
+                    **os.environ,
+                    **config.env,
+                    "VAHANA_WORKER_PARENT_PID": str(os.getpid()),
+                },
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -158,6 +164,7 @@ def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> Lo
         extra_args=(f"--cpu-cores={context.capacity.cpu_cores:g}",)
         + tuple(f"--label={k}={v}" for k, v in sorted(context.capacity.labels.items()))
         + context.worker_args,
+        env=stores.worker_env(context.spec),
     )
     if isinstance(previous, LocalPool):
         previous.reconfigure(config)  # running workers stay; new ones get the new settings

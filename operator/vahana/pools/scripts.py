@@ -20,7 +20,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 
-from vahana.pools import base, credentials
+from vahana.pools import base, credentials, stores
 
 SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:+=@%/-]+")
 """What a value on an `#SBATCH` line may hold (no spaces, quotes, newlines or `#`)."""
@@ -51,6 +51,8 @@ class Launch:
     """The pool's bootstrap secret, exported to the worker; empty when none is needed."""
     tls: credentials.WorkerTls | None = None
     """The worker's mutual-TLS files on the node; None: plaintext."""
+    storage_env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    """The pool's storage settings and credentials (`stores.worker_env`), exported."""
 
     @property
     def worker_dir(self) -> str:
@@ -84,6 +86,7 @@ def launch_template(context: base.PoolContext, working_dir: str) -> Launch:
         drain_seconds=context.drain_timeout_seconds,
         bootstrap_token=context.bootstrap_secret,
         tls=tls,
+        storage_env=stores.worker_env(context.spec),
     )
 
 
@@ -133,6 +136,8 @@ def _prologue(launch: Launch) -> list[str]:
             if launch.bootstrap_token
             else []
         ),
+        # Storage credentials likewise: the worker's own, never its tasks'.
+        *(f"export {name}={q(value)}" for name, value in sorted(launch.storage_env.items())),
         f"WORKER_SHA256={q(launch.binary_sha256)}",
         f"PYTHON={q(launch.python)}",
         'export SHIV_ROOT="$WORKING_DIR/.shiv"',

@@ -146,3 +146,13 @@ class CancelTaskResponse(_message.Message):
     cancelled: bool
     status: _worker_pb2.TaskStatus
     def __init__(self, cancelled: _Optional[bool] = ..., status: _Optional[_Union[_worker_pb2.TaskStatus, str]] = ...) -> None: ...
+
+class ReadTaskOutputRequest(_message.Message):
+    __slots__ = ("id", "offset", "follow")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    offset: int
+    follow: bool
+    def __init__(self, id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from . import task_service_pb2 as task__service__pb2
+from . import worker_pb2 as worker__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -65,6 +66,11 @@ class TaskServiceStub:
                 request_serializer=task__service__pb2.CancelTaskRequest.SerializeToString,
                 response_deserializer=task__service__pb2.CancelTaskResponse.FromString,
                 _registered_method=True)
+        self.ReadTaskOutput = channel.unary_stream(
+                '/vahana.TaskService/ReadTaskOutput',
+                request_serializer=task__service__pb2.ReadTaskOutputRequest.SerializeToString,
+                response_deserializer=worker__pb2.TaskOutputChunk.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -113,6 +119,14 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadTaskOutput(self, request, context):
+        """A task's kept output (its latest attempt's) from `offset`; with `follow`, then what it
+        writes while it runs, until it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +154,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.CancelTask,
                     request_deserializer=task__service__pb2.CancelTaskRequest.FromString,
                     response_serializer=task__service__pb2.CancelTaskResponse.SerializeToString,
+            ),
+            'ReadTaskOutput': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadTaskOutput,
+                    request_deserializer=task__service__pb2.ReadTaskOutputRequest.FromString,
+                    response_serializer=worker__pb2.TaskOutputChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -283,6 +302,33 @@ class TaskService:
             '/vahana.TaskService/CancelTask',
             task__service__pb2.CancelTaskRequest.SerializeToString,
             task__service__pb2.CancelTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadTaskOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vahana.TaskService/ReadTaskOutput',
+            task__service__pb2.ReadTaskOutputRequest.SerializeToString,
+            worker__pb2.TaskOutputChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,11 @@ class WorkerServiceStub:
                 request_serializer=worker__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=worker__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.AppendTaskOutput = channel.unary_unary(
+                '/worker.WorkerService/AppendTaskOutput',
+                request_serializer=worker__pb2.AppendTaskOutputRequest.SerializeToString,
+                response_deserializer=worker__pb2.AppendTaskOutputResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -124,6 +129,14 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendTaskOutput(self, request, context):
+        """A running task's output as it comes, so that it is kept whole and can be followed. Each
+        chunk is accepted at its offset or answered with the size held, to resend from there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +174,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=worker__pb2.ListWorkersRequest.FromString,
                     response_serializer=worker__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'AppendTaskOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendTaskOutput,
+                    request_deserializer=worker__pb2.AppendTaskOutputRequest.FromString,
+                    response_serializer=worker__pb2.AppendTaskOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +370,33 @@ class WorkerService:
             '/worker.WorkerService/ListWorkers',
             worker__pb2.ListWorkersRequest.SerializeToString,
             worker__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendTaskOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker.WorkerService/AppendTaskOutput',
+            worker__pb2.AppendTaskOutputRequest.SerializeToString,
+            worker__pb2.AppendTaskOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

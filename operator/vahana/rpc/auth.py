@@ -107,6 +107,8 @@ def _leases(method: str, request: Any) -> Iterable[tuple[str, int]]:
         yield item.task_id, item.attempt
     for lease in getattr(request, "running_tasks", ()):
         yield lease.task_id, lease.attempt
+    for chunk in getattr(request, "chunks", ()):  # AppendTaskOutput
+        yield chunk.task_id, chunk.attempt
 
 
 class Guard:

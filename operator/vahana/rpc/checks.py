@@ -122,6 +122,29 @@ def worker_status(request: pb.UpdateWorkerStatusRequest) -> None:
     request.reason = bounds.head(request.reason, bounds.MESSAGE_BYTES)
 
 
+MAX_OUTPUT_CHUNKS = 1000
+MAX_OUTPUT_BYTES_PER_CALL = 8 << 20
+"""Output one AppendTaskOutput call may carry (workers send at most 1 MiB)."""
+
+
+def output(request: pb.AppendTaskOutputRequest) -> None:
+    identifier(request.worker_id, "worker_id")
+    if len(request.chunks) > MAX_OUTPUT_CHUNKS:
+        raise InvalidArgument(f"chunks: at most {MAX_OUTPUT_CHUNKS} per call")
+    total = 0
+    for index, chunk in enumerate(request.chunks):
+        identifier(chunk.task_id, f"chunks[{index}].task_id")
+        if chunk.attempt < 1:
+            raise InvalidArgument(f"chunks[{index}].attempt: must be ≥ 1")
+        if chunk.offset < 0:
+            raise InvalidArgument(f"chunks[{index}].offset: must be ≥ 0")
+        total += len(chunk.data)
+    if total > MAX_OUTPUT_BYTES_PER_CALL:
+        raise InvalidArgument(
+            f"chunks: {total} bytes in one call; send at most {MAX_OUTPUT_BYTES_PER_CALL}"
+        )
+
+
 def leases(items: Iterable[pb.TaskLease], field: str) -> None:
     for index, lease in enumerate(items):
         identifier(lease.task_id, f"{field}[{index}].task_id")

@@ -21,8 +21,9 @@ from grpc_reflection.v1alpha import reflection
 
 from vahana.proto import task_service_pb2, worker_pb2
 from vahana.rpc import auth, decoding, task_service, wakeups, worker_service
+from vahana.rpc import outputs as output_feed
 from vahana.scheduling import scheduler
-from vahana.store import base
+from vahana.store import base, outputs
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ class SchedulerServer:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
         guard: auth.Guard | None = None,
+        output_store: outputs.OutputStore | None = None,
     ) -> None:
-        """`credentials`: TLS (rpc/tls.py), None for plaintext; `guard`: token checks."""
+        """`credentials`: TLS (rpc/tls.py), None for plaintext; `guard`: token checks;
+        `output_store`: where tasks' streamed output is kept (None: only their tails)."""
         self.scheduler = sched
         self._address = address
         self._credentials = credentials
@@ -66,17 +69,22 @@ class SchedulerServer:
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ],
         )
+        feed = output_feed.Feed()
         decoding.add_service(
             self._server,
             worker_service.WorkerService(
-                sched, self._wakes, tokens=guard.tokens if guard else None
+                sched,
+                self._wakes,
+                tokens=guard.tokens if guard else None,
+                output_store=output_store,
+                feed=feed,
             ),
             worker_pb2.DESCRIPTOR.services_by_name["WorkerService"],
             guard,
         )
         decoding.add_service(
             self._server,
-            task_service.TaskService(sched),
+            task_service.TaskService(sched, output_store=output_store, feed=feed),
             task_service_pb2.DESCRIPTOR.services_by_name["TaskService"],
             guard,
         )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,12 +15,15 @@ from vahana.core import bounds, models, validation
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import task_service_pb2_grpc
 from vahana.proto import worker_pb2 as pb
-from vahana.rpc import convert
+from vahana.rpc import convert, outputs
 from vahana.scheduling import pacing, records, scheduler
+from vahana.store import outputs as output_store
 
 log = logging.getLogger(__name__)
 MAX_TASKS_PER_SUBMIT = bounds.TASKS_PER_SUBMIT
 MAX_KEY_LENGTH = bounds.KEY_CHARS
+_NOWHERE = Path("/nonexistent/vahana-task-output")
+"""Without an output store every read finds nothing kept and answers with the status's tail."""
 WATCH_BACKLOG = 100_000
 """Changes a watcher may fall behind before its stream is ended."""
 
@@ -28,8 +32,33 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     """Any client may give each task an idempotency key: a submission sent again with the same
     keys (after a lost answer) gets the same ids back and creates nothing."""
 
-    def __init__(self, sched: scheduler.Scheduler) -> None:
+    def __init__(
+        self,
+        sched: scheduler.Scheduler,
+        *,
+        output_store: output_store.OutputStore | None = None,
+        feed: outputs.Feed | None = None,
+    ) -> None:
         self._scheduler = sched
+        self._outputs = output_store
+        self._feed = feed or outputs.Feed()
+
+    async def ReadTaskOutput(
+        self, request: tasks_pb.ReadTaskOutputRequest, context: Any
+    ) -> AsyncIterator[pb.TaskOutputChunk]:
+        task = await self._find(context, request.id)
+        if request.offset < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "offset: must be ≥ 0")
+        store = self._outputs or output_store.OutputStore(_NOWHERE, max_bytes=0)
+        async for chunk in outputs.read(
+            store,
+            self._feed,
+            task,
+            offset=request.offset,
+            follow=request.follow,
+            current=self._scheduler.get_task_async,
+        ):
+            yield chunk
 
     async def SubmitTasks(
         self, request: tasks_pb.SubmitTasksRequest, context: Any

@@ -13,8 +13,9 @@ from vahana.core import models
 from vahana.core import tokens as token_store
 from vahana.proto import worker_pb2 as pb
 from vahana.proto import worker_pb2_grpc
-from vahana.rpc import checks, convert, wakeups
+from vahana.rpc import checks, convert, outputs, wakeups
 from vahana.scheduling import records, scheduler
+from vahana.store import outputs as output_store
 
 log = logging.getLogger(__name__)
 Request = TypeVar("Request")
@@ -34,11 +35,29 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         wakes: wakeups.Wakeups,
         *,
         tokens: token_store.TokenStore | None = None,
+        output_store: output_store.OutputStore | None = None,
+        feed: outputs.Feed | None = None,
     ) -> None:
-        """`tokens`: when workers must authenticate, issues each registered worker its token."""
+        """`tokens`: when workers must authenticate, issues each registered worker its token;
+        `output_store`: where tasks' streamed output is kept (None: it is not)."""
         self._scheduler = sched
         self._wakes = wakes
         self._tokens = tokens
+        self._outputs = output_store
+        self._feed = feed or outputs.Feed()
+
+    async def AppendTaskOutput(
+        self, request: pb.AppendTaskOutputRequest, context: Any
+    ) -> pb.AppendTaskOutputResponse:
+        await _refuse_invalid(context, lambda: checks.output(request))
+        if self._outputs is None:
+            return pb.AppendTaskOutputResponse(held=[-1] * len(request.chunks))
+
+        def current_attempt(task_id: str) -> int | None:
+            task = self._scheduler.live_task(task_id)
+            return task.attempt if task is not None and not task.is_final else None
+
+        return await outputs.append(self._outputs, self._feed, request, current_attempt)
 
     async def RegisterWorker(
         self, request: pb.RegisterWorkerRequest, context: Any

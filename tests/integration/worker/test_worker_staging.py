@@ -79,7 +79,7 @@ def test_directory_input_and_trailing_slash_destination(tmp_path: Path) -> None:
     ("source", "destination", "reason"),
     [
         ("/nonexistent/input.csv", "", "not found"),
-        ("s3://bucket/key", "", "unsupported URL scheme"),
+        ("gs://bucket/key", "", "unsupported URL scheme"),
         ("__LOCAL__", "/etc/evil", "absolute"),
         ("__LOCAL__", "../evil", "'..'"),
     ],

@@ -411,3 +411,31 @@ class ListWorkersResponse(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
     def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
+class TaskOutputChunk(_message.Message):
+    __slots__ = ("task_id", "attempt", "offset", "data", "final")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    attempt: int
+    offset: int
+    data: bytes
+    final: bool
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., final: _Optional[bool] = ...) -> None: ...
+
+class AppendTaskOutputRequest(_message.Message):
+    __slots__ = ("worker_id", "chunks")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    chunks: _containers.RepeatedCompositeFieldContainer[TaskOutputChunk]
+    def __init__(self, worker_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[TaskOutputChunk, _Mapping]]] = ...) -> None: ...
+
+class AppendTaskOutputResponse(_message.Message):
+    __slots__ = ("held",)
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    held: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, held: _Optional[_Iterable[int]] = ...) -> None: ...

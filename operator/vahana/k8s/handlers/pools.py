@@ -7,6 +7,8 @@ from typing import Any
 
 import kopf
 
+from vahana.core import events as core_events
+from vahana.k8s import events as k8s_events
 from vahana.k8s import resources, secrets
 from vahana.scheduling import pool_manager
 
@@ -53,20 +55,37 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
         registry=registry,
     )
     async def pool_reconcile(
-        meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, patch: kopf.Patch, **_: Any
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        memo: kopf.Memo,
+        patch: kopf.Patch,
+        **_: Any,
     ) -> None:
+        before = dict(status)
         key = pool_manager.pool_key(meta["namespace"], meta["name"])
         if memo.pools.lookup(key) is None:
             try:
                 await _upsert(meta, spec, memo)
             except (pool_manager.PoolSpecError, secrets.SecretError):
                 return  # reported by pool_apply
-        status = await memo.pools.reconcile(key)
-        ready = status["ready"] >= min(status["desired"], 1) if status["desired"] else True
-        message = f"{status['ready']} ready, {status['busy']} busy, {status['desired']} desired" + (
-            f"; last error: {status['lastError']}" if status["lastError"] else ""
+        now = await memo.pools.reconcile(key)
+        ready = now["ready"] >= min(now["desired"], 1) if now["desired"] else True
+        message = f"{now['ready']} ready, {now['busy']} busy, {now['desired']} desired" + (
+            f"; last error: {now['lastError']}" if now["lastError"] else ""
         )
-        status["conditions"] = [
+        recorder = getattr(memo, "events", None)
+        if recorder is not None:
+            ref = k8s_events.ObjectRef(
+                "WorkerPool",
+                f"{resources.GROUP}/{resources.VERSION}",
+                meta["namespace"],
+                meta["name"],
+                meta["uid"],
+            )
+            for event in core_events.pool_events(before, now):
+                await recorder.record(ref, event)
+        now["conditions"] = [
             resources.condition(
                 "Ready",
                 ready,
@@ -75,7 +94,7 @@ def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
                 generation=meta.get("generation"),
             )
         ]
-        patch.status.update(status)
+        patch.status.update(now)
 
     @kopf.on.delete(resources.GROUP, resources.VERSION, resources.POOLS, registry=registry)
     async def pool_delete(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:

@@ -62,7 +62,11 @@ def register(registry: kopf.OperatorRegistry) -> None:
             )
         [task_id] = memo.scheduler.submit([submission])
         memo.task_mirror.track(
-            task_id, namespace, meta["name"], spec.get("ttlSecondsAfterFinished")
+            task_id,
+            namespace,
+            meta["name"],
+            spec.get("ttlSecondsAfterFinished"),
+            uid=meta.get("uid", ""),
         )
         task = memo.scheduler.get_task(task_id)
         patch.status.update(resources.task_status(task, memo.scheduler.pending_reason(task)))

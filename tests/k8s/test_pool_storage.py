@@ -1,0 +1,145 @@
+"""Pools under the operator take their storage credentials from Secrets: a kubernetes pool's
+worker Pods read them by secretKeyRef (the operator never does), a bare-metal pool's workers get
+them from the operator. Each runs a task that reads from S3 and SFTP and writes to both."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures import s3, sshd
+from tests.k8s.controlplane import ControlPlane
+from tests.k8s.kubelet import FakeKubelet
+from tests.k8s.test_operator import (  # noqa: F401 - fixtures
+    apply,
+    get,
+    grant_when_asked,
+    kubernetes_pool,
+    operator,
+    operator_kubeconfig,
+    phases,
+    pods,
+    task_yaml,
+)
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.kubernetes
+
+
+def make_secrets(plane: ControlPlane, namespace: str, server: s3.S3Server, ssh: sshd.Sshd) -> None:
+    plane.kubectl(
+        "create", "secret", "generic", "store-s3", "-n", namespace,
+        f"--from-literal=accessKeyId={server.access_key}",
+        f"--from-literal=secretAccessKey={server.secret_key}",
+    )  # fmt: skip
+    plane.kubectl(
+        "create", "secret", "generic", "store-ssh", "-n", namespace,
+        f"--from-file=ssh-privatekey={ssh.key_file}",
+        f"--from-file=known_hosts={ssh.known_hosts_file}",
+    )  # fmt: skip
+
+
+def storage(server: s3.S3Server, ssh: sshd.Sshd) -> dict[str, Any]:
+    return {
+        "s3": {"endpoint": server.endpoint, "credentialsSecret": "store-s3"},
+        "sftp": {"user": ssh.user, "sshKeySecret": "store-ssh", "knownHostsSecret": "store-ssh"},
+    }
+
+
+def round_trip(
+    plane: ControlPlane, namespace: str, server: s3.S3Server, ssh: sshd.Sshd, pool: str
+) -> None:
+    bucket = server.bucket(f"k8s-{pool}")
+    (bucket / "a.bin").write_bytes(os.urandom(1 << 20))
+    remote = ssh.root / f"k8s-{pool}"
+    remote.mkdir()
+    (remote / "b.bin").write_bytes(os.urandom(1 << 19))
+    sftp = f"sftp://127.0.0.1:{ssh.port}{remote}"
+    apply(
+        plane,
+        namespace,
+        task_yaml(
+            f"stage-{pool}",
+            "cat a.bin b.bin > both.bin",
+            pool=pool,
+            inputFiles=[
+                {"source": f"s3://k8s-{pool}/a.bin", "destination": "a.bin"},
+                {"source": f"{sftp}/b.bin", "destination": "b.bin"},
+            ],
+            outputFiles=[
+                {"source": "both.bin", "destination": f"s3://k8s-{pool}/out/"},
+                {"source": "both.bin", "destination": f"{sftp}/out/both.bin"},
+            ],
+        ),
+    )
+    wait_until(
+        lambda: phases(plane, namespace).get(f"stage-{pool}") in ("Completed", "Failed"),
+        timeout=90,
+        message="the staging task ends",
+    )
+    task = get(plane, namespace, "task", f"stage-{pool}")
+    assert task["status"]["phase"] == "Completed", task["status"]
+    expected = (bucket / "a.bin").read_bytes() + (remote / "b.bin").read_bytes()
+    assert (bucket / "out" / "both.bin").read_bytes() == expected
+    assert (remote / "out" / "both.bin").read_bytes() == expected
+
+
+def test_a_kubernetes_pool_s_pods_read_the_storage_secrets_themselves(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: Any,  # noqa: F811
+    pods: FakeKubelet,  # noqa: F811
+    s3_server: s3.S3Server,
+    sshd_server: sshd.Sshd,
+) -> None:
+    make_secrets(control_plane, namespace, s3_server, sshd_server)
+    pool = json.loads(kubernetes_pool("kstore", minimum=1, maximum=1))
+    pool["spec"]["storage"] = storage(s3_server, sshd_server)
+    apply(control_plane, namespace, json.dumps(pool))
+    round_trip(control_plane, namespace, s3_server, sshd_server, "kstore")
+    [job] = get(control_plane, namespace, "jobs")["items"]
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not any(s3_server.secret_key in json.dumps(item) for item in env), "by reference"
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert refs["VAHANA_WORKER_S3_SECRET_ACCESS_KEY"] == {
+        "name": "store-s3",
+        "key": "secretAccessKey",
+    }
+
+
+def test_a_baremetal_pool_gets_its_storage_secrets_from_the_operator(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: Any,  # noqa: F811
+    s3_server: s3.S3Server,
+    sshd_server: sshd.Sshd,
+    tmp_path: Path,
+) -> None:
+    make_secrets(control_plane, namespace, s3_server, sshd_server)
+    pool = {
+        "apiVersion": "vahana.dev/v1alpha1",
+        "kind": "WorkerPool",
+        "metadata": {"name": "mstore"},
+        "spec": {
+            "type": "baremetal",
+            "minWorkers": 1,
+            "maxWorkers": 1,
+            "idleTimeout": "10m",
+            "baremetal": {
+                "hosts": [
+                    {"host": "127.0.0.1", "port": sshd_server.port, "user": sshd_server.user}
+                ],
+                "sshKeySecret": "store-ssh",
+                "knownHostsSecret": "store-ssh",
+                "workingDir": str(tmp_path / "remote"),
+            },
+            "storage": storage(s3_server, sshd_server),
+        },
+    }
+    apply(control_plane, namespace, json.dumps(pool))
+    grant_when_asked(control_plane, namespace, "mstore", "rbac.readSshSecrets", ["get"])
+    round_trip(control_plane, namespace, s3_server, sshd_server, "mstore")
