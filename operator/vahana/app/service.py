@@ -62,15 +62,16 @@ class SchedulerProcess:
             instrumentation.Instrumentation(self.scheduler) if settings.metrics.port else None
         )
         self.certificates = security.certificates(settings)
+        self.outputs = outputs.OutputStore(
+            settings.state_dir / "task-output", max_bytes=settings.store.output_max_bytes
+        )
         self.server = server_module.SchedulerServer(
             self.scheduler,
             address=address,
             interceptors=[self.instrumentation.interceptor] if self.instrumentation else [],
             credentials=self.certificates.credentials() if self.certificates else None,
             guard=security.guard(settings, self.scheduler),
-            output_store=outputs.OutputStore(
-                settings.state_dir / "task-output", max_bytes=settings.store.output_max_bytes
-            ),
+            output_store=self.outputs,
         )
         self.metrics_endpoint: endpoint.MetricsEndpoint | None = None
         # Built before the scheduler starts: it counts the store's finished tasks once.
@@ -81,6 +82,7 @@ class SchedulerProcess:
                 port=settings.ui.port,
                 push_interval=settings.ui.push_interval_seconds,
                 client_token=security.client_token_check(settings),
+                outputs=self.outputs,
             )
             if settings.ui.enabled
             else None

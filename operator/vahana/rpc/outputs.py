@@ -97,19 +97,9 @@ async def read(
 def _ending(
     store: outputs.OutputStore, task: models.TaskRecord, attempt: int, offset: int
 ) -> list[pb.TaskOutputChunk]:
-    """What follows the kept bytes: the status's tail when none were streamed (a worker that
-    does not stream), or a note and the tail when the cap cut the output."""
-    tail = task.output_tail.encode()
-    if offset == 0 and tail:
-        return [pb.TaskOutputChunk(task_id=task.id, attempt=attempt, data=tail, final=True)]
-    if store.truncated(task.id, attempt):
-        note = (
-            f"\n[vahana: output cut at {store.max_bytes} bytes; its last {len(tail)} bytes:]\n"
-        ).encode()
-        data = note + tail
-        return [
-            pb.TaskOutputChunk(
-                task_id=task.id, attempt=attempt, offset=offset, data=data, final=True
-            )
-        ]
-    return [pb.TaskOutputChunk(task_id=task.id, attempt=attempt, offset=offset, final=True)]
+    data = store.ending(task.id, attempt, offset, task.output_tail)
+    if offset == 0 and data:
+        return [pb.TaskOutputChunk(task_id=task.id, attempt=attempt, data=data, final=True)]
+    return [
+        pb.TaskOutputChunk(task_id=task.id, attempt=attempt, offset=offset, data=data, final=True)
+    ]

@@ -80,6 +80,20 @@ class OutputStore:
         except FileNotFoundError:
             return b""
 
+    def ending(self, task_id: str, attempt: int, offset: int, tail: str) -> bytes:
+        """What follows the `offset` kept bytes of an ended attempt: the status's tail when none
+        were streamed (a short task, or a worker that does not stream), or a note and the tail
+        when the cap cut the output; else nothing."""
+        data = tail.encode()
+        if offset == 0:
+            return data
+        if self.truncated(task_id, attempt):
+            note = (
+                f"\n[vahana: output cut at {self.max_bytes} bytes; its last {len(data)} bytes:]\n"
+            )
+            return note.encode() + data
+        return b""
+
     def remove(self, task_id: str) -> None:
         """Forgets every attempt's output of a task (when its record is removed)."""
         directory = self.path(task_id, 0).parent

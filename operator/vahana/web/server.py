@@ -30,6 +30,7 @@ from vahana.core import models
 from vahana.scheduling import pool_manager, records
 from vahana.scheduling import scheduler as scheduler_module
 from vahana.store import base
+from vahana.store import outputs as output_store
 from vahana.web import feed as feed_module
 from vahana.web import streams, views
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 TokenCheck = Callable[[str], bool]
 """The presented bearer token → whether it is the client token."""
 PAGE_SIZE = 50
+OUTPUT_CHUNK = 1 << 20
+"""Bytes of a task's kept output read and sent at a time: bounds what one reader holds."""
 MAX_PAGE_SIZE = 200
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -91,8 +94,10 @@ class Dashboard:
         push_interval: float = 1.0,
         client_token: TokenCheck | None = None,
         clock: clocks.Clock = clocks.system_clock,
+        outputs: output_store.OutputStore | None = None,
     ) -> None:
         self._scheduler = sched
+        self._outputs = outputs
         self._host = host
         self._requested_port = port
         self._client_token = client_token
@@ -135,6 +140,7 @@ class Dashboard:
         app.router.add_get("/api/overview", self._overview)
         app.router.add_get("/api/tasks", self._tasks)
         app.router.add_get("/api/tasks/{task_id}", self._task)
+        app.router.add_get("/api/tasks/{task_id}/output", self._output)
         app.router.add_post("/api/tasks/{task_id}/cancel", self._cancel)
         app.router.add_post("/api/token", self._check_token)
         app.router.add_get("/api/workers", self._workers)
@@ -259,7 +265,48 @@ class Dashboard:
                 pending_reason=self._scheduler.pending_reason(task),
                 workers=workers,
             )
+        detail["output_kept"] = await self._kept(task)
         return self._json(detail)
+
+    async def _kept(self, task: models.TaskRecord) -> dict[str, Any]:
+        """How much of the latest attempt's whole output the scheduler holds."""
+        if self._outputs is None or task.attempt <= 0:
+            return {"bytes": 0, "truncated": False}
+        store = self._outputs
+        size, truncated = await asyncio.to_thread(
+            lambda: (store.size(task.id, task.attempt), store.truncated(task.id, task.attempt))
+        )
+        return {"bytes": size, "truncated": truncated}
+
+    async def _output(self, request: web.Request) -> web.StreamResponse:
+        """The latest attempt's whole output as kept, as plain text (never rendered as HTML)."""
+        task_id = request.match_info["task_id"]
+        try:
+            task = await self._scheduler.get_task_async(task_id)
+        except records.UnknownTask as error:
+            raise web.HTTPNotFound(text=f"{error}\n") from error
+        response = web.StreamResponse(
+            headers={
+                **SECURITY_HEADERS,
+                "Content-Type": "text/plain; charset=utf-8",
+                "Cache-Control": "no-store",
+            }
+        )
+        await response.prepare(request)
+        offset = 0
+        if self._outputs is not None and task.attempt > 0:
+            store = self._outputs
+            while chunk := await asyncio.to_thread(
+                store.read, task.id, task.attempt, offset, OUTPUT_CHUNK
+            ):
+                await response.write(chunk)
+                offset += len(chunk)
+            if task.is_final:
+                await response.write(store.ending(task.id, task.attempt, offset, task.output_tail))
+        elif task.is_final:
+            await response.write(task.output_tail.encode())
+        await response.write_eof()
+        return response
 
     def _authorised(self, request: web.Request) -> None:
         if self._client_token is None:

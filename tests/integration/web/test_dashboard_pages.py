@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from vahana.proto import task_service_pb2 as tasks_pb
+from vahana.proto import worker_pb2
 
 from tests.integration import harness
 from tests.integration.web.conftest import Launch, Page
@@ -117,6 +118,29 @@ def test_a_task_page_shows_its_attempts_and_output(
     assert "second try worked" in output and "attempt output" in output
     assert "flaky" in page.text(".task-head h1")
     page.shot("task")
+
+
+def test_a_task_page_links_its_whole_output_beyond_the_tail(launch: Launch, open_page) -> None:
+    dashboard = launch("--workers=1")
+    # 20,000 numbered lines (~190 KB) over half a second: streamed to the scheduler as they come.
+    command = "for i in $(seq 1 20000); do echo line-$i; done; sleep 0.5; echo done"
+    (task_id,) = dashboard.client.submit(harness.submission(command, name="chatty"))
+    wait_until(
+        lambda: dashboard.client.status(task_id) == worker_pb2.COMPLETED,
+        timeout=30,
+        message="chatty completed",
+    )
+    page = open_page(dashboard.url)
+    page.open(f"/task/{task_id}")
+    link = page.tab.locator("[data-testid=whole-output]")
+    assert link.inner_text().startswith("Whole output (")
+    href = link.get_attribute("href")
+    with urllib.request.urlopen(dashboard.url.rstrip("/") + href, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        whole = response.read().decode()
+    expected = "".join(f"line-{i}\n" for i in range(1, 20001)) + "done\n"
+    assert whole == expected
 
 
 def test_workers_and_pools_pages_list_what_the_cli_lists(

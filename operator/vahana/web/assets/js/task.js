@@ -28,6 +28,14 @@ const ATTEMPTS = [
   { title: "Why", cell: (a) => h("span", { class: "reason" }, a.why) },
 ];
 
+function wholeOutput(t) {
+  const kept = t.output_kept;
+  if (!kept || !kept.bytes) return null;
+  const href = "/api/tasks/" + encodeURIComponent(t.id) + "/output";
+  return h("p", {}, h("a", { href, target: "_blank", rel: "noopener", data: { testid: "whole-output" } },
+    `Whole output (${bytes(kept.bytes)}${kept.truncated ? ", cut at the scheduler's cap" : ""})`));
+}
+
 export async function task(view, id, config) {
   const head = h("div", { class: "task-head" });
   const status = h("section", { class: "card" });
@@ -98,7 +106,8 @@ export async function task(view, id, config) {
       t.output_tail
         ? [h("p", { class: "muted" }, "The end of the task's output as its worker kept it (the last bytes of stdout and stderr)."),
           h("pre", { class: "output", data: { testid: "output" } }, t.output_tail)]
-        : empty(t.final ? "The task left no output." : "Its output appears when it ends."));
+        : empty(t.final ? "The task left no output." : "Its output appears when it ends."),
+      wholeOutput(t));
   }
 
   await load();
