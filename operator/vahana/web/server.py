@@ -249,12 +249,14 @@ class Dashboard:
             rows = [views.task_summary(task) for task in found.tasks]
         return self._json({"tasks": rows, "total": found.total, "page": page, "size": size})
 
-    async def _task(self, request: web.Request) -> web.Response:
-        task_id = request.match_info["task_id"]
+    async def _requested_task(self, request: web.Request) -> models.TaskRecord:
         try:
-            task = await self._scheduler.get_task_async(task_id)
+            return await self._scheduler.get_task_async(request.match_info["task_id"])
         except records.UnknownTask as error:
             raise web.HTTPNotFound(text=f"{error}\n") from error
+
+    async def _task(self, request: web.Request) -> web.Response:
+        task = await self._requested_task(request)
         attempts = await self._scheduler.list_attempts_async(task.id)
         task = self._scheduler.live_task(task.id) or task  # it may have moved meanwhile
         with self.meter.measure():
@@ -280,11 +282,7 @@ class Dashboard:
 
     async def _output(self, request: web.Request) -> web.StreamResponse:
         """The latest attempt's whole output as kept, as plain text (never rendered as HTML)."""
-        task_id = request.match_info["task_id"]
-        try:
-            task = await self._scheduler.get_task_async(task_id)
-        except records.UnknownTask as error:
-            raise web.HTTPNotFound(text=f"{error}\n") from error
+        task = await self._requested_task(request)
         response = web.StreamResponse(
             headers={
                 **SECURITY_HEADERS,
