@@ -42,6 +42,10 @@ class TaskBuilder:
         self._spec["timeout_seconds"] = seconds
         return self
 
+    def queue(self, queue: str) -> TaskBuilder:
+        self._spec["queue"] = queue
+        return self
+
     def env(self, **environment: str) -> TaskBuilder:
         self._spec["environment"] = environment
         return self

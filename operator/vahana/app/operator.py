@@ -21,6 +21,7 @@ from vahana.app import settings as settings_module
 from vahana.k8s import events as k8s_events
 from vahana.k8s import kube, leader, mirrors, resources
 from vahana.k8s.handlers import pools as pool_handlers
+from vahana.k8s.handlers import queues as queue_handlers
 from vahana.k8s.handlers import tasks as task_handlers
 from vahana.pools import baremetal as baremetal_pools
 from vahana.pools import kubernetes as kubernetes_pools
@@ -95,6 +96,7 @@ async def _lead(
     memo.api = api
     memo.secrets_dir = settings.state_dir / "secrets"
     memo.events = k8s_events.EventRecorder(api)
+    memo.queues = {}
     memo.task_mirror = mirrors.TaskStatusMirror(
         process.scheduler, api, flush_seconds=operator.status_flush_seconds, recorder=memo.events
     )
@@ -145,6 +147,7 @@ async def _lead(
 
     task_handlers.register(registry)
     pool_handlers.register(registry, resync_seconds=operator.pool_resync_seconds)
+    queue_handlers.register(registry)
     namespaces = [n.strip() for n in operator.namespaces.split(",") if n.strip()]
     background = [
         asyncio.create_task(memo.task_mirror.run(), name="task-status-mirror"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vahana.app import embedded_pools, security, stores
 from vahana.app import settings as settings_module
+from vahana.core import fairshare
 from vahana.manifests import pools as pool_manifests
 from vahana.observability import endpoint, instrumentation
 from vahana.pools import base as pool_base
@@ -56,6 +57,8 @@ class SchedulerProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         stores.on_lost(self.store, self._lose_store)
         self.scheduler = scheduler_module.Scheduler(self.store, settings=settings.scheduler)
+        if settings.queues.file:
+            self.scheduler.set_queues(read_queue_file(settings.queues.file))
         self.scheduler.recover()
         address = f"{settings.server.host}:{settings.server.port}"
         self.instrumentation = (
@@ -198,3 +201,11 @@ class SchedulerProcess:
 def _dashboard_module() -> types.ModuleType:
     """vahana.web.server, imported when a dashboard is asked for: aiohttp takes ~0.2 s to load."""
     return importlib.import_module("vahana.web.server")
+
+
+def read_queue_file(path: str) -> list[fairshare.QueueConfig]:
+    """The Queues of `queues.file`; raises `queue_manifests.ManifestError` naming each problem."""
+    from vahana.manifests import queues as queue_manifests  # jsonschema: only when asked
+
+    text = Path(path).read_text(encoding="utf-8")
+    return queue_manifests.parse_queue_documents(text, source=path)

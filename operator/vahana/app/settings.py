@@ -192,6 +192,24 @@ class PoolSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class QueueSettings:
+    """Queues of the embedded scheduler (docs/queues.md); the operator reads Queue resources."""
+
+    file: str = setting(
+        "",
+        Flag(
+            "--queue-file",
+            "Queue YAML: weights, quotas and borrowing of the queues tasks name in spec.queue "
+            "(docs/queues.md)",
+            commands=frozenset({"run", "server"}),
+            metavar="FILE",
+        ),
+    )
+    """YAML file of Queue objects (weights, quotas, borrowing), read at start; empty: every
+    queue has weight 1 and no quota."""
+
+
+@dataclasses.dataclass(frozen=True)
 class MetricsSettings:
     port: int = setting(
         9090,
@@ -278,6 +296,7 @@ class Settings:
     )
     local_pool: LocalPoolSettings = dataclasses.field(default_factory=LocalPoolSettings)
     pools: PoolSettings = dataclasses.field(default_factory=PoolSettings)
+    queues: QueueSettings = dataclasses.field(default_factory=QueueSettings)
     operator: OperatorSettings = dataclasses.field(default_factory=OperatorSettings)
     metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
     ui: UiSettings = dataclasses.field(default_factory=UiSettings)
@@ -321,6 +340,8 @@ class Settings:
             problems.append("store.url: use sqlite:///path or postgresql://user@host/db")
         if self.scheduler.heartbeat_interval_seconds <= 0:
             problems.append("scheduler.heartbeat_interval_seconds: must be > 0")
+        if self.scheduler.fair_share_half_life_seconds <= 0:
+            problems.append("scheduler.fair_share_half_life_seconds: must be > 0 (e.g. 3600)")
         if self.scheduler.missed_heartbeats < 1:
             problems.append("scheduler.missed_heartbeats: must be ≥ 1")
         if self.local_pool.workers < -1:
@@ -332,6 +353,8 @@ class Settings:
             problems.append("pools.resync_seconds: must be > 0")
         if self.local_pool.tasks_per_worker < 1:
             problems.append("local_pool.tasks_per_worker: must be ≥ 1")
+        if self.queues.file and not os.access(self.queues.file, os.R_OK):
+            problems.append(f"queues.file: cannot read {self.queues.file}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             problems.append("log_level: use debug, info, warning or error")
         return problems + self.security_problems()

@@ -32,6 +32,7 @@ from vahana.cli import flags, render, run, watch
 from vahana.cli import logs as task_logs
 from vahana.core import models, printable
 from vahana.manifests import pools as pool_manifests
+from vahana.manifests import queues as queue_manifests
 from vahana.manifests import tasks as task_manifests
 from vahana.manifests import yamlload
 from vahana.proto import task_service_pb2 as tasks_pb
@@ -352,6 +353,11 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
             )
     if problems:
         raise UsageError("invalid settings:\n  " + "\n  ".join(problems))
+    if settings.queues.file:
+        try:
+            service.read_queue_file(settings.queues.file)
+        except queue_manifests.ManifestError as error:
+            raise UsageError(str(error)) from error
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -123,6 +123,8 @@ class TaskSpec:
     """Zero: the worker's own --task-timeout applies."""
     experiment_id: str = ""
     limits: Limits = dataclasses.field(default_factory=Limits)
+    queue: str = ""
+    """The queue it is dispatched from (`core.fairshare`); empty: its namespace's."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterator
 
-from vahana.core import models
+from vahana.core import fairshare, models
 
 ShapeKey = tuple[object, ...]
 OrderKey = tuple[int, float, int]
@@ -29,6 +29,7 @@ def order_key(task: models.TaskRecord) -> OrderKey:
 def shape_key(task: models.TaskRecord) -> ShapeKey:
     need = task.spec.resources
     return (
+        fairshare.queue_of(task),
         task.pool,
         need.shape(),
         tuple(sorted(need.preferred_labels.items())),
@@ -119,12 +120,14 @@ class TaskQueue:
         self,
         accept: Callable[[models.TaskRecord], bool],
         rank: Callable[[models.TaskRecord], int],
+        order: Callable[[models.TaskRecord], float] | None = None,
     ) -> models.TaskRecord | None:
         """Pops the best ready task whose shape `accept` allows.
 
-        Order: priority, then `rank` (locality: higher first), then deadline, then age.
+        Order: `order` (the queue's fair share: lower first; a shape is of one queue), then
+        priority, then `rank` (locality: higher first), then deadline, then age.
         """
-        best: tuple[tuple[int, int, float, int], _Shape] | None = None
+        best: tuple[tuple[float, int, int, float, int], _Shape] | None = None
         empty: list[ShapeKey] = []
         for shape in self._shapes.values():
             head = self._head(shape)
@@ -134,7 +137,8 @@ class TaskQueue:
             if not accept(shape.example):
                 continue
             priority, deadline, seq = head[0]
-            candidate = (priority, -rank(shape.example), deadline, seq)
+            share = order(shape.example) if order is not None else 0.0
+            candidate = (share, priority, -rank(shape.example), deadline, seq)
             if best is None or candidate < best[0]:
                 best = (candidate, shape)
         for key in empty:

@@ -26,6 +26,8 @@ class Problem:
     """1-based index in a `kind: List`'s items; 0 outside a List."""
     task: str = ""
     """metadata.name of the object, when it has one."""
+    kind: str = "task"
+    """What the object is, in words ("task", "queue"), to name it."""
     line: int = 0
     """1-based line for YAML syntax errors; 0 otherwise."""
 
@@ -37,7 +39,7 @@ class Problem:
         if self.item:
             place = f"{place}, item {self.item}" if place else f"item {self.item}"
         if self.task:
-            where.append(f'task "{shown(self.task, 80)}"' + (f" ({place})" if place else ""))
+            where.append(f'{self.kind} "{shown(self.task, 80)}"' + (f" ({place})" if place else ""))
         elif place:
             where.append(place)
         if self.line:

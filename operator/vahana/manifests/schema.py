@@ -37,6 +37,7 @@ CRD_FILES = {
     "Task": "tasks.vahana.dev.yaml",
     "WorkerPool": "workerpools.vahana.dev.yaml",
     "Worker": "workers.vahana.dev.yaml",
+    "Queue": "queues.vahana.dev.yaml",
 }
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"

@@ -250,6 +250,7 @@ def _convert(obj: Mapping[str, Any]) -> models.Submission:
         else _parsed("spec.timeout", quantity.parse_duration, timeout),
         experiment_id=spec.get("experimentId", ""),
         limits=_limits(spec.get("limits", {})),
+        queue=spec.get("queue", ""),
     )
     return models.Submission(
         spec=task,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from vahana.core import models
+from vahana.core import fairshare, models
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 from vahana.rpc import checks
@@ -166,8 +167,11 @@ def submission_of(message: tasks_pb.TaskSubmission) -> models.Submission:
         if message.HasField("retry")
         else models.RetryPolicy()
     )
+    spec = spec_of(message.spec)
+    if message.queue:
+        spec = dataclasses.replace(spec, queue=message.queue)
     return models.Submission(
-        spec=spec_of(message.spec),
+        spec=spec,
         key=message.key,
         retry=retry,
         pool=message.pool,
@@ -183,6 +187,7 @@ def submission_to_pb(submission: models.Submission) -> tasks_pb.TaskSubmission:
         retry=retry_to_pb(submission.retry),
         pool=submission.pool,
         namespace=submission.namespace,
+        queue=submission.spec.queue,
     )
 
 
@@ -206,6 +211,7 @@ def task_info(task: models.TaskRecord, pending_reason: str = "") -> tasks_pb.Tas
         infra_failures=task.infra_failures,
         spec=task_to_pb(task),
         retry=retry_to_pb(task.retry),
+        queue=fairshare.queue_of(task),
     )
     if task.started_at is not None:
         info.started_at.CopyFrom(timestamp(task.started_at))

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from vahana.core import clock as clocks
 from vahana.core import leases, matching, models, quarantine
-from vahana.scheduling import lifecycle, records, tables
+from vahana.scheduling import dispatch, lifecycle, records, tables
 
 P = models.TaskPhase
 W = models.WorkerState
@@ -161,9 +161,11 @@ def poll(change: tables.Change, worker_id: str, max_tasks: int) -> records.PollR
     while slots > 0 and (
         len(worker.leases) < worker.max_tasks or lifecycle.may_prefetch(live, worker)
     ):
-        task = change.take(
-            accept=functools.partial(fits, free),
-            rank=lambda t: matching.locality_rank(t.spec.resources.preferred_labels, labels),
+        task = dispatch.take_next(
+            change,
+            worker,
+            functools.partial(fits, free),
+            lambda t: matching.locality_rank(t.spec.resources.preferred_labels, labels),
         )
         if task is None:
             break

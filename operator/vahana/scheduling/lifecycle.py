@@ -53,6 +53,7 @@ def assign(
     task.assigned_at = now
     task.pending_reason = ""
     worker.leases[task.id] = task.attempt
+    change.hold(task, worker.pool)
     change.put_attempt(
         models.AttemptRecord(
             task_id=task.id, attempt=task.attempt, worker_id=worker.id, assigned_at=now
@@ -212,6 +213,7 @@ def end_attempt(
     attempt.phase, attempt.finished_at = phase, now
     attempt.exit_code, attempt.failure_kind, attempt.message = task.exit_code, kind, message
     change.drop_attempt((task.id, task.attempt))
+    change.release(task)
     worker = live.workers.get(task.worker_id)
     if worker is not None:
         if task.id in worker.leases:

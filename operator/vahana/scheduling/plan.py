@@ -40,6 +40,7 @@ _KEY_KINDS = {
     "worker": "worker",
     "cancels": "worker",
     "drain": "worker",
+    "usage": "usage",
 }
 
 

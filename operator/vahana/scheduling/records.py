@@ -52,6 +52,10 @@ class SchedulerSettings:
     """How long a quarantined worker is shown UNHEALTHY with its reason, and refused under its
     id, before it is removed (whatever it says meanwhile, TERMINATED included)."""
 
+    fair_share_half_life_seconds: float = 3600.0
+    """Half-life of the queues' usage in the fair share (`core.fairshare`): core-seconds used
+    this long ago weigh half as much as those used now."""
+
     @property
     def quarantine(self) -> quarantine.QuarantinePolicy:
         return quarantine.QuarantinePolicy(self.quarantine_failures, self.quarantine_window_seconds)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from vahana.core import clock as clocks
-from vahana.core import models, reasons
+from vahana.core import fairshare, models, reasons
 from vahana.scheduling import decisions, lookups, pacing, pipeline, records, tables
 from vahana.scheduling import plan as plans
 from vahana.store import base
@@ -52,6 +52,7 @@ class Scheduler:
         self._clock = clock
         self._new_task_id = new_task_id
         self._tables = tables.Tables()
+        self._tables.half_life = self.settings.fair_share_half_life_seconds
         self._pipeline = pipeline.Pipeline(store, self._tables, publish=self._publish, clock=clock)
         self._listeners: list[TaskListener] = []
         self._wake: Waker = lambda _worker_id: None
@@ -111,6 +112,24 @@ class Scheduler:
         """Transactions the writer committed (plans per commit = operations / commits)."""
         return self._pipeline.commits
 
+    # -- queues -------------------------------------------------------------------------
+    def set_queues(self, configs: Iterable[fairshare.QueueConfig]) -> None:
+        """The configured queues, all of them (a queue left out has weight 1, no quota)."""
+        self._tables.set_queues(list(configs))
+        self._wake(None)  # a quota raised or removed may let tasks go
+
+    @property
+    def queues(self) -> dict[str, fairshare.QueueConfig]:
+        return dict(self._tables.queue_configs)
+
+    def now(self) -> float:
+        """The scheduler's clock."""
+        return self._clock()
+
+    def queue_usage(self) -> dict[str, fairshare.QueueUsage]:
+        """Each queue's usage (what it holds now, its decayed usage)."""
+        return dict(self._tables.usage)
+
     # -- recovery -----------------------------------------------------------------------
     def recover(self) -> None:
         """Rebuilds queue, leases and workers from the store after a (re)start."""
@@ -144,6 +163,7 @@ class Scheduler:
                 orphans.append(task.id)
             else:
                 holder.leases[task.id] = task.attempt
+                live.recovered_holding(task, holder.pool, now)
         self._run("recover", decisions.recover_orphans, orphans)
         log.info(
             "recovered tasks=%d queued=%d workers=%d",
@@ -409,7 +429,13 @@ class Scheduler:
     def pending_reason(self, task: models.TaskRecord) -> str:
         if task.phase != models.TaskPhase.PENDING:
             return ""
-        return reasons.explain_wait(task, list(self._tables.workers.values()), self._clock())
+        live = self._tables
+        queue = fairshare.queue_of(task)
+        held = fairshare.hold_reason(live.queue_configs.get(queue), live.usage.get(queue), task)
+        waits = reasons.explain_wait(task, list(live.workers.values()), self._clock())
+        if held and not waits.startswith(("cancelling", "retry backoff")):
+            return held
+        return waits
 
     def free_slots(self, worker_id: str) -> int:
         """Tasks the worker could take now; 0 if it is unknown, draining or unhealthy."""

@@ -17,7 +17,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from vahana.core import models
+from vahana.core import fairshare, models
 from vahana.core import queue as task_queue
 from vahana.scheduling import plan as plans
 from vahana.scheduling import records
@@ -70,6 +70,30 @@ class Tables:
         self.drain_requested: set[str] = set()
         self.seq = 0
         self._all_slots: int | None = None
+        self.queue_configs: dict[str, fairshare.QueueConfig] = {}
+        """The queues configured (Queue resources, queue files); others have weight 1 and
+        no quota. Configuration, not state: set by the scheduler, never undone."""
+        self.usage: dict[str, fairshare.QueueUsage] = {}
+        """Each queue's usage, replaced (never modified) on every change."""
+        self.holding: dict[str, tuple[str, str]] = {}
+        """Task id → (queue, worker pool) of every task that counts in its queue's usage."""
+        self.half_life = fairshare.DEFAULT_HALF_LIFE_SECONDS
+        self.quotas = False
+        """Whether any configured queue has a quota (else dispatch skips the quota test)."""
+
+    def recovered_holding(self, task: models.TaskRecord, pool: str, now: float) -> None:
+        """A task found leased on a restart counts in its queue's usage from `now` on (the
+        decayed usage of before the restart is not kept)."""
+        queue = fairshare.queue_of(task)
+        before = self.usage.get(queue) or fairshare.QueueUsage(as_of=now)
+        self.usage[queue] = fairshare.started(
+            before, pool, task.spec.resources, now, self.half_life
+        )
+        self.holding[task.id] = (queue, pool)
+
+    def set_queues(self, configs: list[fairshare.QueueConfig]) -> None:
+        self.queue_configs = {config.name: config for config in configs}
+        self.quotas = any(config.quotas for config in configs)
 
     def task(self, task_id: str) -> models.TaskRecord | None:
         return self.tasks.get(task_id) or self.finished.get(task_id)
@@ -153,6 +177,17 @@ class Tables:
     def _undo_seq(self, entry: plans.Undo, _now: float) -> None:
         self.seq = entry[1]
 
+    def _undo_usage(self, entry: plans.Undo, _now: float) -> None:
+        _, queue, before, task_id, held = entry
+        if before is None:
+            self.usage.pop(queue, None)
+        else:
+            self.usage[queue] = before
+        if held is None:
+            self.holding.pop(task_id, None)
+        else:
+            self.holding[task_id] = held
+
 
 _UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
     "task": Tables._undo_task,
@@ -162,6 +197,7 @@ _UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
     "cancels": Tables._undo_cancels,
     "drain": Tables._undo_drain,
     "seq": Tables._undo_seq,
+    "usage": Tables._undo_usage,
 }
 
 
@@ -229,11 +265,45 @@ class Change:
         self,
         accept: Callable[[models.TaskRecord], bool],
         rank: Callable[[models.TaskRecord], int],
+        order: Callable[[models.TaskRecord], float] | None = None,
     ) -> models.TaskRecord | None:
-        task = self.tables.queue.take(accept, rank)
+        task = self.tables.queue.take(accept, rank, order)
         if task is not None:
             self.plan.undo.append(("queued", task.id, task))
         return task
+
+    # -- queue usage (fair share, quotas) ---------------------------------------------------
+    def hold(self, task: models.TaskRecord, pool: str) -> None:
+        """The task's attempt began on a worker of `pool`: it counts in its queue's usage."""
+        if task.id in self.tables.holding:
+            return
+        queue = fairshare.queue_of(task)
+        live = self.tables
+        before = live.usage.get(queue)
+        self.plan.undo.append(("usage", queue, before, task.id, None))
+        live.usage[queue] = fairshare.started(
+            before or fairshare.QueueUsage(as_of=self.now),
+            pool,
+            task.spec.resources,
+            self.now,
+            live.half_life,
+        )
+        live.holding[task.id] = (queue, pool)
+
+    def release(self, task: models.TaskRecord) -> None:
+        """The task's attempt ended: it no longer counts (what it used stays, decaying)."""
+        held = self.tables.holding.get(task.id)
+        if held is None:
+            return
+        queue, pool = held
+        live = self.tables
+        before = live.usage.get(queue)
+        self.plan.undo.append(("usage", queue, before, task.id, held))
+        del live.holding[task.id]
+        if before is not None:
+            live.usage[queue] = fairshare.stopped(
+                before, pool, task.spec.resources, self.now, live.half_life
+            )
 
     # -- attempts --------------------------------------------------------------------------
     def put_attempt(self, attempt: models.AttemptRecord) -> None:

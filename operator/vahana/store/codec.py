@@ -93,6 +93,7 @@ def _spec_dict(spec: models.TaskSpec) -> dict[str, Any]:
         "timeout_seconds": spec.timeout_seconds,
         "experiment_id": spec.experiment_id,
         "limits": {name: getattr(limits, name) for name in _LIMIT_FIELDS},
+        "queue": spec.queue,
     }
 
 
@@ -121,6 +122,7 @@ def spec_from_json(text: str) -> models.TaskSpec:
         timeout_seconds=raw["timeout_seconds"],
         experiment_id=raw.get("experiment_id", ""),
         limits=limits_from_dict(raw.get("limits", {})),
+        queue=raw.get("queue", ""),
     )
 
 

@@ -1,0 +1,58 @@
+"""Which queued task a worker gets next: the queues' fair share, then their quotas.
+
+`take_next` is the one step of `decisions.poll`'s loop that picks a task; it adds the queue
+order (`core.fairshare.share`, lowest first) in front of the queue's own (priority, locality,
+deadline, age) and keeps out tasks whose queue is at its quota — which may then borrow
+capacity that no queue within its quotas could use on this worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vahana.core import fairshare, models
+from vahana.scheduling import tables
+
+Accept = Callable[[models.TaskRecord], bool]
+Rank = Callable[[models.TaskRecord], int]
+
+
+def take_next(
+    change: tables.Change, worker: models.WorkerRecord, accept: Accept, rank: Rank
+) -> models.TaskRecord | None:
+    """Pops the task `worker` should run next, or None."""
+    live, now = change.tables, change.now
+    configs, usage, half_life = live.queue_configs, live.usage, live.half_life
+    shares: dict[str, float] = {}
+    empty = fairshare.QueueUsage()
+
+    def order(task: models.TaskRecord) -> float:
+        queue = fairshare.queue_of(task)
+        found = shares.get(queue)
+        if found is None:
+            config = configs.get(queue)
+            weight = config.weight if config is not None else 1.0
+            found = shares[queue] = fairshare.share(usage.get(queue, empty), weight, now, half_life)
+        return found
+
+    if not live.quotas:
+        return change.take(accept, rank, order)
+    pool = worker.pool
+
+    def within(task: models.TaskRecord) -> bool:
+        queue = fairshare.queue_of(task)
+        return accept(task) and not fairshare.over_quota(
+            configs.get(queue), usage.get(queue), pool, task.spec.resources
+        )
+
+    task = change.take(within, rank, order)
+    if task is not None:
+        return task
+
+    def borrowing(task: models.TaskRecord) -> bool:
+        config = configs.get(fairshare.queue_of(task))
+        return (config is None or config.borrowing) and accept(task)
+
+    # Nothing within its quotas fits this worker: its capacity would stay idle, so a queue
+    # past its quota may borrow it (the lender's new work gets the next free slot instead).
+    return change.take(borrowing, rank, order)

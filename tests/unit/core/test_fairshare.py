@@ -1,0 +1,128 @@
+"""Queues: decayed usage, the fair share's order, quotas and their pending reasons."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from vahana.core import fairshare, models
+
+from tests.builders import make_task
+
+HOUR = 3600.0
+ONE_CORE = models.Resources(cpu_cores=1)
+
+
+def test_a_running_core_adds_one_core_second_per_second_before_decay() -> None:
+    usage = fairshare.started(fairshare.QueueUsage(as_of=0.0), "", ONE_CORE, 0.0, HOUR)
+    assert fairshare.decayed_at(usage, 10.0, HOUR) == pytest.approx(10.0, rel=1e-2)
+
+
+def test_usage_halves_after_one_half_life_once_nothing_runs() -> None:
+    usage = fairshare.started(fairshare.QueueUsage(as_of=0.0), "", ONE_CORE, 0.0, HOUR)
+    usage = fairshare.stopped(usage, "", ONE_CORE, 100.0, HOUR)
+    after = fairshare.decayed_at(usage, 100.0, HOUR)
+    assert fairshare.decayed_at(usage, 100.0 + HOUR, HOUR) == pytest.approx(after / 2)
+    assert usage.cores == 0 and usage.total == fairshare.Amount()
+
+
+@given(
+    cores=st.floats(min_value=0.1, max_value=64),
+    steps=st.lists(st.floats(min_value=0.0, max_value=5000.0), min_size=1, max_size=20),
+)
+def test_the_closed_form_equals_advancing_in_steps(cores: float, steps: list[float]) -> None:
+    """Advancing the usage at many points (a task stopped and started at once) gives what one
+    jump to the end gives: the closed form does not depend on how often it is looked at."""
+    need = models.Resources(cpu_cores=cores)
+    whole = fairshare.started(fairshare.QueueUsage(as_of=0.0), "", need, 0.0, HOUR)
+    stepped, now = whole, 0.0
+    for step in steps:
+        now += step
+        stepped = fairshare.started(
+            fairshare.stopped(stepped, "", need, now, HOUR), "", need, now, HOUR
+        )
+    assert fairshare.decayed_at(stepped, now, HOUR) == pytest.approx(
+        fairshare.decayed_at(whole, now, HOUR), rel=1e-6, abs=1e-6
+    )
+
+
+def test_steady_usage_settles_at_cores_times_half_life_over_ln2() -> None:
+    usage = fairshare.started(fairshare.QueueUsage(as_of=0.0), "", ONE_CORE, 0.0, HOUR)
+    assert fairshare.decayed_at(usage, 50 * HOUR, HOUR) == pytest.approx(HOUR / math.log(2))
+
+
+@given(
+    weights=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    slots=st.integers(4, 40),
+)
+def test_flooding_queues_split_the_slots_by_weight(weights: tuple[int, int], slots: int) -> None:
+    """Filling free slots one by one, lowest share first, gives each queue its weight's part
+    of the slots, to within one slot."""
+    usage = {"a": fairshare.QueueUsage(as_of=0.0), "b": fairshare.QueueUsage(as_of=0.0)}
+    weight = dict(zip("ab", weights, strict=True))
+    for _ in range(slots):
+        queue = min("ab", key=lambda q: (fairshare.share(usage[q], weight[q], 0.0, HOUR), q))
+        usage[queue] = fairshare.started(usage[queue], "", ONE_CORE, 0.0, HOUR)
+    expected = slots * weight["a"] / sum(weights)
+    assert abs(usage["a"].total.tasks - expected) <= 1
+
+
+def test_a_queue_that_used_much_recently_yields_to_one_that_did_not() -> None:
+    busy = fairshare.started(fairshare.QueueUsage(as_of=0.0), "", ONE_CORE, 0.0, HOUR)
+    busy = fairshare.stopped(busy, "", ONE_CORE, HOUR, HOUR)
+    idle = fairshare.QueueUsage(as_of=0.0)
+    assert fairshare.share(busy, 1, HOUR, HOUR) > fairshare.share(idle, 1, HOUR, HOUR)
+    assert fairshare.share(busy, 1, 20 * HOUR, HOUR) == pytest.approx(0, abs=1e-3)
+
+
+def test_a_quota_of_two_running_tasks_holds_the_third() -> None:
+    config = fairshare.QueueConfig("q", quotas=(fairshare.Quota(tasks=2),), borrowing=False)
+    usage = fairshare.QueueUsage(as_of=0.0)
+    for pool in ("p1", "p2"):
+        assert not fairshare.over_quota(config, usage, pool, ONE_CORE)
+        usage = fairshare.started(usage, pool, ONE_CORE, 0.0, HOUR)
+    held = fairshare.over_quota(config, usage, "p1", ONE_CORE)
+    assert held == "queue q is at its quota overall: 2/2 running tasks"
+    task = make_task("t").queue("q").record()
+    assert fairshare.hold_reason(config, usage, task) == held + " (borrowing off)"
+
+
+def test_a_pool_quota_binds_only_in_its_pool() -> None:
+    config = fairshare.QueueConfig("q", quotas=(fairshare.Quota(pool="gpu", gpus=1),))
+    one_gpu = models.Resources(gpus=1)
+    usage = fairshare.started(fairshare.QueueUsage(), "gpu", one_gpu, 0.0, HOUR)
+    assert fairshare.over_quota(config, usage, "gpu", one_gpu) == (
+        "queue q is at its quota in pool gpu: gpus 2 > 1"
+    )
+    assert not fairshare.over_quota(config, usage, "cpu", one_gpu)
+    task = make_task("t").queue("q").pool("gpu").gpus(1).record()
+    assert fairshare.hold_reason(config, usage, task).endswith(
+        "may borrow capacity that no other queue waits for"
+    )
+
+
+@pytest.mark.parametrize(
+    ("quota", "need", "expected"),
+    [
+        (fairshare.Quota(cpu_cores=4), models.Resources(cpu_cores=3), "cpu 6 > 4"),
+        (
+            fairshare.Quota(memory_bytes=2**30),
+            models.Resources(memory_bytes=2**29 * 3),
+            "memory 3072Mi > 1024Mi",
+        ),
+    ],
+)
+def test_cpu_and_memory_quotas(
+    quota: fairshare.Quota, need: models.Resources, expected: str
+) -> None:
+    config = fairshare.QueueConfig("q", quotas=(quota,))
+    usage = fairshare.started(fairshare.QueueUsage(), "", need, 0.0, HOUR)
+    assert fairshare.over_quota(config, usage, "", need).endswith(expected)
+
+
+def test_a_task_belongs_to_its_queue_else_its_namespace_else_default() -> None:
+    assert fairshare.queue_of(make_task("a").queue("q").namespace("ns").record()) == "q"
+    assert fairshare.queue_of(make_task("a").namespace("ns").record()) == "ns"
+    assert fairshare.queue_of(make_task("a").record()) == "default"
