@@ -1,4 +1,4 @@
-"""Queue files: validated against the Queue CRD, then one quota per pool, each bounding something."""
+"""Queue files: checked against the Queue CRD, then one quota per pool, each bounding something."""
 
 from __future__ import annotations
 
