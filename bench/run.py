@@ -39,6 +39,7 @@ from bench import (  # noqa: E402
     common,
     dashboard,
     logstream,
+    queues,
     scale,
     scenarios,
     sidebyside,
@@ -54,6 +55,7 @@ SCENARIOS = {
     **submission.SCENARIOS,
     **dashboard.SCENARIOS,
     **logstream.SCENARIOS,
+    **queues.SCENARIOS,
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
@@ -177,6 +179,12 @@ def summary(result: common.Result) -> str:
         return (
             f"p99 {d['submit_to_running_p99_ms']:.1f} ms; submit→ASSIGNED p50 "
             f"{d['submit_to_assigned_p50_ms']:.1f} ms; n={d['samples']}"
+        )
+    if "one_queue_cpu_us_per_task" in c:
+        return (
+            f"1 queue {c['one_queue_cpu_us_per_task']:,.0f} µs/task: 10 queues "
+            f"{c['ten_queues_difference_percent']:+.1f} %, with quotas "
+            f"{c['with_quotas_difference_percent']:+.1f} % ({d['store']} store)"
         )
     if "null_store_tasks_per_s" in c:
         return (

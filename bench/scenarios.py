@@ -26,7 +26,7 @@ from typing import Any
 
 from vahana.app import service
 from vahana.app import settings as settings_module
-from vahana.core import models
+from vahana.core import fairshare, models
 from vahana.scheduling import records
 from vahana.scheduling import scheduler as scheduler_module
 from vahana.store import sqlite
@@ -45,10 +45,15 @@ def longest_gap(times: Sequence[float]) -> float:
 
 
 def submissions(
-    count: int, command: str = "true", prefix: str = "bench"
+    count: int, command: str = "true", prefix: str = "bench", queues: int = 0
 ) -> list[models.Submission]:
+    """`count` tasks; with `queues`, spread over queues q0…q<queues-1> in turn."""
     return [
-        models.Submission(models.TaskSpec(name=f"{prefix}-{i}", command=command))
+        models.Submission(
+            models.TaskSpec(
+                name=f"{prefix}-{i}", command=command, queue=f"q{i % queues}" if queues else ""
+            )
+        )
         for i in range(count)
     ]
 
@@ -351,7 +356,14 @@ class NullStore:
     def close(self) -> None: ...
 
 
-def core_run(count: int, *, workers: int, per_poll: int, store_kind: str) -> dict[str, float]:
+def core_run(
+    count: int,
+    *,
+    workers: int,
+    per_poll: int,
+    store_kind: str,
+    queues: Sequence[fairshare.QueueConfig] = (),
+) -> dict[str, float]:
     """Drives a Scheduler directly: simulated workers poll and report in turn until all final.
 
     per_poll=1 behaves like a one-slot worker: one poll, then RUNNING and COMPLETED as two
@@ -364,6 +376,7 @@ def core_run(count: int, *, workers: int, per_poll: int, store_kind: str) -> dic
         )
         sched = scheduler_module.Scheduler(store)
         sched.recover()
+        sched.set_queues(queues)
         ids = [f"core-{i}" for i in range(workers)]
         for worker_id in ids:
             sched.register(
@@ -375,7 +388,7 @@ def core_run(count: int, *, workers: int, per_poll: int, store_kind: str) -> dic
         sched.add_listener(counter)
         cpu_before = cpu_self()
         started = time.perf_counter()
-        sched.submit(submissions(count))
+        sched.submit(submissions(count, queues=len(queues)))
         submitted = time.perf_counter()
         Running, Completed = models.TaskPhase.RUNNING, models.TaskPhase.COMPLETED
         while len(counter.final) < count:

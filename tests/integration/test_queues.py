@@ -128,8 +128,10 @@ def test_a_quota_of_two_running_tasks_is_never_exceeded_and_shows_why(
     ids = _submit(client, "capped", 8, "sleep 0.4")
     _workers(start_worker)
     reason = wait_until(
-        lambda: client.get(ids[-1]).pending_reason.startswith("queue capped")
-        and client.get(ids[-1]).pending_reason,
+        lambda: (
+            client.get(ids[-1]).pending_reason.startswith("queue capped")
+            and client.get(ids[-1]).pending_reason
+        ),
         timeout=20,
         message="the quota in the pending reason",
     )

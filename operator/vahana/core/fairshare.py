@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from vahana.core import models
 
@@ -29,9 +30,9 @@ DEFAULT_HALF_LIFE_SECONDS = 3600.0
 """Usage half-life: work done an hour ago weighs half as much as work done now."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Amount:
-    """What tasks hold at once: running tasks, cpu cores, memory bytes, gpus."""
+class Amount(NamedTuple):
+    """What tasks hold at once: running tasks, cpu cores, memory bytes, gpus. (A named tuple:
+    one is made on every dispatch and every end of an attempt, and tuples are made fastest.)"""
 
     tasks: int = 0
     cpu_cores: float = 0.0
@@ -82,17 +83,85 @@ class QueueConfig:
     """May go past its quotas onto capacity no queue within its quotas waits for."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class QueueUsage:
-    """What a queue holds now and its decayed usage, as of `as_of`."""
+NOTHING = Amount()
 
-    decayed: float = 0.0
-    """Core-seconds held up to `as_of`, each second weighted 2^(-age / half-life)."""
-    as_of: float = 0.0
-    cores: float = 0.0
-    """Cores its running tasks count for (at least 1 each: a task holds a slot)."""
-    total: Amount = Amount()
-    by_pool: Mapping[str, Amount] = dataclasses.field(default_factory=dict)
+Mark = tuple[float, float, float, "Amount", str, "Amount | None"]
+"""What `QueueUsage.move` changes, as it was: `restore` puts it back (a rolled-back plan)."""
+
+
+class QueueUsage:
+    """What a queue holds now and its decayed usage, as of `as_of`.
+
+    Changed in place by `move` — a dispatch and an attempt's end each move it, so it is not
+    copied then — and put back with `restore(mark)`; `started`/`stopped` give changed copies.
+    """
+
+    __slots__ = ("decayed", "as_of", "cores", "total", "by_pool")
+
+    def __init__(
+        self,
+        decayed: float = 0.0,
+        as_of: float = 0.0,
+        cores: float = 0.0,
+        total: Amount = NOTHING,
+        by_pool: Mapping[str, Amount] | None = None,
+    ) -> None:
+        self.decayed = decayed
+        """Core-seconds held up to `as_of`, each second weighted 2^(-age / half-life)."""
+        self.as_of = as_of
+        self.cores = cores
+        """Cores its running tasks count for (at least 1 each: a task holds a slot)."""
+        self.total = total
+        self.by_pool: dict[str, Amount] = dict(by_pool or {})
+
+    def copy(self) -> QueueUsage:
+        return QueueUsage(self.decayed, self.as_of, self.cores, self.total, self.by_pool)
+
+    def mark(self, pool: str) -> Mark:
+        return (self.decayed, self.as_of, self.cores, self.total, pool, self.by_pool.get(pool))
+
+    def restore(self, mark: Mark) -> None:
+        self.decayed, self.as_of, self.cores, self.total, pool, in_pool = mark
+        if in_pool is None:
+            self.by_pool.pop(pool, None)
+        else:
+            self.by_pool[pool] = in_pool
+
+    def move(
+        self, pool: str, need: models.Resources, now: float, half_life: float, sign: int
+    ) -> None:
+        """A task needing `need` started (`sign` 1) or stopped (-1) on a worker of `pool`."""
+        elapsed = now - self.as_of
+        if elapsed > 0:
+            rate = _LN2 / half_life
+            keep = math.exp(-rate * elapsed)
+            self.decayed = self.decayed * keep + self.cores * (1.0 - keep) / rate
+            self.as_of = now
+        cpu, memory, gpus = need.cpu_cores, need.memory_bytes, need.gpus
+        total = self.total
+        if total.tasks + sign <= 0:
+            self.total, self.cores = NOTHING, 0.0
+        else:
+            self.total = Amount(
+                total.tasks + sign,
+                total.cpu_cores + sign * cpu,
+                total.memory_bytes + sign * memory,
+                total.gpus + sign * gpus,
+            )
+            self.cores = max(0.0, self.cores + sign * (cpu if cpu > 1.0 else 1.0))
+        held = self.by_pool.get(pool, NOTHING)
+        if held.tasks + sign <= 0:
+            self.by_pool.pop(pool, None)
+        else:
+            self.by_pool[pool] = Amount(
+                held.tasks + sign,
+                held.cpu_cores + sign * cpu,
+                held.memory_bytes + sign * memory,
+                held.gpus + sign * gpus,
+            )
+
+
+_LN2 = math.log(2)
 
 
 def queue_of(task: models.TaskRecord) -> str:
@@ -123,38 +192,35 @@ def share(usage: QueueUsage, weight: float, now: float, half_life: float) -> flo
     return (decayed_at(usage, now, half_life) / half_life + usage.cores) / weight
 
 
+def share_terms(
+    usage: QueueUsage, weight: float, anchor: float, half_life: float
+) -> tuple[float, float]:
+    """(a, b) such that `share(usage, weight, now, half_life)` = a × 2^(-(now - anchor) /
+    half-life) + b for every `now` ≥ `usage.as_of` until the usage changes: with the factor
+    computed once, ranking many queues costs a multiply and an add each. `anchor` is any time
+    not far before `as_of` (2^((as_of - anchor) / half-life) must stay a float)."""
+    rate = math.log(2) / half_life
+    settled = usage.cores / rate  # where the decayed usage tends while `cores` run on
+    a = (usage.decayed - settled) * math.exp(rate * (usage.as_of - anchor)) / half_life
+    b = settled / half_life + usage.cores
+    return a / weight, b / weight
+
+
 def started(
     usage: QueueUsage, pool: str, need: models.Resources, now: float, half_life: float
 ) -> QueueUsage:
-    """The queue's usage once a task needing `need` started on a worker of `pool`."""
-    return _moved(usage, pool, need, now, half_life, 1)
+    """A copy of the queue's usage once a task needing `need` started on a worker of `pool`."""
+    changed = usage.copy()
+    changed.move(pool, need, now, half_life, 1)
+    return changed
 
 
 def stopped(
     usage: QueueUsage, pool: str, need: models.Resources, now: float, half_life: float
 ) -> QueueUsage:
-    return _moved(usage, pool, need, now, half_life, -1)
-
-
-def _moved(
-    usage: QueueUsage, pool: str, need: models.Resources, now: float, half_life: float, sign: int
-) -> QueueUsage:
-    held = amount_of(need)
-    by_pool = dict(usage.by_pool)
-    in_pool = by_pool.get(pool, Amount()).plus(held, sign)
-    if in_pool.tasks <= 0:
-        by_pool.pop(pool, None)
-    else:
-        by_pool[pool] = in_pool
-    total = usage.total.plus(held, sign)
-    cores = usage.cores + sign * cores_of(need) if total.tasks > 0 else 0.0
-    return QueueUsage(
-        decayed=decayed_at(usage, now, half_life),
-        as_of=max(now, usage.as_of),
-        cores=max(0.0, cores),
-        total=total if total.tasks > 0 else Amount(),
-        by_pool=by_pool,
-    )
+    changed = usage.copy()
+    changed.move(pool, need, now, half_life, -1)
+    return changed
 
 
 def over_quota(

@@ -42,6 +42,8 @@ class _Shape:
     key: ShapeKey
     example: models.TaskRecord
     """Any task of this shape: its resources, pool, timeout stand for all of them."""
+    queue: str
+    """The queue of its tasks (`fairshare.queue_of`)."""
     heap: list[tuple[OrderKey, int, str]] = dataclasses.field(default_factory=list)
 
 
@@ -58,6 +60,8 @@ class TaskQueue:
         self._tokens: dict[str, int] = {}
         self._next_token = 0
         self._delayed: list[tuple[float, int, str]] = []
+        self._queues: dict[str, dict[ShapeKey, _Shape]] = {}
+        """The shapes of `_shapes` by queue."""
         self._depth: dict[DepthKey, int] = {}
         """Queued tasks by (pool, priority), kept as tasks come and go: reading it costs
         nothing per queued task."""
@@ -70,6 +74,11 @@ class TaskQueue:
 
     def __iter__(self) -> Iterator[models.TaskRecord]:
         return iter(self._tasks.values())
+
+    @property
+    def queue_count(self) -> int:
+        """Queues with ready tasks (or shapes not yet found empty)."""
+        return len(self._queues)
 
     def push(self, task: models.TaskRecord, now: float) -> None:
         self._next_token += 1
@@ -120,16 +129,33 @@ class TaskQueue:
         self,
         accept: Callable[[models.TaskRecord], bool],
         rank: Callable[[models.TaskRecord], int],
-        order: Callable[[models.TaskRecord], float] | None = None,
+        order: Callable[[str], float] | None = None,
     ) -> models.TaskRecord | None:
         """Pops the best ready task whose shape `accept` allows.
 
-        Order: `order` (the queue's fair share: lower first; a shape is of one queue), then
-        priority, then `rank` (locality: higher first), then deadline, then age.
+        Order: `order` of the task's queue (its fair share: lower first), then priority, then
+        `rank` (locality: higher first), then deadline, then age. Queues are looked at in
+        their order and the first with a task `accept` allows gives it, so a dispatch looks
+        at the shapes of one queue when that queue's head fits.
         """
-        best: tuple[tuple[float, int, int, float, int], _Shape] | None = None
+        if order is None or len(self._queues) <= 1:
+            return self._take_from(self._shapes, accept, rank)
+        for queue in sorted(self._queues, key=order):
+            shapes = self._queues.get(queue)
+            task = self._take_from(shapes, accept, rank) if shapes is not None else None
+            if task is not None:
+                return task
+        return None
+
+    def _take_from(
+        self,
+        shapes: dict[ShapeKey, _Shape],
+        accept: Callable[[models.TaskRecord], bool],
+        rank: Callable[[models.TaskRecord], int],
+    ) -> models.TaskRecord | None:
+        best: tuple[tuple[int, int, float, int], _Shape] | None = None
         empty: list[ShapeKey] = []
-        for shape in self._shapes.values():
+        for shape in shapes.values():
             head = self._head(shape)
             if head is None:
                 empty.append(shape.key)
@@ -137,12 +163,11 @@ class TaskQueue:
             if not accept(shape.example):
                 continue
             priority, deadline, seq = head[0]
-            share = order(shape.example) if order is not None else 0.0
-            candidate = (share, priority, -rank(shape.example), deadline, seq)
+            candidate = (priority, -rank(shape.example), deadline, seq)
             if best is None or candidate < best[0]:
                 best = (candidate, shape)
         for key in empty:
-            del self._shapes[key]
+            self._drop_shape(key)
         if best is None:
             return None
         _, _, task_id = heapq.heappop(best[1].heap)
@@ -150,6 +175,13 @@ class TaskQueue:
         task = self._tasks.pop(task_id)
         self._count(task, -1)
         return task
+
+    def _drop_shape(self, key: ShapeKey) -> None:
+        shape = self._shapes.pop(key)
+        in_queue = self._queues[shape.queue]
+        del in_queue[key]
+        if not in_queue:
+            del self._queues[shape.queue]
 
     def _count(self, task: models.TaskRecord, change: int) -> None:
         key = (task.pool, task.spec.priority)
@@ -163,7 +195,10 @@ class TaskQueue:
         key = shape_key(task)
         shape = self._shapes.get(key)
         if shape is None:
-            shape = self._shapes[key] = _Shape(key, task)
+            queue = key[0]
+            assert isinstance(queue, str)
+            shape = self._shapes[key] = _Shape(key, task, queue)
+            self._queues.setdefault(queue, {})[key] = shape
         heapq.heappush(shape.heap, (order_key(task), token, task.id))
 
     def _head(self, shape: _Shape) -> tuple[OrderKey, int, str] | None:

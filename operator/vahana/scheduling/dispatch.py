@@ -22,18 +22,14 @@ def take_next(
 ) -> models.TaskRecord | None:
     """Pops the task `worker` should run next, or None."""
     live, now = change.tables, change.now
-    configs, usage, half_life = live.queue_configs, live.usage, live.half_life
-    shares: dict[str, float] = {}
-    empty = fairshare.QueueUsage()
+    configs, usage, terms_of = live.queue_configs, live.usage, live.terms_of
+    # One queue ready: the queue takes no order (and the factor is not worth its pow).
+    factor = live.rank_factor(now) if live.queue.queue_count > 1 else 1.0
 
-    def order(task: models.TaskRecord) -> float:
-        queue = fairshare.queue_of(task)
-        found = shares.get(queue)
-        if found is None:
-            config = configs.get(queue)
-            weight = config.weight if config is not None else 1.0
-            found = shares[queue] = fairshare.share(usage.get(queue, empty), weight, now, half_life)
-        return found
+    def order(queue: str) -> float:
+        """The queue's `fairshare.share` now, from its terms; 0 for a queue that never ran."""
+        found = terms_of(queue)
+        return found[0] * factor + found[1] if found is not None else 0.0
 
     if not live.quotas:
         return change.take(accept, rank, order)

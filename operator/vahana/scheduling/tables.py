@@ -74,10 +74,17 @@ class Tables:
         """The queues configured (Queue resources, queue files); others have weight 1 and
         no quota. Configuration, not state: set by the scheduler, never undone."""
         self.usage: dict[str, fairshare.QueueUsage] = {}
-        """Each queue's usage, replaced (never modified) on every change."""
+        """Each queue's usage, changed in place (`QueueUsage.move`): the undo entry of a
+        change holds its `mark`."""
         self.holding: dict[str, tuple[str, str]] = {}
         """Task id → (queue, worker pool) of every task that counts in its queue's usage."""
         self.half_life = fairshare.DEFAULT_HALF_LIFE_SECONDS
+        self.terms: dict[str, tuple[float, float]] = {}
+        """Each queue's `fairshare.share_terms` from `anchor`, kept with its usage: ranking
+        the queues on a dispatch is then a multiply and an add per queue."""
+        self.anchor = 0.0
+        self.stale: set[str] = set()
+        """Queues whose terms are out of date."""
         self.quotas = False
         """Whether any configured queue has a quota (else dispatch skips the quota test)."""
 
@@ -85,15 +92,46 @@ class Tables:
         """A task found leased on a restart counts in its queue's usage from `now` on (the
         decayed usage of before the restart is not kept)."""
         queue = fairshare.queue_of(task)
-        before = self.usage.get(queue) or fairshare.QueueUsage(as_of=now)
-        self.usage[queue] = fairshare.started(
-            before, pool, task.spec.resources, now, self.half_life
-        )
+        usage = self.usage.get(queue)
+        if usage is None:
+            usage = self.usage[queue] = fairshare.QueueUsage(as_of=now)
+        usage.move(pool, task.spec.resources, now, self.half_life, 1)
         self.holding[task.id] = (queue, pool)
+        self.reterm(queue)
+
+    def reterm(self, queue: str) -> None:
+        """The queue's usage or weight changed: its ranking terms are made anew when next
+        asked for (`terms_of`), which only a dispatch among several queues does."""
+        self.stale.add(queue)
+
+    def terms_of(self, queue: str) -> tuple[float, float] | None:
+        """The queue's `fairshare.share_terms` from `anchor`; None if it never ran a task."""
+        if queue in self.stale:
+            self.stale.discard(queue)
+            usage = self.usage.get(queue)
+            if usage is None:
+                self.terms.pop(queue, None)
+            else:
+                config = self.queue_configs.get(queue)
+                weight = config.weight if config is not None else 1.0
+                self.terms[queue] = fairshare.share_terms(
+                    usage, weight, self.anchor, self.half_life
+                )
+        return self.terms.get(queue)
+
+    def rank_factor(self, now: float) -> float:
+        """2^(-(now - anchor) / half-life), the factor of the ranking terms; the anchor moves
+        up (and every term is made anew) once it lies 64 half-lives back, so that the terms
+        stay floats (a queue's usage changes at `now` at the latest)."""
+        if now - self.anchor > 64 * self.half_life:
+            self.anchor = now
+            self.stale.update(self.usage)
+        return 2.0 ** (-(now - self.anchor) / self.half_life)
 
     def set_queues(self, configs: list[fairshare.QueueConfig]) -> None:
         self.queue_configs = {config.name: config for config in configs}
         self.quotas = any(config.quotas for config in configs)
+        self.stale.update(self.usage)
 
     def task(self, task_id: str) -> models.TaskRecord | None:
         return self.tasks.get(task_id) or self.finished.get(task_id)
@@ -178,15 +216,16 @@ class Tables:
         self.seq = entry[1]
 
     def _undo_usage(self, entry: plans.Undo, _now: float) -> None:
-        _, queue, before, task_id, held = entry
-        if before is None:
+        _, queue, mark, task_id, held = entry
+        if mark is None:
             self.usage.pop(queue, None)
-        else:
-            self.usage[queue] = before
+        elif queue in self.usage:
+            self.usage[queue].restore(mark)
         if held is None:
             self.holding.pop(task_id, None)
         else:
             self.holding[task_id] = held
+        self.reterm(queue)
 
 
 _UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
@@ -265,7 +304,7 @@ class Change:
         self,
         accept: Callable[[models.TaskRecord], bool],
         rank: Callable[[models.TaskRecord], int],
-        order: Callable[[models.TaskRecord], float] | None = None,
+        order: Callable[[str], float] | None = None,
     ) -> models.TaskRecord | None:
         task = self.tables.queue.take(accept, rank, order)
         if task is not None:
@@ -275,35 +314,33 @@ class Change:
     # -- queue usage (fair share, quotas) ---------------------------------------------------
     def hold(self, task: models.TaskRecord, pool: str) -> None:
         """The task's attempt began on a worker of `pool`: it counts in its queue's usage."""
-        if task.id in self.tables.holding:
+        live = self.tables
+        if task.id in live.holding:
             return
         queue = fairshare.queue_of(task)
-        live = self.tables
-        before = live.usage.get(queue)
-        self.plan.undo.append(("usage", queue, before, task.id, None))
-        live.usage[queue] = fairshare.started(
-            before or fairshare.QueueUsage(as_of=self.now),
-            pool,
-            task.spec.resources,
-            self.now,
-            live.half_life,
-        )
+        usage = live.usage.get(queue)
+        if usage is None:
+            usage = live.usage[queue] = fairshare.QueueUsage(as_of=self.now)
+            self.plan.undo.append(("usage", queue, None, task.id, None))
+        else:
+            self.plan.undo.append(("usage", queue, usage.mark(pool), task.id, None))
+        usage.move(pool, task.spec.resources, self.now, live.half_life, 1)
         live.holding[task.id] = (queue, pool)
+        live.reterm(queue)
 
     def release(self, task: models.TaskRecord) -> None:
         """The task's attempt ended: it no longer counts (what it used stays, decaying)."""
-        held = self.tables.holding.get(task.id)
+        live = self.tables
+        held = live.holding.pop(task.id, None)
         if held is None:
             return
         queue, pool = held
-        live = self.tables
-        before = live.usage.get(queue)
-        self.plan.undo.append(("usage", queue, before, task.id, held))
-        del live.holding[task.id]
-        if before is not None:
-            live.usage[queue] = fairshare.stopped(
-                before, pool, task.spec.resources, self.now, live.half_life
-            )
+        usage = live.usage.get(queue)
+        if usage is None:
+            return
+        self.plan.undo.append(("usage", queue, usage.mark(pool), task.id, held))
+        usage.move(pool, task.spec.resources, self.now, live.half_life, -1)
+        live.reterm(queue)
 
     # -- attempts --------------------------------------------------------------------------
     def put_attempt(self, attempt: models.AttemptRecord) -> None:

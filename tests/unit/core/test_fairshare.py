@@ -126,3 +126,30 @@ def test_a_task_belongs_to_its_queue_else_its_namespace_else_default() -> None:
     assert fairshare.queue_of(make_task("a").queue("q").namespace("ns").record()) == "q"
     assert fairshare.queue_of(make_task("a").namespace("ns").record()) == "ns"
     assert fairshare.queue_of(make_task("a").record()) == "default"
+
+
+@given(
+    cores=st.floats(min_value=0.0, max_value=64),
+    decayed=st.floats(min_value=0.0, max_value=1e7),
+    weight=st.floats(min_value=0.01, max_value=100),
+    later=st.floats(min_value=0.0, max_value=20 * HOUR),
+)
+def test_share_terms_give_the_share_at_any_later_time(
+    cores: float, decayed: float, weight: float, later: float
+) -> None:
+    """What dispatch ranks by (a × 2^(-(now - anchor) / half-life) + b) is the share."""
+    usage = fairshare.QueueUsage(decayed=decayed, as_of=5_000.0, cores=cores)
+    a, b = fairshare.share_terms(usage, weight, 1_000.0, HOUR)
+    now = 5_000.0 + later
+    ranked = a * 2 ** (-(now - 1_000.0) / HOUR) + b
+    assert ranked == pytest.approx(fairshare.share(usage, weight, now, HOUR), rel=1e-9, abs=1e-9)
+
+
+def test_a_move_is_undone_by_restoring_its_mark() -> None:
+    usage = fairshare.started(fairshare.QueueUsage(as_of=0.0), "p", ONE_CORE, 0.0, HOUR)
+    before = (usage.decayed, usage.as_of, usage.cores, usage.total, dict(usage.by_pool))
+    for pool, sign in (("p", -1), ("q", 1)):
+        mark = usage.mark(pool)
+        usage.move(pool, ONE_CORE, 50.0, HOUR, sign)
+        usage.restore(mark)
+    assert (usage.decayed, usage.as_of, usage.cores, usage.total, usage.by_pool) == before

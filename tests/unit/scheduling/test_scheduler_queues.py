@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from builders import make_registration, make_task
 from drive import poll_ids, register, report, submit
 from vahana.core import fairshare, models
 from vahana.scheduling import scheduler
+from vahana.store import base
 
 P = models.TaskPhase
 
@@ -127,3 +129,22 @@ def test_usage_follows_the_attempts_and_is_given_back_when_they_end(sched, clock
     after = sched.queue_usage()["q"]
     assert after.total.tasks == 0 and after.by_pool == {}
     assert 29 < fairshare.decayed_at(after, clock.now, 3600) < 30
+
+
+def test_a_rolled_back_dispatch_leaves_the_usage_as_it_was(sched, store) -> None:
+    """The usage is memory like the rest: a dispatch whose commit fails is undone in it too."""
+    ids = _flood(sched, "q", 2)
+    register(sched, make_registration("w0"), make_registration("w1"))
+    poll_ids(sched, "w0", 1)
+    before = sched.queue_usage()["q"].mark("")
+    original = store.update_tasks
+
+    def failing(tasks):
+        raise base.StoreUnavailable("disk full")
+
+    store.update_tasks = failing
+    with pytest.raises(base.StoreUnavailable):
+        sched.poll("w1", 1)
+    store.update_tasks = original
+    assert sched.queue_usage()["q"].mark("") == before
+    assert sched.get_task(ids[1]).phase == P.PENDING
