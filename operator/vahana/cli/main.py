@@ -30,7 +30,7 @@ from vahana.app import settings as settings_module
 from vahana.cli import client as client_module
 from vahana.cli import flags, render, run, watch
 from vahana.cli import logs as task_logs
-from vahana.core import models, printable
+from vahana.core import arrays, models, printable
 from vahana.manifests import pools as pool_manifests
 from vahana.manifests import queues as queue_manifests
 from vahana.manifests import tasks as task_manifests
@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep printing what the task writes while it runs, until it ends",
     )
+    logs.add_argument(
+        "--index", type=int, metavar="I", help="of an array: the output of its instance I"
+    )
     _add_server_flag(logs)
     logs.set_defaults(handler=_logs)
 
@@ -366,6 +369,11 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
     return settings
 
 
+def _instances(submissions: Sequence[models.Submission]) -> list[models.Submission]:
+    """Arrays as their instances (`core.arrays.expand`), after the keys are given."""
+    return [one for submission in submissions for one in arrays.expand(submission)]
+
+
 def _read_tasks(path: Path) -> list[models.Submission]:
     text = _read_text(path)
     try:
@@ -430,7 +438,9 @@ def _run_key(options: argparse.Namespace) -> str:
 
 def _run(options: argparse.Namespace, console: Console) -> int:
     with _nothing_submitted(options):
-        submissions = client_module.with_keys(_read_tasks(options.file), _run_key(options))
+        submissions = _instances(
+            client_module.with_keys(_read_tasks(options.file), _run_key(options))
+        )
         pools = _read_pools(options.pool_file)
     fixed: dict[str, Any] = {"server.port": 0}
     if "VAHANA_LOCAL_POOL_OUTPUT_DIR" not in os.environ:
@@ -445,7 +455,7 @@ def _run(options: argparse.Namespace, console: Console) -> int:
         with _nothing_submitted(options):
             settings = _settings(options, **fixed, **{"store.state_dir": scratch})
         results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
-    if options.all or options.output == "wide" or len(results) <= render.FULL_TABLE_UP_TO:
+    if options.all or options.output == "wide" or render.rows(results) <= render.FULL_TABLE_UP_TO:
         console.print(render.results_table(results))
     else:
         console.print(render.run_summary(results))
@@ -532,7 +542,7 @@ def _operate(options: argparse.Namespace, console: Console) -> int:
 def _submit(options: argparse.Namespace, console: Console) -> int:
     with _nothing_submitted(options):
         run_key = _run_key(options)
-        submissions = client_module.with_keys(_read_tasks(options.file), run_key)
+        submissions = _instances(client_module.with_keys(_read_tasks(options.file), run_key))
         client = _client(options)
     errors = Console(stderr=True, highlight=False)
 
@@ -589,6 +599,8 @@ def _get(options: argparse.Namespace, console: Console) -> int:
         task = client.get(options.name)
         if options.output != "table":
             client_module.print_record(console, task, options.output)
+        elif task.HasField("array_status"):
+            console.print(render.array_table(task))
         else:
             console.print(render.tasks_table([task]))
         return 0
@@ -634,8 +646,16 @@ def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
 
 
 def _logs(options: argparse.Namespace, console: Console) -> int:
+    name = (
+        options.task if options.index is None else arrays.instance_name(options.task, options.index)
+    )
     client = _client(options)
-    task = client.get(options.task)
+    task = client.get(name)
+    if task.HasField("array_status"):
+        raise UsageError(
+            f"{options.task} is an array of {task.array_status.total:,} instances: give "
+            f"--index I for the output of one (failed: {_indices(task)})"
+        )
     if task_logs.copy_output(client.tasks, task.id, follow=options.follow):
         if options.follow:
             task = client.get(task.id)
@@ -659,6 +679,11 @@ def _logs(options: argparse.Namespace, console: Console) -> int:
         message = printable.printable(task.message, 20_000)
         console.print(f"{render.status_name(task)}: {message}", style="dim", markup=False)
     return 0
+
+
+def _indices(task: Any) -> str:
+    failed = list(task.array_status.failed_indices)
+    return ", ".join(map(str, failed[:20])) + (" …" if len(failed) > 20 else "") or "none"
 
 
 def _cancel(options: argparse.Namespace, console: Console) -> int:

@@ -14,6 +14,8 @@ from vahana.core import printable
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 
+FINAL = frozenset({pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT})
+
 _STATUS_STYLE = {
     "COMPLETED": "green",
     "FAILED": "red",
@@ -110,7 +112,17 @@ def results_table(tasks: list[tasks_pb.TaskInfo], title: str = "Results") -> Tab
     table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left")
     for column in ("TASK", "STATUS", "EXIT", "DURATION", "WORKER", "OUTPUT"):
         table.add_column(column, overflow="fold")
+    groups: dict[str, list[tasks_pb.TaskInfo]] = {}
     for task in tasks:
+        if task.array:
+            groups.setdefault(task.array, []).append(task)
+    shown: set[str] = set()
+    for task in tasks:
+        if task.array:
+            if task.array not in shown:
+                shown.add(task.array)
+                _array_rows(table, task.array, groups[task.array])
+            continue
         tail = last_line(task.output_tail) or last_line(task.message)
         table.add_row(
             plain(task.name or task.id),
@@ -120,6 +132,77 @@ def results_table(tasks: list[tasks_pb.TaskInfo], title: str = "Results") -> Tab
             plain(task.worker_id or "-"),
             plain(tail),
         )
+    return table
+
+
+def rows(tasks: list[tasks_pb.TaskInfo]) -> int:
+    """Rows of the result table: one per task, one per array (with its failed instances)."""
+    arrays = {task.array for task in tasks if task.array}
+    failed = sum(1 for task in tasks if task.array and task.status != pb.COMPLETED)
+    return sum(1 for task in tasks if not task.array) + len(arrays) + min(failed, FAILED_ROWS)
+
+
+FAILED_ROWS = 10
+"""Failed instances of an array listed in the results, at most."""
+
+
+def array_progress(instances: list[tasks_pb.TaskInfo]) -> tuple[str, list[tasks_pb.TaskInfo]]:
+    """("COMPLETED 10,000/10,000" or "FAILED 3 of 10,000 …", the failed instances)."""
+    failed = [t for t in instances if t.status in FINAL and t.status != pb.COMPLETED]
+    done = sum(1 for t in instances if t.status in FINAL)
+    total = len(instances)
+    if failed:
+        return f"FAILED {len(failed):,} of {total:,} ({done:,}/{total:,} finished)", failed
+    if done == total:
+        return f"COMPLETED {done:,}/{total:,}", failed
+    return f"RUNNING {done:,}/{total:,}", failed
+
+
+def _array_rows(table: Table, name: str, instances: list[tasks_pb.TaskInfo]) -> None:
+    status, failed = array_progress(instances)
+    style = "red" if failed else "green" if status.startswith("COMPLETED") else ""
+    table.add_row(
+        f"{name}[0-{len(instances) - 1}]",
+        f"[{style}]{status}[/]" if style else status,
+        "-",
+        "-",
+        "-",
+        f"failed indices: {', '.join(str(t.index) for t in failed[:FAILED_ROWS])}"
+        + (" …" if len(failed) > FAILED_ROWS else "")
+        if failed
+        else "",
+    )
+    for task in failed[:FAILED_ROWS]:
+        tail = last_line(task.output_tail) or last_line(task.message)
+        table.add_row(
+            f"  {task.name}",
+            styled_status(task),
+            exit_code(task),
+            duration(task),
+            task.worker_id or "-",
+            tail,
+        )
+
+
+def array_table(task: tasks_pb.TaskInfo) -> Table:
+    """An array: its progress, its instances by phase, the failed indices."""
+    counts = task.array_status
+    table = Table(box=box.SIMPLE_HEAD)
+    columns = ("ARRAY", "STATUS", "PROGRESS", "PENDING", "RUNNING", "COMPLETED", "FAILED")
+    for column in (*columns, "CANCELLED", "FAILED INDICES"):
+        table.add_column(column, overflow="fold")
+    failed = list(counts.failed_indices)
+    table.add_row(
+        task.name,
+        styled_status(task),
+        counts.progress,
+        f"{counts.pending:,}",
+        f"{counts.running:,}",
+        f"{counts.completed:,}",
+        f"{counts.failed:,}",
+        f"{counts.cancelled:,}",
+        ", ".join(map(str, failed[:20])) + (" …" if len(failed) > 20 else "") or "-",
+    )
     return table
 
 

@@ -223,6 +223,36 @@ def stopped(
     return changed
 
 
+def exceeds(
+    config: QueueConfig | None, usage: QueueUsage | None, pool: str, need: models.Resources
+) -> bool:
+    """Whether one more task needing `need` on a worker of `pool` would go past a quota of
+    the queue (`over_quota` says which; this is its test alone, asked on every dispatch)."""
+    if config is None or not config.quotas:
+        return False
+    for quota in config.quotas:
+        if quota.pool:
+            if quota.pool != pool:
+                continue
+            held = usage.by_pool.get(pool, NOTHING) if usage is not None else NOTHING
+        else:
+            held = usage.total if usage is not None else NOTHING
+        if (
+            (quota.tasks is not None and held.tasks >= quota.tasks)
+            or (
+                quota.cpu_cores is not None
+                and held.cpu_cores + need.cpu_cores > quota.cpu_cores + 1e-9
+            )
+            or (
+                quota.memory_bytes is not None
+                and held.memory_bytes + need.memory_bytes > quota.memory_bytes
+            )
+            or (quota.gpus is not None and held.gpus + need.gpus > quota.gpus)
+        ):
+            return True
+    return False
+
+
 def over_quota(
     config: QueueConfig | None, usage: QueueUsage | None, pool: str, need: models.Resources
 ) -> str:

@@ -125,6 +125,18 @@ class TaskSpec:
     limits: Limits = dataclasses.field(default_factory=Limits)
     queue: str = ""
     """The queue it is dispatched from (`core.fairshare`); empty: its namespace's."""
+    array: str = ""
+    """The array it is an instance of (`core.arrays`: the Task's name); empty: none."""
+    index: int = 0
+    """Its index in that array."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySpec:
+    """A task array (`core.arrays`): how many instances, and each one's parameters."""
+
+    count: int
+    parameters: tuple[Mapping[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +166,8 @@ class Submission:
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     pool: str = ""
     namespace: str = ""
+    array: ArraySpec | None = None
+    """Set: the submission stands for the array's instances (`core.arrays.expand`)."""
 
 
 @dataclasses.dataclass(slots=True)

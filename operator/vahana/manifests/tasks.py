@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from vahana.core import models, validation
+from vahana.core import arrays, models, validation
 from vahana.manifests import errors, messages, quantity, schema, yamlload
 
 ManifestError = errors.ManifestError
@@ -254,11 +254,31 @@ def _convert(obj: Mapping[str, Any]) -> models.Submission:
     )
     return models.Submission(
         spec=task,
+        array=_array(spec.get("array")),
         key=metadata.get("uid", ""),
         retry=_retry(spec.get("retry", {})),
         pool=spec.get("pool", ""),
         namespace=metadata.get("namespace") or DEFAULT_NAMESPACE,
     )
+
+
+def _array(array: Mapping[str, Any] | None) -> models.ArraySpec | None:
+    """spec.array: the count, or one instance per parameter set (the count, if given, must
+    match them)."""
+    if array is None:
+        return None
+    parameters = tuple(dict(values) for values in array.get("parameters", ()))
+    for path, problem in arrays.check_parameters(parameters):
+        raise _FieldError(path, f"{problem}: use a letter or _, then letters, digits or _")
+    count = array.get("count")
+    if parameters and count is not None and count != len(parameters):
+        raise _FieldError(
+            "spec.array.count",
+            f"is {count} but {len(parameters)} parameter sets are given: leave count out",
+        )
+    if not parameters and count is None:
+        raise _FieldError("spec.array", "give count, or parameters (one set per instance)")
+    return models.ArraySpec(count=len(parameters) or count, parameters=parameters)
 
 
 def _limits(limits: Mapping[str, Any]) -> models.Limits:

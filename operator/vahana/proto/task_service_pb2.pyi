@@ -24,20 +24,24 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_task_retries: _Optional[int] = ..., max_infra_retries: _Optional[int] = ..., backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TaskSubmission(_message.Message):
-    __slots__ = ("key", "spec", "retry", "pool", "namespace", "queue")
+    __slots__ = ("key", "spec", "retry", "pool", "namespace", "queue", "array", "index")
     KEY_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     key: str
     spec: _worker_pb2.Task
     retry: RetryPolicy
     pool: str
     namespace: str
     queue: str
-    def __init__(self, key: _Optional[str] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., pool: _Optional[str] = ..., namespace: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+    array: str
+    index: int
+    def __init__(self, key: _Optional[str] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., pool: _Optional[str] = ..., namespace: _Optional[str] = ..., queue: _Optional[str] = ..., array: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
 
 class SubmitTasksRequest(_message.Message):
     __slots__ = ("tasks",)
@@ -52,7 +56,7 @@ class SubmitTasksResponse(_message.Message):
     def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
-    __slots__ = ("id", "name", "key", "namespace", "pool", "status", "attempt", "worker_id", "exit_code", "has_exit_code", "message", "output_tail", "pending_reason", "created_at", "started_at", "finished_at", "task_failures", "infra_failures", "spec", "retry", "duration", "queue")
+    __slots__ = ("id", "name", "key", "namespace", "pool", "status", "attempt", "worker_id", "exit_code", "has_exit_code", "message", "output_tail", "pending_reason", "created_at", "started_at", "finished_at", "task_failures", "infra_failures", "spec", "retry", "duration", "queue", "array", "index", "array_status")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +79,9 @@ class TaskInfo(_message.Message):
     RETRY_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     key: str
@@ -97,7 +104,30 @@ class TaskInfo(_message.Message):
     retry: RetryPolicy
     duration: _duration_pb2.Duration
     queue: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., key: _Optional[str] = ..., namespace: _Optional[str] = ..., pool: _Optional[str] = ..., status: _Optional[_Union[_worker_pb2.TaskStatus, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., message: _Optional[str] = ..., output_tail: _Optional[str] = ..., pending_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue: _Optional[str] = ...) -> None: ...
+    array: str
+    index: int
+    array_status: ArrayStatus
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., key: _Optional[str] = ..., namespace: _Optional[str] = ..., pool: _Optional[str] = ..., status: _Optional[_Union[_worker_pb2.TaskStatus, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., message: _Optional[str] = ..., output_tail: _Optional[str] = ..., pending_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue: _Optional[str] = ..., array: _Optional[str] = ..., index: _Optional[int] = ..., array_status: _Optional[_Union[ArrayStatus, _Mapping]] = ...) -> None: ...
+
+class ArrayStatus(_message.Message):
+    __slots__ = ("total", "pending", "running", "completed", "failed", "cancelled", "failed_indices", "progress")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_INDICES_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    pending: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+    failed_indices: _containers.RepeatedScalarFieldContainer[int]
+    progress: str
+    def __init__(self, total: _Optional[int] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., failed_indices: _Optional[_Iterable[int]] = ..., progress: _Optional[str] = ...) -> None: ...
 
 class GetTaskRequest(_message.Message):
     __slots__ = ("id",)

@@ -7,7 +7,7 @@ import math
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from vahana.core import fairshare, models
+from vahana.core import arrays, fairshare, models
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 from vahana.rpc import checks
@@ -168,8 +168,10 @@ def submission_of(message: tasks_pb.TaskSubmission) -> models.Submission:
         else models.RetryPolicy()
     )
     spec = spec_of(message.spec)
-    if message.queue:
-        spec = dataclasses.replace(spec, queue=message.queue)
+    if message.queue or message.array:
+        spec = dataclasses.replace(
+            spec, queue=message.queue, array=message.array, index=message.index
+        )
     return models.Submission(
         spec=spec,
         key=message.key,
@@ -188,6 +190,29 @@ def submission_to_pb(submission: models.Submission) -> tasks_pb.TaskSubmission:
         pool=submission.pool,
         namespace=submission.namespace,
         queue=submission.spec.queue,
+        array=submission.spec.array,
+        index=submission.spec.index,
+    )
+
+
+def array_info(name: str, summary: arrays.Summary) -> tasks_pb.TaskInfo:
+    """An array as one TaskInfo: its name, its phase, and what its instances add up to."""
+    P = models.TaskPhase
+    counts = summary.counts
+    return tasks_pb.TaskInfo(
+        name=name,
+        array=name,
+        status=pb.TaskStatus.Value(summary.phase.value),
+        array_status=tasks_pb.ArrayStatus(
+            total=summary.total,
+            pending=counts.get(P.PENDING, 0),
+            running=counts.get(P.ASSIGNED, 0) + counts.get(P.RUNNING, 0),
+            completed=counts.get(P.COMPLETED, 0),
+            failed=counts.get(P.FAILED, 0) + counts.get(P.TIMED_OUT, 0),
+            cancelled=counts.get(P.CANCELLED, 0),
+            failed_indices=summary.failed_indices[: arrays.FAILED_INDICES_SHOWN],
+            progress=summary.progress,
+        ),
     )
 
 
@@ -212,6 +237,8 @@ def task_info(task: models.TaskRecord, pending_reason: str = "") -> tasks_pb.Tas
         spec=task_to_pb(task),
         retry=retry_to_pb(task.retry),
         queue=fairshare.queue_of(task),
+        array=task.spec.array,
+        index=task.spec.index,
     )
     if task.started_at is not None:
         info.started_at.CopyFrom(timestamp(task.started_at))

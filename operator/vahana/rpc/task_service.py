@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from vahana.core import bounds, models, validation
+from vahana.core import arrays, bounds, models, validation
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import task_service_pb2_grpc
 from vahana.proto import worker_pb2 as pb
@@ -84,6 +84,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         return tasks_pb.SubmitTasksResponse(task_ids=ids)
 
     async def GetTask(self, request: tasks_pb.GetTaskRequest, context: Any) -> tasks_pb.TaskInfo:
+        if request.id and not request.id.endswith("]"):
+            await self._scheduler.settled()
+            instances = await self._scheduler.get_array_async(request.id)
+            if instances:
+                return convert.array_info(request.id, arrays.summarize(instances))
         task = await self._find(context, request.id)
         return convert.task_info(task, self._scheduler.pending_reason(task))
 
@@ -177,6 +182,17 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"reason: at most {bounds.REASON_CHARS} characters, got {len(request.reason)}",
             )
+        if request.id and not request.id.endswith("]"):
+            await self._scheduler.settled()
+            instances = await self._scheduler.get_array_async(request.id)
+            if instances:  # an array: every instance not final yet is cancelled
+                live = [t for t in instances if not t.is_final]
+                for task in live:
+                    await self._scheduler.cancel_async(task.id, request.reason)
+                phase = arrays.summarize(instances).phase
+                return tasks_pb.CancelTaskResponse(
+                    cancelled=bool(live), status=pb.TaskStatus.Value(phase.value)
+                )
         await self._find(context, request.id)
         cancelled, phase = await self._scheduler.cancel_async(request.id, request.reason)
         return tasks_pb.CancelTaskResponse(

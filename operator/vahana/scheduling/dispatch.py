@@ -21,10 +21,11 @@ def take_next(
     change: tables.Change, worker: models.WorkerRecord, accept: Accept, rank: Rank
 ) -> models.TaskRecord | None:
     """Pops the task `worker` should run next, or None."""
-    live, now = change.tables, change.now
+    live = change.tables
+    if live.queue.queue_count <= 1 and not live.quotas:
+        return change.take(accept, rank)  # one queue, no quota: the queue's own order alone
     configs, usage, terms_of = live.queue_configs, live.usage, live.terms_of
-    # One queue ready: the queue takes no order (and the factor is not worth its pow).
-    factor = live.rank_factor(now) if live.queue.queue_count > 1 else 1.0
+    factor = live.rank_factor(change.now)
 
     def order(queue: str) -> float:
         """The queue's `fairshare.share` now, from its terms; 0 for a queue that never ran."""
@@ -37,7 +38,7 @@ def take_next(
 
     def within(task: models.TaskRecord) -> bool:
         queue = fairshare.queue_of(task)
-        return accept(task) and not fairshare.over_quota(
+        return accept(task) and not fairshare.exceeds(
             configs.get(queue), usage.get(queue), pool, task.spec.resources
         )
 

@@ -38,3 +38,19 @@ def task(task_id_or_name: str) -> Callable[[base.Store], models.TaskRecord]:
         return named[0]
 
     return find
+
+
+def array(name: str) -> Callable[[base.Store], list[models.TaskRecord]]:
+    """The instances of the newest array named `name` (those of one submission: their keys
+    share all but the index), in index order; empty if there is none."""
+
+    def find(store: base.Store) -> list[models.TaskRecord]:
+        found = [t for t in store.find_array_instances(name) if t.spec.array == name]
+        if not found:
+            return []
+        run = found[-1].key.rpartition("/")[0]
+        return sorted(
+            (t for t in found if t.key.rpartition("/")[0] == run), key=lambda t: t.spec.index
+        )
+
+    return find

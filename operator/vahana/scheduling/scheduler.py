@@ -351,6 +351,15 @@ class Scheduler:
             task = await self._pipeline.read(lookups.task(task_id_or_name))
         return self._tables.task(task.id) or task
 
+    async def get_array_async(self, name: str) -> list[models.TaskRecord]:
+        """The instances of the newest array named `name`, in index order, as memory has
+        them; empty if there is no such array."""
+        stored = await self._pipeline.read(lookups.array(name))
+        return self._newest(stored)
+
+    def get_array(self, name: str) -> list[models.TaskRecord]:
+        return self._newest(self._pipeline.read_sync(lookups.array(name)))
+
     def list_tasks(
         self,
         *,

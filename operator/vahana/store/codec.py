@@ -94,6 +94,8 @@ def _spec_dict(spec: models.TaskSpec) -> dict[str, Any]:
         "experiment_id": spec.experiment_id,
         "limits": {name: getattr(limits, name) for name in _LIMIT_FIELDS},
         "queue": spec.queue,
+        "array": spec.array,
+        "index": spec.index,
     }
 
 
@@ -123,6 +125,8 @@ def spec_from_json(text: str) -> models.TaskSpec:
         experiment_id=raw.get("experiment_id", ""),
         limits=limits_from_dict(raw.get("limits", {})),
         queue=raw.get("queue", ""),
+        array=raw.get("array", ""),
+        index=raw.get("index", 0),
     )
 
 

@@ -186,6 +186,13 @@ class SqlStore:
         rows = self._rows("SELECT * FROM tasks WHERE name = ? ORDER BY seq", (name,))
         return [codec.task_from_row(row) for row in rows]
 
+    def find_array_instances(self, name: str) -> list[models.TaskRecord]:
+        prefix = name + "["
+        rows = self._rows(
+            "SELECT * FROM tasks WHERE substr(name, 1, ?) = ? ORDER BY seq", (len(prefix), prefix)
+        )
+        return [codec.task_from_row(row) for row in rows]
+
     def find_task_ids_by_keys(self, keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         wanted = [key for key in keys if key]

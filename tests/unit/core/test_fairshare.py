@@ -153,3 +153,28 @@ def test_a_move_is_undone_by_restoring_its_mark() -> None:
         usage.move(pool, ONE_CORE, 50.0, HOUR, sign)
         usage.restore(mark)
     assert (usage.decayed, usage.as_of, usage.cores, usage.total, usage.by_pool) == before
+
+
+@given(
+    tasks=st.integers(0, 5),
+    cpu=st.floats(0, 8),
+    held_tasks=st.integers(0, 6),
+    held_cpu=st.floats(0, 8),
+    need_cpu=st.floats(0, 4),
+    same_pool=st.booleans(),
+)
+def test_the_fast_quota_test_agrees_with_the_explained_one(
+    tasks: int, cpu: float, held_tasks: int, held_cpu: float, need_cpu: float, same_pool: bool
+) -> None:
+    config = fairshare.QueueConfig(
+        "q", quotas=(fairshare.Quota(tasks=tasks), fairshare.Quota(pool="p", cpu_cores=cpu))
+    )
+    usage = fairshare.QueueUsage(
+        total=fairshare.Amount(held_tasks, held_cpu),
+        by_pool={"p": fairshare.Amount(held_tasks, held_cpu)},
+    )
+    need = models.Resources(cpu_cores=need_cpu)
+    pool = "p" if same_pool else "other"
+    assert fairshare.exceeds(config, usage, pool, need) == bool(
+        fairshare.over_quota(config, usage, pool, need)
+    )
