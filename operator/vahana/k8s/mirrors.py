@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from vahana.core import events as core_events
 from vahana.core import models
-from vahana.k8s import events, resources
+from vahana.k8s import array_status, events, resources
 from vahana.scheduling import records, scheduler
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ class TaskStatusMirror:
         self._objects = k8s.CustomObjectsApi(api)
         self._flush_seconds = flush_seconds
         self._tracked: dict[str, TrackedTask] = {}
+        self._arrays: dict[tuple[str, str], array_status.TrackedArray] = {}
+        self._array_of: dict[str, tuple[str, str]] = {}
+        """Instance id → (namespace, name) of its array's Task object."""
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self.writes = 0
@@ -82,9 +85,46 @@ class TaskStatusMirror:
         if tracked is not None and tracked.uid and self._recorder is not None:
             self._recorder.forget(tracked.uid)
 
+    def track_array(
+        self, instances: list[models.TaskRecord], namespace: str, name: str, ttl: int | None
+    ) -> array_status.TrackedArray:
+        """An array's Task object shows what its instances add up to; the caller writes the
+        first status (`status()` of what this returns)."""
+        key = (namespace, name)
+        tracked = array_status.TrackedArray(
+            namespace,
+            name,
+            ttl,
+            phases={t.id: t.phase for t in instances},
+            indices={t.id: t.spec.index for t in instances},
+        )
+        self._arrays[key] = tracked
+        for task in instances:
+            self._array_of[task.id] = key
+            if task.is_final:
+                tracked.update(task)
+        return tracked
+
+    def array_instances(self, namespace: str, name: str) -> list[str]:
+        """Ids of the instances of the array tracked for that Task object ([] if none)."""
+        tracked = self._arrays.get((namespace, name))
+        return list(tracked.phases) if tracked is not None else []
+
+    def untrack_array(self, namespace: str, name: str) -> None:
+        tracked = self._arrays.pop((namespace, name), None)
+        if tracked is not None:
+            for task_id in tracked.phases:
+                self._array_of.pop(task_id, None)
+        self._dirty.discard(_array_key((namespace, name)))
+
     def _on_change(self, task: models.TaskRecord) -> None:
         if task.id in self._tracked:
             self._dirty.add(task.id)
+            self._wake.set()
+            return
+        key = self._array_of.get(task.id)
+        if key is not None and self._arrays[key].update(task):
+            self._dirty.add(_array_key(key))
             self._wake.set()
 
     async def run(self) -> None:
@@ -103,6 +143,9 @@ class TaskStatusMirror:
             await asyncio.sleep(self._flush_seconds)
 
     async def _write(self, task_id: str) -> None:
+        if task_id.startswith(_ARRAY):
+            await self._write_array(task_id)
+            return
         tracked = self._tracked.get(task_id)
         if tracked is None:
             return
@@ -152,6 +195,40 @@ class TaskStatusMirror:
         for event in found:
             await self._recorder.record(ref, event)
 
+    async def _write_array(self, dirty_key: str) -> None:
+        namespace, _, name = dirty_key[len(_ARRAY) :].partition("/")
+        tracked = self._arrays.get((namespace, name))
+        if tracked is None:
+            return
+        body = {"status": tracked.status()}
+        try:
+            await asyncio.to_thread(
+                self._objects.patch_namespaced_custom_object_status,
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.TASKS,
+                name,
+                body,
+            )
+            self.writes += 1
+        except ApiException as error:
+            if error.status == 404:
+                self.untrack_array(namespace, name)
+                return
+            log.warning("status write failed array=%s/%s: %s", namespace, name, error.reason)
+            tracked.written = None
+            self._dirty.add(dirty_key)
+            self._wake.set()
+            return
+        final = body["status"]["completionTime"] is not None
+        if final and tracked.ttl_seconds is not None and not tracked.deleting:
+            tracked.deleting = True
+            self._delete_later(
+                TrackedTask(namespace, name, tracked.ttl_seconds, deleting=True),
+                tracked.finished_at or time.time(),
+            )
+
     def keep_for_ttl(
         self, namespace: str, name: str, ttl_seconds: int | None, completion_time: str | None
     ) -> None:
@@ -193,6 +270,14 @@ class TaskStatusMirror:
                     tracked.name,
                     error.reason,
                 )
+
+
+_ARRAY = "array:"
+
+
+def _array_key(key: tuple[str, str]) -> str:
+    """The array's entry among the dirty task ids."""
+    return f"{_ARRAY}{key[0]}/{key[1]}"
 
 
 PoolLookup = Callable[[str], "tuple[str, str, str] | None"]

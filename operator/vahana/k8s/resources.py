@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from vahana.core import models
@@ -31,6 +32,15 @@ PHASES = {
 OUTPUT_TAIL_LIMIT = 4096
 """Bytes of output kept on the Task object; the whole tail stays in the store."""
 _NOT_NAME = re.compile(r"[^a-z0-9.-]+")
+
+
+def plain(value: Any) -> Any:
+    """kopf's views of an object as plain dicts and lists, as the manifest parser reads YAML."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
 
 
 def timestamp(seconds: float | None) -> str | None:

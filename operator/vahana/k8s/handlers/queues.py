@@ -10,7 +10,7 @@ from vahana.core import fairshare
 from vahana.k8s import resources
 from vahana.manifests import queues as queue_manifests
 
-STATUS_SECONDS = 10.0
+STATUS_SECONDS = 5.0
 """How often a Queue's status (running tasks, usage) is brought up to date."""
 
 
@@ -24,7 +24,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, patch: kopf.Patch, **_: Any
     ) -> None:
         try:
-            config = queue_manifests.queue_from_resource(body)
+            config = queue_manifests.queue_from_resource(resources.plain(body))
         except queue_manifests.ManifestError as error:
             patch.status["conditions"] = [
                 resources.condition(
@@ -57,7 +57,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
         resources.VERSION,
         resources.QUEUES,
         interval=STATUS_SECONDS,
-        idle=STATUS_SECONDS,
         registry=registry,
     )
     async def queue_status(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from vahana.core import arrays
 from vahana.k8s import resources
 from vahana.manifests import tasks as task_manifests
 from vahana.scheduling import pool_manager, records
@@ -45,7 +45,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             )
             return
         try:
-            submission = task_manifests.submission_from_resource(_plain(body))
+            submission = task_manifests.submission_from_resource(resources.plain(body))
         except task_manifests.ManifestError as error:
             patch.status["phase"] = "Failed"
             patch.status["message"] = str(error)
@@ -60,6 +60,22 @@ def register(registry: kopf.OperatorRegistry) -> None:
             submission = dataclasses.replace(
                 submission, pool=pool_manager.pool_key(namespace, spec["pool"])
             )
+        if submission.array is not None:
+            ids = await memo.scheduler.submit_async(arrays.expand(submission))
+            instances = [memo.scheduler.get_task(task_id) for task_id in ids]
+            tracked = memo.task_mirror.track_array(
+                instances, namespace, meta["name"], spec.get("ttlSecondsAfterFinished")
+            )
+            patch.status.update(tracked.status())
+            patch.status["observedGeneration"] = meta.get("generation")
+            message = f"accepted as an array of {len(ids):,} instances"
+            patch.status["conditions"] = [
+                resources.condition(
+                    "Accepted", True, "Queued", message, generation=meta.get("generation")
+                )
+            ]
+            logger.info(message)
+            return
         [task_id] = memo.scheduler.submit([submission])
         memo.task_mirror.track(
             task_id,
@@ -84,8 +100,16 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.delete(resources.GROUP, resources.VERSION, resources.TASKS, registry=registry)
     async def task_delete(
-        meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, logger: Any, **_: Any
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        memo: kopf.Memo,
+        logger: Any,
+        **_: Any,
     ) -> None:
+        if spec.get("array") is not None:
+            await _delete_array(meta, memo, logger)
+            return
         task_id = status.get("taskId") or memo.scheduler.find_by_key(meta["uid"])
         if not task_id:
             return  # never accepted: nothing to stop
@@ -104,10 +128,18 @@ def register(registry: kopf.OperatorRegistry) -> None:
         logger.info(f"task {task.id} is {task.phase.value}; releasing the Task object")
 
 
-def _plain(value: Any) -> Any:
-    """kopf's views of an object as plain dicts and lists, as the manifest parser reads YAML."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
+async def _delete_array(meta: kopf.Meta, memo: kopf.Memo, logger: Any) -> None:
+    """Cancels the array's instances that still run or wait; lets go once all are final."""
+    namespace, name = meta["namespace"], meta["name"]
+    ids = memo.task_mirror.array_instances(namespace, name)
+    if not ids:  # not tracked by this operator run: its instances' keys are uid/index
+        instances = await memo.scheduler.get_array_async(name)
+        ids = [t.id for t in instances if t.key.startswith(meta["uid"] + "/")]
+    live = [t for t in map(memo.scheduler.get_task, ids) if not t.is_final]
+    for task in live:
+        await memo.scheduler.cancel_async(task.id, "its Task object was deleted")
+    still = [t for t in map(memo.scheduler.get_task, ids) if not t.is_final]
+    if still:
+        raise kopf.TemporaryError(f"waiting for {len(still)} instance(s) to stop", delay=1)
+    memo.task_mirror.untrack_array(namespace, name)
+    logger.info(f"array {name}: {len(ids)} instance(s) final; releasing the Task object")
