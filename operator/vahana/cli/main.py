@@ -572,9 +572,19 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
             soft_wrap=True,
         )
         return 1
+    array_ids: dict[str, list[str]] = {}
     for submission, task_id in zip(submissions, ids, strict=True):
+        if submission.spec.array:
+            array_ids.setdefault(submission.spec.array, []).append(task_id)
+            continue
         name = printable.printable(submission.spec.name)
         console.print(f"task/{name} submitted as {printable.printable(task_id)}", markup=False)
+    for array, instances in array_ids.items():
+        console.print(
+            f"task/{printable.printable(array)} submitted as an array of {len(instances):,} "
+            f"instances ({instances[0]} … {instances[-1]})",
+            markup=False,
+        )
     if not options.wait:
         return 0
     results = client_module.wait_for(client, ids, console)
