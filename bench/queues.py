@@ -1,4 +1,6 @@
-"""The cost of queues in the dispatch path: the scheduler-only core run (bench.scenarios) with
+"""Queues and arrays in the dispatch path.
+
+scheduler_queues: the cost of queues in the dispatch path: the scheduler-only core run (bench.scenarios) with
 tasks spread over 10 queues of weights 1…10 (fair share on), and with 10 queues that each have
 a quota (fair share and the quota test on every dispatch), against the same run with every
 task in one queue, in the same process, alternating runs to share the machine's noise."""
@@ -6,9 +8,10 @@ task in one queue, in the same process, alternating runs to share the machine's 
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Any
 
-from vahana.core import fairshare
+from vahana.core import arrays, fairshare, models
 
 from bench import scenarios
 from bench.common import Result, log
@@ -73,6 +76,54 @@ def scheduler_queues(count: int, workers: int = 4, rounds: int = 3) -> list[Resu
     return results
 
 
+def array_dispatch(count: int, workers: int = 4, rounds: int = 3) -> list[Result]:
+    """An array of `count` instances (one Task, expanded by `core.arrays`) through the
+    scheduler-only core run, against `count` plain tasks in the same process."""
+    array = models.Submission(
+        models.TaskSpec(name="sweep", command="true"), array=models.ArraySpec(count)
+    )
+    results = []
+    for label, per_poll in (("per_task", 1), ("batched", 64)):
+        seconds: dict[str, list[float]] = {"array": [], "plain": []}
+        cpu: dict[str, list[float]] = {"array": [], "plain": []}
+        expand: list[float] = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            instances = arrays.expand(array)
+            expand.append(time.perf_counter() - started)
+            for name, tasks in (("array", instances), ("plain", [])):
+                log(f"array dispatch ({label}, {name}): {count} tasks")
+                run = scenarios.core_run(
+                    count, workers=workers, per_poll=per_poll, store_kind="sqlite", tasks=tasks
+                )
+                seconds[name].append(run["seconds"])
+                cpu[name].append(run["cpu_us_per_task"])
+        best = {name: min(values) for name, values in seconds.items()}
+        results.append(
+            Result(
+                f"array_dispatch_{label}",
+                count / best["array"],
+                "instances/s",
+                detail={
+                    "instances": count,
+                    "workers": workers,
+                    "tasks_per_poll": per_poll,
+                    "store": "SQLite (WAL) in a temp dir",
+                    "rounds": rounds,
+                    "seconds_each": [round(v, 2) for v in seconds["array"]],
+                    "expand_seconds": min(expand),
+                    "cpu_us_per_instance": statistics.median(cpu["array"]),
+                },
+                comparison={
+                    "plain_tasks_per_s": count / best["plain"],
+                    "plain_cpu_us_per_task": statistics.median(cpu["plain"]),
+                },
+            )
+        )
+    return results
+
+
 SCENARIOS = {
     "scheduler_queues": lambda full: scheduler_queues(20_000 if full else 5_000),
+    "array_dispatch": lambda full: array_dispatch(10_000),
 }

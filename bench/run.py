@@ -180,6 +180,12 @@ def summary(result: common.Result) -> str:
             f"p99 {d['submit_to_running_p99_ms']:.1f} ms; submit→ASSIGNED p50 "
             f"{d['submit_to_assigned_p50_ms']:.1f} ms; n={d['samples']}"
         )
+    if "plain_tasks_per_s" in c:
+        return (
+            f"{d['instances']:,} instances: {d['cpu_us_per_instance']:,.0f} µs each; plain tasks "
+            f"{c['plain_tasks_per_s']:,.0f}/s ({c['plain_cpu_us_per_task']:,.0f} µs); "
+            f"expand {d['expand_seconds'] * 1000:.0f} ms"
+        )
     if "one_queue_cpu_us_per_task" in c:
         return (
             f"1 queue {c['one_queue_cpu_us_per_task']:,.0f} µs/task: 10 queues "

@@ -363,6 +363,7 @@ def core_run(
     per_poll: int,
     store_kind: str,
     queues: Sequence[fairshare.QueueConfig] = (),
+    tasks: Sequence[models.Submission] = (),
 ) -> dict[str, float]:
     """Drives a Scheduler directly: simulated workers poll and report in turn until all final.
 
@@ -388,7 +389,7 @@ def core_run(
         sched.add_listener(counter)
         cpu_before = cpu_self()
         started = time.perf_counter()
-        sched.submit(submissions(count, queues=len(queues)))
+        sched.submit(list(tasks) or submissions(count, queues=len(queues)))
         submitted = time.perf_counter()
         Running, Completed = models.TaskPhase.RUNNING, models.TaskPhase.COMPLETED
         while len(counter.final) < count:
