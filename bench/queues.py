@@ -1,9 +1,10 @@
 """Queues and arrays in the dispatch path.
 
-scheduler_queues: the cost of queues in the dispatch path: the scheduler-only core run (bench.scenarios) with
-tasks spread over 10 queues of weights 1…10 (fair share on), and with 10 queues that each have
-a quota (fair share and the quota test on every dispatch), against the same run with every
-task in one queue, in the same process, alternating runs to share the machine's noise."""
+scheduler_queues: the scheduler-only core run (bench.scenarios) with tasks spread over 10
+queues of weights 1…10 (fair share on), and with 10 queues that each have a quota (fair share
+and the quota test on every dispatch), against the same run with every task in one queue, in
+the same process, alternating runs to share the machine's noise.
+array_dispatch: an array of 10,000 instances through the same core run."""
 
 from __future__ import annotations
 
