@@ -207,6 +207,19 @@ def test_find_tasks_by_name(store: sql.SqlStore) -> None:
     assert store.find_tasks_by_name("nobody") == []
 
 
+def test_find_array_instances_by_the_arrays_name(store: sql.SqlStore) -> None:
+    store.insert_tasks(
+        [
+            make_task("sw_p[1]").record(task_id="a1", seq=2),
+            make_task("sw_p[0]").record(task_id="a0", seq=1),
+            make_task("swxp[0]").record(task_id="like", seq=3),  # _ is no wildcard here
+            make_task("sw_p").record(task_id="plain", seq=4),
+        ]
+    )
+    assert [t.id for t in store.find_array_instances("sw_p")] == ["a0", "a1"]
+    assert store.find_array_instances("nobody") == []
+
+
 def test_find_task_ids_by_keys_ignores_empty_keys(store: sql.SqlStore) -> None:
     store.insert_tasks(
         [
