@@ -140,8 +140,12 @@ class TaskQueue:
         """
         if order is None or len(self._queues) <= 1:
             return self._take_from(self._shapes, accept, rank)
+        first = min(self._queues, key=order)  # its head fits, mostly: no need to sort them all
+        task = self._take_from(self._queues[first], accept, rank)
+        if task is not None:
+            return task
         for queue in sorted(self._queues, key=order):
-            shapes = self._queues.get(queue)
+            shapes = self._queues.get(queue) if queue != first else None
             task = self._take_from(shapes, accept, rank) if shapes is not None else None
             if task is not None:
                 return task

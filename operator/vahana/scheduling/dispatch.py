@@ -24,13 +24,13 @@ def take_next(
     live = change.tables
     if live.queue.queue_count <= 1 and not live.quotas:
         return change.take(accept, rank)  # one queue, no quota: the queue's own order alone
-    configs, usage, terms_of = live.queue_configs, live.usage, live.terms_of
+    configs, usage = live.queue_configs, live.usage
     factor = live.rank_factor(change.now)
+    # Each queue's `fairshare.share` now, from its terms; 0 for a queue that never ran.
+    shares = {queue: a * factor + b for queue, (a, b) in live.fresh_terms().items()}
 
     def order(queue: str) -> float:
-        """The queue's `fairshare.share` now, from its terms; 0 for a queue that never ran."""
-        found = terms_of(queue)
-        return found[0] * factor + found[1] if found is not None else 0.0
+        return shares.get(queue, 0.0)
 
     if not live.quotas:
         return change.take(accept, rank, order)

@@ -101,23 +101,21 @@ class Tables:
 
     def reterm(self, queue: str) -> None:
         """The queue's usage or weight changed: its ranking terms are made anew when next
-        asked for (`terms_of`), which only a dispatch among several queues does."""
+        asked for (`fresh_terms`), which only a dispatch among several queues does."""
         self.stale.add(queue)
 
-    def terms_of(self, queue: str) -> tuple[float, float] | None:
-        """The queue's `fairshare.share_terms` from `anchor`; None if it never ran a task."""
-        if queue in self.stale:
-            self.stale.discard(queue)
+    def fresh_terms(self) -> dict[str, tuple[float, float]]:
+        """Every queue's `fairshare.share_terms` from `anchor` (those out of date made anew)."""
+        for queue in self.stale:
             usage = self.usage.get(queue)
             if usage is None:
                 self.terms.pop(queue, None)
-            else:
-                config = self.queue_configs.get(queue)
-                weight = config.weight if config is not None else 1.0
-                self.terms[queue] = fairshare.share_terms(
-                    usage, weight, self.anchor, self.half_life
-                )
-        return self.terms.get(queue)
+                continue
+            config = self.queue_configs.get(queue)
+            weight = config.weight if config is not None else 1.0
+            self.terms[queue] = fairshare.share_terms(usage, weight, self.anchor, self.half_life)
+        self.stale.clear()
+        return self.terms
 
     def rank_factor(self, now: float) -> float:
         """2^(-(now - anchor) / half-life), the factor of the ranking terms; the anchor moves
@@ -326,7 +324,7 @@ class Change:
             self.plan.undo.append(("usage", queue, usage.mark(pool), task.id, None))
         usage.move(pool, task.spec.resources, self.now, live.half_life, 1)
         live.holding[task.id] = (queue, pool)
-        live.reterm(queue)
+        live.stale.add(queue)
 
     def release(self, task: models.TaskRecord) -> None:
         """The task's attempt ended: it no longer counts (what it used stays, decaying)."""
@@ -340,7 +338,7 @@ class Change:
             return
         self.plan.undo.append(("usage", queue, usage.mark(pool), task.id, held))
         usage.move(pool, task.spec.resources, self.now, live.half_life, -1)
-        live.reterm(queue)
+        live.stale.add(queue)
 
     # -- attempts --------------------------------------------------------------------------
     def put_attempt(self, attempt: models.AttemptRecord) -> None:
