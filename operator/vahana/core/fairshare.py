@@ -129,8 +129,18 @@ class QueueUsage:
 
     def move(
         self, pool: str, need: models.Resources, now: float, half_life: float, sign: int
-    ) -> None:
-        """A task needing `need` started (`sign` 1) or stopped (-1) on a worker of `pool`."""
+    ) -> Mark:
+        """A task needing `need` started (`sign` 1) or stopped (-1) on a worker of `pool`;
+        returns the mark of before (`restore` undoes the move)."""
+        held = self.by_pool.get(pool, NOTHING)
+        mark = (
+            self.decayed,
+            self.as_of,
+            self.cores,
+            self.total,
+            pool,
+            held if held.tasks else None,
+        )
         elapsed = now - self.as_of
         if elapsed > 0:
             rate = _LN2 / half_life
@@ -148,8 +158,8 @@ class QueueUsage:
                 total.memory_bytes + sign * memory,
                 total.gpus + sign * gpus,
             )
-            self.cores = max(0.0, self.cores + sign * (cpu if cpu > 1.0 else 1.0))
-        held = self.by_pool.get(pool, NOTHING)
+            cores = self.cores + sign * (cpu if cpu > 1.0 else 1.0)
+            self.cores = cores if cores > 0.0 else 0.0
         if held.tasks + sign <= 0:
             self.by_pool.pop(pool, None)
         else:
@@ -159,6 +169,7 @@ class QueueUsage:
                 held.memory_bytes + sign * memory,
                 held.gpus + sign * gpus,
             )
+        return mark
 
 
 _LN2 = math.log(2)

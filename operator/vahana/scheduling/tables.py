@@ -315,14 +315,15 @@ class Change:
         live = self.tables
         if task.id in live.holding:
             return
-        queue = fairshare.queue_of(task)
+        queue = task.spec.queue or task.namespace or fairshare.DEFAULT_QUEUE  # queue_of, inline
         usage = live.usage.get(queue)
         if usage is None:
             usage = live.usage[queue] = fairshare.QueueUsage(as_of=self.now)
+            usage.move(pool, task.spec.resources, self.now, live.half_life, 1)
             self.plan.undo.append(("usage", queue, None, task.id, None))
         else:
-            self.plan.undo.append(("usage", queue, usage.mark(pool), task.id, None))
-        usage.move(pool, task.spec.resources, self.now, live.half_life, 1)
+            mark = usage.move(pool, task.spec.resources, self.now, live.half_life, 1)
+            self.plan.undo.append(("usage", queue, mark, task.id, None))
         live.holding[task.id] = (queue, pool)
         live.stale.add(queue)
 
@@ -336,8 +337,8 @@ class Change:
         usage = live.usage.get(queue)
         if usage is None:
             return
-        self.plan.undo.append(("usage", queue, usage.mark(pool), task.id, held))
-        usage.move(pool, task.spec.resources, self.now, live.half_life, -1)
+        mark = usage.move(pool, task.spec.resources, self.now, live.half_life, -1)
+        self.plan.undo.append(("usage", queue, mark, task.id, held))
         live.stale.add(queue)
 
     # -- attempts --------------------------------------------------------------------------

@@ -148,10 +148,9 @@ def test_share_terms_give_the_share_at_any_later_time(
 def test_a_move_is_undone_by_restoring_its_mark() -> None:
     usage = fairshare.started(fairshare.QueueUsage(as_of=0.0), "p", ONE_CORE, 0.0, HOUR)
     before = (usage.decayed, usage.as_of, usage.cores, usage.total, dict(usage.by_pool))
-    for pool, sign in (("p", -1), ("q", 1)):
-        mark = usage.mark(pool)
-        usage.move(pool, ONE_CORE, 50.0, HOUR, sign)
-        usage.restore(mark)
+    for pool, sign in (("p", -1), ("q", 1), ("p", 1)):
+        assert usage.mark(pool) == usage.copy().move(pool, ONE_CORE, 50.0, HOUR, sign)
+        usage.restore(usage.move(pool, ONE_CORE, 50.0, HOUR, sign))
     assert (usage.decayed, usage.as_of, usage.cores, usage.total, usage.by_pool) == before
 
 
