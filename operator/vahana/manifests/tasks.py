@@ -276,9 +276,11 @@ def _array(array: Mapping[str, Any] | None) -> models.ArraySpec | None:
             "spec.array.count",
             f"is {count} but {len(parameters)} parameter sets are given: leave count out",
         )
-    if not parameters and count is None:
+    if parameters:
+        return models.ArraySpec(count=len(parameters), parameters=parameters)
+    if count is None:
         raise _FieldError("spec.array", "give count, or parameters (one set per instance)")
-    return models.ArraySpec(count=len(parameters) or count, parameters=parameters)
+    return models.ArraySpec(count=int(count), parameters=())
 
 
 def _limits(limits: Mapping[str, Any]) -> models.Limits:

@@ -124,7 +124,7 @@ class Tables:
         if now - self.anchor > 64 * self.half_life:
             self.anchor = now
             self.stale.update(self.usage)
-        return 2.0 ** (-(now - self.anchor) / self.half_life)
+        return float(2.0 ** (-(now - self.anchor) / self.half_life))
 
     def set_queues(self, configs: list[fairshare.QueueConfig]) -> None:
         self.queue_configs = {config.name: config for config in configs}
