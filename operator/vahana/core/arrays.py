@@ -16,8 +16,6 @@ from vahana.core import models
 
 INDEX_VARIABLE = "VAHANA_ARRAY_INDEX"
 COUNT_VARIABLE = "VAHANA_ARRAY_COUNT"
-MAX_INSTANCES = 100_000
-"""Instances one array may have (a parameter sweep, not a data set)."""
 FAILED_INDICES_SHOWN = 100
 """Failed indices listed on a status at most (the count is always whole)."""
 

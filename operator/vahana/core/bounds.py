@@ -18,6 +18,8 @@ NAME_CHARS = 253
 """A task's name (a Kubernetes object name) and every id."""
 NAMESPACE_CHARS = 63
 POOL_CHARS = 253
+ARRAY_INSTANCES = 100_000
+"""Instances of one task array (`spec.array`); the CRD says the same."""
 KEY_CHARS = 512
 """An idempotency key: `vahana submit` makes `<run key>/<namespace>/<name>` ones."""
 COMMAND_BYTES = 65_536

@@ -34,6 +34,10 @@ def problems(submission: models.Submission, *, where: str = "") -> list[str]:
     _chars(bad, "namespace", submission.namespace, bounds.NAMESPACE_CHARS)
     _chars(bad, "pool", submission.pool, bounds.POOL_CHARS)
     _chars(bad, "experimentId", spec.experiment_id, bounds.EXPERIMENT_ID_CHARS)
+    _chars(bad, "queue", spec.queue, bounds.NAME_CHARS)
+    _chars(bad, "array", spec.array, bounds.NAME_CHARS)
+    if not 0 <= spec.index < bounds.ARRAY_INSTANCES:
+        bad("index", f"must be 0 to {bounds.ARRAY_INSTANCES - 1}, got {spec.index}")
     for field, labels in (
         ("workerSelector", spec.resources.labels),
         ("preferredWorkerLabels", spec.resources.preferred_labels),
