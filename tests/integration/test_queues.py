@@ -147,7 +147,7 @@ def test_a_quota_of_two_running_tasks_is_never_exceeded_and_shows_why(
 def test_borrowed_slots_run_on_and_the_lender_gets_the_next_free_ones(
     scheduler: harness.SchedulerProcess, client: harness.Client, start_worker: WorkerFactory
 ) -> None:
-    small = _submit(client, "small", 8, "sleep 1.5")
+    small = _submit(client, "small", 8, "sleep 4")
     _workers(start_worker)
     wait_until(
         lambda: sum(client.status(t) == pb.RUNNING for t in small) == 4,
@@ -155,6 +155,7 @@ def test_borrowed_slots_run_on_and_the_lender_gets_the_next_free_ones(
         message="small to borrow all 4 slots past its quota of 1",
     )
     owner = _submit(client, "owner", 3, "sleep 0.2")
+    submitted = time.time()
     wait_until(
         lambda: all(client.status(t) == pb.COMPLETED for t in small + owner),
         timeout=60,
@@ -165,6 +166,7 @@ def test_borrowed_slots_run_on_and_the_lender_gets_the_next_free_ones(
     assert len(runs) == len(small) + len(owner)  # one attempt each: nothing was stopped
     owner_done = max(started[f"owner-{i}"] for i in range(3))
     first_small_done = min(end for name, _, end in runs if name.startswith("small"))
+    assert submitted < first_small_done, "the lender's work came while all 4 were borrowed"
     # The owner's tasks took the slots the first borrowed tasks freed, before small's others.
     later_small = sorted(s for name, s, _ in runs if name.startswith("small"))[4:]
     assert owner_done < min(later_small)
