@@ -79,7 +79,9 @@ def test_tasks_and_pools_print_their_columns(control_plane: ControlPlane, namesp
     control_plane.kubectl("apply", "-n", namespace, "-f", str(REPO / "deploy" / "examples"))
 
     tasks = header(control_plane, namespace, "tasks")
-    assert tasks.split() == ["NAME", "PHASE", "WORKER", "EXIT", "CODE", "ATTEMPTS", "AGE"]
+    assert tasks.split() == [
+        "NAME", "PHASE", "WORKER", "PROGRESS", "EXIT", "CODE", "ATTEMPTS", "AGE"
+    ]  # fmt: skip
     assert "EXIT CODE" in tasks
     pools = header(control_plane, namespace, "workerpools")
     assert pools.split() == ["NAME", "TYPE", "MIN", "MAX", "READY", "BUSY", "AGE"]

@@ -43,6 +43,8 @@ OPERATOR_VERBS = {
     "tasks.vahana.dev/status": {"get", "patch"},
     "workerpools.vahana.dev": {"get", "list", "watch", "patch"},
     "workerpools.vahana.dev/status": {"get", "patch"},
+    "queues.vahana.dev": {"get", "list", "watch", "patch"},
+    "queues.vahana.dev/status": {"get", "patch"},
     "workers.vahana.dev": {"get", "list", "create", "delete"},
     "workers.vahana.dev/status": {"get", "patch"},
     "jobs.batch": {"get", "list", "create", "delete"},
