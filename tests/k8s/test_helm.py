@@ -48,8 +48,8 @@ OPERATOR_VERBS = {
     "workers.vahana.dev": {"get", "list", "create", "delete"},
     "workers.vahana.dev/status": {"get", "patch"},
     "jobs.batch": {"get", "list", "create", "delete"},
-    "events": {"create"},
-    "events.events.k8s.io": {"create"},
+    "events": {"create", "patch"},
+    "events.events.k8s.io": {"create", "patch"},
     "customresourcedefinitions.apiextensions.k8s.io": {"list", "watch"},
     "namespaces": {"list", "watch"},
 }
