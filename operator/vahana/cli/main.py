@@ -646,6 +646,7 @@ def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
     # The stream first, so that no change between the list and the watch is missed.
     changes = client.tasks.WatchTasks(tasks_pb.WatchTasksRequest())
     try:
+        changes.initial_metadata()  # the scheduler listens from here on
         current = client.list_tasks(options.status or "", 0 if options.all else options.limit)
         watch.follow(current.tasks, changes, output=options.output)
     except KeyboardInterrupt:

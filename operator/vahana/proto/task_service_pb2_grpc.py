@@ -107,7 +107,9 @@ class TaskServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchTasks(self, request, context):
-        """Streams every change of the selected tasks, starting with their current state.
+        """Streams every change of the selected tasks, starting with their current state. The
+        initial metadata ("vahana-watching") comes once the server listens: a client that waits
+        for it before reading a list misses no change made after that list.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

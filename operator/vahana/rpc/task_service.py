@@ -146,6 +146,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 changes.put_nowait(None)  # the end-of-stream mark, in the last place
 
         self._scheduler.add_listener(on_change)
+        # Says "listening" at once: a client may then read a list, knowing no later change
+        # will be missed (`vahana get tasks --watch`).
+        await context.send_initial_metadata((("vahana-watching", "1"),))
         try:
             unfinished = set()
             for task in await self._scheduler.list_tasks_async(ids=list(wanted)) if wanted else []:
