@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -102,18 +104,27 @@ def test_tasks_printing_64_kb_each_are_listed_in_pages_under_4_mb(
         filled.stop()
 
 
-def test_logs_of_a_64_mib_output_print_its_last_mib(
+def test_logs_of_a_64_mib_output_print_what_the_cap_kept_then_its_last_mib(
     client: harness.Client, scheduler: harness.SchedulerProcess, start_worker: WorkerFactory
 ) -> None:
-    # The worker keeps 8 MiB of two-byte characters; the scheduler keeps the last MiB of them.
+    # 64 MiB of two-byte characters, then a last line: the scheduler keeps the first 64 MiB
+    # (its cap), the status the last MiB; `logs` prints the kept part, a note, then that tail.
     start_worker("loud", extra=("--output-limit=8388608",))
     command = "yes é | head -c 67108864; echo; echo the-end"
     [task_id] = client.submit(harness.submission(command, name="loud"))
     wait_until(lambda: client.status(task_id) == pb.COMPLETED, timeout=60, message="loud done")
-    logs = vahana("logs", "loud", f"--server={scheduler.address}")
+    logs = subprocess.run(
+        [sys.executable, "-m", "vahana.cli.main", "logs", "loud", f"--server={scheduler.address}"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert logs.returncode == 0, logs.stderr
-    assert logs.stdout.endswith("the-end\n")
-    assert bounds.OUTPUT_TAIL_BYTES - 4 <= len(logs.stdout.encode()) <= bounds.OUTPUT_TAIL_BYTES + 1
+    kept, note, tail = logs.stdout.partition(b"\n[vahana: output cut at 67108864 bytes;")
+    assert note, "the cap's note is missing"
+    assert len(kept) == 64 << 20 and kept.startswith("é\n".encode())
+    assert tail.endswith(b"the-end\n")
+    assert len(tail) <= bounds.OUTPUT_TAIL_BYTES + 100
 
 
 def test_a_60_mb_status_message_is_cut_to_its_bound(

@@ -1,4 +1,4 @@
-"""Arrays and queues under the operator, on a real API server: an array of 10,000 instances
+"""Arrays and queues under the operator, on a real API server: an array of 2,000 instances
 applied as one Task completes with at most 20 status writes for it in all, and shows its
 progress in `kubectl get tasks`; a Queue's weight and quota reach the scheduler, a held task
 says so in its pendingReason, and the Queue's status counts its running tasks."""
@@ -17,7 +17,9 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.kubernetes
 __all__ = ["operator", "operator_kubeconfig"]  # fixtures used here
 
-COUNT = 10_000
+COUNT = 2_000
+"""Instances of the array: status writes are bounded by phase changes and tenths finished,
+not by the count, so 2,000 shows the bound as 10,000 would, in a fifth of the time."""
 LOCAL_POOL = """
 apiVersion: vahana.dev/v1alpha1
 kind: WorkerPool
@@ -46,7 +48,7 @@ def _status_writes(plane: ControlPlane, name: str) -> int:
     return total
 
 
-def test_an_array_of_10000_completes_with_at_most_20_status_writes(
+def test_an_array_completes_with_at_most_20_status_writes(
     control_plane: ControlPlane, namespace: str, operator: Any
 ) -> None:
     apply(control_plane, namespace, LOCAL_POOL)
@@ -68,12 +70,12 @@ def test_an_array_of_10000_completes_with_at_most_20_status_writes(
         message="writes settled",
     )
     writes = settled - before
-    print(f"\nstatus writes for an array of 10,000: {writes}")
-    assert wide["status"]["progress"] == "10,000/10,000"
-    assert wide["status"]["array"]["completed"] == 10_000
+    print(f"\nstatus writes for an array of {COUNT:,}: {writes}")
+    assert wide["status"]["progress"] == f"{COUNT:,}/{COUNT:,}"
+    assert wide["status"]["array"]["completed"] == COUNT
     assert writes <= 20, writes
     shown = control_plane.kubectl("get", "tasks", "-n", namespace).stdout
-    assert "10,000/10,000" in shown
+    assert f"{COUNT:,}/{COUNT:,}" in shown
 
 
 def test_a_queue_quota_holds_tasks_and_says_so(

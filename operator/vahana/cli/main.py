@@ -645,13 +645,18 @@ def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
         raise UsageError("--watch: use -o table or -o json (one object per line)")
     # The stream first, so that no change between the list and the watch is missed.
     changes = client.tasks.WatchTasks(tasks_pb.WatchTasksRequest())
+    # Ctrl-C cancels the stream, which ends the loop below: an interrupt raised inside gRPC's
+    # wait could leave its threads behind and the process hanging at exit.
+    previous = signal.signal(signal.SIGINT, lambda *_: changes.cancel())
     try:
         changes.initial_metadata()  # the scheduler listens from here on
         current = client.list_tasks(options.status or "", 0 if options.all else options.limit)
         watch.follow(current.tasks, changes, output=options.output)
-    except KeyboardInterrupt:
-        return 0
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.CANCELLED:
+            raise
     finally:
+        signal.signal(signal.SIGINT, previous)
         changes.cancel()
     return 0
 

@@ -42,7 +42,11 @@ class OutputStore:
             return 0
 
     def truncated(self, task_id: str, attempt: int) -> bool:
-        return self._marker(task_id, attempt).exists()
+        """Whether the cap cut the output. Workers spool no more than the cap either, so what
+        filled it is taken as cut (an output of exactly the cap is reported as cut too)."""
+        return self._marker(task_id, attempt).exists() or (
+            self.max_bytes > 0 and self.size(task_id, attempt) >= self.max_bytes
+        )
 
     def append(self, task_id: str, attempt: int, offset: int, data: bytes) -> int:
         """Writes what is new of `data` at `offset`; returns the offset the sender should
