@@ -142,3 +142,11 @@ class UnknownWorker(LookupError):
 
 class UnknownTask(LookupError):
     pass
+
+
+class RefusedDependencies(ValueError):
+    """A submission whose dependencies cannot be: unknown names, cycles (each named)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
