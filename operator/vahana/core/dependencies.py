@@ -73,10 +73,11 @@ def nodes_of(submissions: Iterable[models.Submission]) -> list[Node]:
     return list(nodes.values())
 
 
-def problems(nodes: Sequence[Node], known: Known) -> list[str]:
+def problems(nodes: Sequence[Node], known: Known | None) -> list[str]:
     """Why a submission of these nodes cannot be accepted, each naming its task and field:
     names that are nowhere, a task that waits for itself, sameIndex between tasks that are
-    not arrays of one size, too many links, and cycles (every one, named in order)."""
+    not arrays of one size, too many links, and cycles (every one, named in order).
+    `known` None: names outside the nodes are not checked (the scheduler will)."""
     here: dict[tuple[str, str], Node] = {(n.namespace, n.name): n for n in nodes}
     found: list[str] = []
     links = 0
@@ -94,6 +95,8 @@ def problems(nodes: Sequence[Node], known: Known) -> list[str]:
                 continue
             if key in here:
                 upstream: int | None = here[key].count
+            elif known is None:
+                upstream = None
             elif key in known:
                 upstream = known[key]
             else:
@@ -102,14 +105,13 @@ def problems(nodes: Sequence[Node], known: Known) -> list[str]:
                     "in the same file or before, or fix the name"
                 )
                 continue
-            if dependency.same_index and (node.count is None or upstream is None):
-                which = node.name if node.count is None else name
+            if dependency.same_index and node.count is None:
                 found.append(
-                    f"{field}: sameIndex pairs the instances of two arrays, and {which} is not "
-                    "an array — leave sameIndex out"
+                    f"{field}: sameIndex pairs the instances of two arrays, and {node.name} is "
+                    "not an array — leave sameIndex out"
                 )
                 continue
-            if dependency.same_index and node.count != upstream:
+            if dependency.same_index and upstream is not None and node.count != upstream:
                 found.append(
                     f"{field}: sameIndex needs arrays of one size, but {node.name} has "
                     f"{node.count} instances and {name} has {upstream} — give both one count"

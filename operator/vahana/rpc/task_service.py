@@ -167,7 +167,13 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                     )
                     return
                 yield info
-                if info.status in (pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT):
+                if info.status in (
+                    pb.COMPLETED,
+                    pb.FAILED,
+                    pb.CANCELLED,
+                    pb.TIMED_OUT,
+                    pb.UPSTREAM_FAILED,
+                ):
                     unfinished.discard(info.id)
                     if request.until_final and wanted and not unfinished:
                         return

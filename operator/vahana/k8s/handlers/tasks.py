@@ -12,7 +12,7 @@ from vahana.k8s import resources
 from vahana.manifests import tasks as task_manifests
 from vahana.scheduling import pool_manager, records
 
-FINAL_PHASES = {"Completed", "Failed", "Cancelled", "TimedOut"}
+FINAL_PHASES = {"Completed", "Failed", "Cancelled", "TimedOut", "UpstreamFailed"}
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
