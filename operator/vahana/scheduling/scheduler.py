@@ -645,7 +645,14 @@ def _prepare(
     known = {key: (len(tasks) if array else None) for key, (array, tasks) in named.items()}
     problems = dependencies.problems(dependencies.nodes_of(submissions), known)
     if problems:
-        raise records.RefusedDependencies(problems)
+        here = {(s.namespace, dependencies.node_name(s.spec)) for s in submissions}
+        unknown = {
+            d.name
+            for s in submissions
+            for d in s.spec.depends_on
+            if (s.namespace, d.name) not in here and (s.namespace, d.name) not in known
+        }
+        raise records.RefusedDependencies(problems, sorted(unknown))
     ordered = [submissions[i] for i in dependencies.order(submissions)]
     upstream = decisions.Upstream(
         earlier={key: (array, [t.id for t in tasks]) for key, (array, tasks) in named.items()},
