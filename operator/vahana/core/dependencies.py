@@ -101,8 +101,8 @@ def problems(nodes: Sequence[Node], known: Known | None) -> list[str]:
                 upstream = known[key]
             else:
                 found.append(
-                    f"{field}: no task named {name} in namespace {node.namespace} — submit it "
-                    "in the same file or before, or fix the name"
+                    f"{field}: no task named {name} in namespace {node.namespace} — fix the "
+                    "name, or submit that task too"
                 )
                 continue
             if dependency.same_index and node.count is None:

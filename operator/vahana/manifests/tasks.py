@@ -109,8 +109,7 @@ def _dependency_problems(
 ) -> list[errors.Problem]:
     """The dependencies of a file form no cycle; in a pipeline, they name its own Tasks."""
     found = dependencies.problems(dependencies.nodes_of(submissions), {} if pipeline else None)
-    hint = "name Tasks of this file in spec.dependsOn, with no cycle among them"
-    return [errors.Problem(source, line, hint=hint) for line in found]
+    return [errors.Problem(source, line) for line in found]  # each line says its fix
 
 
 def submission_from_resource(obj: Mapping[str, Any]) -> models.Submission:
