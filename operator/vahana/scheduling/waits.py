@@ -70,6 +70,7 @@ def ended(change: tables.Change, task: models.TaskRecord) -> list[Failed]:
             failed.append((change.edit_task(dependent), dependencies.failure_message(task)))
         elif left > 1:
             change.set_waiting(dependent_id, left - 1)
+            change.plan.emit(dependent)  # its pending reason may name one dependency fewer
         else:
             change.set_waiting(dependent_id, None)
             change.push(dependent)

@@ -36,6 +36,17 @@ def diamond(*, b_after_any: bool = False):
     ]
 
 
+def test_listeners_hear_when_a_dependent_waits_for_fewer(sched, events):
+    register(sched, make_registration("w").slots(4))
+    a, b, c, d = submit(sched, *diamond())
+    poll_ids(sched, "w")
+    run(sched, a)
+    poll_ids(sched, "w")
+    events.clear()
+    run(sched, b)
+    assert (d, P.PENDING) in events  # its reason is now "waiting for c"
+
+
 def test_a_diamond_runs_in_order(sched):
     register(sched, make_registration("w").slots(4))
     a, b, c, d = submit(sched, *diamond())
