@@ -50,6 +50,13 @@ class TaskBuilder:
         self._spec["environment"] = environment
         return self
 
+    def after(self, *names: str, any_end: bool = False, same_index: bool = False) -> TaskBuilder:
+        """Depends on `names` (afterok; afterany with `any_end`)."""
+        condition = models.Condition.AFTER_ANY if any_end else models.Condition.AFTER_OK
+        added = tuple(models.Dependency(n, condition, same_index) for n in names)
+        self._spec["depends_on"] = self._spec.get("depends_on", ()) + added
+        return self
+
     # resources
     def cpu(self, cores: float) -> TaskBuilder:
         self._resources["cpu_cores"] = cores

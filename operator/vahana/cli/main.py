@@ -374,10 +374,12 @@ def _instances(submissions: Sequence[models.Submission]) -> list[models.Submissi
     return [one for submission in submissions for one in arrays.expand(submission)]
 
 
-def _read_tasks(path: Path) -> list[models.Submission]:
+def _read_tasks(path: Path, *, pipeline: bool = True) -> list[models.Submission]:
+    """The Tasks of a file; `pipeline`: it is the whole run (`vahana run`), so dependencies
+    name its own Tasks (`vahana submit` may name tasks the server holds)."""
     text = _read_text(path)
     try:
-        submissions = task_manifests.parse_task_documents(text, source=str(path))
+        submissions = task_manifests.parse_task_documents(text, source=str(path), pipeline=pipeline)
     except task_manifests.ManifestError as error:
         raise UsageError(str(error)) from error
     if not submissions:
@@ -542,7 +544,9 @@ def _operate(options: argparse.Namespace, console: Console) -> int:
 def _submit(options: argparse.Namespace, console: Console) -> int:
     with _nothing_submitted(options):
         run_key = _run_key(options)
-        submissions = _instances(client_module.with_keys(_read_tasks(options.file), run_key))
+        submissions = _instances(
+            client_module.with_keys(_read_tasks(options.file, pipeline=False), run_key)
+        )
         client = _client(options)
     errors = Console(stderr=True, highlight=False)
 
@@ -618,7 +622,7 @@ def _get(options: argparse.Namespace, console: Console) -> int:
     if options.status and options.status.upper() not in known:
         raise UsageError(
             f"--status: {options.status!r} — use one of PENDING, ASSIGNED, RUNNING, "
-            "COMPLETED, FAILED, CANCELLED, TIMED_OUT"
+            "COMPLETED, FAILED, CANCELLED, TIMED_OUT, UPSTREAM_FAILED"
         )
     if options.limit < 1 and not options.all:
         raise UsageError("--limit: give a number ≥ 1, or --all for every task")

@@ -14,12 +14,13 @@ from vahana.core import printable
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 
-FINAL = frozenset({pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT})
+FINAL = frozenset({pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT, pb.UPSTREAM_FAILED})
 
 _STATUS_STYLE = {
     "COMPLETED": "green",
     "FAILED": "red",
     "TIMED_OUT": "red",
+    "UPSTREAM_FAILED": "red",
     "CANCELLED": "yellow",
     "RUNNING": "cyan",
     "ASSIGNED": "cyan",

@@ -94,7 +94,7 @@ class Summary:
         if self.finished == self.total:
             if self.completed == self.total:
                 return P.COMPLETED
-            failed = sum(self.counts.get(p, 0) for p in (P.FAILED, P.TIMED_OUT))
+            failed = sum(self.counts.get(p, 0) for p in (P.FAILED, P.TIMED_OUT, P.UPSTREAM_FAILED))
             return P.FAILED if failed else P.CANCELLED
         if self.counts.get(P.RUNNING, 0) or self.finished:
             return P.RUNNING

@@ -77,6 +77,8 @@ def task_events(
         events.append(Event(NORMAL, "Completed", _ended(task)))
     elif task.phase in (P.FAILED, P.TIMED_OUT):
         events.append(Event(WARNING, "Failed", _ended(task)))
+    elif task.phase == P.UPSTREAM_FAILED:
+        events.append(Event(WARNING, "UpstreamFailed", task.message))
     elif task.phase == P.CANCELLED:
         events.append(Event(NORMAL, "Cancelled", task.message or "cancelled"))
     return events, now

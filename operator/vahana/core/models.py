@@ -23,6 +23,8 @@ class TaskPhase(enum.StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"
+    """Never ran: a task it depends on (`core.dependencies`) ended without completing."""
 
     @property
     def is_final(self) -> bool:
@@ -34,7 +36,13 @@ class TaskPhase(enum.StrEnum):
 
 
 FINAL_PHASES = frozenset(
-    {TaskPhase.COMPLETED, TaskPhase.FAILED, TaskPhase.CANCELLED, TaskPhase.TIMED_OUT}
+    {
+        TaskPhase.COMPLETED,
+        TaskPhase.FAILED,
+        TaskPhase.CANCELLED,
+        TaskPhase.TIMED_OUT,
+        TaskPhase.UPSTREAM_FAILED,
+    }
 )
 
 
@@ -106,6 +114,25 @@ class RetryPolicy:
     max_backoff_seconds: float = 60.0
 
 
+class Condition(enum.StrEnum):
+    """When a dependency lets its dependent run (the names are SLURM's)."""
+
+    AFTER_OK = "afterok"
+    """Once the upstream completed; if it ends otherwise, the dependent ends UPSTREAM_FAILED."""
+    AFTER_ANY = "afterany"
+    """Once the upstream ended, however it ended."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dependency:
+    """One entry of `spec.dependsOn`: a task (or array) of the same namespace, by name."""
+
+    name: str
+    condition: Condition = Condition.AFTER_OK
+    same_index: bool = False
+    """Between two arrays: instance i waits for instance i only (else for every instance)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     """What to run: the user's part of a task, immutable once submitted."""
@@ -129,6 +156,8 @@ class TaskSpec:
     """The array it is an instance of (`core.arrays`: the Task's name); empty: none."""
     index: int = 0
     """Its index in that array."""
+    depends_on: tuple[Dependency, ...] = ()
+    """What it waits for (`core.dependencies`), as the user named it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +228,9 @@ class TaskRecord:
     """A retried task waits for its backoff until this time."""
     cancel_requested: bool = False
     assigned_at: float | None = None
+    upstream: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Each dependency's name → the ids of the tasks it stands for (resolved at submission,
+    fixed since; `core.dependencies.resolve`)."""
 
     @property
     def is_final(self) -> bool:

@@ -80,7 +80,9 @@ class TrackedArray:
                 "pending": counts.get(P.PENDING, 0),
                 "running": counts.get(P.ASSIGNED, 0) + counts.get(P.RUNNING, 0),
                 "completed": counts.get(P.COMPLETED, 0),
-                "failed": counts.get(P.FAILED, 0) + counts.get(P.TIMED_OUT, 0),
+                "failed": counts.get(P.FAILED, 0)
+                + counts.get(P.TIMED_OUT, 0)
+                + counts.get(P.UPSTREAM_FAILED, 0),
                 "cancelled": counts.get(P.CANCELLED, 0),
                 "failedIndices": list(failed[: arrays.FAILED_INDICES_SHOWN]),
             },

@@ -28,6 +28,7 @@ PHASES = {
     models.TaskPhase.FAILED: "Failed",
     models.TaskPhase.CANCELLED: "Cancelled",
     models.TaskPhase.TIMED_OUT: "TimedOut",
+    models.TaskPhase.UPSTREAM_FAILED: "UpstreamFailed",
 }
 OUTPUT_TAIL_LIMIT = 4096
 """Bytes of output kept on the Task object; the whole tail stays in the store."""

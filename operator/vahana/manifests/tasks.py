@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from vahana.core import arrays, models, validation
+from vahana.core import arrays, dependencies, models, validation
 from vahana.manifests import errors, messages, quantity, schema, yamlload
 
 ManifestError = errors.ManifestError
@@ -44,11 +44,15 @@ class _Place:
         )
 
 
-def parse_task_documents(text: str, *, source: str) -> list[models.Submission]:
+def parse_task_documents(
+    text: str, *, source: str, pipeline: bool = True
+) -> list[models.Submission]:
     """Every Task in `text` (YAML documents separated by `---`, or a `kind: List`) as Submissions.
 
     All or nothing: raises `ManifestError` listing every problem, including a metadata.name used
-    twice in one namespace, and a file with no Task at all.
+    twice in one namespace, dependencies that form a cycle, and a file with no Task at all.
+    `pipeline`: the file is the whole run, so a dependency must name one of its Tasks (else
+    it may name a task submitted before, which the scheduler checks).
     """
     try:
         documents = yamlload.load_documents(text)
@@ -90,12 +94,22 @@ def parse_task_documents(text: str, *, source: str) -> list[models.Submission]:
             continue
         seen[name_key] = place
         submissions.append(submission)
+    if not problems:
+        problems += _dependency_problems(submissions, source, pipeline=pipeline)
     if not problems and not submissions:
         hint = f"write objects with apiVersion: {schema.API_VERSION} and kind: {KIND}"
         problems.append(errors.Problem(source, "no Task found", hint=hint))
     if problems:
         raise errors.ManifestError(problems)
     return submissions
+
+
+def _dependency_problems(
+    submissions: list[models.Submission], source: str, *, pipeline: bool
+) -> list[errors.Problem]:
+    """The dependencies of a file form no cycle; in a pipeline, they name its own Tasks."""
+    found = dependencies.problems(dependencies.nodes_of(submissions), {} if pipeline else None)
+    return [errors.Problem(source, line) for line in found]  # each line says its fix
 
 
 def submission_from_resource(obj: Mapping[str, Any]) -> models.Submission:
@@ -251,6 +265,7 @@ def _convert(obj: Mapping[str, Any]) -> models.Submission:
         experiment_id=spec.get("experimentId", ""),
         limits=_limits(spec.get("limits", {})),
         queue=spec.get("queue", ""),
+        depends_on=_depends_on(spec),
     )
     return models.Submission(
         spec=task,
@@ -281,6 +296,15 @@ def _array(array: Mapping[str, Any] | None) -> models.ArraySpec | None:
     if count is None:
         raise _FieldError("spec.array", "give count, or parameters (one set per instance)")
     return models.ArraySpec(count=int(count), parameters=())
+
+
+def _depends_on(spec: Mapping[str, Any]) -> tuple[models.Dependency, ...]:
+    """spec.dependsOn with its condition and sameIndex (one for all of the task's names)."""
+    condition = models.Condition(spec.get("dependencyCondition", models.Condition.AFTER_OK))
+    same_index = bool(spec.get("sameIndex", False))
+    return tuple(
+        models.Dependency(name, condition, same_index) for name in spec.get("dependsOn", ())
+    )
 
 
 def _limits(limits: Mapping[str, Any]) -> models.Limits:

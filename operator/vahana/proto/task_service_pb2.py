@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import worker_pb2 as worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12task_service.proto\x12\x06vahana\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0cworker.proto\"\x9e\x01\n\x0bRetryPolicy\x12\x18\n\x10max_task_retries\x18\x01 \x01(\x05\x12\x19\n\x11max_infra_retries\x18\x02 \x01(\x05\x12*\n\x07\x62\x61\x63koff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xab\x01\n\x0eTaskSubmission\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1a\n\x04spec\x18\x02 \x01(\x0b\x32\x0c.worker.Task\x12\"\n\x05retry\x18\x03 \x01(\x0b\x32\x13.vahana.RetryPolicy\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\x12\r\n\x05queue\x18\x06 \x01(\t\x12\r\n\x05\x61rray\x18\x07 \x01(\t\x12\r\n\x05index\x18\x08 \x01(\x05\";\n\x12SubmitTasksRequest\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.vahana.TaskSubmission\"\'\n\x13SubmitTasksResponse\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"\x87\x05\n\x08TaskInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\"\n\x06status\x18\x06 \x01(\x0e\x32\x12.worker.TaskStatus\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x11\n\texit_code\x18\t \x01(\x05\x12\x15\n\rhas_exit_code\x18\n \x01(\x08\x12\x0f\n\x07message\x18\x0b \x01(\t\x12\x13\n\x0boutput_tail\x18\x0c \x01(\t\x12\x16\n\x0epending_reason\x18\r \x01(\t\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rtask_failures\x18\x11 \x01(\x05\x12\x16\n\x0einfra_failures\x18\x12 \x01(\x05\x12\x1a\n\x04spec\x18\x13 \x01(\x0b\x32\x0c.worker.Task\x12\"\n\x05retry\x18\x14 \x01(\x0b\x32\x13.vahana.RetryPolicy\x12+\n\x08\x64uration\x18\x15 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05queue\x18\x16 \x01(\t\x12\r\n\x05\x61rray\x18\x17 \x01(\t\x12\r\n\x05index\x18\x18 \x01(\x05\x12)\n\x0c\x61rray_status\x18\x19 \x01(\x0b\x32\x13.vahana.ArrayStatus\"\x9e\x01\n\x0b\x41rrayStatus\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07pending\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x11\n\tcompleted\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\x12\x11\n\tcancelled\x18\x06 \x01(\x05\x12\x16\n\x0e\x66\x61iled_indices\x18\x07 \x03(\x05\x12\x10\n\x08progress\x18\x08 \x01(\t\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"y\n\x10ListTasksRequest\x12\"\n\x06status\x18\x01 \x01(\x0e\x32\x12.worker.TaskStatus\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0b\n\x03ids\x18\x04 \x03(\t\x12\x12\n\npage_token\x18\x05 \x01(\t\"M\n\x11ListTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.vahana.TaskInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x11WatchTasksRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x13\n\x0buntil_final\x18\x02 \x01(\x08\"/\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"K\n\x12\x43\x61ncelTaskResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\x12\"\n\x06status\x18\x02 \x01(\x0e\x32\x12.worker.TaskStatus\"C\n\x15ReadTaskOutputRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x32\x9a\x03\n\x0bTaskService\x12\x46\n\x0bSubmitTasks\x12\x1a.vahana.SubmitTasksRequest\x1a\x1b.vahana.SubmitTasksResponse\x12\x33\n\x07GetTask\x12\x16.vahana.GetTaskRequest\x1a\x10.vahana.TaskInfo\x12@\n\tListTasks\x12\x18.vahana.ListTasksRequest\x1a\x19.vahana.ListTasksResponse\x12;\n\nWatchTasks\x12\x19.vahana.WatchTasksRequest\x1a\x10.vahana.TaskInfo0\x01\x12\x43\n\nCancelTask\x12\x19.vahana.CancelTaskRequest\x1a\x1a.vahana.CancelTaskResponse\x12J\n\x0eReadTaskOutput\x12\x1d.vahana.ReadTaskOutputRequest\x1a\x17.worker.TaskOutputChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12task_service.proto\x12\x06vahana\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0cworker.proto\"\x9e\x01\n\x0bRetryPolicy\x12\x18\n\x10max_task_retries\x18\x01 \x01(\x05\x12\x19\n\x11max_infra_retries\x18\x02 \x01(\x05\x12*\n\x07\x62\x61\x63koff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd3\x01\n\x0eTaskSubmission\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1a\n\x04spec\x18\x02 \x01(\x0b\x32\x0c.worker.Task\x12\"\n\x05retry\x18\x03 \x01(\x0b\x32\x13.vahana.RetryPolicy\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\x12\r\n\x05queue\x18\x06 \x01(\t\x12\r\n\x05\x61rray\x18\x07 \x01(\t\x12\r\n\x05index\x18\x08 \x01(\x05\x12&\n\ndepends_on\x18\t \x03(\x0b\x32\x12.vahana.Dependency\"A\n\nDependency\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tafter_any\x18\x02 \x01(\x08\x12\x12\n\nsame_index\x18\x03 \x01(\x08\";\n\x12SubmitTasksRequest\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.vahana.TaskSubmission\"\'\n\x13SubmitTasksResponse\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"\xaf\x05\n\x08TaskInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\"\n\x06status\x18\x06 \x01(\x0e\x32\x12.worker.TaskStatus\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x11\n\texit_code\x18\t \x01(\x05\x12\x15\n\rhas_exit_code\x18\n \x01(\x08\x12\x0f\n\x07message\x18\x0b \x01(\t\x12\x13\n\x0boutput_tail\x18\x0c \x01(\t\x12\x16\n\x0epending_reason\x18\r \x01(\t\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rtask_failures\x18\x11 \x01(\x05\x12\x16\n\x0einfra_failures\x18\x12 \x01(\x05\x12\x1a\n\x04spec\x18\x13 \x01(\x0b\x32\x0c.worker.Task\x12\"\n\x05retry\x18\x14 \x01(\x0b\x32\x13.vahana.RetryPolicy\x12+\n\x08\x64uration\x18\x15 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05queue\x18\x16 \x01(\t\x12\r\n\x05\x61rray\x18\x17 \x01(\t\x12\r\n\x05index\x18\x18 \x01(\x05\x12)\n\x0c\x61rray_status\x18\x19 \x01(\x0b\x32\x13.vahana.ArrayStatus\x12&\n\ndepends_on\x18\x1a \x03(\x0b\x32\x12.vahana.Dependency\"\x9e\x01\n\x0b\x41rrayStatus\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07pending\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x11\n\tcompleted\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\x12\x11\n\tcancelled\x18\x06 \x01(\x05\x12\x16\n\x0e\x66\x61iled_indices\x18\x07 \x03(\x05\x12\x10\n\x08progress\x18\x08 \x01(\t\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"y\n\x10ListTasksRequest\x12\"\n\x06status\x18\x01 \x01(\x0e\x32\x12.worker.TaskStatus\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0b\n\x03ids\x18\x04 \x03(\t\x12\x12\n\npage_token\x18\x05 \x01(\t\"M\n\x11ListTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.vahana.TaskInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x11WatchTasksRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x13\n\x0buntil_final\x18\x02 \x01(\x08\"/\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"K\n\x12\x43\x61ncelTaskResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\x12\"\n\x06status\x18\x02 \x01(\x0e\x32\x12.worker.TaskStatus\"C\n\x15ReadTaskOutputRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x32\x9a\x03\n\x0bTaskService\x12\x46\n\x0bSubmitTasks\x12\x1a.vahana.SubmitTasksRequest\x1a\x1b.vahana.SubmitTasksResponse\x12\x33\n\x07GetTask\x12\x16.vahana.GetTaskRequest\x1a\x10.vahana.TaskInfo\x12@\n\tListTasks\x12\x18.vahana.ListTasksRequest\x1a\x19.vahana.ListTasksResponse\x12;\n\nWatchTasks\x12\x19.vahana.WatchTasksRequest\x1a\x10.vahana.TaskInfo0\x01\x12\x43\n\nCancelTask\x12\x19.vahana.CancelTaskRequest\x1a\x1a.vahana.CancelTaskResponse\x12J\n\x0eReadTaskOutput\x12\x1d.vahana.ReadTaskOutputRequest\x1a\x17.worker.TaskOutputChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,29 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRYPOLICY']._serialized_start=110
   _globals['_RETRYPOLICY']._serialized_end=268
   _globals['_TASKSUBMISSION']._serialized_start=271
-  _globals['_TASKSUBMISSION']._serialized_end=442
-  _globals['_SUBMITTASKSREQUEST']._serialized_start=444
-  _globals['_SUBMITTASKSREQUEST']._serialized_end=503
-  _globals['_SUBMITTASKSRESPONSE']._serialized_start=505
-  _globals['_SUBMITTASKSRESPONSE']._serialized_end=544
-  _globals['_TASKINFO']._serialized_start=547
-  _globals['_TASKINFO']._serialized_end=1194
-  _globals['_ARRAYSTATUS']._serialized_start=1197
-  _globals['_ARRAYSTATUS']._serialized_end=1355
-  _globals['_GETTASKREQUEST']._serialized_start=1357
-  _globals['_GETTASKREQUEST']._serialized_end=1385
-  _globals['_LISTTASKSREQUEST']._serialized_start=1387
-  _globals['_LISTTASKSREQUEST']._serialized_end=1508
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1510
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1587
-  _globals['_WATCHTASKSREQUEST']._serialized_start=1589
-  _globals['_WATCHTASKSREQUEST']._serialized_end=1642
-  _globals['_CANCELTASKREQUEST']._serialized_start=1644
-  _globals['_CANCELTASKREQUEST']._serialized_end=1691
-  _globals['_CANCELTASKRESPONSE']._serialized_start=1693
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1768
-  _globals['_READTASKOUTPUTREQUEST']._serialized_start=1770
-  _globals['_READTASKOUTPUTREQUEST']._serialized_end=1837
-  _globals['_TASKSERVICE']._serialized_start=1840
-  _globals['_TASKSERVICE']._serialized_end=2250
+  _globals['_TASKSUBMISSION']._serialized_end=482
+  _globals['_DEPENDENCY']._serialized_start=484
+  _globals['_DEPENDENCY']._serialized_end=549
+  _globals['_SUBMITTASKSREQUEST']._serialized_start=551
+  _globals['_SUBMITTASKSREQUEST']._serialized_end=610
+  _globals['_SUBMITTASKSRESPONSE']._serialized_start=612
+  _globals['_SUBMITTASKSRESPONSE']._serialized_end=651
+  _globals['_TASKINFO']._serialized_start=654
+  _globals['_TASKINFO']._serialized_end=1341
+  _globals['_ARRAYSTATUS']._serialized_start=1344
+  _globals['_ARRAYSTATUS']._serialized_end=1502
+  _globals['_GETTASKREQUEST']._serialized_start=1504
+  _globals['_GETTASKREQUEST']._serialized_end=1532
+  _globals['_LISTTASKSREQUEST']._serialized_start=1534
+  _globals['_LISTTASKSREQUEST']._serialized_end=1655
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1657
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1734
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1736
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1789
+  _globals['_CANCELTASKREQUEST']._serialized_start=1791
+  _globals['_CANCELTASKREQUEST']._serialized_end=1838
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1840
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1915
+  _globals['_READTASKOUTPUTREQUEST']._serialized_start=1917
+  _globals['_READTASKOUTPUTREQUEST']._serialized_end=1984
+  _globals['_TASKSERVICE']._serialized_start=1987
+  _globals['_TASKSERVICE']._serialized_end=2397
 # @@protoc_insertion_point(module_scope)

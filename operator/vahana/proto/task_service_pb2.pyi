@@ -24,7 +24,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_task_retries: _Optional[int] = ..., max_infra_retries: _Optional[int] = ..., backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TaskSubmission(_message.Message):
-    __slots__ = ("key", "spec", "retry", "pool", "namespace", "queue", "array", "index")
+    __slots__ = ("key", "spec", "retry", "pool", "namespace", "queue", "array", "index", "depends_on")
     KEY_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class TaskSubmission(_message.Message):
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     ARRAY_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     key: str
     spec: _worker_pb2.Task
     retry: RetryPolicy
@@ -41,7 +42,18 @@ class TaskSubmission(_message.Message):
     queue: str
     array: str
     index: int
-    def __init__(self, key: _Optional[str] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., pool: _Optional[str] = ..., namespace: _Optional[str] = ..., queue: _Optional[str] = ..., array: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
+    depends_on: _containers.RepeatedCompositeFieldContainer[Dependency]
+    def __init__(self, key: _Optional[str] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., pool: _Optional[str] = ..., namespace: _Optional[str] = ..., queue: _Optional[str] = ..., array: _Optional[str] = ..., index: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ...) -> None: ...
+
+class Dependency(_message.Message):
+    __slots__ = ("name", "after_any", "same_index")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ANY_FIELD_NUMBER: _ClassVar[int]
+    SAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    after_any: bool
+    same_index: bool
+    def __init__(self, name: _Optional[str] = ..., after_any: _Optional[bool] = ..., same_index: _Optional[bool] = ...) -> None: ...
 
 class SubmitTasksRequest(_message.Message):
     __slots__ = ("tasks",)
@@ -56,7 +68,7 @@ class SubmitTasksResponse(_message.Message):
     def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
-    __slots__ = ("id", "name", "key", "namespace", "pool", "status", "attempt", "worker_id", "exit_code", "has_exit_code", "message", "output_tail", "pending_reason", "created_at", "started_at", "finished_at", "task_failures", "infra_failures", "spec", "retry", "duration", "queue", "array", "index", "array_status")
+    __slots__ = ("id", "name", "key", "namespace", "pool", "status", "attempt", "worker_id", "exit_code", "has_exit_code", "message", "output_tail", "pending_reason", "created_at", "started_at", "finished_at", "task_failures", "infra_failures", "spec", "retry", "duration", "queue", "array", "index", "array_status", "depends_on")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +94,7 @@ class TaskInfo(_message.Message):
     ARRAY_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ARRAY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     key: str
@@ -107,7 +120,8 @@ class TaskInfo(_message.Message):
     array: str
     index: int
     array_status: ArrayStatus
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., key: _Optional[str] = ..., namespace: _Optional[str] = ..., pool: _Optional[str] = ..., status: _Optional[_Union[_worker_pb2.TaskStatus, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., message: _Optional[str] = ..., output_tail: _Optional[str] = ..., pending_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue: _Optional[str] = ..., array: _Optional[str] = ..., index: _Optional[int] = ..., array_status: _Optional[_Union[ArrayStatus, _Mapping]] = ...) -> None: ...
+    depends_on: _containers.RepeatedCompositeFieldContainer[Dependency]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., key: _Optional[str] = ..., namespace: _Optional[str] = ..., pool: _Optional[str] = ..., status: _Optional[_Union[_worker_pb2.TaskStatus, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., message: _Optional[str] = ..., output_tail: _Optional[str] = ..., pending_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue: _Optional[str] = ..., array: _Optional[str] = ..., index: _Optional[int] = ..., array_status: _Optional[_Union[ArrayStatus, _Mapping]] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ...) -> None: ...
 
 class ArrayStatus(_message.Message):
     __slots__ = ("total", "pending", "running", "completed", "failed", "cancelled", "failed_indices", "progress")

@@ -30,6 +30,7 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAILED: _ClassVar[TaskStatus]
     CANCELLED: _ClassVar[TaskStatus]
     TIMED_OUT: _ClassVar[TaskStatus]
+    UPSTREAM_FAILED: _ClassVar[TaskStatus]
 
 class FailureKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +52,7 @@ COMPLETED: TaskStatus
 FAILED: TaskStatus
 CANCELLED: TaskStatus
 TIMED_OUT: TaskStatus
+UPSTREAM_FAILED: TaskStatus
 FAILURE_KIND_UNSPECIFIED: FailureKind
 TASK_ERROR: FailureKind
 INFRASTRUCTURE: FailureKind

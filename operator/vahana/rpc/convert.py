@@ -168,9 +168,13 @@ def submission_of(message: tasks_pb.TaskSubmission) -> models.Submission:
         else models.RetryPolicy()
     )
     spec = spec_of(message.spec)
-    if message.queue or message.array:
+    if message.queue or message.array or message.depends_on:
         spec = dataclasses.replace(
-            spec, queue=message.queue, array=message.array, index=message.index
+            spec,
+            queue=message.queue,
+            array=message.array,
+            index=message.index,
+            depends_on=tuple(dependency_of(d) for d in message.depends_on),
         )
     return models.Submission(
         spec=spec,
@@ -192,6 +196,20 @@ def submission_to_pb(submission: models.Submission) -> tasks_pb.TaskSubmission:
         queue=submission.spec.queue,
         array=submission.spec.array,
         index=submission.spec.index,
+        depends_on=[dependency_to_pb(d) for d in submission.spec.depends_on],
+    )
+
+
+def dependency_of(message: tasks_pb.Dependency) -> models.Dependency:
+    condition = models.Condition.AFTER_ANY if message.after_any else models.Condition.AFTER_OK
+    return models.Dependency(message.name, condition, message.same_index)
+
+
+def dependency_to_pb(dependency: models.Dependency) -> tasks_pb.Dependency:
+    return tasks_pb.Dependency(
+        name=dependency.name,
+        after_any=dependency.condition == models.Condition.AFTER_ANY,
+        same_index=dependency.same_index,
     )
 
 
@@ -208,7 +226,9 @@ def array_info(name: str, summary: arrays.Summary) -> tasks_pb.TaskInfo:
             pending=counts.get(P.PENDING, 0),
             running=counts.get(P.ASSIGNED, 0) + counts.get(P.RUNNING, 0),
             completed=counts.get(P.COMPLETED, 0),
-            failed=counts.get(P.FAILED, 0) + counts.get(P.TIMED_OUT, 0),
+            failed=counts.get(P.FAILED, 0)
+            + counts.get(P.TIMED_OUT, 0)
+            + counts.get(P.UPSTREAM_FAILED, 0),
             cancelled=counts.get(P.CANCELLED, 0),
             failed_indices=summary.failed_indices[: arrays.FAILED_INDICES_SHOWN],
             progress=summary.progress,
@@ -239,6 +259,7 @@ def task_info(task: models.TaskRecord, pending_reason: str = "") -> tasks_pb.Tas
         queue=fairshare.queue_of(task),
         array=task.spec.array,
         index=task.spec.index,
+        depends_on=[dependency_to_pb(d) for d in task.spec.depends_on],
     )
     if task.started_at is not None:
         info.started_at.CopyFrom(timestamp(task.started_at))

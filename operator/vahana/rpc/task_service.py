@@ -80,7 +80,10 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             submissions.append(submission)
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:20]))
-        ids = await self._scheduler.submit_async(submissions)
+        try:
+            ids = await self._scheduler.submit_async(submissions)
+        except records.RefusedDependencies as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(error.problems[:20]))
         return tasks_pb.SubmitTasksResponse(task_ids=ids)
 
     async def GetTask(self, request: tasks_pb.GetTaskRequest, context: Any) -> tasks_pb.TaskInfo:
@@ -167,7 +170,13 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                     )
                     return
                 yield info
-                if info.status in (pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT):
+                if info.status in (
+                    pb.COMPLETED,
+                    pb.FAILED,
+                    pb.CANCELLED,
+                    pb.TIMED_OUT,
+                    pb.UPSTREAM_FAILED,
+                ):
                     unfinished.discard(info.id)
                     if request.until_final and wanted and not unfinished:
                         return

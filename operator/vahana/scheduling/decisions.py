@@ -8,13 +8,14 @@ store holds them. No I/O here: the store is read before (`stored`, `known`) and 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 from vahana.core import clock as clocks
-from vahana.core import leases, matching, models, quarantine
-from vahana.scheduling import dispatch, lifecycle, records, tables
+from vahana.core import dependencies, leases, matching, models, quarantine
+from vahana.scheduling import dispatch, lifecycle, records, tables, waits
 
 P = models.TaskPhase
 W = models.WorkerState
@@ -27,16 +28,30 @@ def submit(
     submissions: Sequence[models.Submission],
     known: Mapping[str, str],
     new_task_id: clocks.IdFactory,
+    upstream: Upstream | None = None,
 ) -> list[str]:
-    """Accepts tasks; a key already known (`known`: from the store) returns that task's id."""
+    """Accepts tasks; a key already known (`known`: from the store) returns that task's id.
+    `upstream`: what the dependencies of these tasks name, for a submission where a task
+    depends on another (ordered so that upstream tasks come first)."""
     ids: list[str] = []
     keys = change.tables.keys
     plan = change.plan
+    made: dict[tuple[str, str], list[str]] = {}
+    resolved: dict[tuple[str, str], dependencies.Target] = {}
+    arrays: set[tuple[str, str]] = set()
+    lookup = waits.lookup_in(change.tables, upstream.stored if upstream else {})
     for submission in submissions:
+        if upstream is not None:
+            node = (submission.namespace, dependencies.node_name(submission.spec))
+            made.setdefault(node, []).append("")
+            if submission.spec.array:
+                arrays.add(node)
         if submission.key:
             existing = keys.get(submission.key) or known.get(submission.key)
             if existing:
                 ids.append(existing)
+                if upstream is not None:
+                    made[node][-1] = existing
                 continue
         task = models.TaskRecord(
             id=new_task_id(),
@@ -48,14 +63,55 @@ def submit(
             pool=submission.pool,
             namespace=submission.namespace,
         )
+        if upstream is not None:
+            made[node][-1] = task.id
+            if submission.spec.depends_on:
+                targets = {
+                    d.name: _target(
+                        upstream, made, arrays, resolved, (submission.namespace, d.name)
+                    )
+                    for d in submission.spec.depends_on
+                }
+                task.upstream = dependencies.resolve(submission.spec, targets)
         change.insert_task(task)
-        change.push(task)
+        failed = waits.hold_or_queue(change, task, lookup)
+        if failed:
+            lifecycle.finish(change, task, P.UPSTREAM_FAILED, message=failed)
         plan.emit(task)
         plan.log("accepted task_id=%s name=%s pool=%s", task.id, task.spec.name, task.pool or "-")
         ids.append(task.id)
     if plan.emitted:
         plan.wake.add(None)
     return ids
+
+
+@dataclasses.dataclass
+class Upstream:
+    """What the dependencies of a submission name, gathered by the scheduler before it
+    decides: tasks of earlier chunks of the same submission, and tasks submitted before."""
+
+    earlier: dict[tuple[str, str], tuple[bool, list[str]]]
+    """(namespace, name) → (an array?, ids in index order), of what was accepted before."""
+    stored: Mapping[str, models.TaskRecord]
+    """Those tasks that memory may no longer hold, as the store had them."""
+
+
+def _target(
+    upstream: Upstream,
+    made: Mapping[tuple[str, str], list[str]],
+    arrays: set[tuple[str, str]],
+    resolved: dict[tuple[str, str], dependencies.Target],
+    key: tuple[str, str],
+) -> dependencies.Target:
+    """What a name stands for; made once per name and decision (a name's tasks all come
+    before its first dependent: `dependencies.order`)."""
+    target = resolved.get(key)
+    if target is None:
+        array, before = upstream.earlier.get(key, (False, []))
+        here = made.get(key, [])
+        array = array or key in arrays
+        target = resolved[key] = dependencies.Target(tuple(before) + tuple(here), array)
+    return target
 
 
 def cancel(change: tables.Change, task_id: str, reason: str) -> tuple[bool, models.TaskPhase]:
@@ -391,6 +447,21 @@ def recover_orphans(change: tables.Change, orphans: Sequence[str]) -> None:
         lifecycle.lose(change, task, f"worker {task.worker_id} is gone")
     for worker in list(live.workers.values()):
         lifecycle.refresh_state(change, worker)
+
+
+def recover_dependents(
+    change: tables.Change, task_ids: Sequence[str], stored: Mapping[str, models.TaskRecord]
+) -> None:
+    """After a restart: each dependent found PENDING is held again while an upstream task is
+    open, queued if none is, ended if one ended in a way that keeps it from running."""
+    lookup = waits.lookup_in(change.tables, stored)
+    for task_id in task_ids:
+        task = change.tables.tasks.get(task_id)
+        if task is None or task.is_final:
+            continue  # ended meanwhile, as the dependent of one recovered before it
+        failed = waits.hold_or_queue(change, task, lookup)
+        if failed:
+            lifecycle.finish(change, change.edit_task(task), P.UPSTREAM_FAILED, message=failed)
 
 
 def live_worker(live: tables.Tables, worker_id: str) -> models.WorkerRecord:

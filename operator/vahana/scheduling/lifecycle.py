@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from vahana.core import matching, models, quarantine, retry
-from vahana.scheduling import records, tables
+from vahana.scheduling import records, tables, waits
 
 P = models.TaskPhase
 W = models.WorkerState
@@ -280,6 +280,9 @@ def finish(
         task.attempt,
     )
     change.plan.emit(task)
+    # Its dependents hear of it in this same plan: committed with its end, or not at all.
+    for dependent, reason in waits.ended(change, task):
+        finish(change, dependent, P.UPSTREAM_FAILED, message=reason)
 
 
 def mark_unhealthy(change: tables.Change, worker: models.WorkerRecord, reason: str) -> None:

@@ -54,3 +54,44 @@ def array(name: str) -> Callable[[base.Store], list[models.TaskRecord]]:
         )
 
     return find
+
+
+Named = dict[tuple[str, str], tuple[bool, list[models.TaskRecord]]]
+"""(namespace, name) → (is an array, its task or its newest array's instances by index)."""
+
+
+def named(wanted: Sequence[tuple[str, str]]) -> Callable[[base.Store], Named]:
+    """The tasks submitted before that dependencies name: the newest task of that name in
+    the namespace, or the newest array's instances, whichever was submitted last."""
+
+    def find(store: base.Store) -> Named:
+        found: Named = {}
+        for namespace, name in wanted:
+            single = [t for t in store.find_tasks_by_name(name) if t.namespace == namespace]
+            instances = [
+                t
+                for t in store.find_array_instances(name)
+                if t.spec.array == name and t.namespace == namespace
+            ]
+            newest_array = _newest_run(instances)
+            if single and (not newest_array or single[-1].seq > newest_array[-1].seq):
+                found[(namespace, name)] = (False, [single[-1]])
+            elif newest_array:
+                found[(namespace, name)] = (True, sorted(newest_array, key=lambda t: t.spec.index))
+        return found
+
+    return find
+
+
+def _newest_run(instances: list[models.TaskRecord]) -> list[models.TaskRecord]:
+    """The instances (in submission order) of the newest array among them: from the newest
+    back until an index comes twice (or the key's run changes)."""
+    run: list[models.TaskRecord] = []
+    indices: set[int] = set()
+    for task in reversed(instances):
+        prefix = task.key.rpartition("/")[0]
+        if task.spec.index in indices or (run and run[-1].key.rpartition("/")[0] != prefix):
+            break
+        indices.add(task.spec.index)
+        run.append(task)
+    return sorted(run, key=lambda t: t.seq)

@@ -41,6 +41,8 @@ _KEY_KINDS = {
     "cancels": "worker",
     "drain": "worker",
     "usage": "usage",
+    "waiting": "task",
+    "dependents": "task",
 }
 
 

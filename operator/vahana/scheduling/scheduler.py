@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from vahana.core import clock as clocks
-from vahana.core import fairshare, models, reasons
-from vahana.scheduling import decisions, lookups, pacing, pipeline, records, tables
+from vahana.core import dependencies, fairshare, models, reasons
+from vahana.scheduling import decisions, lookups, pacing, pipeline, records, tables, waits
 from vahana.scheduling import plan as plans
 from vahana.store import base
 
@@ -149,12 +149,16 @@ class Scheduler:
                 live.drain_requested.add(worker.id)
             live.workers[worker.id] = worker
         orphans: list[str] = []
+        dependents: list[models.TaskRecord] = []
         for task in store.load_unfinished_tasks():
             live.tasks[task.id] = task
             if task.key:
                 live.keys[task.key] = task.id
             if task.phase == models.TaskPhase.PENDING:
-                live.queue.push(task, now)
+                if task.upstream:
+                    dependents.append(task)  # held or queued once every task is known
+                else:
+                    live.queue.push(task, now)
                 continue
             for attempt in store.list_attempts(task.id)[-1:]:
                 live.attempts[(task.id, attempt.attempt)] = attempt
@@ -165,6 +169,10 @@ class Scheduler:
                 holder.leases[task.id] = task.attempt
                 live.recovered_holding(task, holder.pool, now)
         self._run("recover", decisions.recover_orphans, orphans)
+        if dependents:
+            ended = [i for t in dependents for ids in t.upstream.values() for i in ids]
+            stored = _read_ended(store, [i for i in dict.fromkeys(ended) if i not in live.tasks])
+            self._run("recover", decisions.recover_dependents, [t.id for t in dependents], stored)
         log.info(
             "recovered tasks=%d queued=%d workers=%d",
             len(live.tasks),
@@ -174,7 +182,17 @@ class Scheduler:
 
     # -- clients ------------------------------------------------------------------------
     def submit(self, submissions: Sequence[models.Submission]) -> list[str]:
-        """Accepts tasks; a key already known returns the existing task's id."""
+        """Accepts tasks; a key already known returns the existing task's id. Refuses the
+        whole submission (`records.RefusedDependencies`) if a dependency names no task or
+        the dependencies form a cycle."""
+        wanted = _named_elsewhere(submissions)
+        if wanted is not None:
+            named = self._pipeline.read_sync(lookups.named(wanted)) if wanted else {}
+            ordered, upstream = _prepare(submissions, named)
+            keys = self._unknown_keys(ordered)
+            known = self._pipeline.read_sync(lookups.keys(keys)) if keys else {}
+            ids = self._run("submit", decisions.submit, ordered, known, self._new_task_id, upstream)
+            return _unordered(ids, submissions, ordered)
         keys = self._unknown_keys(submissions)
         known = self._pipeline.read_sync(lookups.keys(keys)) if keys else {}
         return self._run("submit", decisions.submit, submissions, known, self._new_task_id)  # type: ignore[no-any-return]
@@ -186,6 +204,12 @@ class Scheduler:
         if a chunk fails, those before it stay accepted (with keys, submitting again is safe)."""
         size = max(1, self.settings.submit_chunk_tasks)
         most = max(2, self.settings.commit_group_rows // size)
+        given = submissions
+        upstream: decisions.Upstream | None = None
+        wanted = _named_elsewhere(submissions)
+        if wanted is not None:
+            named = await self._pipeline.read(lookups.named(wanted)) if wanted else {}
+            submissions, upstream = _prepare(submissions, named)
         ids: list[str] = []
         in_flight: collections.deque[plans.Plan] = collections.deque()
         pacer = pacing.Pacer()
@@ -196,15 +220,19 @@ class Scheduler:
             for earlier in in_flight:  # a chunk rolled back: none after it is accepted
                 if earlier.state is plans.State.ROLLED_BACK:
                     await self._pipeline.wait(earlier)
-            plan = self._decide("submit", decisions.submit, chunk, known, self._new_task_id)
+            plan = self._decide(
+                "submit", decisions.submit, chunk, known, self._new_task_id, upstream
+            )
             ids.extend(plan.result)
+            if upstream is not None:  # later chunks may depend on this one
+                _note_accepted(upstream, chunk, plan.result)
             in_flight.append(plan)
             if len(in_flight) >= most:
                 await self._pipeline.wait(in_flight.popleft())
             await pacer.turn()
         for plan in in_flight:
             await self._pipeline.wait(plan)
-        return ids
+        return _unordered(ids, given, submissions) if upstream is not None else ids
 
     def cancel(self, task_id_or_name: str, reason: str = "") -> tuple[bool, models.TaskPhase]:
         """Cancels a task; a running attempt is stopped on its worker. False if already final."""
@@ -439,12 +467,14 @@ class Scheduler:
         if task.phase != models.TaskPhase.PENDING:
             return ""
         live = self._tables
+        if task.id in live.waiting:
+            return waits.pending_reason(live, task)
         queue = fairshare.queue_of(task)
         held = fairshare.hold_reason(live.queue_configs.get(queue), live.usage.get(queue), task)
-        waits = reasons.explain_wait(task, list(live.workers.values()), self._clock())
-        if held and not waits.startswith(("cancelling", "retry backoff")):
+        why = reasons.explain_wait(task, list(live.workers.values()), self._clock())
+        if held and not why.startswith(("cancelling", "retry backoff")):
             return held
-        return waits
+        return why
 
     def free_slots(self, worker_id: str) -> int:
         """Tasks the worker could take now; 0 if it is unknown, draining or unhealthy."""
@@ -594,3 +624,66 @@ class Scheduler:
 def snapshot(task: models.TaskRecord) -> models.TaskRecord:
     """A copy safe to keep (records are no longer changed once live; kept for callers)."""
     return dataclasses.replace(task)
+
+
+# -- dependencies ----------------------------------------------------------------------------
+def _named_elsewhere(submissions: Sequence[models.Submission]) -> list[tuple[str, str]] | None:
+    """None if no task of the submission depends on another (the common case, no cost);
+    else the names its dependencies give that it does not hold itself (to read)."""
+    if not any(s.spec.depends_on for s in submissions):
+        return None
+    here = {(s.namespace, dependencies.node_name(s.spec)) for s in submissions}
+    wanted = {(s.namespace, d.name) for s in submissions for d in s.spec.depends_on}
+    return sorted(wanted - here)
+
+
+def _prepare(
+    submissions: Sequence[models.Submission], named: lookups.Named
+) -> tuple[list[models.Submission], decisions.Upstream]:
+    """The submission checked (refused whole, naming every problem) and put in an order
+    where upstream tasks come first, with what its dependencies name outside it."""
+    known = {key: (len(tasks) if array else None) for key, (array, tasks) in named.items()}
+    problems = dependencies.problems(dependencies.nodes_of(submissions), known)
+    if problems:
+        here = {(s.namespace, dependencies.node_name(s.spec)) for s in submissions}
+        unknown = {
+            d.name
+            for s in submissions
+            for d in s.spec.depends_on
+            if (s.namespace, d.name) not in here and (s.namespace, d.name) not in known
+        }
+        raise records.RefusedDependencies(problems, sorted(unknown))
+    ordered = [submissions[i] for i in dependencies.order(submissions)]
+    upstream = decisions.Upstream(
+        earlier={key: (array, [t.id for t in tasks]) for key, (array, tasks) in named.items()},
+        stored={t.id: t for _, tasks in named.values() for t in tasks},
+    )
+    return ordered, upstream
+
+
+def _note_accepted(
+    upstream: decisions.Upstream, chunk: Sequence[models.Submission], ids: Sequence[str]
+) -> None:
+    for submission, task_id in zip(chunk, ids, strict=True):
+        key = (submission.namespace, dependencies.node_name(submission.spec))
+        array, found = upstream.earlier.setdefault(key, (bool(submission.spec.array), []))
+        found.append(task_id)
+
+
+def _unordered(
+    ids: Sequence[str],
+    given: Sequence[models.Submission],
+    ordered: Sequence[models.Submission],
+) -> list[str]:
+    """The ids of `ordered` in the order the submissions were given."""
+    position = {id(submission): task_id for submission, task_id in zip(ordered, ids, strict=True)}
+    return [position[id(submission)] for submission in given]
+
+
+def _read_ended(store: base.Store, task_ids: Sequence[str]) -> dict[str, models.TaskRecord]:
+    """Upstream tasks that ended before a restart, read in bounded parts."""
+    found: dict[str, models.TaskRecord] = {}
+    for start in range(0, len(task_ids), 500):
+        for task in store.list_tasks(ids=task_ids[start : start + 500]):
+            found[task.id] = task
+    return found

@@ -78,6 +78,11 @@ class Tables:
         change holds its `mark`."""
         self.holding: dict[str, tuple[str, str]] = {}
         """Task id → (queue, worker pool) of every task that counts in its queue's usage."""
+        self.waiting: dict[str, int] = {}
+        """Dependent task id → its upstream tasks not ended yet (`waits`): a PENDING task held
+        out of the queue, so that dispatch never looks at it until its upstream tasks end."""
+        self.dependents: dict[str, tuple[tuple[str, models.Condition], ...]] = {}
+        """Upstream task id → (dependent id, condition) of the tasks waiting for it."""
         self.half_life = fairshare.DEFAULT_HALF_LIFE_SECONDS
         self.terms: dict[str, tuple[float, float]] = {}
         """Each queue's `fairshare.share_terms` from `anchor`, kept with its usage: ranking
@@ -225,6 +230,20 @@ class Tables:
             self.holding[task_id] = held
         self.reterm(queue)
 
+    def _undo_waiting(self, entry: plans.Undo, _now: float) -> None:
+        _, task_id, before = entry
+        if before is None:
+            self.waiting.pop(task_id, None)
+        else:
+            self.waiting[task_id] = before
+
+    def _undo_dependents(self, entry: plans.Undo, _now: float) -> None:
+        _, task_id, before = entry
+        if before is None:
+            self.dependents.pop(task_id, None)
+        else:
+            self.dependents[task_id] = before
+
 
 _UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
     "task": Tables._undo_task,
@@ -235,6 +254,8 @@ _UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
     "drain": Tables._undo_drain,
     "seq": Tables._undo_seq,
     "usage": Tables._undo_usage,
+    "waiting": Tables._undo_waiting,
+    "dependents": Tables._undo_dependents,
 }
 
 
@@ -308,6 +329,32 @@ class Change:
         if task is not None:
             self.plan.undo.append(("queued", task.id, task))
         return task
+
+    # -- dependencies (`waits`) --------------------------------------------------------------
+    def set_waiting(self, task_id: str, unfinished: int | None) -> None:
+        """How many upstream tasks the dependent still waits for; None: it waits no more."""
+        before = self.tables.waiting.get(task_id)
+        if before == unfinished:
+            return
+        self.plan.undo.append(("waiting", task_id, before))
+        if unfinished is None:
+            del self.tables.waiting[task_id]
+        else:
+            self.tables.waiting[task_id] = unfinished
+
+    def add_dependents(
+        self, upstream_id: str, entries: tuple[tuple[str, models.Condition], ...]
+    ) -> None:
+        before = self.tables.dependents.get(upstream_id)
+        self.plan.undo.append(("dependents", upstream_id, before))
+        self.tables.dependents[upstream_id] = (before or ()) + entries
+
+    def pop_dependents(self, upstream_id: str) -> tuple[tuple[str, models.Condition], ...]:
+        before = self.tables.dependents.pop(upstream_id, None)
+        if before is None:
+            return ()
+        self.plan.undo.append(("dependents", upstream_id, before))
+        return before
 
     # -- queue usage (fair share, quotas) ---------------------------------------------------
     def hold(self, task: models.TaskRecord, pool: str) -> None:

@@ -18,6 +18,7 @@ TASK_COLUMNS = (
     "pool",
     "spec",
     "retry",
+    "upstream",
     "phase",
     "attempt",
     "worker_id",
@@ -33,7 +34,7 @@ TASK_COLUMNS = (
     "not_before",
     "cancel_requested",
 )
-TASK_MUTABLE = TASK_COLUMNS[8:]
+TASK_MUTABLE = TASK_COLUMNS[9:]
 ATTEMPT_COLUMNS = (
     "task_id",
     "attempt",
@@ -96,6 +97,10 @@ def _spec_dict(spec: models.TaskSpec) -> dict[str, Any]:
         "queue": spec.queue,
         "array": spec.array,
         "index": spec.index,
+        "depends_on": [
+            {"name": d.name, "condition": d.condition.value, "same_index": d.same_index}
+            for d in spec.depends_on
+        ],
     }
 
 
@@ -127,6 +132,10 @@ def spec_from_json(text: str) -> models.TaskSpec:
         queue=raw.get("queue", ""),
         array=raw.get("array", ""),
         index=raw.get("index", 0),
+        depends_on=tuple(
+            models.Dependency(d["name"], models.Condition(d["condition"]), d["same_index"])
+            for d in raw.get("depends_on", ())
+        ),
     )
 
 
@@ -156,8 +165,18 @@ def task_row(task: models.TaskRecord) -> tuple[Any, ...]:
         task.pool,
         spec_to_json(task.spec),
         retry_to_json(task.retry),
+        upstream_to_json(task.upstream),
         *task_mutable_row(task),
     )
+
+
+def upstream_to_json(upstream: Mapping[str, tuple[str, ...]]) -> str:
+    """A dependent's resolved upstream ids (name → ids); "" for a task with none."""
+    return json.dumps(upstream, separators=(",", ":")) if upstream else ""
+
+
+def upstream_from_json(text: str | None) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(ids) for name, ids in json.loads(text).items()} if text else {}
 
 
 def task_mutable_row(task: models.TaskRecord) -> tuple[Any, ...]:
@@ -202,6 +221,7 @@ def task_from_row(row: Mapping[str, Any]) -> models.TaskRecord:
         infra_failures=row["infra_failures"],
         not_before=row["not_before"],
         cancel_requested=bool(row["cancel_requested"]),
+        upstream=upstream_from_json(row["upstream"]),
     )
 
 

@@ -96,6 +96,18 @@ def full_task(task_id: str = "t1", *, seq: int = 1, **fields) -> models.TaskReco
     return dataclasses.replace(record, **fields)
 
 
+def test_dependencies_read_back_equal_and_survive_updates(store: sql.SqlStore) -> None:
+    spec = make_task("d").after("b", "c").after("sweep", any_end=True, same_index=True).spec()
+    upstream = {"b": ("id-b",), "c": ("id-c",), "sweep": ("s0", "s1")}
+    task = dataclasses.replace(full_task("d"), spec=spec, upstream=upstream)
+    store.insert_tasks([task])
+    assert store.get_task("d") == task
+    store.update_tasks([dataclasses.replace(task, phase=P.UPSTREAM_FAILED, message="b failed")])
+    ended = store.get_task("d")
+    assert ended is not None and ended.upstream == upstream
+    assert ended.phase == P.UPSTREAM_FAILED and ended.spec.depends_on == spec.depends_on
+
+
 def simple(task_id: str, *, seq: int, **fields) -> models.TaskRecord:
     return make_task(task_id).record(task_id=task_id, seq=seq, **fields)
 

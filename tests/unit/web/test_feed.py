@@ -64,6 +64,7 @@ def test_the_overview_counts_phases_queue_depths_and_running_per_pool(sched, clo
         "FAILED": 0,
         "CANCELLED": 0,
         "TIMED_OUT": 0,
+        "UPSTREAM_FAILED": 0,
     }
     assert overview["total"] == 4
     queued = {(q["pool"], q["priority"]): q["tasks"] for q in overview["queue"]}

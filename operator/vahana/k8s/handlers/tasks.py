@@ -8,11 +8,11 @@ from typing import Any
 import kopf
 
 from vahana.core import arrays
-from vahana.k8s import resources
+from vahana.k8s import pipelines, resources
 from vahana.manifests import tasks as task_manifests
 from vahana.scheduling import pool_manager, records
 
-FINAL_PHASES = {"Completed", "Failed", "Cancelled", "TimedOut"}
+FINAL_PHASES = {"Completed", "Failed", "Cancelled", "TimedOut", "UpstreamFailed"}
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
@@ -60,8 +60,15 @@ def register(registry: kopf.OperatorRegistry) -> None:
             submission = dataclasses.replace(
                 submission, pool=pool_manager.pool_key(namespace, spec["pool"])
             )
+        try:
+            if submission.array is not None:
+                ids = await memo.scheduler.submit_async(arrays.expand(submission))
+            else:
+                ids = await memo.scheduler.submit_async([submission])
+        except records.RefusedDependencies as error:
+            await _refused(error, meta, memo, patch)
+            raise  # _refused raises; this is for the type checker
         if submission.array is not None:
-            ids = await memo.scheduler.submit_async(arrays.expand(submission))
             instances = [memo.scheduler.get_task(task_id) for task_id in ids]
             tracked = memo.task_mirror.track_array(
                 instances, namespace, meta["name"], spec.get("ttlSecondsAfterFinished")
@@ -76,7 +83,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             ]
             logger.info(message)
             return
-        [task_id] = memo.scheduler.submit([submission])
+        [task_id] = ids
         memo.task_mirror.track(
             task_id,
             namespace,
@@ -126,6 +133,31 @@ def register(registry: kopf.OperatorRegistry) -> None:
             )
         memo.task_mirror.untrack(task.id)
         logger.info(f"task {task.id} is {task.phase.value}; releasing the Task object")
+
+
+async def _refused(
+    error: records.RefusedDependencies, meta: kopf.Meta, memo: kopf.Memo, patch: kopf.Patch
+) -> None:
+    """A Task whose dependencies the scheduler refused: it waits while a name it gives is a
+    Task not accepted yet; otherwise it is refused for good, naming what is wrong."""
+    name, namespace = meta["name"], meta["namespace"]
+    problem = "; ".join(p for p in error.problems if "no task named" not in p)
+    if not problem and error.unknown:
+        graph = await pipelines.namespace_graph(memo.api, namespace)
+        problem = pipelines.verdict(name, error.unknown, graph)
+        if not problem:
+            raise kopf.TemporaryError(
+                f"waiting for Task {', '.join(error.unknown)} to be accepted", delay=1
+            )
+    message = problem or str(error)
+    patch.status["phase"] = "Failed"
+    patch.status["message"] = message
+    patch.status["conditions"] = [
+        resources.condition(
+            "Accepted", False, "InvalidDependencies", message, generation=meta.get("generation")
+        )
+    ]
+    raise kopf.PermanentError(f"invalid Task: {message}")
 
 
 async def _delete_array(meta: kopf.Meta, memo: kopf.Memo, logger: Any) -> None:

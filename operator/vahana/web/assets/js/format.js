@@ -1,7 +1,7 @@
 // Numbers, times and statuses as people read them.
 import { h } from "./dom.js";
 
-export const PHASES = ["PENDING", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"];
+export const PHASES = ["PENDING", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT", "UPSTREAM_FAILED"];
 export const WORKER_STATES = ["AVAILABLE", "BUSY", "DRAINING", "UNHEALTHY", "TERMINATED"];
 
 export function number(n) {
