@@ -26,6 +26,7 @@ import datetime
 import hashlib
 import os
 import posixpath
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -225,10 +226,14 @@ def _s3_error(error: Exception, *, local: str) -> TransferError:
 
 
 def _looks_unreachable(text: str) -> bool:
-    lowered = text.lower()
-    refused_by_server = ("403", "404", "forbidden", "accessdenied", "nosuchbucket", "nosuchkey")
+    # Whole words: the text holds the endpoint's URL, and a port such as 40475 is no 404.
     # Else: connection refused, reset, timed out, DNS, 5xx after obstore's own retries.
-    return not any(word in lowered for word in refused_by_server)
+    return _REFUSED_BY_SERVER.search(text) is None
+
+
+_REFUSED_BY_SERVER = re.compile(
+    r"\b(403|404|forbidden|accessdenied|nosuchbucket|nosuchkey)\b", re.IGNORECASE
+)
 
 
 def _first_line(error: BaseException) -> str:

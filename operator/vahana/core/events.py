@@ -55,6 +55,9 @@ def task_events(
     if ended > told:
         why = task.message if task.phase == P.PENDING and task.message else "it did not succeed"
         events.append(Event(WARNING, "Retrying", f"attempt {ended} ended: {why}"))
+    if before is None and task.phase != P.PENDING:
+        # Its whole run fell between two status writes: the story still starts with its queueing.
+        events.append(Event(NORMAL, "Queued", "accepted by the scheduler"))
     if task.phase == P.PENDING:
         if (
             before is None
@@ -74,14 +77,34 @@ def task_events(
         ):
             events.append(Event(NORMAL, "Started", f"running on worker {task.worker_id or '?'}"))
     elif task.phase == P.COMPLETED:
+        events.extend(_unseen_start(task, before))
         events.append(Event(NORMAL, "Completed", _ended(task)))
     elif task.phase in (P.FAILED, P.TIMED_OUT):
+        events.extend(_unseen_start(task, before))
         events.append(Event(WARNING, "Failed", _ended(task)))
     elif task.phase == P.UPSTREAM_FAILED:
         events.append(Event(WARNING, "UpstreamFailed", task.message))
     elif task.phase == P.CANCELLED:
         events.append(Event(NORMAL, "Cancelled", task.message or "cancelled"))
     return events, now
+
+
+def _unseen_start(task: models.TaskRecord, before: Seen | None) -> list[Event]:
+    """Scheduled for an attempt that started and ended between two writes, so that every
+    ended attempt's story names its worker."""
+    if not task.worker_id:
+        return []
+    if (
+        before is not None
+        and before.attempt == task.attempt
+        and before.phase
+        in (
+            P.ASSIGNED,
+            P.RUNNING,
+        )
+    ):
+        return []
+    return [Event(NORMAL, "Scheduled", f"on worker {task.worker_id} (attempt {task.attempt})")]
 
 
 def _ended(task: models.TaskRecord) -> str:

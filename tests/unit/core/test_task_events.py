@@ -42,7 +42,7 @@ def test_a_retry_is_told_once_whether_its_requeue_was_seen_or_not() -> None:
         (task(P.RUNNING, 2, worker_id="w"), ""),
     ]
     assert reasons(seen_requeue) == [
-        ["Scheduled", "Started"],
+        ["Queued", "Scheduled", "Started"],
         ["Retrying", "Queued"],
         ["Scheduled", "Started"],
     ]
@@ -52,9 +52,19 @@ def test_a_retry_is_told_once_whether_its_requeue_was_seen_or_not() -> None:
 
 def test_failures_carry_the_exit_code_and_the_limit_hit() -> None:
     failed = task(P.FAILED, 1, exit_code=137, message="memory limit: command exited with code 137")
-    [event], _ = events.task_events(None, failed, "")
+    [queued, event], _ = events.task_events(None, failed, "")
+    assert queued.reason == "Queued"
     assert (event.type, event.reason) == ("Warning", "Failed")
     assert "exit code 137" in event.message and "memory limit" in event.message
+
+
+def test_a_run_that_fell_between_two_writes_still_tells_its_whole_story() -> None:
+    done = task(P.COMPLETED, 1, worker_id="w", exit_code=0, started_at=1.0, finished_at=1.0)
+    assert reasons([(done, "")]) == [["Queued", "Scheduled", "Completed"]]
+    quick = [(task(P.PENDING, 0), "x"), (done, "")]
+    assert reasons(quick) == [["Queued"], ["Scheduled", "Completed"]]
+    seen_running = [(task(P.RUNNING, 1, worker_id="w"), ""), (done, "")]
+    assert reasons(seen_running) == [["Queued", "Scheduled", "Started"], ["Completed"]]
 
 
 def test_pools_tell_scaling_and_new_start_errors_once() -> None:
