@@ -177,11 +177,7 @@ class Tables:
                 self.keys[before.key] = task_id
 
     def _undo_attempt(self, entry: plans.Undo, _now: float) -> None:
-        _, key, before = entry
-        if before is None:
-            self.attempts.pop(key, None)
-        else:
-            self.attempts[key] = before
+        _restore(self.attempts, entry)
 
     def _undo_worker(self, entry: plans.Undo, _now: float) -> None:
         _, worker_id, before = entry
@@ -231,18 +227,10 @@ class Tables:
         self.reterm(queue)
 
     def _undo_waiting(self, entry: plans.Undo, _now: float) -> None:
-        _, task_id, before = entry
-        if before is None:
-            self.waiting.pop(task_id, None)
-        else:
-            self.waiting[task_id] = before
+        _restore(self.waiting, entry)
 
     def _undo_dependents(self, entry: plans.Undo, _now: float) -> None:
-        _, task_id, before = entry
-        if before is None:
-            self.dependents.pop(task_id, None)
-        else:
-            self.dependents[task_id] = before
+        _restore(self.dependents, entry)
 
 
 _UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
@@ -467,3 +455,12 @@ class Change:
             self.tables.drain_requested.add(worker_id)
         else:
             self.tables.drain_requested.discard(worker_id)
+
+
+def _restore(mapping: dict[Any, Any], entry: plans.Undo) -> None:
+    """Puts back a mapping's entry as it was before the plan: (kind, key, before); None: absent."""
+    _, key, before = entry
+    if before is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = before
