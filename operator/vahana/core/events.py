@@ -35,10 +35,24 @@ class Event:
     message: str
 
 
+def untold_retry(before: Seen | None, task: models.TaskRecord) -> int | None:
+    """The attempt whose end a Retrying event is due to tell although the task no longer says
+    why it ended (a new attempt began between two writes): its reason is in its attempt record."""
+    if task.phase == P.PENDING:
+        return None
+    ended = task.attempt - 1
+    told = before.retried_through if before is not None else 0
+    return ended if ended > told else None
+
+
 def task_events(
-    before: Seen | None, task: models.TaskRecord, pending_reason: str
+    before: Seen | None,
+    task: models.TaskRecord,
+    pending_reason: str,
+    why_ended: str = "",
 ) -> tuple[list[Event], Seen]:
-    """The Events to record for `task` now, and what they will have said."""
+    """The Events to record for `task` now, and what they will have said. `why_ended` is the
+    message of the attempt `untold_retry` named, read from its attempt record."""
     # Attempts that ended with the task going on: the one just requeued (PENDING again), and
     # any before the current one that ended between two writes.
     ended = task.attempt if task.phase == P.PENDING else task.attempt - 1
@@ -53,7 +67,7 @@ def task_events(
         return [], now
     events: list[Event] = []
     if ended > told:
-        why = task.message if task.phase == P.PENDING and task.message else "it did not succeed"
+        why = (task.message if task.phase == P.PENDING else why_ended) or "it did not succeed"
         events.append(Event(WARNING, "Retrying", f"attempt {ended} ended: {why}"))
     if before is None and task.phase != P.PENDING:
         # Its whole run fell between two status writes: the story still starts with its queueing.

@@ -184,7 +184,12 @@ class TaskStatusMirror:
     ) -> None:
         if self._recorder is None or not tracked.uid:
             return
-        found, tracked.seen = core_events.task_events(tracked.seen, task, pending_reason)
+        why_ended = ""
+        untold = core_events.untold_retry(tracked.seen, task)
+        if untold is not None:  # rare: a retry that began and went on between two writes
+            attempts = await self._scheduler.list_attempts_async(task.id)
+            why_ended = next((a.message for a in attempts if a.attempt == untold), "")
+        found, tracked.seen = core_events.task_events(tracked.seen, task, pending_reason, why_ended)
         ref = events.ObjectRef(
             "Task",
             f"{resources.GROUP}/{resources.VERSION}",

@@ -77,3 +77,17 @@ def test_pools_tell_scaling_and_new_start_errors_once() -> None:
     assert [(e.type, e.reason) for e in failed] == [("Warning", "StartFailed")]
     same = {"desired": 2, "lastError": "creating Job: 422"}
     assert events.pool_events(same, dict(same)) == []
+
+
+def test_a_retry_that_began_between_two_writes_tells_why_from_its_attempt_record() -> None:
+    before = events.task_events(None, task(P.RUNNING, 1, worker_id="w"), "")[1]
+    rerun = task(P.RUNNING, 2, worker_id="w2")
+    assert events.untold_retry(before, rerun) == 1
+    found, seen = events.task_events(before, rerun, "", "command exited with code 3")
+    assert [(e.reason, e.message) for e in found][0] == (
+        "Retrying",
+        "attempt 1 ended: command exited with code 3",
+    )
+    assert events.untold_retry(seen, rerun) is None  # told once
+    # A requeue seen as such carries its own reason: nothing to look up.
+    assert events.untold_retry(before, task(P.PENDING, 1, message="lost")) is None
