@@ -54,7 +54,7 @@ def round_trip(
     plane: ControlPlane, namespace: str, server: s3.S3Server, ssh: sshd.Sshd, pool: str
 ) -> None:
     bucket = server.bucket(f"k8s-{pool}")
-    (bucket / "a.bin").write_bytes(os.urandom(1 << 20))
+    server.put(f"k8s-{pool}", "a.bin", os.urandom(1 << 20))
     remote = ssh.root / f"k8s-{pool}"
     remote.mkdir()
     (remote / "b.bin").write_bytes(os.urandom(1 << 19))

@@ -110,7 +110,7 @@ def run_round_trip(
     """Runs one task that joins an S3 and an SFTP input and writes the result to both;
     returns (bucket dir, sftp dir, the bytes expected)."""
     bucket = server.bucket(f"pool-{tag}")
-    (bucket / "a.bin").write_bytes(os.urandom(2 * MIB))
+    server.put(f"pool-{tag}", "a.bin", os.urandom(2 * MIB))
     remote = ssh.root / f"store-{tag}"
     remote.mkdir()
     (remote / "b.bin").write_bytes(os.urandom(MIB + 7))
@@ -215,7 +215,7 @@ def test_a_1_gib_output_streams_with_the_worker_rss_bounded(
         [worker] = wait_until(lambda: sched.workers("default/stage"), timeout=30)
         pid = sched.adapter("default/stage").pid_of(worker.id)
         # Warm: the first transfer imports the S3 client; that is start-up, not streaming.
-        (bucket / "warm.txt").write_text("w")
+        s3_server.put("big", "warm.txt", b"w")
         spec = worker_pb2.Task(name="warm", command="true")
         spec.input_files.add(source="s3://big/warm.txt", destination="warm.txt")
         [warm] = sched.client.submit(tasks_pb.TaskSubmission(spec=spec))

@@ -59,8 +59,7 @@ def test_inputs_from_s3_and_sftp_and_outputs_to_both_arrive_byte_identical(
     tmp_path: Path, s3_server: s3.S3Server, sshd_server: sshd.Sshd
 ) -> None:
     bucket = s3_server.bucket("in-and-out")
-    (bucket / "data").mkdir(exist_ok=True)
-    (bucket / "data" / "a.bin").write_bytes(os.urandom(3 << 20))
+    s3_server.put("in-and-out", "data/a.bin", os.urandom(3 << 20))
     remote = sshd_server.root / "store"
     remote.mkdir(exist_ok=True)
     (remote / "b.bin").write_bytes(os.urandom(1 << 20))
@@ -167,8 +166,7 @@ def test_a_transient_failure_is_retried_with_backoff(
 ) -> None:
     """The first two tries go to an endpoint where nothing listens (as while the store
     restarts), the third to the store: the transfer backs off, doubling, then succeeds."""
-    bucket = s3_server.bucket("flaky")
-    (bucket / "in.txt").write_text("finally\n")
+    s3_server.put("flaky", "in.txt", b"finally\n")
     waits: list[float] = []
     good = stores(s3_server, sshd_server, attempts=4, backoff=0.1)
     dead = stores(s3_server, sshd_server, s3_endpoint=f"http://127.0.0.1:{_closed_port()}")
