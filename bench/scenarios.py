@@ -329,6 +329,7 @@ class NullStore:
     def save_attempts(self, attempts: Any) -> None: ...
     def save_workers(self, workers: Any) -> None: ...
     def delete_workers(self, worker_ids: Any) -> None: ...
+    def save_queue_usage(self, usages: Any) -> None: ...
     def get_task(self, task_id: str) -> None:
         return None
 
@@ -348,6 +349,9 @@ class NullStore:
         return []
 
     def load_workers(self) -> list[Any]:
+        return []
+
+    def load_queue_usage(self) -> list[Any]:
         return []
 
     def max_seq(self) -> int:

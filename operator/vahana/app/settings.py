@@ -342,6 +342,8 @@ class Settings:
             problems.append("scheduler.heartbeat_interval_seconds: must be > 0")
         if self.scheduler.fair_share_half_life_seconds <= 0:
             problems.append("scheduler.fair_share_half_life_seconds: must be > 0 (e.g. 3600)")
+        if self.scheduler.usage_save_interval_seconds < 0:
+            problems.append("scheduler.usage_save_interval_seconds: must be ≥ 0 (e.g. 30)")
         if self.scheduler.missed_heartbeats < 1:
             problems.append("scheduler.missed_heartbeats: must be ≥ 1")
         if self.local_pool.workers < -1:

@@ -14,6 +14,10 @@ over all pools. A queue at its quota may still *borrow*: it gets a task only whe
 within its quotas has one the worker could run (the capacity would stay idle otherwise), unless
 it forbids borrowing. Borrowed work is never stopped to give capacity back: new work waits.
 Pure logic: the scheduler keeps one `QueueUsage` per queue and replaces it on every change.
+
+The decayed usage outlives a restart: the scheduler writes each queue's `SavedUsage` now and
+then (those whose usage changed, `needs_saving`) and when it stops, and a restarted one starts
+each queue from it (`restored`), decayed over the time it was away.
 """
 
 from __future__ import annotations
@@ -173,6 +177,39 @@ class QueueUsage:
 
 
 _LN2 = math.log(2)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SavedUsage:
+    """A queue's decayed usage as the store keeps it: `decayed` core-seconds as of `as_of`
+    (nothing is running in it any more as far as the record goes: a restart adds the tasks
+    it finds leased)."""
+
+    queue: str
+    decayed: float
+    as_of: float
+
+
+def saved(queue: str, usage: QueueUsage, now: float, half_life: float) -> SavedUsage:
+    """What to keep of a queue's usage at `now`: its decayed usage there, the cores that ran
+    since its `as_of` included (so a save loses nothing of what ran before it)."""
+    return SavedUsage(queue, decayed_at(usage, now, half_life), now)
+
+
+def needs_saving(usage: QueueUsage, saved_as_of: float | None) -> bool:
+    """Whether the usage went another way than the row written as of `saved_as_of` (None:
+    none was) says: a row decays on its own exactly as an idle queue does, so only a queue
+    that ran something since — it holds cores now, or it moved after the row — differs."""
+    return saved_as_of is None or usage.cores > 0.0 or usage.as_of > saved_as_of
+
+
+def restored(row: SavedUsage, now: float, half_life: float) -> QueueUsage:
+    """The usage a restarted scheduler starts a queue with at `now`: the kept one, decayed
+    to `now`, holding nothing. A row from the future (the clock went back) counts as of now,
+    one that is not a finite number of core-seconds ≥ 0 as none (it would rank forever)."""
+    decayed = row.decayed if math.isfinite(row.decayed) and row.decayed > 0.0 else 0.0
+    as_of = min(row.as_of, now) if math.isfinite(row.as_of) else now
+    return QueueUsage(decayed_at(QueueUsage(decayed, as_of), now, half_life), now)
 
 
 def queue_of(task: models.TaskRecord) -> str:

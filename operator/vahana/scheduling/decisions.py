@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 from vahana.core import clock as clocks
-from vahana.core import dependencies, leases, matching, models, quarantine
+from vahana.core import dependencies, fairshare, leases, matching, models, quarantine
 from vahana.scheduling import dispatch, lifecycle, records, tables, waits
 
 P = models.TaskPhase
@@ -436,6 +436,27 @@ def check_health(change: tables.Change, settings: records.SchedulerSettings) -> 
             )
     if live.queue.promote_due(now):
         change.plan.wake.add(None)
+    save_usage(change, settings.usage_save_interval_seconds)
+
+
+def save_usage(change: tables.Change, every: float) -> None:
+    """Writes the decayed usage of the queues whose usage changed since it was last written
+    (`fairshare.needs_saving`), if the last such write is `every` seconds old (0: now, as on
+    a clean stop). Periodic, not on each change: a dispatch writes nothing more, and what a
+    crash loses is what the queues used since the last write."""
+    live, now = change.tables, change.now
+    if every > 0.0 and now - live.usage_saved_at < every:
+        return
+    changed = [
+        queue
+        for queue, usage in live.usage.items()
+        if fairshare.needs_saving(usage, live.usage_saved.get(queue))
+    ]
+    if not changed:
+        return  # nothing to write: the next change is written at the next check
+    change.note_usage_saved()
+    for queue in changed:
+        change.save_usage(fairshare.saved(queue, live.usage[queue], now, live.half_life))
 
 
 def recover_orphans(change: tables.Change, orphans: Sequence[str]) -> None:

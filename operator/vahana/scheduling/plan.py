@@ -31,7 +31,8 @@ LogLine = tuple[int, str, tuple[Any, ...]]
 Undo = tuple[Any, ...]
 """(kind, key, the version replaced): see `tables.Tables.revert`."""
 Key = tuple[str, ...]
-"""A record a plan changed or read: ("task", id), ("worker", id) or ("seq",)."""
+"""A record a plan changed or read: ("task", id), ("worker", id), ("usage", queue), ("seq",)
+or ("usage saved",)."""
 
 _KEY_KINDS = {
     "task": "task",
@@ -41,6 +42,7 @@ _KEY_KINDS = {
     "cancels": "worker",
     "drain": "worker",
     "usage": "usage",
+    "saved": "usage",
     "waiting": "task",
     "dependents": "task",
 }
@@ -52,6 +54,8 @@ def touched(undo: list[Undo]) -> set[Key]:
     for kind, *rest in undo:
         if kind == "seq":
             keys.add(("seq",))
+        elif kind == "saved at":
+            keys.add(("usage saved",))
         elif kind == "attempt":
             keys.add(("task", rest[0][0]))
         else:

@@ -55,6 +55,11 @@ class SchedulerSettings:
     fair_share_half_life_seconds: float = 3600.0
     """Half-life of the queues' usage in the fair share (`core.fairshare`): core-seconds used
     this long ago weigh half as much as those used now."""
+    usage_save_interval_seconds: float = 30.0
+    """How often, at most, the queues' decayed usage is written to the store (the queues whose
+    usage changed, from the periodic health check; and always when the scheduler stops), so
+    that a restart keeps it. A crash loses what the queues used since the last write: at most
+    this long (plus a health-check tick) of their running cores."""
 
     @property
     def quarantine(self) -> quarantine.QuarantinePolicy:

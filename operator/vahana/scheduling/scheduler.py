@@ -96,7 +96,14 @@ class Scheduler:
         self._pipeline.start(max_group_rows=self.settings.commit_group_rows)
 
     async def close(self) -> None:
-        """Commits what was decided and stops the writer (the store stays open)."""
+        """Writes the queues' usage that changed, commits what was decided and stops the
+        writer (the store stays open)."""
+        try:
+            await self._run_async("save usage", decisions.save_usage, 0.0)
+        except base.StoreUnavailable as error:  # kept up to the last periodic save
+            log.warning("queue usage not saved on stop: %s", error)
+        except Exception:  # the stop goes on: what was decided must still be committed
+            log.exception("queue usage not saved on stop")
         await self._pipeline.stop()
 
     async def settled(self) -> None:
@@ -136,6 +143,11 @@ class Scheduler:
         assert not self._pipeline.running, "recover() before start()"
         now, live, store = self._clock(), self._tables, self._store
         live.seq = store.max_seq()
+        # The fair share goes on where it was: each queue's decayed usage as last saved,
+        # decayed to now; the tasks found leased below count on top of it.
+        for row in store.load_queue_usage():
+            live.restore_usage(row, now)
+        live.usage_saved_at = now
         # Known workers get the recovery grace from now to reconnect: the scheduler was away,
         # not they, and their running tasks must not be rerun while they back off.
         reconnect_by = now - self.settings.silence_limit_seconds + self.settings.recovery_grace
@@ -174,10 +186,11 @@ class Scheduler:
             stored = _read_ended(store, [i for i in dict.fromkeys(ended) if i not in live.tasks])
             self._run("recover", decisions.recover_dependents, [t.id for t in dependents], stored)
         log.info(
-            "recovered tasks=%d queued=%d workers=%d",
+            "recovered tasks=%d queued=%d workers=%d queues=%d",
             len(live.tasks),
             len(live.queue),
             len(live.workers),
+            len(live.usage),
         )
 
     # -- clients ------------------------------------------------------------------------

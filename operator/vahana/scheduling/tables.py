@@ -92,10 +92,23 @@ class Tables:
         """Queues whose terms are out of date."""
         self.quotas = False
         """Whether any configured queue has a quota (else dispatch skips the quota test)."""
+        self.usage_saved: dict[str, float] = {}
+        """Queue → the `as_of` of its usage's row in the store (as decided: a save rolled
+        back is undone here too), to write only the queues whose usage changed since."""
+        self.usage_saved_at = 0.0
+        """When the usage was last written (the periodic saves are spaced from it)."""
+
+    def restore_usage(self, row: fairshare.SavedUsage, now: float) -> None:
+        """On a restart, before the tasks found leased are counted: the queue's decayed usage
+        starts from what the store kept, decayed to `now` (its row says as much: it needs no
+        writing until the queue runs something)."""
+        self.usage[row.queue] = fairshare.restored(row, now, self.half_life)
+        self.usage_saved[row.queue] = now
+        self.reterm(row.queue)
 
     def recovered_holding(self, task: models.TaskRecord, pool: str, now: float) -> None:
-        """A task found leased on a restart counts in its queue's usage from `now` on (the
-        decayed usage of before the restart is not kept)."""
+        """A task found leased on a restart counts in its queue's usage from `now` on, on top
+        of the decayed usage kept from before the restart (`restore_usage`)."""
         queue = fairshare.queue_of(task)
         usage = self.usage.get(queue)
         if usage is None:
@@ -226,6 +239,12 @@ class Tables:
             self.holding[task_id] = held
         self.reterm(queue)
 
+    def _undo_saved(self, entry: plans.Undo, _now: float) -> None:
+        _restore(self.usage_saved, entry)
+
+    def _undo_saved_at(self, entry: plans.Undo, _now: float) -> None:
+        self.usage_saved_at = entry[1]
+
     def _undo_waiting(self, entry: plans.Undo, _now: float) -> None:
         _restore(self.waiting, entry)
 
@@ -242,6 +261,8 @@ _UNDO: dict[str, Callable[[Tables, plans.Undo, float], None]] = {
     "drain": Tables._undo_drain,
     "seq": Tables._undo_seq,
     "usage": Tables._undo_usage,
+    "saved": Tables._undo_saved,
+    "saved at": Tables._undo_saved_at,
     "waiting": Tables._undo_waiting,
     "dependents": Tables._undo_dependents,
 }
@@ -375,6 +396,19 @@ class Change:
         mark = usage.move(pool, task.spec.resources, self.now, live.half_life, -1)
         self.plan.undo.append(("usage", queue, mark, task.id, held))
         live.stale.add(queue)
+
+    def save_usage(self, row: fairshare.SavedUsage) -> None:
+        """Writes the queue's decayed usage (`fairshare.saved`) with this plan."""
+        live = self.tables
+        self.plan.undo.append(("saved", row.queue, live.usage_saved.get(row.queue)))
+        live.usage_saved[row.queue] = row.as_of
+        self.plan.batch.usage[row.queue] = row
+
+    def note_usage_saved(self) -> None:
+        """The periodic save of the usage happens in this plan (the next one is spaced from
+        it, unless the plan is rolled back)."""
+        self.plan.undo.append(("saved at", self.tables.usage_saved_at))
+        self.tables.usage_saved_at = self.now
 
     # -- attempts --------------------------------------------------------------------------
     def put_attempt(self, attempt: models.AttemptRecord) -> None:

@@ -2,7 +2,8 @@
 
 The scheduler's writes reach the store as `batch.Batch`es, one transaction each (`writer.Writer`
 groups the batches of several scheduler operations into one); a restarted scheduler rebuilds
-its queue and leases from `load_unfinished_tasks()` and `load_workers()`.
+its queue and leases from `load_unfinished_tasks()` and `load_workers()`, and each queue's
+decayed usage in the fair share from `load_queue_usage()`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from vahana.core import models
+from vahana.core import fairshare, models
 
 
 class StoreUnavailable(RuntimeError):
@@ -60,6 +61,9 @@ class Store(Protocol):
 
     def delete_workers(self, worker_ids: Sequence[str]) -> None: ...
 
+    def save_queue_usage(self, usages: Sequence[fairshare.SavedUsage]) -> None:
+        """Inserts or replaces each queue's decayed usage, by queue name."""
+
     def get_task(self, task_id: str) -> models.TaskRecord | None: ...
 
     def find_tasks_by_name(self, name: str) -> list[models.TaskRecord]: ...
@@ -89,6 +93,9 @@ class Store(Protocol):
     def load_unfinished_tasks(self) -> list[models.TaskRecord]: ...
 
     def load_workers(self) -> list[models.WorkerRecord]: ...
+
+    def load_queue_usage(self) -> list[fairshare.SavedUsage]:
+        """Every queue's decayed usage as last saved, by queue name."""
 
     def max_seq(self) -> int: ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vahana.core import models
+from vahana.core import fairshare, models
 from vahana.store import base
 
 AttemptKey = tuple[str, int]
@@ -23,13 +23,21 @@ class Batch:
     attempts: dict[AttemptKey, models.AttemptRecord] = dataclasses.field(default_factory=dict)
     workers: dict[str, models.WorkerRecord | None] = dataclasses.field(default_factory=dict)
     """Workers to save, in their last version; None: to delete."""
+    usage: dict[str, fairshare.SavedUsage] = dataclasses.field(default_factory=dict)
+    """Queues' decayed usage to save, by queue, in its last version."""
 
     def __bool__(self) -> bool:
-        return bool(self.inserted or self.updated or self.attempts or self.workers)
+        return bool(self.inserted or self.updated or self.attempts or self.workers or self.usage)
 
     @property
     def rows(self) -> int:
-        return len(self.inserted) + len(self.updated) + len(self.attempts) + len(self.workers)
+        return (
+            len(self.inserted)
+            + len(self.updated)
+            + len(self.attempts)
+            + len(self.workers)
+            + len(self.usage)
+        )
 
     def put_task(self, task: models.TaskRecord) -> None:
         """Writes this version of a task: its insert if the batch inserts it, else an update."""
@@ -45,6 +53,7 @@ class Batch:
             self.put_task(task)
         self.attempts.update(later.attempts)
         self.workers.update(later.workers)
+        self.usage.update(later.usage)
 
 
 def write(store: base.Store, batch: Batch) -> None:
@@ -62,3 +71,5 @@ def write(store: base.Store, batch: Batch) -> None:
         deleted = [worker_id for worker_id, worker in batch.workers.items() if worker is None]
         if deleted:
             store.delete_workers(deleted)
+        if batch.usage:
+            store.save_queue_usage(list(batch.usage.values()))

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from vahana.core import models
+from vahana.core import fairshare, models
 
 TASK_COLUMNS = (
     "id",
@@ -62,6 +62,7 @@ WORKER_COLUMNS = (
     "leases",
     "quarantine_reason",
 )
+QUEUE_USAGE_COLUMNS = ("queue", "decayed", "as_of")
 
 
 def spec_to_json(spec: models.TaskSpec) -> str:
@@ -289,4 +290,14 @@ def worker_from_row(row: Mapping[str, Any]) -> models.WorkerRecord:
         compute_resource_id=row["compute_resource_id"],
         leases=json.loads(row["leases"]),
         quarantine_reason=row["quarantine_reason"],
+    )
+
+
+def queue_usage_row(usage: fairshare.SavedUsage) -> tuple[Any, ...]:
+    return (usage.queue, usage.decayed, usage.as_of)
+
+
+def queue_usage_from_row(row: Mapping[str, Any]) -> fairshare.SavedUsage:
+    return fairshare.SavedUsage(
+        queue=row["queue"], decayed=float(row["decayed"]), as_of=float(row["as_of"])
     )

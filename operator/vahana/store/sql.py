@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from vahana.core import models
+from vahana.core import fairshare, models
 from vahana.store import base, codec
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,15 @@ class SqlStore:
         with self._autocommit():
             self._executemany("DELETE FROM workers WHERE id = ?", [(i,) for i in worker_ids])
 
+    def save_queue_usage(self, usages: Sequence[fairshare.SavedUsage]) -> None:
+        with self._autocommit():
+            self._upsert(
+                "queue_usage",
+                codec.QUEUE_USAGE_COLUMNS,
+                ("queue",),
+                [codec.queue_usage_row(usage) for usage in usages],
+            )
+
     def _upsert(
         self, table: str, columns: Sequence[str], conflict: Sequence[str], rows: list[Any]
     ) -> None:
@@ -271,6 +280,10 @@ class SqlStore:
 
     def load_workers(self) -> list[models.WorkerRecord]:
         return [codec.worker_from_row(row) for row in self._rows("SELECT * FROM workers")]
+
+    def load_queue_usage(self) -> list[fairshare.SavedUsage]:
+        rows = self._rows("SELECT * FROM queue_usage ORDER BY queue")
+        return [codec.queue_usage_from_row(row) for row in rows]
 
     def max_seq(self) -> int:
         rows = self._rows("SELECT MAX(seq) AS top FROM tasks")

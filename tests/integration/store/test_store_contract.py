@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from builders import GiB, make_task, make_worker
-from vahana.core import models
+from vahana.core import fairshare, models
 from vahana.store import base, sql, sqlite
+from vahana.store import batch as batches
 
 P = models.TaskPhase
 StoreFactory = Callable[[], sql.SqlStore]
@@ -311,6 +312,32 @@ def test_workers_save_update_and_delete(store: sql.SqlStore) -> None:
     assert {w.id: w for w in store.load_workers()}["w1"] == busy
     store.delete_workers(["w1", "never-there"])
     assert [w.id for w in store.load_workers()] == ["w2"]
+
+
+# -- queue usage ---------------------------------------------------------------------------
+def test_queue_usage_saves_upserts_by_queue_and_reads_back_equal(
+    open_store: StoreFactory,
+) -> None:
+    store = open_store()
+    assert store.load_queue_usage() == []
+    busy = fairshare.SavedUsage("team-a", 123_456.789012345, 1_700_000_000.125)
+    store.save_queue_usage([busy, fairshare.SavedUsage("b", 0.0, 10.0)])
+    later = fairshare.SavedUsage("team-a", 98_765.4321, 1_700_000_030.5)
+    store.save_queue_usage([later])
+    assert store.load_queue_usage() == [fairshare.SavedUsage("b", 0.0, 10.0), later]
+    store.close()
+    # The floats come back exactly (DOUBLE PRECISION on both), and the rows outlive the store.
+    assert open_store().load_queue_usage() == [fairshare.SavedUsage("b", 0.0, 10.0), later]
+
+
+def test_queue_usage_is_written_by_a_batch_with_its_other_rows(store: sql.SqlStore) -> None:
+    row = fairshare.SavedUsage("q", 5.0, 1.0)
+    with pytest.raises(RuntimeError), store.transaction():
+        batches.write(store, batches.Batch(usage={"q": row}))
+        raise RuntimeError("the rest of the group failed")
+    assert store.load_queue_usage() == []
+    batches.write(store, batches.Batch(inserted={"a": simple("a", seq=1)}, usage={"q": row}))
+    assert store.load_queue_usage() == [row] and store.get_task("a") is not None
 
 
 # -- transactions --------------------------------------------------------------------------

@@ -177,3 +177,46 @@ def test_the_fast_quota_test_agrees_with_the_explained_one(
     assert fairshare.exceeds(config, usage, pool, need) == bool(
         fairshare.over_quota(config, usage, pool, need)
     )
+
+
+# -- kept across restarts ----------------------------------------------------------------------
+def test_a_saved_usage_restored_later_is_the_usage_decayed_over_the_gap() -> None:
+    usage = fairshare.started(fairshare.QueueUsage(as_of=0.0), "", ONE_CORE, 0.0, HOUR)
+    row = fairshare.saved("q", usage, 600.0, HOUR)  # the running core's 600 s are in it
+    assert (row.queue, row.as_of) == ("q", 600.0)
+    assert row.decayed == pytest.approx(fairshare.decayed_at(usage, 600.0, HOUR), rel=1e-12)
+    back = fairshare.restored(row, 600.0 + HOUR, HOUR)
+    assert back.decayed == pytest.approx(row.decayed / 2, rel=1e-12)
+    assert (back.as_of, back.cores, back.total, back.by_pool) == (
+        600.0 + HOUR,
+        0.0,
+        fairshare.Amount(),
+        {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("decayed", "as_of", "expected"),
+    [
+        (100.0, 2000.0, 100.0),  # saved after "now" (the clock went back): counts as of now
+        (-5.0, 0.0, 0.0),
+        (math.nan, 0.0, 0.0),
+        (math.inf, 0.0, 0.0),
+        (100.0, math.nan, 100.0),
+    ],
+)
+def test_a_row_from_the_future_or_not_a_usage_restores_sanely(
+    decayed: float, as_of: float, expected: float
+) -> None:
+    back = fairshare.restored(fairshare.SavedUsage("q", decayed, as_of), 1000.0, HOUR)
+    assert (back.decayed, back.as_of) == (expected, 1000.0)
+
+
+def test_only_a_usage_that_ran_something_since_its_row_needs_saving() -> None:
+    usage = fairshare.started(fairshare.QueueUsage(as_of=0.0), "", ONE_CORE, 0.0, HOUR)
+    assert fairshare.needs_saving(usage, None)
+    assert fairshare.needs_saving(usage, 10.0)  # a core runs: the row falls behind
+    usage = fairshare.stopped(usage, "", ONE_CORE, 100.0, HOUR)
+    assert fairshare.needs_saving(usage, 50.0)  # ran after the row
+    assert not fairshare.needs_saving(usage, 100.0)  # the row decays as the usage does
+    assert not fairshare.needs_saving(usage, 500.0)

@@ -66,6 +66,7 @@ def memory_view(source: scheduler.Scheduler | tables.Tables) -> dict[str, Any]:
         "cancels": {w: sorted(leases) for w, leases in live.unsent_cancels.items() if leases},
         "drain": sorted(live.drain_requested),
         "next_due": live.queue.next_due(),
+        "usage saved": (dict(live.usage_saved), live.usage_saved_at),
     }
 
 

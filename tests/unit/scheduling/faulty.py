@@ -17,7 +17,14 @@ from typing import Any
 
 from vahana.store import sqlite
 
-WRITES = ("insert_tasks", "update_tasks", "save_attempts", "save_workers", "delete_workers")
+WRITES = (
+    "insert_tasks",
+    "update_tasks",
+    "save_attempts",
+    "save_workers",
+    "delete_workers",
+    "save_queue_usage",
+)
 AT_COMMIT = 0
 """`arm(AT_COMMIT)`: the commit fails, after every write of the transaction went in."""
 
