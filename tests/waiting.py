@@ -9,11 +9,23 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+FIRST_PAUSE, LAST_PAUSE = 0.02, 0.2
+"""Unless a caller fixes the interval, the pause between tries grows from the first to the last:
+a condition met at once is seen at once, and one met after seconds costs a few tries a second,
+not fifty (a try may start a process or make a call)."""
+
+
 def wait_until(
-    condition: Callable[[], T], *, timeout: float, message: str = "", interval: float = 0.02
+    condition: Callable[[], T],
+    *,
+    timeout: float,
+    message: str = "",
+    interval: float | None = None,
 ) -> T:
-    """Returns the first truthy value of `condition()`; fails after `timeout` seconds."""
+    """Returns the first truthy value of `condition()`; fails after `timeout` seconds. Tries
+    every `interval` seconds if given (a test that times what it sees), else backs off."""
     deadline = time.monotonic() + timeout
+    pause = FIRST_PAUSE if interval is None else interval
     last_error: Exception | None = None
     while True:
         try:
@@ -27,4 +39,6 @@ def wait_until(
             raise AssertionError(
                 f"timed out after {timeout}s waiting for {message or condition}{detail}"
             )
-        time.sleep(interval)
+        time.sleep(pause)
+        if interval is None:
+            pause = min(pause * 1.5, LAST_PAUSE)

@@ -158,6 +158,23 @@ class RestClient:
                     conn.sock.shutdown(socket.SHUT_RDWR)
 
 
+_VAHANA = "apis/vahana.dev/v1alpha1"
+RESOURCES = {
+    name: (group, plural)
+    for group, plural, singular in (
+        (_VAHANA, "tasks", "task"),
+        (_VAHANA, "workerpools", "workerpool"),
+        (_VAHANA, "workers", "worker"),
+        (_VAHANA, "queues", "queue"),
+        ("apis/batch/v1", "jobs", "job"),
+        ("api/v1", "pods", "pod"),
+        ("api/v1", "secrets", "secret"),
+    )
+    for name in (plural, singular)
+}
+"""kubectl's resource names → (API group path, plural)."""
+
+
 class ControlPlane:
     """etcd + kube-apiserver (+ kube-controller-manager) on loopback ports; start(), stop()."""
 
@@ -342,6 +359,18 @@ class ControlPlane:
                 f"{result.stdout}{result.stderr}"
             )
         return result
+
+    def read(self, namespace: str | None, kind: str, name: str = "") -> Any:
+        """What `kubectl get KIND [NAME] -o json` prints (None for a missing object), read over
+        the API: polling loops would otherwise start a kubectl, and its discovery, per try."""
+        group, plural = RESOURCES[kind]
+        where = f"/namespaces/{namespace}" if namespace else ""
+        path = f"/{group}{where}/{plural}" + (f"/{name}" if name else "")
+        status, body = self.rest.request("GET", path)
+        if status == 404 and name:
+            return None
+        assert status == 200, body
+        return body
 
     def api_client(self) -> Any:
         """A `kubernetes.client.ApiClient` for the admin (close it when done)."""

@@ -29,8 +29,7 @@ spec: {type: local, minWorkers: 2, maxWorkers: 2, tasksPerWorker: 8}
 
 
 def _queue(plane: ControlPlane, name: str) -> dict[str, Any]:
-    result = plane.kubectl("get", "queue", name, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else {}
+    return plane.read(None, "queue", name) or {}
 
 
 def _status_writes(plane: ControlPlane, name: str) -> int:

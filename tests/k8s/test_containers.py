@@ -49,8 +49,7 @@ class Cluster:
         return self.plane.kubectl(*args, **kwargs)
 
     def objects(self, kind: str, namespace: str) -> list[dict[str, Any]]:
-        out = self.kubectl("get", kind, "-n", namespace, "-o", "json").stdout
-        return list(json.loads(out)["items"])
+        return list(self.plane.read(namespace, kind)["items"])
 
     def apply(self, namespace: str, *documents: dict[str, Any]) -> None:
         text = "\n---\n".join(json.dumps(doc) for doc in documents)

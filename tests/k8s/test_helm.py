@@ -422,7 +422,7 @@ def chart_operator(
 
 
 def phases(plane: ControlPlane, namespace: str) -> dict[str, str]:
-    items = json.loads(plane.kubectl("get", "tasks", "-n", namespace, "-o", "json").stdout)
+    items = plane.read(namespace, "tasks")
     return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "") for i in items["items"]}
 
 

@@ -54,9 +54,7 @@ def pods(control_plane: ControlPlane, namespace: str) -> Iterator[FakeKubelet]:
 
 
 def get(plane: ControlPlane, namespace: str, kind: str, name: str = "") -> Any:
-    args = ["get", kind, "-n", namespace, "-o", "json"] + ([name] if name else [])
-    result = plane.kubectl(*args, check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
+    return plane.read(namespace, kind, name)
 
 
 def phases(plane: ControlPlane, namespace: str) -> dict[str, str]:
