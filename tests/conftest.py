@@ -1,9 +1,11 @@
 """Shared by every test tier: puts `tests/` on sys.path so tests can `import builders`."""
 
+import dataclasses
 import os
 import pathlib
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import hypothesis
 import pytest
@@ -96,8 +98,27 @@ def vahana_image() -> str:
     return built.name
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a worker process of pytest-xdist: hands the images it used to the main process."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["vahana_images"] = [dataclasses.asdict(built) for built in _built_images]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """In pytest-xdist's main process: what a finished worker built or used."""
+    for fields in getattr(node, "workeroutput", {}).get("vahana_images", []):
+        _built_images.append(image.Image(**fields))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # One line per image: the build, if a worker built it, else that it already existed.
+    chosen: dict[str, image.Image] = {}
     for built in _built_images:
+        if built.name not in chosen or built.build_seconds:
+            chosen[built.name] = built
+    for built in chosen.values():
         how = f"built in {built.build_seconds:.0f} s" if built.build_seconds else "already built"
         terminalreporter.write_line(
             f"image {built.name}: {built.size_mb:.0f} MB ({how}; sources {built.digest[:12]})"

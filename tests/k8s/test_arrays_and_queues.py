@@ -1,11 +1,14 @@
 """Arrays and queues under the operator, on a real API server: an array of 2,000 instances
 applied as one Task completes with at most 20 status writes for it in all, and shows its
-progress in `kubectl get tasks`; a Queue's weight and quota reach the scheduler, a held task
-says so in its pendingReason, and the Queue's status counts its running tasks."""
+progress in `kubectl get tasks`; a finished Task or array goes after its TTL; a Queue's weight
+and quota reach the scheduler, a held task says so in its pendingReason, and the Queue's
+status counts its running tasks."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 from typing import Any
 
 import pytest
@@ -123,3 +126,40 @@ def test_a_queue_quota_holds_tasks_and_says_so(
     )
     assert running == 1
     control_plane.kubectl("delete", "queue", queue["metadata"]["name"])
+
+
+def test_a_finished_task_and_a_finished_array_go_after_their_ttl(
+    control_plane: ControlPlane, namespace: str, operator: Any
+) -> None:
+    """spec.ttlSecondsAfterFinished: the object stays while the TTL runs, then goes."""
+    ttl = 2
+    apply(control_plane, namespace, LOCAL_POOL)
+    names = ("brief", "brief-sweep")
+    apply(
+        control_plane,
+        namespace,
+        task_yaml(names[0], "true", ttlSecondsAfterFinished=ttl)
+        + "---\n"
+        + task_yaml(names[1], "true", array={"count": 5}, ttlSecondsAfterFinished=ttl),
+    )
+    finished: dict[str, float] = {}
+    for name in names:
+        status = wait_until(
+            lambda name=name: (
+                lambda t: t["status"] if t and t.get("status", {}).get("completionTime") else None
+            )(get(control_plane, namespace, "task", name)),
+            timeout=60,
+            interval=0.1,
+            message=f"{name} finished and still there",
+        )
+        assert status["phase"] == "Completed", status
+        stamp = datetime.datetime.fromisoformat(status["completionTime"].replace("Z", "+00:00"))
+        finished[name] = stamp.timestamp()
+    for name in names:
+        wait_until(
+            lambda name=name: get(control_plane, namespace, "task", name) is None,
+            timeout=30,
+            message=f"{name} removed after its TTL",
+        )
+        # completionTime has whole seconds: the removal comes at least ttl - 1 s after it.
+        assert time.time() >= finished[name] + ttl - 1, name

@@ -106,6 +106,7 @@ def _spec_dict(spec: models.TaskSpec) -> dict[str, Any]:
 
 
 _LIMIT_FIELDS = tuple(field.name for field in dataclasses.fields(models.Limits))
+_LIMIT_NAMES = frozenset(_LIMIT_FIELDS)
 
 
 _RETRY_FIELDS = tuple(field.name for field in dataclasses.fields(models.RetryPolicy))
@@ -142,8 +143,7 @@ def spec_from_json(text: str) -> models.TaskSpec:
 
 def limits_from_dict(raw: Mapping[str, Any]) -> models.Limits:
     """Limits from spec JSON; rows written before limits existed have none (defaults)."""
-    fields = {f.name for f in dataclasses.fields(models.Limits)}
-    return models.Limits(**{k: int(v) for k, v in raw.items() if k in fields})
+    return models.Limits(**{k: int(v) for k, v in raw.items() if k in _LIMIT_NAMES})
 
 
 def resources_from_dict(raw: Mapping[str, Any]) -> models.Resources:
