@@ -177,11 +177,13 @@ def test_a_worker_restarted_under_its_id_ends_what_its_earlier_life_left(
         wait_until(lambda: len(ph.pids_in(other)) == 2, timeout=20, message="the other task")
         os.kill(ph.guardian_of(first.pid), signal.SIGKILL)
         first.kill()
-        assert all(ph.alive(pid) for pid in ph.pids_in(pids)), "ended without a guardian?"
+        earlier = ph.pids_in(pids)
+        assert all(ph.alive(pid) for pid in earlier), "ended without a guardian?"
         again = start_worker(first.worker_id, extra=(*flags, "--label=who=phoenix"))
         restarted = time.monotonic()
+        # (The task runs again on the restarted worker and adds its own pids to the file.)
         wait_until(
-            lambda: not any(ph.alive(pid) for pid in ph.pids_in(pids)),
+            lambda: not any(ph.alive(pid) for pid in earlier),
             timeout=GRACE + 15,
             message="the earlier life's processes ended by the restarted worker",
         )
