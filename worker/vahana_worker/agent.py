@@ -559,7 +559,10 @@ class Worker:
             with self._poll_lock:
                 self._poll = (future, free)
                 self._poll_cancelled = False
-            if free == 0 and self._free_slots() > 0:
+            if self._stopping.is_set():
+                # The drain began while this poll was being made: its cancel found none.
+                self._cancel_poll(force=True)
+            elif free == 0 and self._free_slots() > 0:
                 self._cancel_poll()  # a slot freed while the poll was being set up
             try:
                 response = future.result()

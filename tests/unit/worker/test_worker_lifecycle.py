@@ -113,3 +113,55 @@ def test_a_worker_whose_credentials_are_refused_gives_up_with_exit_code_1(
     assert codes == [1]
     assert stub.registrations == agent.REGISTRATION_REFUSALS
     assert stub.statuses[-1] == pb.TERMINATED
+
+
+class HeldPoll:
+    """A long poll that only a cancel ends (as the scheduler holds one with nothing to give)."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+
+    def result(self) -> pb.PollForTaskResponse:
+        self.cancelled.wait(30)
+        raise grpc.FutureCancelledError()
+
+    def cancel(self) -> bool:
+        self.cancelled.set()
+        return True
+
+
+class DrainedWhilePolling(ExplodingClient):
+    """Registers; its first poll is made just as the worker begins to drain (SIGTERM right
+    after start-up), so the drain's cancel finds no poll to cancel yet."""
+
+    def __init__(self, worker: list[agent.Worker]) -> None:
+        super().__init__()
+        self.worker = worker
+        self.polls: list[HeldPoll] = []
+
+    def register(self, request: pb.RegisterWorkerRequest) -> pb.RegisterWorkerResponse:
+        return pb.RegisterWorkerResponse(success=True, message="registered")
+
+    def heartbeat(self, request: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
+        return pb.HeartbeatResponse(success=True)
+
+    def poll(self, *, max_tasks: int, wait: float) -> HeldPoll:
+        [worker] = self.worker
+        worker.shutdown("received SIGTERM")
+        stopping = worker._stopping
+        assert stopping.wait(10), "the drain did not begin"
+        held = HeldPoll()
+        self.polls.append(held)
+        return held
+
+
+def test_a_drain_that_begins_while_a_poll_is_made_still_cancels_it(tmp_path: Path) -> None:
+    made: list[agent.Worker] = []
+    stub = DrainedWhilePolling(made)
+    made.append(make_worker(tmp_path, stub))
+    thread, codes = run_in_thread(made[0])
+    thread.join(timeout=30)
+    assert codes == [0]
+    [held] = stub.polls
+    assert held.cancelled.is_set(), "the poll made during the drain was left to run"
+    assert stub.statuses == [pb.DRAINING, pb.TERMINATED]
