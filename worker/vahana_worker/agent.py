@@ -63,6 +63,9 @@ STATUS_CALL_TIMEOUT = 5.0
 """Deadline of the DRAINING and TERMINATED calls on shutdown."""
 KILLED_EXIT_CODES = frozenset({128 + 1, 128 + 9, 128 + 15, -1, -9, -15})
 """Exit codes of a task killed by SIGHUP, SIGKILL or SIGTERM."""
+STOP_CHECK = 0.1
+"""Seconds between looks at `_stopping` while the poll loop waits to be registered or for the
+link: a drain right after start-up must not wait a second for it."""
 KILLED_GRACE = 2.0
 """Seconds to wait, after a task was killed by a signal, for the worker's own SIGTERM: a batch
 system ending the allocation (scancel, walltime) signals the task and the worker at once."""
@@ -549,9 +552,9 @@ class Worker:
     def _poll_loop(self) -> None:
         pause = self._new_pause()
         while not self._stopping.is_set():
-            if not self._registered.wait(timeout=1.0):
+            if not self._registered.wait(timeout=STOP_CHECK):
                 continue
-            if not self._breaker.wait_closed(timeout=1.0):
+            if not self._breaker.wait_closed(timeout=STOP_CHECK):
                 continue  # heartbeats and reports probe the link; the long poll waits
             free = self._free_slots()
             _log.debug("polling", extra={"kv": {"max_tasks": free}})
