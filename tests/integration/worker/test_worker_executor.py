@@ -169,6 +169,8 @@ def test_cancel_kills_the_whole_group(tmp_path: Path) -> None:
     run = make_run(tmp_path, f"sleep 1000 & echo $! > {pidfile}; wait")
     thread, results = start(run)
     grandchild = read_pid(pidfile)
+    # The command may write its file before the run's thread has stored the process.
+    wait_for(lambda: run.pid is not None)
     leader = run.pid
     assert leader is not None
     run.stop(executor.StopReason.CANCELLED)
