@@ -33,6 +33,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import pytest
+from vahana.k8s import resources
 
 from tests.waiting import wait_until
 
@@ -158,14 +159,14 @@ class RestClient:
                     conn.sock.shutdown(socket.SHUT_RDWR)
 
 
-_VAHANA = "apis/vahana.dev/v1alpha1"
+_VAHANA = f"apis/{resources.GROUP}/{resources.VERSION}"
 RESOURCES = {
     name: (group, plural)
     for group, plural, singular in (
-        (_VAHANA, "tasks", "task"),
-        (_VAHANA, "workerpools", "workerpool"),
-        (_VAHANA, "workers", "worker"),
-        (_VAHANA, "queues", "queue"),
+        (_VAHANA, resources.TASKS, "task"),
+        (_VAHANA, resources.POOLS, "workerpool"),
+        (_VAHANA, resources.WORKERS, "worker"),
+        (_VAHANA, resources.QUEUES, "queue"),
         ("apis/batch/v1", "jobs", "job"),
         ("api/v1", "pods", "pod"),
         ("api/v1", "secrets", "secret"),
