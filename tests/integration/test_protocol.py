@@ -128,6 +128,13 @@ def test_a_stale_attempt_is_refused_and_does_not_change_the_task(
             pb.UpdateTaskStatusRequest(task_id="t", worker_id="w", attempt=0, status=pb.RUNNING),
             "attempt",
         ),
+        (
+            "UpdateTaskStatus",
+            pb.UpdateTaskStatusRequest(
+                task_id="t", worker_id="w", attempt=1, status=pb.COMPLETED, output_log="/tmp/x"
+            ),
+            "output_log",
+        ),
         ("SendHeartbeat", pb.HeartbeatRequest(worker_id="bad id with spaces"), "worker_id"),
         ("UpdateWorkerStatus", pb.UpdateWorkerStatusRequest(worker_id="w"), "status"),
     ],

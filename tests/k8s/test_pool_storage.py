@@ -30,6 +30,10 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.kubernetes
 
 
+KEPT_BUCKET = "k8s-task-output"
+"""Where the pools keep tasks' whole output (`spec.storage.taskOutput`)."""
+
+
 def make_secrets(plane: ControlPlane, namespace: str, server: s3.S3Server, ssh: sshd.Sshd) -> None:
     plane.kubectl(
         "create", "secret", "generic", "store-s3", "-n", namespace,
@@ -47,6 +51,7 @@ def storage(server: s3.S3Server, ssh: sshd.Sshd) -> dict[str, Any]:
     return {
         "s3": {"endpoint": server.endpoint, "credentialsSecret": "store-s3"},
         "sftp": {"user": ssh.user, "sshKeySecret": "store-ssh", "knownHostsSecret": "store-ssh"},
+        "taskOutput": f"s3://{KEPT_BUCKET}/kept/",
     }
 
 
@@ -54,6 +59,7 @@ def round_trip(
     plane: ControlPlane, namespace: str, server: s3.S3Server, ssh: sshd.Sshd, pool: str
 ) -> None:
     bucket = server.bucket(f"k8s-{pool}")
+    server.bucket(KEPT_BUCKET)
     server.put(f"k8s-{pool}", "a.bin", os.urandom(1 << 20))
     remote = ssh.root / f"k8s-{pool}"
     remote.mkdir()
@@ -64,7 +70,7 @@ def round_trip(
         namespace,
         task_yaml(
             f"stage-{pool}",
-            "cat a.bin b.bin > both.bin",
+            "cat a.bin b.bin > both.bin; seq 1 20000",
             pool=pool,
             inputFiles=[
                 {"source": f"s3://k8s-{pool}/a.bin", "destination": "a.bin"},
@@ -83,6 +89,11 @@ def round_trip(
     )
     task = get(plane, namespace, "task", f"stage-{pool}")
     assert task["status"]["phase"] == "Completed", task["status"]
+    # Its whole output (more than the status's tail) is kept in the pool's storage.
+    task_id = task["status"]["taskId"]
+    assert task["status"]["outputLog"] == f"s3://{KEPT_BUCKET}/kept/{task_id}/attempt-1.log"
+    kept = server.root / KEPT_BUCKET / "kept" / task_id / "attempt-1.log"
+    assert kept.read_text() == "".join(f"{n}\n" for n in range(1, 20001))
     expected = (bucket / "a.bin").read_bytes() + (remote / "b.bin").read_bytes()
     assert (bucket / "out" / "both.bin").read_bytes() == expected
     assert (remote / "out" / "both.bin").read_bytes() == expected

@@ -46,9 +46,11 @@ from vahana_worker import (
     executor,
     messages,
     metrics,
+    outputlog,
     reporter,
     settings,
     shipping,
+    storage,
     sysmetrics,
     threads,
     workdir,
@@ -745,6 +747,8 @@ class Worker:
                 failure_kind=executor.FailureKind.INFRASTRUCTURE,
                 message="killed by a signal while the worker was stopping (allocation ended)",
             )
+        if self._config.task_output_url:
+            result = self._keep_output(slot, result)
         if self._shipper is not None:
             # The output is complete at the scheduler before the result says the task ended.
             self._shipper.finish(spec.task_id, spec.attempt)
@@ -774,6 +778,35 @@ class Worker:
         # A poll held for zero tasks is not re-issued here: the scheduler answers it when the
         # report has freed the slot and brought no task with it.
         return next_slot
+
+    def _keep_output(self, slot: _Slot, result: executor.Result) -> executor.Result:
+        """Keeps the ended attempt's whole output in the pool's storage (before the shipper
+        removes its spool); a failure is told in the message, the outcome stays."""
+        spec, name = slot.spec, slot.run.sandbox.name
+        try:
+            url = outputlog.keep(
+                prefix=self._config.task_output_url,
+                task_id=spec.task_id,
+                attempt=spec.attempt,
+                spool=self._shipper.path(name) if self._shipper is not None else None,
+                tail=result.output_tail,
+                cap=self._config.output_keep,
+                scratch=self._working_dir / "task-output" / f"{name}.tail",
+                stores=self._config.stores,
+            )
+        except (storage.TransferError, OSError) as exc:
+            where = outputlog.location(self._config.task_output_url, spec.task_id, spec.attempt)
+            note = f"whole output not kept at {where}: {exc}"
+            _ev(
+                "output not kept",
+                level=logging.WARNING,
+                task_id=spec.task_id,
+                attempt=spec.attempt,
+                error=str(exc),
+            )
+            message = f"{result.message}; {note}" if result.message else note
+            return dataclasses.replace(result, message=message)
+        return dataclasses.replace(result, output_log=url)
 
     def _take_queued_locked(self) -> _Slot | None:
         """Moves the oldest queued task into a free slot (caller holds the lock)."""

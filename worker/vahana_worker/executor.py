@@ -111,6 +111,8 @@ class Result:
     output_files: tuple[str, ...] = ()
     limit_hit: bool = False
     """The task failed on one of its limits (the message says which)."""
+    output_log: str = ""
+    """Where the whole output was kept in the pool's storage (`outputlog`), if it was."""
 
 
 def _staging_kind(error: staging.StagingError) -> FailureKind:

@@ -109,6 +109,7 @@ def final_update(
         timestamp=timestamp(now),
         failure_kind=_FAILURE_KIND[result.failure_kind],
         output_files=list(result.output_files),
+        output_log=result.output_log,
     )
 
 

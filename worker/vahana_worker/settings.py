@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from vahana_worker import durations, limits, sizes, storage, sysmetrics
+from vahana_worker import durations, limits, outputlog, sizes, storage, sysmetrics
 
 ENV_PREFIX = "VAHANA_WORKER_"
 MAX_TASKS_PER_CALL = 1000
@@ -145,6 +145,9 @@ class Settings:
     """Tries of one storage transfer when the store is unreachable or the connection drops."""
     transfer_backoff: float = 0.5
     """Seconds before a transfer's second try; doubled before each next one."""
+    task_output_url: str = ""
+    """s3:// or sftp:// prefix under which each task attempt's whole output (up to
+    output_keep) is kept when it ends: <prefix><task id>/attempt-<n>.log. Empty: none."""
 
     @property
     def stores(self) -> storage.StorageConfig:
@@ -232,6 +235,11 @@ class Settings:
             errors.append("gpus: must be >= 0")
         if self.output_limit < 0:
             errors.append("output_limit: must be >= 0")
+        if self.task_output_url:
+            try:
+                outputlog.check_prefix(self.task_output_url)
+            except ValueError as exc:
+                errors.append(f"task_output_url: {exc}")
         try:
             user = self.task_user_ids()
         except ValueError as exc:
@@ -641,6 +649,14 @@ OPTIONS: tuple[Option, ...] = (
         _env("TRANSFER_BACKOFF"),
         "wait before a transfer's second try, doubled after",
         kind="duration",
+    ),
+    Option(
+        "task_output_url",
+        "--task-output-url",
+        _env("TASK_OUTPUT_URL"),
+        "s3:// or sftp:// prefix where each task's whole output is kept when it ends "
+        "(<prefix><task id>/attempt-<n>.log, up to --output-keep)",
+        shown="none",
     ),
 )
 

@@ -665,6 +665,13 @@ def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
     return 0
 
 
+def _tell_where_kept(task: tasks_pb.TaskInfo, console: Console) -> None:
+    """The pool's storage copy of the output, which outlives the scheduler's."""
+    if task.output_log:
+        where = printable.printable(task.output_log)
+        console.print(f"(whole output kept at {where})", style="dim", markup=False)
+
+
 def _logs(options: argparse.Namespace, console: Console) -> int:
     name = (
         options.task if options.index is None else arrays.instance_name(options.task, options.index)
@@ -681,6 +688,7 @@ def _logs(options: argparse.Namespace, console: Console) -> int:
             task = client.get(task.id)
         if task.message and task.status in client_module.FINAL:
             console.print(f"[dim]{render.status_name(task)}: {task.message}[/]")
+        _tell_where_kept(task, console)
         return 0
     if task.output_tail:
         sys.stdout.write(
@@ -698,6 +706,7 @@ def _logs(options: argparse.Namespace, console: Console) -> int:
     if task.message:
         message = printable.printable(task.message, 20_000)
         console.print(f"{render.status_name(task)}: {message}", style="dim", markup=False)
+    _tell_where_kept(task, console)
     return 0
 
 

@@ -231,6 +231,9 @@ class TaskRecord:
     upstream: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     """Each dependency's name → the ids of the tasks it stands for (resolved at submission,
     fixed since; `core.dependencies.resolve`)."""
+    output_log: str = ""
+    """Where the latest attempt's whole output was kept in its pool's storage (a URL its
+    worker reported); "" when the pool keeps none there, or before that attempt ended."""
 
     @property
     def is_final(self) -> bool:

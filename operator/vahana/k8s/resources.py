@@ -64,6 +64,7 @@ def task_status(task: models.TaskRecord, pending_reason: str = "") -> dict[str, 
         "message": task.message or None,
         "pendingReason": pending_reason or None,
         "outputTail": task.output_tail[-OUTPUT_TAIL_LIMIT:] if task.output_tail else None,
+        "outputLog": task.output_log or None,
     }
     return status
 

@@ -65,7 +65,11 @@ def materialize(
 def _storage_files(
     api: k8s.ApiClient, namespace: str, storage: Mapping[str, Any], directory: Path
 ) -> dict[str, Any]:
-    resolved = {key: dict(value or {}) for key, value in storage.items()}
+    # Sections are copied so that files can be filled in; plain values (taskOutput) as they are.
+    resolved = {
+        key: dict(value or {}) if isinstance(value, Mapping) or not value else value
+        for key, value in storage.items()
+    }
     s3 = resolved.get("s3") or {}
     secret_name = s3.get("credentialsSecret")
     if secret_name and not s3.get("credentialsFile"):

@@ -60,7 +60,8 @@ def worker_env(
 
     `spec.storage.s3`: endpoint, region, credentialsFile (or credentialsSecret, written to a
     file by the operator); `spec.storage.sftp`: user, sshKeyFile / sshKeySecret,
-    knownHostsFile / knownHostsSecret.
+    knownHostsFile / knownHostsSecret; `spec.storage.taskOutput`: where workers keep each
+    task's whole output.
     """
     storage = spec.get("storage") or {}
     env: dict[str, str] = {}
@@ -103,7 +104,22 @@ def worker_env(
             if path:
                 # The content, not the path: the worker may run on another host.
                 env[PREFIX + name] = _read(path, f"spec.storage.sftp.{file_field}", read)
+    task_output = str(storage.get("taskOutput") or "")
+    if task_output:
+        env[PREFIX + "TASK_OUTPUT_URL"] = checked_task_output(task_output)
     return env
+
+
+def checked_task_output(url: str) -> str:
+    """`spec.storage.taskOutput` as given; ValueError names the field and the form."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    if scheme not in ("s3", "sftp") or not host or ".." in rest.split("/"):
+        raise ValueError(
+            f"spec.storage.taskOutput: {url!r} must be s3://bucket/prefix/ or "
+            "sftp://host/path/ (no '..')"
+        )
+    return url
 
 
 def job_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -128,7 +144,9 @@ def job_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
         if sftp.get(secret_field):
             refs.append(_secret_ref(PREFIX + env_name, sftp.pop(secret_field), key))
             sftp.pop(file_field, None)
-    plain = worker_env({"storage": {"s3": s3, "sftp": sftp}})
+    plain = worker_env(
+        {"storage": {"s3": s3, "sftp": sftp, "taskOutput": storage.get("taskOutput", "")}}
+    )
     return [{"name": k, "value": v} for k, v in sorted(plain.items())] + refs
 
 

@@ -68,7 +68,7 @@ class SubmitTasksResponse(_message.Message):
     def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
-    __slots__ = ("id", "name", "key", "namespace", "pool", "status", "attempt", "worker_id", "exit_code", "has_exit_code", "message", "output_tail", "pending_reason", "created_at", "started_at", "finished_at", "task_failures", "infra_failures", "spec", "retry", "duration", "queue", "array", "index", "array_status", "depends_on")
+    __slots__ = ("id", "name", "key", "namespace", "pool", "status", "attempt", "worker_id", "exit_code", "has_exit_code", "message", "output_tail", "pending_reason", "created_at", "started_at", "finished_at", "task_failures", "infra_failures", "spec", "retry", "duration", "queue", "array", "index", "array_status", "depends_on", "output_log")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class TaskInfo(_message.Message):
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ARRAY_STATUS_FIELD_NUMBER: _ClassVar[int]
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_LOG_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     key: str
@@ -121,7 +122,8 @@ class TaskInfo(_message.Message):
     index: int
     array_status: ArrayStatus
     depends_on: _containers.RepeatedCompositeFieldContainer[Dependency]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., key: _Optional[str] = ..., namespace: _Optional[str] = ..., pool: _Optional[str] = ..., status: _Optional[_Union[_worker_pb2.TaskStatus, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., message: _Optional[str] = ..., output_tail: _Optional[str] = ..., pending_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue: _Optional[str] = ..., array: _Optional[str] = ..., index: _Optional[int] = ..., array_status: _Optional[_Union[ArrayStatus, _Mapping]] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ...) -> None: ...
+    output_log: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., key: _Optional[str] = ..., namespace: _Optional[str] = ..., pool: _Optional[str] = ..., status: _Optional[_Union[_worker_pb2.TaskStatus, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., message: _Optional[str] = ..., output_tail: _Optional[str] = ..., pending_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., spec: _Optional[_Union[_worker_pb2.Task, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue: _Optional[str] = ..., array: _Optional[str] = ..., index: _Optional[int] = ..., array_status: _Optional[_Union[ArrayStatus, _Mapping]] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., output_log: _Optional[str] = ...) -> None: ...
 
 class ArrayStatus(_message.Message):
     __slots__ = ("total", "pending", "running", "completed", "failed", "cancelled", "failed_indices", "progress")

@@ -257,7 +257,7 @@ class PollForTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., has_task: _Optional[bool] = ..., more_tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., cancel_tasks: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class UpdateTaskStatusRequest(_message.Message):
-    __slots__ = ("task_id", "worker_id", "status", "attempt", "exit_code", "message", "output_tail", "timestamp", "failure_kind", "output_files")
+    __slots__ = ("task_id", "worker_id", "status", "attempt", "exit_code", "message", "output_tail", "timestamp", "failure_kind", "output_files", "output_log")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +268,7 @@ class UpdateTaskStatusRequest(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     FAILURE_KIND_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FILES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_LOG_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     worker_id: str
     status: TaskStatus
@@ -278,7 +279,8 @@ class UpdateTaskStatusRequest(_message.Message):
     timestamp: _timestamp_pb2.Timestamp
     failure_kind: FailureKind
     output_files: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., message: _Optional[str] = ..., output_tail: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_kind: _Optional[_Union[FailureKind, str]] = ..., output_files: _Optional[_Iterable[str]] = ...) -> None: ...
+    output_log: str
+    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., message: _Optional[str] = ..., output_tail: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_kind: _Optional[_Union[FailureKind, str]] = ..., output_files: _Optional[_Iterable[str]] = ..., output_log: _Optional[str] = ...) -> None: ...
 
 class UpdateTaskStatusResponse(_message.Message):
     __slots__ = ("success", "message", "cancel")

@@ -87,6 +87,14 @@ def update(request: pb.UpdateTaskStatusRequest, field: str = "") -> None:
         del request.output_files[bounds.FILES :]
     for index, path in enumerate(request.output_files):
         request.output_files[index] = bounds.head(path, bounds.PATH_BYTES)
+    if request.output_log and (
+        not request.output_log.startswith(("s3://", "sftp://"))
+        or len(request.output_log.encode()) > bounds.PATH_BYTES
+    ):
+        raise InvalidArgument(
+            f"{prefix}output_log: must be an s3:// or sftp:// URL of at most "
+            f"{bounds.PATH_BYTES} bytes, or empty"
+        )
 
 
 def _status_name(status: int) -> str:

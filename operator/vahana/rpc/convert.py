@@ -260,6 +260,7 @@ def task_info(task: models.TaskRecord, pending_reason: str = "") -> tasks_pb.Tas
         array=task.spec.array,
         index=task.spec.index,
         depends_on=[dependency_to_pb(d) for d in task.spec.depends_on],
+        output_log=task.output_log,
     )
     if task.started_at is not None:
         info.started_at.CopyFrom(timestamp(task.started_at))
@@ -342,6 +343,7 @@ def report_of(update: pb.UpdateTaskStatusRequest) -> records.StatusReport:
         exit_code=update.exit_code if final else None,
         message=update.message,
         output_tail=update.output_tail,
+        output_log=update.output_log,
         failure_kind=kind,
         timestamp=seconds_of(update.timestamp, "timestamp")
         if update.HasField("timestamp")

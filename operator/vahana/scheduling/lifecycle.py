@@ -52,6 +52,7 @@ def assign(
     task.worker_id = worker.id
     task.assigned_at = now
     task.pending_reason = ""
+    task.output_log = ""  # the latest attempt's, once it ends
     worker.leases[task.id] = task.attempt
     change.hold(task, worker.pool)
     change.put_attempt(
@@ -75,6 +76,8 @@ def apply_report(
     task = change.edit_task(task)
     if item.output_tail:
         task.output_tail = item.output_tail
+    if item.output_log:
+        task.output_log = item.output_log
     if item.phase == P.RUNNING:
         task.phase = P.RUNNING
         task.started_at = at

@@ -107,6 +107,8 @@ class StatusReport:
     output_tail: str = ""
     failure_kind: models.FailureKind | None = None
     timestamp: float | None = None
+    output_log: str = ""
+    """Where the worker kept the attempt's whole output in the pool's storage, if it did."""
 
 
 @dataclasses.dataclass(frozen=True)

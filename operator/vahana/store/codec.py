@@ -33,6 +33,7 @@ TASK_COLUMNS = (
     "infra_failures",
     "not_before",
     "cancel_requested",
+    "output_log",
 )
 TASK_MUTABLE = TASK_COLUMNS[9:]
 ATTEMPT_COLUMNS = (
@@ -196,6 +197,7 @@ def task_mutable_row(task: models.TaskRecord) -> tuple[Any, ...]:
         task.infra_failures,
         task.not_before,
         int(task.cancel_requested),
+        task.output_log,
     )
 
 
@@ -223,6 +225,7 @@ def task_from_row(row: Mapping[str, Any]) -> models.TaskRecord:
         not_before=row["not_before"],
         cancel_requested=bool(row["cancel_requested"]),
         upstream=upstream_from_json(row["upstream"]),
+        output_log=row["output_log"],
     )
 
 

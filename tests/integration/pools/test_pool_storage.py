@@ -1,9 +1,11 @@
-"""Tasks on local and bare-metal pools read inputs from S3 and SFTP and write outputs to both;
-the pool's `spec.storage` says where the stores are and how to log in (tasks name only URLs).
-The files are there, byte-identical, once the pool and its workers are gone."""
+"""Tasks on local, bare-metal and SLURM pools read inputs from S3 and SFTP and write outputs to
+both; the pool's `spec.storage` says where the stores are and how to log in (tasks name only
+URLs), and where each task's whole output is kept (`taskOutput`). The files and the output are
+there, byte-identical, once the pool and its workers are gone."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -33,6 +35,12 @@ def dirs() -> Iterator[tuple[Path, Path]]:
         yield Path(state), Path(work)
 
 
+LOGS_BUCKET = "task-output"
+PRINTED = "seq 1 30000"
+"""What the round trip's task prints: more than the result's 64 KiB tail, so its whole output
+is the one the worker spooled while it ran."""
+
+
 def storage_section(server: s3.S3Server, ssh: sshd.Sshd, state: Path) -> str:
     credentials = state / "s3-credentials"
     credentials.write_text(
@@ -43,6 +51,7 @@ def storage_section(server: s3.S3Server, ssh: sshd.Sshd, state: Path) -> str:
   storage:
     s3: {{endpoint: "{server.endpoint}", region: us-east-1, credentialsFile: {credentials}}}
     sftp: {{user: {ssh.user}, sshKeyFile: {ssh.key_file}, knownHostsFile: {ssh.known_hosts_file}}}
+    taskOutput: s3://{LOGS_BUCKET}/kept/
 """
 
 
@@ -95,7 +104,8 @@ def staged_task(
     name: str, sftp: str, *, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]]
 ) -> tasks_pb.TaskSubmission:
     spec = worker_pb2.Task(
-        name=name, command="cat a.bin b.bin > both.bin; mkdir -p logs; echo done > logs/run.log"
+        name=name,
+        command=f"cat a.bin b.bin > both.bin; mkdir -p logs; echo done > logs/run.log; {PRINTED}",
     )
     for source, destination in inputs:
         spec.input_files.add(source=source, destination=destination)
@@ -104,11 +114,30 @@ def staged_task(
     return tasks_pb.TaskSubmission(spec=spec)
 
 
+@dataclasses.dataclass
+class RoundTrip:
+    bucket: Path
+    remote: Path
+    expected: bytes
+    """What both.bin must hold."""
+    output_log: Path
+    """Where the task's whole output must be (the pool's taskOutput in the S3 server's dir)."""
+
+    def check(self) -> None:
+        """The outputs and the whole output are in storage, byte-identical."""
+        assert (self.bucket / "results" / "both.bin").read_bytes() == self.expected
+        assert (self.remote / "results" / "both.bin").read_bytes() == self.expected
+        assert (self.bucket / "results" / "logs" / "run.log").read_text() == "done\n"
+        printed = subprocess.run(PRINTED.split(), capture_output=True, check=True).stdout
+        assert self.output_log.read_bytes() == printed
+
+
 def run_round_trip(
     sched: EmbeddedScheduler, server: s3.S3Server, ssh: sshd.Sshd, tag: str
-) -> tuple[Path, Path, bytes]:
-    """Runs one task that joins an S3 and an SFTP input and writes the result to both;
-    returns (bucket dir, sftp dir, the bytes expected)."""
+) -> RoundTrip:
+    """Runs one task that joins an S3 and an SFTP input and writes the result to both, and
+    whose output is kept in the pool's storage."""
+    logs = server.bucket(LOGS_BUCKET)
     bucket = server.bucket(f"pool-{tag}")
     server.put(f"pool-{tag}", "a.bin", os.urandom(2 * MIB))
     remote = ssh.root / f"store-{tag}"
@@ -135,7 +164,18 @@ def run_round_trip(
     )
     info = sched.client.get(task)
     assert info.status == worker_pb2.COMPLETED, info
-    return bucket, remote, (bucket / "a.bin").read_bytes() + (remote / "b.bin").read_bytes()
+    assert info.output_log == f"s3://{LOGS_BUCKET}/kept/{task}/attempt-1.log", info.output_log
+    # The scheduler's copy (`vahana logs`) is the same output.
+    assert sched.process is not None
+    kept = sched.process.outputs.read(task, 1, 0, MIB)
+    printed = subprocess.run(PRINTED.split(), capture_output=True, check=True).stdout
+    assert kept == printed
+    return RoundTrip(
+        bucket,
+        remote,
+        (bucket / "a.bin").read_bytes() + (remote / "b.bin").read_bytes(),
+        logs / "kept" / task / "attempt-1.log",
+    )
 
 
 def test_a_local_pool_task_reads_and_writes_s3_and_sftp(
@@ -144,11 +184,9 @@ def test_a_local_pool_task_reads_and_writes_s3_and_sftp(
     state, _ = dirs
     pool = local_pool(storage_section(s3_server, sshd_server, state))
     with EmbeddedScheduler(state, pool) as sched:
-        bucket, remote, expected = run_round_trip(sched, s3_server, sshd_server, "local")
+        trip = run_round_trip(sched, s3_server, sshd_server, "local")
         sched.call(sched.pools.remove("default/stage"))
-    assert (bucket / "results" / "both.bin").read_bytes() == expected
-    assert (remote / "results" / "both.bin").read_bytes() == expected
-    assert (bucket / "results" / "logs" / "run.log").read_text() == "done\n"
+    trip.check()
 
 
 def test_a_baremetal_pilot_task_reads_and_writes_s3_and_sftp_and_they_outlive_it(
@@ -158,12 +196,10 @@ def test_a_baremetal_pilot_task_reads_and_writes_s3_and_sftp_and_they_outlive_it
     pool = baremetal_pool(sshd_server, work, storage_section(s3_server, sshd_server, state))
     with EmbeddedScheduler(state, pool) as sched:
         wait_until(lambda: len(sched.workers("default/stage")) == 1, timeout=60, message="pilot")
-        bucket, remote, expected = run_round_trip(sched, s3_server, sshd_server, "metal")
+        trip = run_round_trip(sched, s3_server, sshd_server, "metal")
         sched.call(sched.pools.remove("default/stage"))
         wait_until(lambda: not any(work.iterdir()), timeout=30, message="the pilot's dir gone")
-    assert (bucket / "results" / "both.bin").read_bytes() == expected
-    assert (remote / "results" / "both.bin").read_bytes() == expected
-    assert (bucket / "results" / "logs" / "run.log").read_text() == "done\n"
+    trip.check()
 
 
 def test_a_slurm_pilot_task_reads_and_writes_s3_and_sftp_and_they_outlive_it(
@@ -181,13 +217,12 @@ def test_a_slurm_pilot_task_reads_and_writes_s3_and_sftp_and_they_outlive_it(
             wait_until(
                 lambda: len(sched.workers("default/stage")) == 1, timeout=90, message="pilot"
             )
-            bucket, remote, expected = run_round_trip(sched, s3_server, sshd_server, "slurm")
+            trip = run_round_trip(sched, s3_server, sshd_server, "slurm")
             sched.call(sched.pools.remove("default/stage"))
             wait_until(_no_slurm_jobs, timeout=120, message="the pilot's job ended")
     finally:
         subprocess.run(["scancel", "--me"], check=False)
-    assert (bucket / "results" / "both.bin").read_bytes() == expected
-    assert (remote / "results" / "both.bin").read_bytes() == expected
+    trip.check()
 
 
 def _no_slurm_jobs() -> bool:

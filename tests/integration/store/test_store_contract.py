@@ -132,6 +132,7 @@ def test_update_writes_every_mutable_field(store: sql.SqlStore) -> None:
         exit_code=2,
         message="boom",
         output_tail="tail",
+        output_log="s3://logs/kept/t1/attempt-3.log",
         started_at=110.0,
         finished_at=120.0,
         assigned_at=105.0,

@@ -51,6 +51,16 @@ def test_s3_and_sftp_settings_become_worker_variables(tmp_path: Path) -> None:
     assert stores.worker_env({}) == {}
 
 
+def test_task_output_reaches_every_pool_type_s_workers() -> None:
+    spec = {"storage": {"taskOutput": "s3://logs/vahana/", "s3": {"credentialsSecret": "c"}}}
+    variable = {"name": "VAHANA_WORKER_TASK_OUTPUT_URL", "value": "s3://logs/vahana/"}
+    assert variable in stores.job_env(spec)  # kubernetes Jobs
+    plain = {"storage": {"taskOutput": "sftp://store.lab/data/logs/"}}
+    assert stores.worker_env(plain) == {  # local processes, SLURM and bare-metal scripts
+        "VAHANA_WORKER_TASK_OUTPUT_URL": "sftp://store.lab/data/logs/"
+    }
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -73,6 +83,9 @@ def test_credentials_files_in_the_aws_and_the_secret_layout(
         ({"s3": {"credentialsSecret": "c"}}, "give spec.storage.s3.credentialsFile"),
         ({"sftp": {"sshKeySecret": "k"}}, "give spec.storage.sftp.sshKeyFile"),
         ({"sftp": {"knownHostsFile": "/nonexistent"}}, "spec.storage.sftp.knownHostsFile"),
+        ({"taskOutput": "/var/logs"}, "spec.storage.taskOutput: '/var/logs' must be s3://"),
+        ({"taskOutput": "s3://b/../up/"}, "spec.storage.taskOutput: 's3://b/../up/' must be"),
+        ({"taskOutput": "sftp:///path/"}, "spec.storage.taskOutput: 'sftp:///path/'"),
     ],
 )
 def test_bad_storage_settings_name_the_field(storage: dict[str, object], message: str) -> None:
