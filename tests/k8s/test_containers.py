@@ -5,6 +5,9 @@ A control plane of this module's own (with the Deployment, ReplicaSet and Persis
 controllers, so the chart's Deployment gets its Pod and its claim a volume) and a container
 kubelet (tests/k8s/podman_kubelet.py) for the release's and the users' namespaces. Every
 container is on the host's network: the chart's ports are free ports of this host.
+
+The default install also runs a kubernetes pool with storage (S3 and SFTP credentials from
+Secrets, read by the worker containers themselves).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures import s3 as s3_fixture
 from tests.fixtures import sshd as sshd_fixture
 from tests.k8s.controlplane import ControlPlane, free_port
 from tests.k8s.podman_kubelet import ContainerKubelet
 from tests.k8s.test_helm import CHART, EXAMPLES, RELEASE, SYSTEM, helm, helm_bin  # noqa: F401
+from tests.k8s.test_pool_storage import make_secrets, staging, storage
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kubernetes
@@ -181,12 +186,16 @@ def diagnosis(cluster: Cluster) -> str:
     return f"pools: {json.dumps(pools, indent=1)}\ntasks: {tasks}\noperator log:\n{log[-4000:]}"
 
 
-def run_the_kubernetes_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
-    """The example pool and Tasks: every Task ends as it should, on worker containers that
-    `kubectl get workers` lists with their metrics; deleting the pool stops them all."""
-    tasks = example_tasks()
+def run_the_kubernetes_pool(
+    cluster: Cluster, pool: dict[str, Any], *extra_tasks: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The example pool and Tasks (and `extra_tasks`, which must complete): every Task ends
+    as it should, on worker containers that `kubectl get workers` lists with their metrics.
+    Returns the statuses of those Tasks."""
+    tasks = [*example_tasks(), *extra_tasks]
+    names = {t["metadata"]["name"] for t in tasks}
     cluster.apply(WORK, pool, *tasks)
-    done = wait_final(cluster, {t["metadata"]["name"] for t in tasks})
+    done = {name: s for name, s in wait_final(cluster, names).items() if name in names}
     failed = {name for name, status in done.items() if status["phase"] == "Failed"}
     assert failed == {"exits-three"}, done
     assert done["exits-three"].get("exitCode") == 3
@@ -203,6 +212,12 @@ def run_the_kubernetes_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
         return out if rows and all(len(row) >= 8 and row[4] != "<none>" for row in rows) else ""
 
     wait_until(listed, timeout=60, message="kubectl get workers with metrics")
+    return done
+
+
+def delete_the_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
+    """Deleting the pool stops its containers and removes its Jobs and Workers; then the
+    Tasks go."""
     cluster.kubectl("delete", "workerpool", pool["metadata"]["name"], "-n", WORK)
 
     def pool_gone() -> bool:
@@ -216,7 +231,12 @@ def run_the_kubernetes_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
     cluster.kubectl("delete", "tasks", "--all", "-n", WORK)
 
 
-def test_helm_install_runs_the_operator_and_worker_pods_as_containers(cluster: Cluster) -> None:
+def test_helm_install_runs_the_operator_and_worker_pods_as_containers(
+    cluster: Cluster, s3_server: s3_fixture.S3Server, sshd_server: sshd_fixture.Sshd
+) -> None:
+    """The default install: the operator's container as the chart says; the example Tasks and
+    a storage round trip (S3 and SFTP, credentials from Secrets) on a kubernetes pool; nothing
+    left after `helm uninstall`."""
     ports = Ports()
     install(cluster, ports)
     try:
@@ -229,7 +249,14 @@ def test_helm_install_runs_the_operator_and_worker_pods_as_containers(cluster: C
         assert env["VAHANA_POOLS_DISTRIBUTION_PORT"] == str(ports.download)
         mounts = {m["Destination"] for m in operator["Mounts"]}
         assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
-        run_the_kubernetes_pool(cluster, example_pool(cluster.image))
+        # The pool's storage: its worker containers read the Secrets by secretKeyRef.
+        make_secrets(cluster.plane, WORK, s3_server, sshd_server)
+        pool = example_pool(cluster.image, storage=storage(s3_server, sshd_server))
+        stage = staging(s3_server, sshd_server, pool["metadata"]["name"])
+        run_the_kubernetes_pool(cluster, pool, stage.task)
+        secrets_by_reference(cluster, s3_server)
+        delete_the_pool(cluster, pool)
+        stage.check_outputs()  # what the workers wrote outlives them
         (pod,) = cluster.objects("pods", SYSTEM)
         log = cluster.kubelet.log_of(pod["metadata"]["name"])
         assert "Forbidden" not in log, log[-3000:]
@@ -237,6 +264,36 @@ def test_helm_install_runs_the_operator_and_worker_pods_as_containers(cluster: C
         uninstall_leaves_nothing(cluster)
     # The claim is kept on uninstall (helm.sh/resource-policy: keep): the store outlives it.
     assert (cluster.state / "vahana.db").exists()
+
+
+STORAGE_REFS = {
+    "VAHANA_WORKER_S3_ACCESS_KEY_ID": "store-s3",
+    "VAHANA_WORKER_S3_SECRET_ACCESS_KEY": "store-s3",
+    "VAHANA_WORKER_SFTP_KEY": "store-ssh",
+    "VAHANA_WORKER_SFTP_KNOWN_HOSTS": "store-ssh",
+}
+"""The worker env the pool's storage Secrets (tests.k8s.test_pool_storage.make_secrets) fill."""
+
+
+def secrets_by_reference(cluster: Cluster, s3_server: s3_fixture.S3Server) -> None:
+    """The pool's Jobs name the storage Secrets (`secretKeyRef`) and hold no credential; the
+    kubelet put them into the worker containers, which run as uid 65532."""
+    jobs = cluster.objects("jobs", WORK)
+    assert jobs
+    for job in jobs:
+        assert s3_server.secret_key not in json.dumps(job), "credentials by reference only"
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        refs = {
+            item["name"]: item["valueFrom"]["secretKeyRef"]["name"]
+            for item in container["env"] if "secretKeyRef" in item.get("valueFrom", {})
+        }  # fmt: skip
+        assert STORAGE_REFS.items() <= refs.items(), refs
+    for pod in cluster.objects("pods", WORK):
+        name = cluster.kubelet.container_of(pod["metadata"]["name"])
+        inspected = subprocess.run(["podman", "inspect", name], capture_output=True, text=True)
+        config = json.loads(inspected.stdout)[0]["Config"]
+        assert config["User"].split(":")[0] == "65532"
+        assert f"VAHANA_WORKER_S3_SECRET_ACCESS_KEY={s3_server.secret_key}" in config["Env"]
 
 
 def make_certificates(directory: Path) -> Path:
@@ -284,6 +341,7 @@ def test_helm_install_with_mutual_tls_and_tokens_runs_the_worker_pods(
         pool = example_pool(cluster.image)
         pool["spec"]["kubernetes"]["tlsSecretName"] = "worker-tls"
         run_the_kubernetes_pool(cluster, pool)
+        delete_the_pool(cluster, pool)
     finally:
         uninstall_leaves_nothing(cluster)
 
