@@ -1,7 +1,9 @@
 """How the fake kubelet turns a Pod's first container into a local command line.
 
 The rules (also in `tests.k8s.kubelet`): `$(VAR)` expansion as in Kubernetes; env `value` and
-`valueFrom` (fieldRef, configMapKeyRef, secretKeyRef; others logged and skipped); emptyDir mount
+`valueFrom` (fieldRef, configMapKeyRef, secretKeyRef; others, and missing sources, logged and
+skipped — or with `strict`, a missing source that is not `optional` raises MissingEnvSource with
+the kubelet's message, as the container kubelet needs); emptyDir mount
 paths rewritten to per-pod dirs in command/args/env values/workingDir when a word equals the
 mount path, starts with `<mountPath>/`, or is `<anything>=<such a path>`.
 """
@@ -24,6 +26,11 @@ log = logging.getLogger(__name__)
 POD_IP = "127.0.0.1"
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _FIELD_KEY = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
+_KINDS = {"secrets": "Secret", "configmaps": "ConfigMap"}
+
+
+class MissingEnvSource(ValueError):
+    """A Secret, ConfigMap or key the container's env names does not exist (yet)."""
 
 
 def prepare(
@@ -102,31 +109,38 @@ def container_env(
     node_name: str,
     rest: RestClient,
     base: Mapping[str, str],
+    strict: bool = False,
+    pod_ip: str = POD_IP,
 ) -> dict[str, str]:
-    """`base`, then the container's `envFrom`, then its `env` (each `$(VAR)`-expanded)."""
+    """`base`, then the container's `envFrom`, then its `env` (each `$(VAR)`-expanded).
+    `strict`: a missing Secret, ConfigMap or key that is not `optional` raises
+    MissingEnvSource (else it is skipped)."""
     env = dict(base)
     namespace = pod["metadata"]["namespace"]
     for source in container.get("envFrom", []):
         for kind, plural in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
             if kind in source:
-                data = _object_data(rest, namespace, plural, source[kind]["name"])
+                ref = source[kind]
+                data = _object_data(rest, namespace, plural, ref["name"])
+                if data is None and strict and not ref.get("optional"):
+                    raise MissingEnvSource(f'{_KINDS[plural].lower()} "{ref["name"]}" not found')
                 prefix = source.get("prefix", "")
                 env.update({prefix + key: value for key, value in (data or {}).items()})
     for item in container.get("env", []):
-        value = _env_value(pod, item, node_name, rest)
+        value = _env_value(pod, item, node_name, rest, strict=strict, pod_ip=pod_ip)
         if value is not None:
             env[item["name"]] = expand(value, env)
     return env
 
 
-def field_value(pod: dict[str, Any], path: str, node_name: str) -> str:
+def field_value(pod: dict[str, Any], path: str, node_name: str, pod_ip: str = POD_IP) -> str:
     """A downward-API field of the Pod (fieldRef.fieldPath); ValueError if not supported."""
     meta = pod["metadata"]
     fields = {
         "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
         "metadata.uid": meta["uid"], "spec.nodeName": node_name,
         "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
-        "status.podIP": POD_IP, "status.hostIP": POD_IP,
+        "status.podIP": pod_ip, "status.hostIP": pod_ip,
     }  # fmt: skip
     if path in fields:
         return str(fields[path])
@@ -147,7 +161,13 @@ def _object_data(rest: RestClient, namespace: str, plural: str, name: str) -> di
 
 
 def _env_value(
-    pod: dict[str, Any], item: dict[str, Any], node_name: str, rest: RestClient
+    pod: dict[str, Any],
+    item: dict[str, Any],
+    node_name: str,
+    rest: RestClient,
+    *,
+    strict: bool = False,
+    pod_ip: str = POD_IP,
 ) -> str | None:
     if "valueFrom" not in item:
         return str(item.get("value", ""))
@@ -155,17 +175,23 @@ def _env_value(
     meta = pod["metadata"]
     if "fieldRef" in source:
         try:
-            return field_value(pod, source["fieldRef"]["fieldPath"], node_name)
+            return field_value(pod, source["fieldRef"]["fieldPath"], node_name, pod_ip)
         except ValueError:
             pass
     for kind, plural in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
         if kind in source:
             ref = source[kind]
-            value = (_object_data(rest, meta["namespace"], plural, ref["name"]) or {}).get(
-                ref["key"]
-            )
+            data = _object_data(rest, meta["namespace"], plural, ref["name"])
+            value = (data or {}).get(ref["key"])
             if value is not None:
                 return value
+            if strict and not ref.get("optional"):
+                what = _KINDS[plural]
+                if data is None:
+                    raise MissingEnvSource(f'{what.lower()} "{ref["name"]}" not found')
+                raise MissingEnvSource(
+                    f"couldn't find key {ref['key']} in {what} {meta['namespace']}/{ref['name']}"
+                )
     log.warning("kubelet: %s: env %s from %s is not supported or not found; skipped",
                 meta["name"], item["name"], source)  # fmt: skip
     return None

@@ -75,8 +75,11 @@ class Node(abc.ABC):
         label_selector: str | None,
         node_name: str,
         prefix: str,
+        pod_ip: str = POD_IP,
     ) -> None:
         self.plane = plane
+        self.pod_ip = pod_ip
+        """The IP every Pod of this node reports (its containers share the host's network)."""
         self.namespaces = list(namespaces)
         self.label_selector = label_selector
         self.node_name = node_name
@@ -261,8 +264,8 @@ class Node(abc.ABC):
         status = {
             "phase": phase,
             "startTime": run.started_at,
-            "hostIP": POD_IP, "hostIPs": [{"ip": POD_IP}],
-            "podIP": POD_IP, "podIPs": [{"ip": POD_IP}],
+            "hostIP": self.pod_ip, "hostIPs": [{"ip": self.pod_ip}],
+            "podIP": self.pod_ip, "podIPs": [{"ip": self.pod_ip}],
             "conditions": [
                 condition("PodScheduled", True),
                 condition("Initialized", True),

@@ -1,6 +1,6 @@
 """A Pod's volumes as host directories, the way a kubelet prepares them before its containers.
 
-- emptyDir: a fresh directory of the Pod.
+- emptyDir: a fresh directory of the Pod, mode 0777 as the kubelet makes it (any uid writes).
 - secret, configMap, downwardAPI and projected (secret, configMap, downwardAPI and
   serviceAccountToken sources): files written from the API objects (`items` with `key`/`path`/
   `mode`, or every key; `defaultMode`, 0644 unless set). A serviceAccountToken is minted with
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.k8s.container import field_value
+from tests.k8s.container import POD_IP, field_value
 from tests.k8s.controlplane import RestClient
 
 WAIT_STEP = 0.2
@@ -56,6 +56,7 @@ def prepare(
     node_name: str,
     alive: Callable[[], bool],
     stopping: threading.Event,
+    pod_ip: str = POD_IP,
 ) -> dict[str, HostVolume]:
     """The Pod's volumes by name, each a directory on this host; waits for missing sources
     while `alive()` (VolumeNotReady once it is not)."""
@@ -64,7 +65,8 @@ def prepare(
     for volume in pod["spec"].get("volumes", []):
         while True:
             try:
-                volumes[volume["name"]] = _prepare_one(pod, volume, workdir, rest, node_name)
+                found = _prepare_one(pod, volume, workdir, rest, (node_name, pod_ip))
+                volumes[volume["name"]] = found
                 break
             except VolumeNotReady:
                 if not alive() or stopping.wait(WAIT_STEP):
@@ -80,7 +82,11 @@ def _is_host_path(volume: dict[str, Any]) -> bool:
 
 
 def _prepare_one(
-    pod: dict[str, Any], volume: dict[str, Any], workdir: Path, rest: RestClient, node_name: str
+    pod: dict[str, Any],
+    volume: dict[str, Any],
+    workdir: Path,
+    rest: RestClient,
+    node: tuple[str, str],
 ) -> HostVolume:
     name = volume["name"]
     if "hostPath" in volume:
@@ -94,6 +100,7 @@ def _prepare_one(
     target = workdir / "volumes" / name
     target.mkdir(parents=True, exist_ok=True)
     if "emptyDir" in volume:
+        target.chmod(0o777)
         return HostVolume(target, read_only=False)
     kind = next((k for k in _READ_ONLY if k in volume), None)
     if kind is None:
@@ -103,7 +110,7 @@ def _prepare_one(
     sources = source["sources"] if kind == "projected" else [{kind: source}]
     files: dict[str, tuple[bytes, int]] = {}
     for item in sources:
-        files.update(_source_files(pod, item, rest, node_name, default_mode))
+        files.update(_source_files(pod, item, rest, node, default_mode))
     for relative, (content, mode) in files.items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,9 +123,10 @@ def _source_files(
     pod: dict[str, Any],
     item: dict[str, Any],
     rest: RestClient,
-    node_name: str,
+    node: tuple[str, str],
     default_mode: int,
 ) -> dict[str, tuple[bytes, int]]:
+    """`node`: the node's name and the Pod's IP, for the downward API."""
     namespace = pod["metadata"]["namespace"]
     if "serviceAccountToken" in item:
         token = item["serviceAccountToken"]
@@ -127,7 +135,7 @@ def _source_files(
     if "downwardAPI" in item:
         return {
             entry["path"]: (
-                field_value(pod, entry["fieldRef"]["fieldPath"], node_name).encode(),
+                field_value(pod, entry["fieldRef"]["fieldPath"], *node).encode(),
                 int(entry.get("mode", default_mode)),
             )
             for entry in item["downwardAPI"].get("items", [])

@@ -11,6 +11,16 @@ of 1 s doubling to 10 s, and the status with exit codes (OOMKilled named as such
 Deleting the Pod stops its containers as a kubelet does: SIGTERM, the grace period, SIGKILL
 (`podman stop -t`). Images are never pulled: they must exist locally (ErrImageNeverPull).
 Every container carries a label of this kubelet, so `stop()` removes them all.
+
+The node is registered as a Node object (Ready) whose kubelet endpoint is
+`tests.k8s.kubelet_api`: the API server proxies `kubectl logs` there, answered from
+`podman logs` of the Pod's containers (the current run, or with `--previous` the one before).
+`stop()` deletes the Node object. The Node's address, and the IP of its Pods (containers on
+the host's network, as `hostNetwork` Pods), is this host's address on its default route:
+Endpoints and EndpointSlices refuse loopback addresses, so a Service would have none.
+Env from a Secret or ConfigMap (`secretKeyRef`, `configMapKeyRef`, `envFrom`) that does not
+exist (and is not `optional`) holds the container in CreateContainerConfigError, retried
+until it appears, as a kubelet does.
 """
 
 from __future__ import annotations
@@ -18,13 +28,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import socket
 import subprocess
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from tests.k8s import container as container_env
-from tests.k8s import pod_volumes, podman_spec
+from tests.k8s import kubelet_api, pod_volumes, podman_spec
+from tests.k8s.container import POD_IP
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.node import Node, PodRun, now
 from tests.k8s.probes import Prober
@@ -34,6 +47,18 @@ log = logging.getLogger(__name__)
 NODE_NAME = "vahana-container-node"
 LABEL = "dev.vahana.test-kubelet"
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 10.0
+ENV_RETRY = 0.5
+"""Seconds between two tries of a container whose env names a missing Secret or ConfigMap."""
+
+
+def host_address() -> str:
+    """This host's IPv4 address on its default route; 127.0.0.1 if it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))  # UDP: picks the route, sends nothing
+            return str(probe.getsockname()[0])
+        except OSError:
+            return POD_IP
 
 
 def podman(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -79,9 +104,63 @@ class ContainerKubelet(Node):
     ) -> None:
         super().__init__(
             plane, namespaces, label_selector=label_selector, node_name=node_name,
-            prefix="vh-ck-",
+            prefix="vh-ck-", pod_ip=host_address(),
         )  # fmt: skip
         self.label = f"{LABEL}={self.root.name}"
+        self.api = kubelet_api.KubeletApi(self._log_container, self.pod_ip)
+
+    def start(self, timeout: float = 30) -> ContainerKubelet:
+        """Serves the kubelet API, registers the Node, then takes Pods (`Node.start`)."""
+        self.api.start()
+        try:
+            self._register_node()
+            super().start(timeout)
+        except BaseException:
+            self.api.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        super().stop(timeout)
+        # A restart that was starting while `_stop_runtime` listed the containers: gone too.
+        self._stop_runtime([], 0)
+        self.api.stop()
+        try:
+            status, body = self.rest.request("DELETE", f"/api/v1/nodes/{self.node_name}")
+        except OSError as error:  # the control plane stopped first
+            status, body = 0, {"message": str(error)}
+        if status not in (200, 404):
+            log.warning("kubelet: deleting node %s: %s %s", self.node_name, status, body)
+
+    def _register_node(self) -> None:
+        """The Node object: Ready, at `pod_ip`, its kubelet endpoint the API's port."""
+        path = f"/api/v1/nodes/{self.node_name}"
+        labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux"}
+        node = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.node_name, "labels": labels}}  # fmt: skip
+        status, body = self.rest.request("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):  # 409: left by a kubelet of this name that did not stop
+            raise RuntimeError(f"kubelet: registering node {self.node_name}: {status} {body}")
+        stamp = now()
+        ready = {
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "the container kubelet of the tests is posting ready status",
+            "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
+        }  # fmt: skip
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        capacity = {"cpu": str(os.cpu_count() or 1), "memory": str(memory), "pods": "110"}
+        node_status = {
+            # Only an InternalIP: the API server would try a Hostname address first.
+            "addresses": [{"type": "InternalIP", "address": self.pod_ip}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.api.port}},
+            "conditions": [ready], "capacity": capacity, "allocatable": capacity,
+        }  # fmt: skip
+        status, body = self.rest.request(
+            "PATCH", path + "/status", {"status": node_status},
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+        if status != 200:
+            raise RuntimeError(f"kubelet: status of node {self.node_name}: {status} {body}")
 
     # -- what tests look at ------------------------------------------------------------------------
     def containers(self, *, running_only: bool = False) -> list[dict[str, Any]]:
@@ -110,6 +189,34 @@ class ContainerKubelet(Node):
         done = podman("logs", name)
         return done.stdout + done.stderr
 
+    def _log_container(self, namespace: str, pod: str, container: str, previous: bool) -> str:
+        """The podman container whose logs `kubectl logs` (with `--previous`) reads; raises
+        kubelet_api.LogsUnavailable with the kubelet's message when there is none."""
+        with self._lock:
+            runs = [r for r in self._runs.values() if (r.namespace, r.name) == (namespace, pod)]
+        if not runs:
+            raise kubelet_api.LogsUnavailable(404, f'pod "{pod}" not found on this node')
+        containers: list[_Container] = runs[-1].runtime.get("containers", [])
+        item = next((c for c in containers if c.spec["name"] == container), None)
+        if item is None:
+            raise kubelet_api.LogsUnavailable(
+                404, f'container "{container}" in pod "{pod}" not found'
+            )
+        if previous:
+            if item.restarts == 0:
+                raise kubelet_api.LogsUnavailable(
+                    400, f'previous terminated container "{container}" in pod "{pod}" '
+                    "not found",
+                )  # fmt: skip
+            meta = {"name": pod, "namespace": namespace, "uid": runs[-1].uid}
+            return podman_spec.container_name({"metadata": meta}, item.spec, item.restarts - 1)
+        if not item.name:
+            reason = item.state.get("waiting", {}).get("reason", "ContainerCreating")
+            raise kubelet_api.LogsUnavailable(
+                400, f'container "{container}" in pod "{pod}" is waiting to start: {reason}'
+            )
+        return item.name
+
     # -- the runtime -------------------------------------------------------------------------------
     def _run_pod(self, run: PodRun, pod: dict[str, Any]) -> None:
         containers = [_Container(spec) for spec in pod["spec"]["containers"]]
@@ -118,7 +225,7 @@ class ContainerKubelet(Node):
         try:
             volumes = pod_volumes.prepare(
                 pod, run.workdir, self.rest, node_name=self.node_name,
-                alive=lambda: not run.terminating, stopping=self._stopping,
+                alive=lambda: not run.terminating, stopping=self._stopping, pod_ip=self.pod_ip,
             )  # fmt: skip
         except pod_volumes.VolumeNotReady:
             return  # deleted while it waited for its volumes
@@ -200,9 +307,9 @@ class ContainerKubelet(Node):
             item.state = {"waiting": {"reason": "ErrImageNeverPull", "message": message}}
             return None
         image_user = json.loads(inspected.stdout)[0].get("Config", {}).get("User", "")
-        env = container_env.container_env(
-            pod, spec, node_name=self.node_name, rest=self.rest, base={}
-        )
+        env = self._container_env(run, pod, item)
+        if env is None:
+            return None
         item.name = podman_spec.container_name(pod, spec, item.restarts)
         try:
             args = podman_spec.run_args(
@@ -245,6 +352,25 @@ class ContainerKubelet(Node):
             }
         }  # fmt: skip
         return code
+
+    def _container_env(
+        self, run: PodRun, pod: dict[str, Any], item: _Container
+    ) -> dict[str, str] | None:
+        """The container's env; while a Secret or ConfigMap it names is missing, the container
+        waits in CreateContainerConfigError (None if the Pod is deleted meanwhile)."""
+        while True:
+            try:
+                return container_env.container_env(
+                    pod, item.spec, node_name=self.node_name, rest=self.rest, base={},
+                    strict=True, pod_ip=self.pod_ip,
+                )  # fmt: skip
+            except container_env.MissingEnvSource as error:
+                waiting = {"reason": "CreateContainerConfigError", "message": str(error)}
+                if item.state.get("waiting") != waiting:
+                    item.state = {"waiting": waiting}
+                    self._publish(run, pod)
+            if run.terminating or self._stopping.wait(ENV_RETRY):  # the kubelet's retry timer
+                return None
 
     def _set_ready(self, run: PodRun, pod: dict[str, Any], item: _Container, ready: bool) -> None:
         item.ready = ready

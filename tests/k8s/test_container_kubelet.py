@@ -1,9 +1,12 @@
 """The container kubelet applies what a node applies: env, volumes, the service-account token,
-security context, limits, probes, grace and exit codes — checked from inside the containers."""
+security context, limits, probes, grace and exit codes — checked from inside the containers —
+and answers `kubectl logs` through the API server as a node's kubelet does."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,3 +191,78 @@ def test_readiness_follows_the_probe_and_deletion_sends_sigterm_then_waits_the_g
     exited = [c for c in node.containers() if c["Names"][0] == name]
     assert exited and exited[0]["ExitCode"] == 0, exited  # it exited by itself on SIGTERM
     assert "got SIGTERM" in node.log_of("server")
+
+
+def test_kubectl_logs_reads_the_containers_and_env_waits_for_its_secret(
+    control_plane: ControlPlane, namespace: str, node: ContainerKubelet, vahana_image: str
+) -> None:
+    """`kubectl logs` (with --follow, --previous, --tail, --timestamps, --limit-bytes) reaches
+    the node's kubelet endpoint; a container whose env names a Secret that does not exist yet
+    waits in CreateContainerConfigError and starts once it does."""
+    script = (
+        "if [ ! -e /scratch/ran ]; then touch /scratch/ran; echo first run; echo on stderr >&2; "
+        "exit 1; fi; echo second run $WORD; echo line 1; echo line 2; echo line 3; "
+        "while [ ! -e /scratch/go ]; do sleep 0.1; done; echo bye"
+    )
+    word = {"name": "WORD", "valueFrom": {"secretKeyRef": {"name": "later", "key": "word"}}}
+    create(control_plane, namespace, pod("talker", vahana_image, script, container={
+        "env": [word], "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+    }, restartPolicy="OnFailure", volumes=[{"name": "scratch", "emptyDir": {}}]))  # fmt: skip
+
+    def logs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return control_plane.kubectl("logs", "-n", namespace, "talker", *args, check=check)
+
+    def container() -> dict[str, Any]:
+        statuses = pod_status(control_plane, namespace, "talker").get("containerStatuses", [])
+        return dict(statuses[0]) if statuses else {}
+
+    waiting = wait_until(
+        lambda: container().get("state", {}).get("waiting", {}).get("message"), timeout=30,
+        message="the container waiting for its Secret",
+    )  # fmt: skip
+    assert waiting == 'secret "later" not found'
+    refused = logs(check=False)
+    assert refused.returncode == 1, refused
+    assert "is waiting to start: CreateContainerConfigError" in refused.stderr
+    create(control_plane, namespace, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later"},
+        "stringData": {"word": "hello"},
+    })  # fmt: skip
+    wait_until(
+        lambda: container().get("restartCount") == 1 and "running" in container()["state"],
+        timeout=60, message="the second run",
+    )  # fmt: skip
+    follow = subprocess.Popen(
+        [str(control_plane.assets / "kubectl"), "--kubeconfig", str(control_plane.kubeconfig),
+         "logs", "-n", namespace, "talker", "--follow"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen: list[str] = []
+
+    def read() -> None:
+        assert follow.stdout is not None
+        for line in follow.stdout:
+            seen.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: "line 3\n" in seen, timeout=30, message="line 3, followed")
+        # `bye` is written only now: a --follow that had not waited for it would not show it.
+        subprocess.run(["podman", "exec", node.container_of("talker"), "touch", "/scratch/go"],
+                       check=True)  # fmt: skip
+        assert follow.wait(timeout=60) == 0
+        reader.join(10)
+    finally:
+        follow.kill()
+    output = "second run hello\nline 1\nline 2\nline 3\nbye\n"
+    assert "".join(seen) == output
+    wait_until(lambda: phase_is(control_plane, namespace, "talker", "Succeeded"), timeout=30,
+               message="the pod to succeed")  # fmt: skip
+    assert logs().stdout == output
+    # stdout and stderr come on two pipes: their lines are in order within each, not across
+    assert sorted(logs("--previous").stdout.splitlines()) == ["first run", "on stderr"]
+    assert logs("--tail=2").stdout == "line 3\nbye\n"
+    stamped = logs("--timestamps", "--tail=1").stdout
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d) bye\n", stamped), stamped
+    assert logs("--limit-bytes=6").stdout == "second"

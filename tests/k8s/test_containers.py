@@ -2,9 +2,15 @@
 in its container under the chart's ServiceAccount, worker Pods as containers, every pool type.
 
 A control plane of this module's own (with the Deployment, ReplicaSet and PersistentVolume
-controllers, so the chart's Deployment gets its Pod and its claim a volume) and a container
-kubelet (tests/k8s/podman_kubelet.py) for the release's and the users' namespaces. Every
-container is on the host's network: the chart's ports are free ports of this host.
+controllers, so the chart's Deployment gets its Pod and its claim a volume, and the
+EndpointSlice controller, so its Service gets the Ready Pod as endpoint) and a container
+kubelet (tests/k8s/podman_kubelet.py, which also answers `kubectl logs`) for the release's
+and the users' namespaces. Every container is on the host's network: the chart's ports are
+free ports of this host.
+
+The default install also runs a kubernetes pool with storage (S3 and SFTP credentials from
+Secrets, read by the worker containers themselves) and every `kubectl` command of
+docs/troubleshooting.md, as written there.
 """
 
 from __future__ import annotations
@@ -12,21 +18,26 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 import secrets
+import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from vahana.k8s import resources
 
+from tests.fixtures import s3 as s3_fixture
 from tests.fixtures import sshd as sshd_fixture
-from tests.k8s.controlplane import ControlPlane, free_port
+from tests.k8s.controlplane import CONTROLLERS, REPO, ControlPlane, free_port
 from tests.k8s.podman_kubelet import ContainerKubelet
 from tests.k8s.test_helm import CHART, EXAMPLES, RELEASE, SYSTEM, helm, helm_bin  # noqa: F401
+from tests.k8s.test_pool_storage import make_secrets, staging, storage
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kubernetes
@@ -58,7 +69,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(helm_bin: Path, vahana_image: str) -> Iterator[Cluster]:  # noqa: F811
-    plane = ControlPlane().start()
+    plane = ControlPlane(controllers=CONTROLLERS + ",endpointslice").start()
     kubelet = ContainerKubelet(plane, [SYSTEM, WORK])
     try:
         kubelet.start()
@@ -109,8 +120,10 @@ def uninstall_leaves_nothing(cluster: Cluster) -> None:
     """Deletes what a test left of its pools (their workers go with them), then `helm uninstall`:
     no container, Pod, Job or Worker may be left."""
     cluster.kubectl("delete", "workerpools,tasks", "--all", "-n", WORK, "--wait=false")
-    wait_until(lambda: not cluster.objects("workers", WORK), timeout=120,
-               message="the pools' workers gone")  # fmt: skip
+    wait_until(
+        lambda: not (cluster.objects("workers", WORK) or cluster.objects("workerpools", WORK)),
+        timeout=120, message="the pools and their workers gone",
+    )  # fmt: skip
     helm(cluster.helm, "uninstall", RELEASE, "-n", SYSTEM, "--wait", "--timeout", "2m",
          kubeconfig=cluster.plane.kubeconfig)  # fmt: skip
 
@@ -181,12 +194,16 @@ def diagnosis(cluster: Cluster) -> str:
     return f"pools: {json.dumps(pools, indent=1)}\ntasks: {tasks}\noperator log:\n{log[-4000:]}"
 
 
-def run_the_kubernetes_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
-    """The example pool and Tasks: every Task ends as it should, on worker containers that
-    `kubectl get workers` lists with their metrics; deleting the pool stops them all."""
-    tasks = example_tasks()
+def run_the_kubernetes_pool(
+    cluster: Cluster, pool: dict[str, Any], *extra_tasks: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The example pool and Tasks (and `extra_tasks`, which must complete): every Task ends
+    as it should, on worker containers that `kubectl get workers` lists with their metrics.
+    Returns the statuses of those Tasks."""
+    tasks = [*example_tasks(), *extra_tasks]
+    names = {t["metadata"]["name"] for t in tasks}
     cluster.apply(WORK, pool, *tasks)
-    done = wait_final(cluster, {t["metadata"]["name"] for t in tasks})
+    done = {name: s for name, s in wait_final(cluster, names).items() if name in names}
     failed = {name for name, status in done.items() if status["phase"] == "Failed"}
     assert failed == {"exits-three"}, done
     assert done["exits-three"].get("exitCode") == 3
@@ -203,6 +220,12 @@ def run_the_kubernetes_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
         return out if rows and all(len(row) >= 8 and row[4] != "<none>" for row in rows) else ""
 
     wait_until(listed, timeout=60, message="kubectl get workers with metrics")
+    return done
+
+
+def delete_the_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
+    """Deleting the pool stops its containers and removes its Jobs and Workers; then the
+    Tasks go."""
     cluster.kubectl("delete", "workerpool", pool["metadata"]["name"], "-n", WORK)
 
     def pool_gone() -> bool:
@@ -216,7 +239,13 @@ def run_the_kubernetes_pool(cluster: Cluster, pool: dict[str, Any]) -> None:
     cluster.kubectl("delete", "tasks", "--all", "-n", WORK)
 
 
-def test_helm_install_runs_the_operator_and_worker_pods_as_containers(cluster: Cluster) -> None:
+def test_helm_install_runs_the_operator_and_worker_pods_as_containers(
+    cluster: Cluster, s3_server: s3_fixture.S3Server, sshd_server: sshd_fixture.Sshd,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The default install: the operator's container as the chart says; the example Tasks and
+    a storage round trip (S3 and SFTP, credentials from Secrets) on a kubernetes pool; every
+    kubectl line of docs/troubleshooting.md; nothing left after `helm uninstall`."""
     ports = Ports()
     install(cluster, ports)
     try:
@@ -229,14 +258,288 @@ def test_helm_install_runs_the_operator_and_worker_pods_as_containers(cluster: C
         assert env["VAHANA_POOLS_DISTRIBUTION_PORT"] == str(ports.download)
         mounts = {m["Destination"] for m in operator["Mounts"]}
         assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
-        run_the_kubernetes_pool(cluster, example_pool(cluster.image))
+        # The pool's storage: its worker containers read the Secrets by secretKeyRef.
+        make_secrets(cluster.plane, WORK, s3_server, sshd_server)
+        pool = example_pool(cluster.image, storage=storage(s3_server, sshd_server))
+        stage = staging(s3_server, sshd_server, pool["metadata"]["name"])
+        done = run_the_kubernetes_pool(cluster, pool, stage.task)
+        secrets_by_reference(cluster, s3_server)
+        add_a_task_that_waits(cluster)
+        scene = Scene.of(cluster, pool, ports)
+        run_the_troubleshooting_lines(cluster, scene, tmp_path, when=POOL_RUNNING)
+        delete_the_pool(cluster, pool)
+        stage.check_outputs()  # what the workers wrote outlives them
+        stage.check_kept(done[stage.name], s3_server)  # and so does the task's whole output
         (pod,) = cluster.objects("pods", SYSTEM)
         log = cluster.kubelet.log_of(pod["metadata"]["name"])
         assert "Forbidden" not in log, log[-3000:]
+        left_behind_by_a_gone_operator(cluster, scene, tmp_path)
     finally:
         uninstall_leaves_nothing(cluster)
     # The claim is kept on uninstall (helm.sh/resource-policy: keep): the store outlives it.
     assert (cluster.state / "vahana.db").exists()
+
+
+STORAGE_REFS = {
+    "VAHANA_WORKER_S3_ACCESS_KEY_ID": "store-s3",
+    "VAHANA_WORKER_S3_SECRET_ACCESS_KEY": "store-s3",
+    "VAHANA_WORKER_SFTP_KEY": "store-ssh",
+    "VAHANA_WORKER_SFTP_KNOWN_HOSTS": "store-ssh",
+}
+"""The worker env the pool's storage Secrets (tests.k8s.test_pool_storage.make_secrets) fill."""
+
+
+def secrets_by_reference(cluster: Cluster, s3_server: s3_fixture.S3Server) -> None:
+    """The pool's Jobs name the storage Secrets (`secretKeyRef`) and hold no credential; the
+    kubelet put them into the worker containers, which run as uid 65532."""
+    jobs = cluster.objects("jobs", WORK)
+    assert jobs
+    for job in jobs:
+        assert s3_server.secret_key not in json.dumps(job), "credentials by reference only"
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        refs = {
+            item["name"]: item["valueFrom"]["secretKeyRef"]["name"]
+            for item in container["env"] if "secretKeyRef" in item.get("valueFrom", {})
+        }  # fmt: skip
+        assert STORAGE_REFS.items() <= refs.items(), refs
+    for pod in cluster.objects("pods", WORK):
+        name = cluster.kubelet.container_of(pod["metadata"]["name"])
+        inspected = subprocess.run(["podman", "inspect", name], capture_output=True, text=True)
+        config = json.loads(inspected.stdout)[0]["Config"]
+        assert config["User"].split(":")[0] == "65532"
+        assert f"VAHANA_WORKER_S3_SECRET_ACCESS_KEY={s3_server.secret_key}" in config["Env"]
+
+
+# -- docs/troubleshooting.md's kubectl lines ------------------------------------------------------
+DOC = REPO / "docs" / "troubleshooting.md"
+POOL_RUNNING, OPERATOR_GONE = "while the pool runs", "after the operator is gone"
+WAITS: dict[str, Any] = {
+    "apiVersion": "vahana.dev/v1alpha1", "kind": "Task", "metadata": {"name": "too-big"},
+    "spec": {"command": "true", "resources": {"cpu": "4"}},
+}  # fmt: skip
+"""A Task that stays Pending with a reason: the example pool's workers have 1 cpu."""
+ORPHAN = "left-behind"
+"""The Task deleted after the operator went: its finalizer is removed by hand."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """What the page's placeholders stand for, and what its commands must show."""
+
+    pool: str
+    worker: str
+    """<id>: a live worker of the pool."""
+    operator_pod: str
+    lease_holder: str
+    """The identity the leader's log says it holds the Lease as."""
+    grpc_endpoint: str
+    """The Ready leader's address and gRPC port, as the Service's endpoint."""
+
+    @classmethod
+    def of(cls, cluster: Cluster, pool: dict[str, Any], ports: Ports) -> Scene:
+        workers = {w["metadata"]["name"] for w in cluster.objects("workers", WORK)}
+        pods = [p for p in cluster.objects("pods", WORK) if p["status"].get("phase") == "Running"]
+        worker = next(
+            p["metadata"]["labels"]["vahana.dev/worker-id"] for p in pods
+            if p["metadata"]["labels"]["vahana.dev/worker-id"] in workers
+        )  # fmt: skip
+        (operator,) = cluster.objects("pods", SYSTEM)
+        name = operator["metadata"]["name"]
+        held = re.search(r"leader: holding lease \S+ as (\S+)", cluster.kubelet.log_of(name))
+        assert held, cluster.kubelet.log_of(name)[-3000:]
+        return cls(
+            pool=pool["metadata"]["name"], worker=worker, operator_pod=name,
+            lease_holder=held.group(1), grpc_endpoint=f"{cluster.kubelet.pod_ip}:{ports.grpc}",
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """How the test runs one kubectl line of the page, and what its output must contain."""
+
+    shows: Callable[[Scene], Sequence[str]]
+    task: str = ""
+    """The Task that NAME stands for."""
+    when: str = POOL_RUNNING
+
+
+LINES: dict[str, Line] = {
+    # First look
+    "kubectl -n NS get tasks,workerpools,workers -o wide": Line(
+        lambda s: [
+            "task.vahana.dev/hello",
+            "Completed",
+            "task.vahana.dev/exits-three",
+            "Failed",
+            "no worker can run it",
+            f"workerpool.vahana.dev/{s.pool}",
+            f"worker.vahana.dev/{s.worker}",
+        ]
+    ),
+    "kubectl -n vahana-system get pods -l app.kubernetes.io/name=vahana": Line(
+        lambda s: [s.operator_pod, "1/1", "Running"]
+    ),
+    "kubectl -n vahana-system logs deploy/vahana --tail=200": Line(
+        lambda s: ["vahana.scheduling.scheduler accepted task_id=", "name=too-big"]
+    ),
+    "kubectl -n NS get events --field-selector involvedObject.kind=Task": Line(
+        lambda s: ["task/hello", "task/exits-three", "exit code 3", "task/too-big"]
+    ),
+    # The operator is not Ready
+    "kubectl -n vahana-system get lease vahana-operator -o yaml": Line(
+        lambda s: [f"holderIdentity: {s.lease_holder}"]
+    ),
+    # A worker does not register
+    "kubectl -n NS get workerpool POOL -o wide": Line(
+        lambda s: ["DESIRED", "READY", "ERROR", s.pool]
+    ),
+    "kubectl -n NS get workerpool POOL -o jsonpath='{.status.conditions}'": Line(
+        lambda s: ['"type":"Ready"']
+    ),
+    "kubectl -n NS get jobs,pods -l vahana.dev/pool=POOL": Line(
+        lambda s: [f"job.batch/worker-{s.worker}", f"pod/worker-{s.worker}-"]
+    ),
+    "kubectl -n NS logs job/worker-<id>": Line(
+        lambda s: [f"msg=registered worker_id={s.worker}", f"server={RELEASE}.{SYSTEM}.svc:"]
+    ),
+    "kubectl -n vahana-system describe service vahana": Line(
+        lambda s: ["Endpoints:", s.grpc_endpoint]  # its port is the grpc port alone
+    ),
+    "kubectl get workers": Line(lambda s: [s.worker, "AVAILABLE"]),
+    # Tasks stay Pending
+    "kubectl -n NS get tasks -o wide": Line(
+        lambda s: ["too-big", "Pending", "no worker can run it: needs 4 cpu"]
+    ),
+    "kubectl -n NS get task NAME -o jsonpath='{.status.pendingReason}{\"\\n\"}'": Line(
+        lambda s: ["no worker can run it: needs 4 cpu, the largest worker has 1\n"], task="too-big"
+    ),
+    "kubectl -n NS get workerpools": Line(lambda s: [s.pool]),
+    # A worker is UNHEALTHY
+    "kubectl -n NS get workers": Line(lambda s: [s.worker, "AVAILABLE", "LAST HEARTBEAT"]),
+    "kubectl -n NS get pods -l vahana.dev/worker-id=<id>": Line(
+        lambda s: [f"worker-{s.worker}-", "Running"]
+    ),
+    # Stale attempts; a task failed or was rerun
+    "kubectl -n NS get task NAME -o jsonpath='{.status.attempt} {.status.message}{\"\\n\"}'": Line(
+        lambda s: ["2 command exited with code 3"], task="exits-three"
+    ),
+    "kubectl -n NS get task NAME -o jsonpath='{.status.exitCode} {.status.message}{\"\\n\"}'": Line(
+        lambda s: ["3 command exited with code 3"], task="exits-three"
+    ),
+    "kubectl -n NS get task NAME -o jsonpath='{.status.outputTail}'": Line(
+        lambda s: ["about to fail"], task="exits-three"
+    ),
+    # RBAC
+    "kubectl auth can-i --list --as=system:serviceaccount:vahana-system:vahana -n NS": Line(
+        lambda s: ["tasks.vahana.dev", "jobs.batch", "workers.vahana.dev"]
+    ),
+    "kubectl auth can-i create jobs.batch --as=system:serviceaccount:vahana-system:vahana -n NS": (
+        Line(lambda s: ["yes"])
+    ),
+    "kubectl auth can-i update leases.coordination.k8s.io "
+    "--as=system:serviceaccount:vahana-system:vahana -n vahana-system": Line(lambda s: ["yes"]),
+    "kubectl get clusterrolebinding vahana-operator -o yaml": Line(
+        lambda s: ["kind: ServiceAccount", "name: vahana", "namespace: vahana-system"]
+    ),
+    # Deleting a Task hangs
+    'kubectl patch task NAME -n NS --type=merge -p \'{"metadata":{"finalizers":[]}}\'': Line(
+        lambda s: [f"task.vahana.dev/{ORPHAN} patched"], task=ORPHAN, when=OPERATOR_GONE
+    ),
+}
+"""Every kubectl line of the page this test runs, as the page writes it."""
+
+NOT_RUN = {
+    "kubectl -n vahana-system port-forward svc/vahana 50051": (
+        "port-forward needs the kubelet's streaming endpoint (SPDY or WebSocket), which the "
+        "container kubelet does not serve; the `vahana --server` lines it prepares for are run "
+        "against a scheduler by tests/integration/test_troubleshooting_commands.py"
+    ),
+}
+"""The page's kubectl lines this test does not run, and why."""
+
+
+def add_a_task_that_waits(cluster: Cluster) -> None:
+    """Applies WAITS once the pool's workers registered: the operator writes a Task's reason
+    when the Task changes, not when workers come (a reason decided before them stays)."""
+    cluster.apply(WORK, WAITS)
+    wait_until(
+        lambda: (cluster.plane.read(WORK, "task", WAITS["metadata"]["name"]) or {})
+        .get("status", {}).get("pendingReason", "").startswith("no worker can run it"),
+        timeout=60, message="the waiting Task's reason",
+    )  # fmt: skip
+
+
+def doc_kubectl_lines() -> list[str]:
+    """Every kubectl command of the page: the lines of its code blocks (without comments) and
+    the inline code in its text and tables."""
+    text = DOC.read_text()
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
+    lines = [re.sub(r"\s+#.*$", "", line).strip() for b in blocks for line in b.splitlines()]
+    inline = re.findall(r"`(kubectl [^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    return list(dict.fromkeys([line for line in lines if line.startswith("kubectl ")] + inline))
+
+
+def test_every_kubectl_line_of_the_troubleshooting_page_is_run_or_excused() -> None:
+    """The page and LINES / NOT_RUN say the same lines: a kubectl line added to the page (or
+    changed) fails here until this module runs it, or says why it cannot."""
+    lines = doc_kubectl_lines()
+    assert len(lines) >= 20, lines
+    unknown = [line for line in lines if line not in LINES and line not in NOT_RUN]
+    assert not unknown, f"kubectl lines of {DOC.name} this module does not run: {unknown}"
+    gone = [line for line in [*LINES, *NOT_RUN] if line not in lines]
+    assert not gone, f"lines no longer on {DOC.name}: {gone}"
+
+
+def filled(text: str, scene: Scene, task: str) -> list[str]:
+    """The words of a line of the page, its placeholders replaced (NAME by `task`)."""
+    assert task or not re.search(r"\bNAME\b", text), f"which Task is NAME in {text}?"
+    for placeholder, value in (("NS", WORK), ("POOL", scene.pool), ("NAME", task)):
+        text = re.sub(rf"\b{placeholder}\b", value, text)
+    return shlex.split(text.replace("<id>", scene.worker))
+
+
+def run_the_troubleshooting_lines(cluster: Cluster, scene: Scene, tmp: Path, *, when: str) -> None:
+    """Runs the page's kubectl lines meant for `when`, placeholders filled in, as a user whose
+    kubeconfig context's namespace is NS: each exits 0 and shows what the page says."""
+    kubeconfig = cluster.plane.write_kubeconfig(
+        tmp / "user-kubeconfig", user="admin", token=cluster.plane.token, namespace=WORK
+    )
+    for text in doc_kubectl_lines():
+        line = LINES.get(text)
+        if line is None or line.when != when:
+            continue
+        words = filled(text, scene, line.task)
+        done = cluster.plane.kubectl(*words[1:], kubeconfig=kubeconfig, check=False)
+        shown = f"{text}\n  ran as {shlex.join(words)}: exit {done.returncode}\n"
+        shown += done.stdout + done.stderr
+        assert done.returncode == 0, shown
+        missing = [item for item in line.shows(scene) if item not in done.stdout]
+        assert not missing, f"{shown}\n  does not show {missing}"
+
+
+def left_behind_by_a_gone_operator(cluster: Cluster, scene: Scene, tmp: Path) -> None:
+    """The page's last resort: a Task deleted after the operator went keeps its finalizer, and
+    `kubectl patch … finalizers` lets the deletion finish."""
+    orphan = {
+        "apiVersion": "vahana.dev/v1alpha1", "kind": "Task", "metadata": {"name": ORPHAN},
+        "spec": {"command": "true"},
+    }  # fmt: skip
+
+    def finalizers() -> list[str]:
+        found = cluster.plane.read(WORK, "task", ORPHAN) or {}
+        return list(found.get("metadata", {}).get("finalizers", []))
+
+    cluster.apply(WORK, orphan)
+    wait_until(lambda: resources.FINALIZER in finalizers(), timeout=60,
+               message="the operator's finalizer on the Task")  # fmt: skip
+    cluster.kubectl("-n", SYSTEM, "scale", "deployment", RELEASE, "--replicas=0")
+    wait_until(lambda: not cluster.objects("pods", SYSTEM), timeout=120,
+               message="the operator's Pod gone")  # fmt: skip
+    cluster.kubectl("-n", WORK, "delete", "task", ORPHAN, "--wait=false")
+    assert finalizers() == [resources.FINALIZER]  # nobody left to remove it
+    run_the_troubleshooting_lines(cluster, scene, tmp, when=OPERATOR_GONE)
+    wait_until(lambda: cluster.plane.read(WORK, "task", ORPHAN) is None, timeout=30,
+               message="the Task deleted once its finalizer is gone")  # fmt: skip
 
 
 def make_certificates(directory: Path) -> Path:
@@ -284,6 +587,7 @@ def test_helm_install_with_mutual_tls_and_tokens_runs_the_worker_pods(
         pool = example_pool(cluster.image)
         pool["spec"]["kubernetes"]["tlsSecretName"] = "worker-tls"
         run_the_kubernetes_pool(cluster, pool)
+        delete_the_pool(cluster, pool)
     finally:
         uninstall_leaves_nothing(cluster)
 

@@ -4,6 +4,7 @@ them from the operator. Each runs a task that reads from S3 and SFTP and writes 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -55,9 +56,35 @@ def storage(server: s3.S3Server, ssh: sshd.Sshd) -> dict[str, Any]:
     }
 
 
-def round_trip(
-    plane: ControlPlane, namespace: str, server: s3.S3Server, ssh: sshd.Sshd, pool: str
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class Staging:
+    """A Task that reads one input from S3 and one from SFTP and writes its output to both."""
+
+    task: dict[str, Any]
+    bucket: Path
+    remote: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.task["metadata"]["name"])
+
+    def check_outputs(self) -> None:
+        """Both outputs are the two inputs, byte for byte."""
+        expected = (self.bucket / "a.bin").read_bytes() + (self.remote / "b.bin").read_bytes()
+        assert (self.bucket / "out" / "both.bin").read_bytes() == expected
+        assert (self.remote / "out" / "both.bin").read_bytes() == expected
+
+    def check_kept(self, status: dict[str, Any], server: s3.S3Server) -> None:
+        """Its whole output (more than the status's tail) is in the pool's storage, and the
+        status names it."""
+        task_id = status["taskId"]
+        assert status["outputLog"] == f"s3://{KEPT_BUCKET}/kept/{task_id}/attempt-1.log", status
+        kept = server.root / KEPT_BUCKET / "kept" / task_id / "attempt-1.log"
+        assert kept.read_text() == "".join(f"{n}\n" for n in range(1, 20001))
+
+
+def staging(server: s3.S3Server, ssh: sshd.Sshd, pool: str) -> Staging:
+    """Puts the inputs in place (bucket and directory `k8s-<pool>`) and says the Task."""
     bucket = server.bucket(f"k8s-{pool}")
     server.bucket(KEPT_BUCKET)
     server.put(f"k8s-{pool}", "a.bin", os.urandom(1 << 20))
@@ -65,38 +92,36 @@ def round_trip(
     remote.mkdir()
     (remote / "b.bin").write_bytes(os.urandom(1 << 19))
     sftp = f"sftp://127.0.0.1:{ssh.port}{remote}"
-    apply(
-        plane,
-        namespace,
-        task_yaml(
-            f"stage-{pool}",
-            "cat a.bin b.bin > both.bin; seq 1 20000",
-            pool=pool,
-            inputFiles=[
-                {"source": f"s3://k8s-{pool}/a.bin", "destination": "a.bin"},
-                {"source": f"{sftp}/b.bin", "destination": "b.bin"},
-            ],
-            outputFiles=[
-                {"source": "both.bin", "destination": f"s3://k8s-{pool}/out/"},
-                {"source": "both.bin", "destination": f"{sftp}/out/both.bin"},
-            ],
-        ),
+    task = task_yaml(
+        f"stage-{pool}",
+        "cat a.bin b.bin > both.bin; seq 1 20000",
+        pool=pool,
+        inputFiles=[
+            {"source": f"s3://k8s-{pool}/a.bin", "destination": "a.bin"},
+            {"source": f"{sftp}/b.bin", "destination": "b.bin"},
+        ],
+        outputFiles=[
+            {"source": "both.bin", "destination": f"s3://k8s-{pool}/out/"},
+            {"source": "both.bin", "destination": f"{sftp}/out/both.bin"},
+        ],
     )
+    return Staging(json.loads(task), bucket, remote)
+
+
+def round_trip(
+    plane: ControlPlane, namespace: str, server: s3.S3Server, ssh: sshd.Sshd, pool: str
+) -> None:
+    stage = staging(server, ssh, pool)
+    apply(plane, namespace, json.dumps(stage.task))
     wait_until(
-        lambda: phases(plane, namespace).get(f"stage-{pool}") in ("Completed", "Failed"),
+        lambda: phases(plane, namespace).get(stage.name) in ("Completed", "Failed"),
         timeout=90,
         message="the staging task ends",
     )
-    task = get(plane, namespace, "task", f"stage-{pool}")
+    task = get(plane, namespace, "task", stage.name)
     assert task["status"]["phase"] == "Completed", task["status"]
-    # Its whole output (more than the status's tail) is kept in the pool's storage.
-    task_id = task["status"]["taskId"]
-    assert task["status"]["outputLog"] == f"s3://{KEPT_BUCKET}/kept/{task_id}/attempt-1.log"
-    kept = server.root / KEPT_BUCKET / "kept" / task_id / "attempt-1.log"
-    assert kept.read_text() == "".join(f"{n}\n" for n in range(1, 20001))
-    expected = (bucket / "a.bin").read_bytes() + (remote / "b.bin").read_bytes()
-    assert (bucket / "out" / "both.bin").read_bytes() == expected
-    assert (remote / "out" / "both.bin").read_bytes() == expected
+    stage.check_outputs()
+    stage.check_kept(task["status"], server)
 
 
 def test_a_kubernetes_pool_s_pods_read_the_storage_secrets_themselves(
