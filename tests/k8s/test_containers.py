@@ -421,7 +421,8 @@ LINES: dict[str, Line] = {
     ),
     # Stale attempts; a task failed or was rerun
     "kubectl -n NS get task NAME -o jsonpath='{.status.attempt} {.status.message}{\"\\n\"}'": Line(
-        lambda s: ["2 command exited with code 3"], task="exits-three"
+        # Attempt 2 after its one task retry, or later if a loaded node also lost a worker.
+        lambda s: [" command exited with code 3\n"], task="exits-three"
     ),
     "kubectl -n NS get task NAME -o jsonpath='{.status.exitCode} {.status.message}{\"\\n\"}'": Line(
         lambda s: ["3 command exited with code 3"], task="exits-three"
