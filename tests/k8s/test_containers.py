@@ -262,9 +262,10 @@ def test_helm_install_runs_the_operator_and_worker_pods_as_containers(
         make_secrets(cluster.plane, WORK, s3_server, sshd_server)
         pool = example_pool(cluster.image, storage=storage(s3_server, sshd_server))
         stage = staging(s3_server, sshd_server, pool["metadata"]["name"])
+        apply_a_task_that_waits(cluster)
         done = run_the_kubernetes_pool(cluster, pool, stage.task)
         secrets_by_reference(cluster, s3_server)
-        add_a_task_that_waits(cluster)
+        its_reason_follows_the_workers(cluster)
         scene = Scene.of(cluster, pool, ports)
         run_the_troubleshooting_lines(cluster, scene, tmp_path, when=POOL_RUNNING)
         delete_the_pool(cluster, pool)
@@ -422,7 +423,8 @@ LINES: dict[str, Line] = {
     # Stale attempts; a task failed or was rerun
     "kubectl -n NS get task NAME -o jsonpath='{.status.attempt} {.status.message}{\"\\n\"}'": Line(
         # Attempt 2 after its one task retry, or later if a loaded node also lost a worker.
-        lambda s: [" command exited with code 3\n"], task="exits-three"
+        lambda s: [" command exited with code 3"],
+        task="exits-three",
     ),
     "kubectl -n NS get task NAME -o jsonpath='{.status.exitCode} {.status.message}{\"\\n\"}'": Line(
         lambda s: ["3 command exited with code 3"], task="exits-three"
@@ -459,15 +461,30 @@ NOT_RUN = {
 """The page's kubectl lines this test does not run, and why."""
 
 
-def add_a_task_that_waits(cluster: Cluster) -> None:
-    """Applies WAITS once the pool's workers registered: the operator writes a Task's reason
-    when the Task changes, not when workers come (a reason decided before them stays)."""
+def waiting_reason(cluster: Cluster) -> str:
+    found = cluster.plane.read(WORK, "task", WAITS["metadata"]["name"]) or {}
+    return str(found.get("status", {}).get("pendingReason", ""))
+
+
+def apply_a_task_that_waits(cluster: Cluster) -> None:
+    """Applies WAITS before any worker exists: its first reason is that no worker came yet."""
     cluster.apply(WORK, WAITS)
     wait_until(
-        lambda: (cluster.plane.read(WORK, "task", WAITS["metadata"]["name"]) or {})
-        .get("status", {}).get("pendingReason", "").startswith("no worker can run it"),
-        timeout=60, message="the waiting Task's reason",
-    )  # fmt: skip
+        lambda: "no worker registered" in waiting_reason(cluster),
+        timeout=60,
+        message="the waiting Task's first reason",
+    )
+
+
+def its_reason_follows_the_workers(cluster: Cluster) -> None:
+    """Once the pool's workers registered, WAITS's reason says why none of them can run it:
+    the operator looks at waiting Tasks' reasons again when workers come, not only when the
+    Task changes."""
+    wait_until(
+        lambda: waiting_reason(cluster).startswith("no worker can run it"),
+        timeout=60,
+        message="the waiting Task's reason",
+    )
 
 
 def doc_kubectl_lines() -> list[str]:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
 from vahana.core import matching, models
 
 _LIVE = (models.WorkerState.AVAILABLE, models.WorkerState.BUSY)
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def kind(reason: str) -> str:
+    """A pending reason without its figures: "all # matching worker(s) are busy" whatever the
+    count. A mirror that rewrites a reason only when its kind changes tells a waiting task's
+    owner what changed (the pool's workers came) without a write per worker started."""
+    return _NUMBERS.sub("#", reason)
 
 
 def explain_wait(

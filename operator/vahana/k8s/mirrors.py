@@ -21,11 +21,14 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from vahana.core import events as core_events
-from vahana.core import models
+from vahana.core import models, reasons
 from vahana.k8s import array_status, events, resources
 from vahana.scheduling import records, scheduler
 
 log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 5.0
+"""How often waiting Tasks' pending reasons are compared with what their status says."""
 
 
 @dataclasses.dataclass
@@ -38,6 +41,8 @@ class TrackedTask:
     """The Task object's uid: its Events name it."""
     seen: core_events.Seen | None = None
     """What its Events have said so far."""
+    reason: str = ""
+    """The pending reason its status says (written last)."""
 
 
 class TaskStatusMirror:
@@ -50,9 +55,11 @@ class TaskStatusMirror:
         *,
         flush_seconds: float = 0.5,
         recorder: events.EventRecorder | None = None,
+        recheck_seconds: float = RECHECK_SECONDS,
     ) -> None:
         """`recorder`: where the Tasks' Events go (one per status write at most, plus a retry);
-        None: no Events."""
+        None: no Events. `recheck_seconds`: how often waiting Tasks' pending reasons are looked
+        at again (they change with the workers, not only with the task)."""
         self._scheduler = sched
         self._recorder = recorder
         self._objects = k8s.CustomObjectsApi(api)
@@ -65,6 +72,8 @@ class TaskStatusMirror:
         self._wake = asyncio.Event()
         self.writes = 0
         """Status patches and deletions sent to the API server, for the bounded-writes figure."""
+        self._recheck_seconds = recheck_seconds
+        self._rechecked = time.monotonic()
         sched.add_listener(self._on_change)
 
     def track(
@@ -127,10 +136,34 @@ class TaskStatusMirror:
             self._dirty.add(_array_key(key))
             self._wake.set()
 
+    def recheck_pending(self) -> int:
+        """Marks the waiting Tasks whose pending reason changed in kind since it was written
+        (the pool's first worker came, or a quota freed): a reason changes with the workers
+        and queues, which tell the mirror nothing. Returns how many it marked."""
+        marked = 0
+        for task_id, tracked in self._tracked.items():
+            if task_id in self._dirty or not tracked.reason:
+                continue
+            try:
+                task = self._scheduler.get_task(task_id)
+            except records.UnknownTask:
+                continue
+            reason = self._scheduler.pending_reason(task)
+            if reasons.kind(reason) != reasons.kind(tracked.reason):
+                self._dirty.add(task_id)
+                marked += 1
+        return marked
+
     async def run(self) -> None:
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._recheck_seconds)
             self._wake.clear()
+            if time.monotonic() - self._rechecked >= self._recheck_seconds:
+                self._rechecked = time.monotonic()
+                self.recheck_pending()
+            if not self._dirty:
+                continue
             dirty, self._dirty = self._dirty, set()
             for task_id in dirty:
                 try:
@@ -166,6 +199,7 @@ class TaskStatusMirror:
                 body,
             )
             self.writes += 1
+            tracked.reason = reason
         except ApiException as error:
             if error.status == 404:
                 self.untrack(task_id)

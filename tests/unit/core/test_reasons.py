@@ -117,3 +117,11 @@ def test_one_allocation_long_enough_means_busy() -> None:
 
 def test_cancel_requested_says_cancelling() -> None:
     assert explain(make_task("t"), cancel_requested=True) == "cancelling"
+
+
+def test_a_reason_s_kind_leaves_out_its_figures() -> None:
+    busy = "all {} matching worker(s) are busy"
+    assert reasons.kind(busy.format(1)) == reasons.kind(busy.format(12))
+    waiting = "no worker registered in pool gpu yet (waiting for workers to start)"
+    assert reasons.kind(waiting) != reasons.kind(busy.format(1))
+    assert reasons.kind("retry backoff until 12:00:01.5") == "retry backoff until #:#:#"
