@@ -9,7 +9,6 @@ waiting to be delivered. Off unless `--metrics-port` is given.
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
@@ -98,6 +97,8 @@ class MetricsServer:
     """Serves `render(snapshot())` at /metrics on host:port (0: a free port, see `port`)."""
 
     def __init__(self, snapshot: Callable[[], Snapshot], *, host: str, port: int) -> None:
+        import http.server  # here: only workers with --metrics-port pay its 15 ms of import
+
         take = snapshot
 
         class Handler(http.server.BaseHTTPRequestHandler):

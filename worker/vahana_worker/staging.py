@@ -26,9 +26,7 @@ import os
 import posixpath
 import shutil
 import stat
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path, PurePosixPath
 
 from vahana_worker import storage
@@ -120,7 +118,7 @@ def _local_path_of(location: str, *, what: str) -> Path:
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise StagingError(f"{what}: file:// URLs must not name a remote host")
-        return Path(urllib.request.url2pathname(parsed.path))
+        return Path(urllib.parse.unquote(parsed.path))  # url2pathname, on POSIX
     if parsed.scheme and len(parsed.scheme) > 1:  # one letter would be a Windows drive
         raise StagingError(f"{what}: unsupported URL scheme {parsed.scheme!r}")
     return Path(location)
@@ -135,6 +133,11 @@ def _copy(source: Path, destination: Path) -> None:
 
 
 def _download(url: str, destination: Path, *, what: str) -> None:
+    # Imported here: urllib.request (and http.client) cost every worker start 30 ms, and only
+    # http(s):// inputs need them.
+    import urllib.error
+    import urllib.request
+
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         with (
