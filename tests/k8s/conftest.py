@@ -11,8 +11,6 @@ Without KUBEBUILDER_ASSETS the tests skip (fail under CI=true).
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests.k8s import namespaces
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.kubelet import FakeKubelet
-from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -38,25 +36,11 @@ def control_plane() -> Iterator[ControlPlane]:
 
 @pytest.fixture
 def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"{stem or 't'}-{secrets.token_hex(3)}"
-    manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    status, body = control_plane.rest.request("POST", "/api/v1/namespaces", manifest)
-    assert status == 201, body
-    # Pods are refused until the serviceaccount controller made the namespace's `default`.
-    account = f"/api/v1/namespaces/{name}/serviceaccounts/default"
-    try:
-        wait_until(
-            lambda: control_plane.rest.request("GET", account)[0] == 200,
-            timeout=30,
-            message=f"the default ServiceAccount of {name}",
-        )
-    except AssertionError as error:
-        control_plane.check_alive()
-        tail = control_plane.log_tail("kube-controller-manager")
-        raise AssertionError(f"{error}\nkube-controller-manager log:\n{tail}") from None
+    name = namespaces.name_for(request.node.name)
+    namespaces.create(control_plane, name)
+    namespaces.wait_ready(control_plane, name)
     yield name
-    control_plane.rest.request("DELETE", f"/api/v1/namespaces/{name}")
+    namespaces.delete(control_plane, name)
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ class OperatorProcess:
     starts: int = 0
     name: str = "operator"
     extra_args: tuple[str, ...] = ()
+    more_namespaces: tuple[str, ...] = ()
+    """Namespaces it watches besides `namespace` (which names its Lease)."""
 
     @property
     def address(self) -> str:
@@ -50,7 +52,7 @@ class OperatorProcess:
                 "-m",
                 "vahana.cli.main",
                 "operator",
-                f"--namespace={self.namespace}",
+                *(f"--namespace={n}" for n in (self.namespace, *self.more_namespaces)),
                 f"--port={self.port}",
                 f"--state-dir={self.state_dir}",
                 "--heartbeat-interval=1",

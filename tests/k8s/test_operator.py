@@ -1,8 +1,12 @@
-"""The operator on a real API server, under its own RBAC, with Pods played by the fake kubelet."""
+"""The operator on a real API server, under its own RBAC, with Pods played by the fake kubelet.
+
+Most tests share one operator (`shared_operator`), each in a namespace of its own; a test that
+kills or restarts the operator, or starts it with other flags, has its own."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import tempfile
 from collections.abc import Iterator
@@ -14,7 +18,7 @@ from vahana.core import tokens
 from vahana.pools import credentials
 
 from tests.integration.harness import pid_alive
-from tests.k8s import operator_process
+from tests.k8s import namespaces, operator_process
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.kubelet import FakeKubelet
 from tests.k8s.serviceaccount import kubeconfig_for_service_account
@@ -36,6 +40,8 @@ def operator_kubeconfig(control_plane: ControlPlane) -> Path:
 def operator(
     operator_kubeconfig: Path, namespace: str
 ) -> Iterator[operator_process.OperatorProcess]:
+    """An operator of the test's own, watching its namespace: for a test that kills or
+    restarts it (and for the modules that import this fixture)."""
     with tempfile.TemporaryDirectory(prefix="vh-op-") as state:
         process = operator_process.OperatorProcess(operator_kubeconfig, namespace, Path(state))
         process.start()
@@ -43,6 +49,83 @@ def operator(
             yield process
         finally:
             process.stop()
+
+
+@dataclasses.dataclass
+class SharedOperator:
+    """The module's operator and the namespaces made for the tests that share it."""
+
+    process: operator_process.OperatorProcess
+    namespaces: dict[str, str]
+    """The namespace made for each test that uses it, by test id."""
+    left: set[str]
+    """Namespaces not deleted yet."""
+
+
+@pytest.fixture(scope="module")
+def module_operator(
+    control_plane: ControlPlane, operator_kubeconfig: Path, request: pytest.FixtureRequest
+) -> Iterator[SharedOperator]:
+    """One operator for the tests of this module that use `shared_operator` (an operator
+    starts in ~5 s): it watches the namespaces it starts with, so one is made ahead for each
+    of those tests."""
+    tests = [
+        item
+        for item in request.session.items
+        if item.getparent(pytest.Module) is request.node and "shared_operator" in item.fixturenames
+    ]
+    made = {item.nodeid: namespaces.name_for(item.name) for item in tests}
+    left: set[str] = set()
+    try:
+        for name in made.values():
+            namespaces.create(control_plane, name)
+            left.add(name)
+        for name in made.values():
+            namespaces.wait_ready(control_plane, name)
+        first, *rest = made.values()
+        with tempfile.TemporaryDirectory(prefix="vh-op-") as state:
+            process = operator_process.OperatorProcess(
+                operator_kubeconfig, first, Path(state), more_namespaces=tuple(rest)
+            )
+            try:
+                process.start()
+                yield SharedOperator(process, made, left)
+            finally:
+                process.stop()
+    finally:
+        for name in left:
+            namespaces.delete(control_plane, name)
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new namespace, deleted after; for a test of the shared operator, the one made for it
+    (deleted while that operator runs: it sees its Tasks and WorkerPools go)."""
+    shared: SharedOperator | None = None
+    if "shared_operator" in request.fixturenames:
+        shared = request.getfixturevalue("module_operator")
+        name = shared.namespaces[request.node.nodeid]
+    else:
+        name = namespaces.name_for(request.node.name)
+        namespaces.create(control_plane, name)
+        namespaces.wait_ready(control_plane, name)
+    yield name
+    namespaces.delete(control_plane, name)
+    if shared is not None:
+        shared.left.discard(name)
+
+
+@pytest.fixture
+def shared_operator(
+    module_operator: SharedOperator, namespace: str
+) -> operator_process.OperatorProcess:
+    """The module's operator, watching the test's namespace (with others' namespaces, one
+    test at a time); tests that end or restart an operator use `operator`."""
+    process = module_operator.process
+    assert process.process is not None
+    if process.process.poll() is not None:
+        raise AssertionError(f"the shared operator exited: {process.log_text()[-3000:]}")
+    return process
 
 
 @pytest.fixture
@@ -98,7 +181,7 @@ def kubernetes_pool(name: str, *, minimum: int = 0, maximum: int = 2, slots: int
 
 
 def test_the_examples_run_to_completion_and_kubectl_shows_tasks_and_workers(
-    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+    control_plane: ControlPlane, namespace: str, shared_operator: Any, pods: FakeKubelet
 ) -> None:
     control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES))
     expected = {"hello", "count", "greet-env", "copy-hostname", "small-resources", "exits-three"}
@@ -135,7 +218,7 @@ def test_the_examples_run_to_completion_and_kubectl_shows_tasks_and_workers(
 
 
 def test_a_kubernetes_pool_runs_tasks_in_jobs_and_its_deletion_removes_jobs_and_workers(
-    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+    control_plane: ControlPlane, namespace: str, shared_operator: Any, pods: FakeKubelet
 ) -> None:
     apply(control_plane, namespace, kubernetes_pool("jobs", maximum=2))
     apply(
@@ -187,7 +270,11 @@ def test_a_kubernetes_pool_runs_tasks_in_jobs_and_its_deletion_removes_jobs_and_
 
 
 def test_deleting_a_running_task_stops_its_process_and_the_object_goes_away(
-    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet, tmp_path: Path
+    control_plane: ControlPlane,
+    namespace: str,
+    shared_operator: Any,
+    pods: FakeKubelet,
+    tmp_path: Path,
 ) -> None:
     pid_file = tmp_path / "task.pid"
     apply(control_plane, namespace, kubernetes_pool("p", maximum=1))
@@ -212,7 +299,7 @@ def test_deleting_a_running_task_stops_its_process_and_the_object_goes_away(
 
 
 def test_scale_down_never_kills_a_busy_worker(
-    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+    control_plane: ControlPlane, namespace: str, shared_operator: Any, pods: FakeKubelet
 ) -> None:
     apply(control_plane, namespace, kubernetes_pool("elastic", maximum=3))
     apply(
@@ -303,7 +390,7 @@ def _writes(plane: ControlPlane, resource: str, verbs: tuple[str, ...]) -> int:
 
 
 def test_200_tasks_applied_at_once_complete_with_bounded_api_writes(
-    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+    control_plane: ControlPlane, namespace: str, shared_operator: Any, pods: FakeKubelet
 ) -> None:
     count = 200
     apply(control_plane, namespace, kubernetes_pool("bulk", maximum=4, slots=4))
@@ -340,7 +427,7 @@ def test_200_tasks_applied_at_once_complete_with_bounded_api_writes(
 
 
 def test_a_task_spec_cannot_change_after_creation(
-    control_plane: ControlPlane, namespace: str, operator: Any
+    control_plane: ControlPlane, namespace: str, shared_operator: Any
 ) -> None:
     apply(control_plane, namespace, task_yaml("fixed", "echo one", pool="nowhere"))
     result = control_plane.kubectl(
@@ -456,7 +543,7 @@ def _pool_status(plane: ControlPlane, namespace: str, name: str) -> dict[str, An
 
 
 def test_workers_that_fail_to_start_are_reported_on_the_pool(
-    control_plane: ControlPlane, namespace: str, operator: Any, pods: FakeKubelet
+    control_plane: ControlPlane, namespace: str, shared_operator: Any, pods: FakeKubelet
 ) -> None:
     refused = json.loads(kubernetes_pool("refused", minimum=1, maximum=1))
     refused["spec"]["kubernetes"]["nodeSelector"] = {"not a valid key!": "x"}
@@ -481,7 +568,11 @@ def test_workers_that_fail_to_start_are_reported_on_the_pool(
 
 
 def test_a_baremetal_pool_reads_its_ssh_key_and_known_hosts_from_secrets(
-    control_plane: ControlPlane, namespace: str, operator: Any, sshd_server: Any, tmp_path: Path
+    control_plane: ControlPlane,
+    namespace: str,
+    shared_operator: Any,
+    sshd_server: Any,
+    tmp_path: Path,
 ) -> None:
     for secret, key, path in (
         ("lab-key", "ssh-privatekey", sshd_server.key_file),
