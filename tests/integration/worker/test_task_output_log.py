@@ -22,22 +22,33 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 
+def keep(
+    tmp_path: Path, config: storage.StorageConfig, *, prefix: str, task_id: str, **given: object
+) -> str:
+    """outputlog.keep with this module's defaults: attempt 1, no spool, a 1 MiB cap."""
+    arguments: dict[str, object] = {
+        "attempt": 1, "spool": None, "tail": "", "cap": 1 << 20, **given
+    }  # fmt: skip
+    return outputlog.keep(
+        prefix=prefix,
+        task_id=task_id,
+        scratch=tmp_path / "scratch",
+        stores=config,
+        **arguments,  # type: ignore[arg-type]
+    )
+
+
 def test_a_spooled_output_is_kept_whole_under_the_prefix(
     tmp_path: Path, s3_server: s3.S3Server, sshd_server: sshd.Sshd
 ) -> None:
     bucket = s3_server.bucket("kept-spool")
     spool = tmp_path / "spool.out"
     spool.write_bytes(b"line\n" * 50_000)
-    url = outputlog.keep(
-        prefix="s3://kept-spool/runs/",
-        task_id="ns/sweep[3]",
-        attempt=2,
-        spool=spool,
-        tail="e\n",
-        cap=1 << 20,
-        scratch=tmp_path / "scratch",
-        stores=stores(s3_server, sshd_server),
-    )
+    config = stores(s3_server, sshd_server)
+    url = keep(
+        tmp_path, config, prefix="s3://kept-spool/runs/", task_id="ns/sweep[3]", attempt=2,
+        spool=spool, tail="e\n",
+    )  # fmt: skip
     assert url == "s3://kept-spool/runs/ns/sweep_3_/attempt-2.log"
     assert (
         bucket / "runs" / "ns" / "sweep_3_" / "attempt-2.log"
@@ -48,16 +59,11 @@ def test_a_short_output_is_its_tail_and_sftp_works_as_s3(
     tmp_path: Path, s3_server: s3.S3Server, sshd_server: sshd.Sshd
 ) -> None:
     remote = sshd_server.root / "kept-tail"
-    url = outputlog.keep(
-        prefix=f"sftp://127.0.0.1:{sshd_server.port}{remote}/",
-        task_id="hello",
-        attempt=1,
-        spool=tmp_path / "never-written.out",
-        tail="hello\n",
-        cap=1 << 20,
-        scratch=tmp_path / "scratch",
-        stores=stores(s3_server, sshd_server),
-    )
+    prefix = f"sftp://127.0.0.1:{sshd_server.port}{remote}/"
+    url = keep(
+        tmp_path, stores(s3_server, sshd_server), prefix=prefix, task_id="hello",
+        spool=tmp_path / "never-written.out", tail="hello\n",
+    )  # fmt: skip
     assert url.endswith(f"{remote}/hello/attempt-1.log")
     assert (remote / "hello" / "attempt-1.log").read_text() == "hello\n"
     assert not (tmp_path / "scratch").exists()
@@ -69,16 +75,9 @@ def test_an_output_the_cap_cut_ends_with_the_note_and_its_tail(
     bucket = s3_server.bucket("kept-cut")
     spool = tmp_path / "spool.out"
     spool.write_bytes(b"x" * 4096)  # the spool filled the cap
-    outputlog.keep(
-        prefix="s3://kept-cut/",
-        task_id="loud",
-        attempt=1,
-        spool=spool,
-        tail="the end\n",
-        cap=4096,
-        scratch=tmp_path / "scratch",
-        stores=stores(s3_server, sshd_server),
-    )
+    config = stores(s3_server, sshd_server)
+    keep(tmp_path, config, prefix="s3://kept-cut/", task_id="loud", spool=spool,
+         tail="the end\n", cap=4096)  # fmt: skip
     kept = (bucket / "loud" / "attempt-1.log").read_bytes()
     assert kept == b"x" * 4096 + b"\n[vahana: output cut at 4096 bytes; its last bytes:]\nthe end\n"
 
@@ -88,16 +87,7 @@ def test_an_unreachable_store_is_an_infrastructure_error(
 ) -> None:
     config = stores(s3_server, sshd_server, s3_endpoint=f"http://127.0.0.1:{harness.free_port()}")
     with pytest.raises(storage.TransferError) as raised:
-        outputlog.keep(
-            prefix="s3://kept/",
-            task_id="t",
-            attempt=1,
-            spool=None,
-            tail="x\n",
-            cap=1 << 20,
-            scratch=tmp_path / "scratch",
-            stores=config,
-        )
+        keep(tmp_path, config, prefix="s3://kept/", task_id="t", tail="x\n")
     assert raised.value.infrastructure
 
 
