@@ -55,9 +55,10 @@ def keep(
         if spooled:
             assert spool is not None
             if spool.stat().st_size >= cap > 0:
+                ending = tail.encode()
+                note = f"\n[vahana: output cut at {cap} bytes; its last {len(ending)} bytes:]\n"
                 with open(spool, "ab") as out:  # as `vahana logs` ends a cut output
-                    out.write(f"\n[vahana: output cut at {cap} bytes; its last bytes:]\n".encode())
-                    out.write(tail.encode())
+                    out.write(note.encode() + ending)
             storage.upload(spool, url, stores)
         else:
             scratch.parent.mkdir(parents=True, exist_ok=True)

@@ -142,6 +142,24 @@ def _chars(bad: Bad, field: str, text: str, limit: int) -> None:
         bad(field, f"at most {limit} characters, got {len(text)}")
 
 
+def is_storage_url(text: str) -> bool:
+    """An s3:// or sftp:// URL: a place in a pool's storage, reached by its workers."""
+    return bool(_STORAGE_URL.match(text))
+
+
+def storage_url_problem(url: str) -> str:
+    """What makes `url` unusable as a place in storage ("" if nothing): another scheme, no
+    bucket or host, or a '..' part."""
+    if not is_storage_url(url):
+        return "not an s3:// or sftp:// URL"
+    parts = url.split("://", 1)[1].split("/")
+    if not parts[0]:
+        return "no bucket or host"
+    if ".." in parts:
+        return "'..' is not allowed in storage URLs"
+    return ""
+
+
 def _path_problems(label: str, transfer: models.FileTransfer) -> list[tuple[str, str]]:
     """Paths no worker can accept, refused before the task runs: the sandbox side of a
     transfer (an input's destination, an output's source) is relative and stays inside the
@@ -157,10 +175,10 @@ def _path_problems(label: str, transfer: models.FileTransfer) -> list[tuple[str,
         elif ".." in PurePosixPath(path).parts:
             found.append((end, "must stay inside the task's sandbox: '..' is not allowed"))
     for end, where in (("source", transfer.source), ("destination", transfer.destination)):
-        if _STORAGE_URL.match(where) and ".." in where.split("/"):
+        if is_storage_url(where) and ".." in where.split("/"):
             found.append((end, "'..' is not allowed in storage URLs"))
     if label == "outputFiles" and transfer.destination:
         location = transfer.destination.removeprefix("file://")
-        if not _STORAGE_URL.match(location) and ".." in PurePosixPath(location).parts:
+        if not is_storage_url(location) and ".." in PurePosixPath(location).parts:
             found.append(("destination", "must stay inside the output directory: no '..'"))
     return found

@@ -67,8 +67,7 @@ def _storage_files(
 ) -> dict[str, Any]:
     # Sections are copied so that files can be filled in; plain values (taskOutput) as they are.
     resolved = {
-        key: dict(value or {}) if isinstance(value, Mapping) or not value else value
-        for key, value in storage.items()
+        key: dict(value) if isinstance(value, Mapping) else value for key, value in storage.items()
     }
     s3 = resolved.get("s3") or {}
     secret_name = s3.get("credentialsSecret")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vahana.core import validation
+
 PREFIX = "VAHANA_WORKER_"
 S3_KEYS = ("accessKeyId", "secretAccessKey")
 """Keys of an S3 credentials Secret."""
@@ -112,12 +114,11 @@ def worker_env(
 
 def checked_task_output(url: str) -> str:
     """`spec.storage.taskOutput` as given; ValueError names the field and the form."""
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0]
-    if scheme not in ("s3", "sftp") or not host or ".." in rest.split("/"):
+    problem = validation.storage_url_problem(url)
+    if problem:
         raise ValueError(
             f"spec.storage.taskOutput: {url!r} must be s3://bucket/prefix/ or "
-            "sftp://host/path/ (no '..')"
+            f"sftp://host/path/ ({problem})"
         )
     return url
 

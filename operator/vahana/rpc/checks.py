@@ -88,7 +88,7 @@ def update(request: pb.UpdateTaskStatusRequest, field: str = "") -> None:
     for index, path in enumerate(request.output_files):
         request.output_files[index] = bounds.head(path, bounds.PATH_BYTES)
     if request.output_log and (
-        not request.output_log.startswith(("s3://", "sftp://"))
+        validation.storage_url_problem(request.output_log)
         or len(request.output_log.encode()) > bounds.PATH_BYTES
     ):
         raise InvalidArgument(

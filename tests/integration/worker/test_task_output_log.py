@@ -79,7 +79,9 @@ def test_an_output_the_cap_cut_ends_with_the_note_and_its_tail(
     keep(tmp_path, config, prefix="s3://kept-cut/", task_id="loud", spool=spool,
          tail="the end\n", cap=4096)  # fmt: skip
     kept = (bucket / "loud" / "attempt-1.log").read_bytes()
-    assert kept == b"x" * 4096 + b"\n[vahana: output cut at 4096 bytes; its last bytes:]\nthe end\n"
+    assert (
+        kept == b"x" * 4096 + b"\n[vahana: output cut at 4096 bytes; its last 8 bytes:]\nthe end\n"
+    )
 
 
 def test_an_unreachable_store_is_an_infrastructure_error(
