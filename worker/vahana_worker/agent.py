@@ -723,7 +723,7 @@ class Worker:
             "task started", task_id=spec.task_id, attempt=spec.attempt, timeout=f"{spec.timeout:g}s"
         )
         if self._shipper is not None:
-            self._shipper.track(spec.task_id, spec.attempt, slot.run.sandbox.name)
+            self._shipper.track(spec.task_id, spec.attempt, slot.run.sandbox_name)
         try:
             result = slot.run.run()
         except Exception as exc:  # the worker's fault (disk full, ...), not the task's
@@ -782,7 +782,7 @@ class Worker:
     def _keep_output(self, slot: _Slot, result: executor.Result) -> executor.Result:
         """Keeps the ended attempt's whole output in the pool's storage (before the shipper
         removes its spool); a failure is told in the message, the outcome stays."""
-        spec, name = slot.spec, slot.run.sandbox.name
+        spec, name = slot.spec, slot.run.sandbox_name
         try:
             url = outputlog.keep(
                 prefix=self._config.task_output_url,

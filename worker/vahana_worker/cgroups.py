@@ -52,7 +52,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from vahana_worker import limits, procs
+from vahana_worker import procs
 
 _log = logging.getLogger(__name__)
 
@@ -402,30 +402,23 @@ class Manager:
         return left
 
     def probe(self, bash: str = "bash") -> str:
-        """Why a task could not be moved into a cgroup of this plan ("" if it can): the task
-        launcher, and bash with the join prefix, each join a test cgroup. Runs before the
-        worker's reaper starts (its children are its own to wait for)."""
-        for how in ("launcher", "bash"):
-            try:
-                if how == "launcher":
-                    cgroup = self.create("probe", memory_bytes=2**40, processes=2**20)
-                else:
-                    cgroup = self.create("probe", memory_bytes=0, processes=0)
-            except CgroupError as error:
-                return str(error)
-            if how == "launcher":
-                argv = limits.command_line(
-                    ["true"], limits.Limits(), cgroup_procs=cgroup.procs_files
-                )
-            else:
-                argv = [bash, "-c", join_prefix(cgroup.procs_files) + "true"]
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-            finally:
-                cgroup.remove()
-            if done.returncode != 0:
-                lines = done.stderr.strip().splitlines() or ["no error output"]
-                return f"a process cannot join a task cgroup ({how}): {lines[-1]}"
+        """Why a task could not be moved into a cgroup of this plan ("" if it can): a test
+        cgroup with both limits set (the files the launcher and `create` write), which bash
+        joins with the join prefix (the same write to cgroup.procs the task launcher makes).
+        One bash, no interpreter: it runs at every worker's start. Runs before the worker's
+        reaper starts (its children are its own to wait for)."""
+        try:
+            cgroup = self.create("probe", memory_bytes=2**40, processes=2**20)
+        except CgroupError as error:
+            return str(error)
+        argv = [bash, "-c", join_prefix(cgroup.procs_files) + "true"]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        finally:
+            cgroup.remove()
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or ["no error output"]
+            return f"a process cannot join a task cgroup: {lines[-1]}"
         return ""
 
     def controllers(self) -> frozenset[str]:

@@ -127,6 +127,8 @@ class Limits:
 
     def over(self, defaults: Limits) -> Limits:
         """These limits, with `defaults` where they are 0."""
+        if not defaults.any:  # the common case, asked for every task
+            return self
         return Limits(
             **{
                 field.name: getattr(self, field.name) or getattr(defaults, field.name)
@@ -136,7 +138,13 @@ class Limits:
 
     @property
     def any(self) -> bool:
-        return any(getattr(self, field.name) for field in dataclasses.fields(self))
+        return bool(
+            self.cpu_seconds
+            or self.memory_bytes
+            or self.processes
+            or self.open_files
+            or self.file_size_bytes
+        )
 
 
 def rlimit_args(limits: Limits) -> list[str]:

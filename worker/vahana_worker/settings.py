@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import pwd
 import secrets
@@ -149,7 +150,7 @@ class Settings:
     """s3:// or sftp:// prefix under which each task attempt's whole output (up to
     output_keep) is kept when it ends: <prefix><task id>/attempt-<n>.log. Empty: none."""
 
-    @property
+    @functools.cached_property  # asked for every task; the settings never change
     def stores(self) -> storage.StorageConfig:
         """How tasks' s3:// and sftp:// inputs and outputs are reached."""
         return storage.StorageConfig(
@@ -181,7 +182,7 @@ class Settings:
             raise ValueError(f"no such user {self.task_user!r}") from None
         return entry.pw_uid, entry.pw_gid
 
-    @property
+    @functools.cached_property
     def task_limits(self) -> limits.Limits:
         """The worker's default limits, for tasks that set none of their own."""
         return limits.Limits(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from vahana_worker import executor
@@ -19,7 +20,7 @@ def test_removals_run_on_the_janitors_thread_and_close_waits_for_them(tmp_path: 
 
         def remove(sandbox: Path = sandbox) -> None:
             threads.add(threading.current_thread().name)
-            executor._remove_sandbox(sandbox)
+            executor._remove_sandbox(str(sandbox))
 
         janitor.remove(remove)
     janitor.close()
@@ -46,3 +47,18 @@ def test_a_failing_removal_does_not_stop_the_others(tmp_path: Path) -> None:
     janitor.remove(lambda: done.append(1))
     janitor.close()
     assert done == [1]
+
+
+def test_removals_asked_for_in_a_burst_run_in_one_round_and_close_cuts_the_gap_short() -> None:
+    janitor = executor.Janitor(gap=60.0)
+    first_done = threading.Event()
+    rounds: list[list[int]] = [[]]
+    janitor.remove(lambda: (rounds[-1].append(0), first_done.set()))
+    assert first_done.wait(10), "the first removal ran"
+    rounds.append([])  # what is asked for now waits for the next round
+    for i in range(1, 6):
+        janitor.remove(lambda i=i: rounds[-1].append(i))  # type: ignore[misc]
+    started = time.monotonic()
+    janitor.close()
+    assert time.monotonic() - started < 10, "close() did not wait out the 60 s gap"
+    assert rounds == [[0], [1, 2, 3, 4, 5]]

@@ -3,6 +3,7 @@ output), the launcher's command line, defaults from flags and the protocol."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 
 import pytest
@@ -82,6 +83,12 @@ def test_task_limits_over_worker_defaults() -> None:
     defaults = limits.Limits(memory_bytes=9, processes=7)
     assert task.over(defaults) == limits.Limits(memory_bytes=5, processes=7)
     assert not limits.Limits().any and task.any
+    assert task.over(limits.Limits()) == task
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(limits.Limits)])
+def test_any_limit_counts(field: str) -> None:
+    assert limits.Limits(**{field: 1}).any
 
 
 def test_spec_from_task_fills_in_the_workers_defaults() -> None:
