@@ -48,6 +48,7 @@ from vahana_worker import (
     metrics,
     outputlog,
     reporter,
+    sandboxes,
     settings,
     shipping,
     storage,
@@ -168,6 +169,7 @@ class Worker:
         self._task_threads = threads.ThreadReuser("task")
         self._custody = custody.Custody(config)
         self._janitor = executor.Janitor()
+        self._sandboxes = sandboxes.Sandboxes(self._working_dir / "tasks")
         self._started = False
         self._outcomes = metrics.OutcomeCounter()
         self._metrics_server: metrics.MetricsServer | None = None
@@ -192,6 +194,8 @@ class Worker:
             raise RuntimeError("Worker.run() may be called once")
         self._started = True
         why = workdir.check(self._working_dir)
+        if not why:
+            self._sandboxes.sweep()
         if why:
             _ev(
                 "cannot make task sandboxes in the working directory",
@@ -288,6 +292,7 @@ class Worker:
             with self._lock:
                 self._lock.wait_for(lambda: not self._slots, timeout=self._config.kill_grace + 10)
         self._janitor.close()  # every sandbox and task cgroup gone before custody ends
+        self._sandboxes.close()
         self._custody.release()
         self._link_stop.set()
         self._link_wake.set()
@@ -662,6 +667,7 @@ class Worker:
             worker_id=self._config.worker_id,
             kill_grace=self._config.kill_grace,
             janitor=self._janitor,
+            sandboxes=self._sandboxes,
             stores=self._config.stores,
             spool=(
                 self._shipper.path(executor.sandbox_name(spec.task_id, spec.attempt))

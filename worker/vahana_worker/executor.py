@@ -41,6 +41,7 @@ from vahana_worker import (
     storage,
     taskprocs,
 )
+from vahana_worker import sandboxes as sandboxes_module
 
 _log = logging.getLogger(__name__)
 
@@ -187,16 +188,6 @@ def bash() -> str:
     return shutil.which("bash") or "/bin/bash"
 
 
-def _remove_sandbox(sandbox: str) -> None:
-    """Removes a sandbox; the common case (the task left its two empty directories) without
-    walking the tree."""
-    try:
-        os.rmdir(os.path.join(sandbox, "tmp"))
-        os.rmdir(sandbox)
-    except OSError:
-        shutil.rmtree(sandbox, ignore_errors=True)
-
-
 class Janitor:
     """Removes finished tasks' sandboxes and cgroups on a thread of its own.
 
@@ -326,6 +317,7 @@ class TaskRun:
         spool_limit: int = 64 << 20,
         clock: Callable[[], float] = time.monotonic,
         janitor: Janitor | None = None,
+        sandboxes: sandboxes_module.Sandboxes | None = None,
     ) -> None:
         """`base_env`: variables every task gets (--task-env); `output_root`: the directory
         output destinations must lie in (default `<working_dir>/outputs`); `user`: (uid, gid)
@@ -335,8 +327,10 @@ class TaskRun:
         orphans are found among its strays; without one, in all of /proc); `worker_id` and
         the reaper's life (default: this process's) go into the task's marker; `janitor`:
         where the sandbox and cgroup are removed once `run()` returns (default: in `run()`);
-        `stores`: how the worker reaches s3:// and sftp:// inputs and outputs; `spool`: a file
-        (outside the sandbox) that receives the task's whole output as it comes, up to
+        `sandboxes`: where its sandbox is made and removed (the worker's, which keeps emptied
+        ones for the next tasks; default: made and removed here); `stores`: how the worker
+        reaches s3:// and sftp:// inputs and outputs; `spool`: a file (outside the sandbox)
+        that receives the task's whole output as it comes, up to
         `spool_limit` bytes, for the worker to send on while the task runs."""
         self.spec = spec
         self.sandbox_name = sandbox_name(spec.task_id, spec.attempt)
@@ -345,6 +339,11 @@ class TaskRun:
         self._sandbox = os.path.join(working_dir, "tasks", self.sandbox_name)
         self._working_dir = working_dir
         self._output_root = output_root
+        self._sandboxes = (
+            sandboxes
+            if sandboxes is not None
+            else sandboxes_module.Sandboxes(os.path.join(working_dir, "tasks"), limit=0)
+        )
         self._output = outputbuffer.TailBuffer(output_limit)
         self._tail_limit = output_limit
         self._keep_sandbox = keep_sandbox
@@ -418,7 +417,7 @@ class TaskRun:
         if self._cgroup is not None:
             self._cgroup.remove()
         if not self._keep_sandbox:
-            _remove_sandbox(self._sandbox)
+            self._sandboxes.remove(self._sandbox)
 
     def _split_limits(self) -> limits.Limits:
         """Makes the task's cgroup (every task gets one where the worker may make them: it
@@ -520,14 +519,7 @@ class TaskRun:
 
     def _run(self) -> Result:
         sandbox = self._sandbox
-        try:
-            os.mkdir(sandbox)
-        except FileExistsError:  # an earlier life's, of this very attempt
-            shutil.rmtree(sandbox)
-            os.mkdir(sandbox)
-        except FileNotFoundError:
-            os.makedirs(sandbox)
-        os.mkdir(os.path.join(sandbox, "tmp"))
+        self._sandboxes.make(sandbox)
         try:
             for source, destination in self.spec.inputs:
                 staging.stage_input(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ def test_removals_run_on_the_janitors_thread_and_close_waits_for_them(tmp_path: 
 
         def remove(sandbox: Path = sandbox) -> None:
             threads.add(threading.current_thread().name)
-            executor._remove_sandbox(str(sandbox))
+            shutil.rmtree(sandbox)
 
         janitor.remove(remove)
     janitor.close()
