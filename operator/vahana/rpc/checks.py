@@ -18,6 +18,11 @@ MAX_WAIT_SECONDS = 60.0
 MAX_TASKS_PER_POLL = 1000
 MAX_OUTPUT_TAIL = bounds.OUTPUT_TAIL_BYTES
 _REPORTABLE = {pb.PENDING, pb.RUNNING, pb.COMPLETED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT}
+# The enums' values once: `EnumTypeWrapper.values()` builds a list at every call, and these
+# are asked for every status update.
+FAILURE_KINDS = frozenset(pb.FailureKind.values())
+TASK_STATUSES = frozenset(pb.TaskStatus.values())
+WORKER_STATUSES = frozenset(pb.WorkerStatus.values())
 
 
 class InvalidArgument(ValueError):
@@ -79,7 +84,7 @@ def update(request: pb.UpdateTaskStatusRequest, field: str = "") -> None:
         )
     if request.attempt < 1:
         raise InvalidArgument(f"{prefix}attempt: must be the task's attempt number (≥ 1)")
-    if request.failure_kind not in pb.FailureKind.values():
+    if request.failure_kind not in FAILURE_KINDS:
         raise InvalidArgument(f"{prefix}failure_kind: unknown value {request.failure_kind}")
     request.message = bounds.head(request.message, bounds.MESSAGE_BYTES)
     request.output_tail = tail(request.output_tail)
@@ -98,7 +103,7 @@ def update(request: pb.UpdateTaskStatusRequest, field: str = "") -> None:
 
 
 def _status_name(status: int) -> str:
-    return pb.TaskStatus.Name(status) if status in pb.TaskStatus.values() else str(status)
+    return pb.TaskStatus.Name(status) if status in TASK_STATUSES else str(status)
 
 
 def batch(request: pb.BatchUpdateTaskStatusRequest) -> None:
@@ -122,10 +127,7 @@ def heartbeat(request: pb.HeartbeatRequest) -> None:
 
 def worker_status(request: pb.UpdateWorkerStatusRequest) -> None:
     identifier(request.worker_id, "worker_id")
-    if (
-        request.status not in pb.WorkerStatus.values()
-        or request.status == pb.WORKER_STATUS_UNSPECIFIED
-    ):
+    if request.status not in WORKER_STATUSES or request.status == pb.WORKER_STATUS_UNSPECIFIED:
         raise InvalidArgument("status: give AVAILABLE, BUSY, DRAINING, UNHEALTHY or TERMINATED")
     request.reason = bounds.head(request.reason, bounds.MESSAGE_BYTES)
 

@@ -191,7 +191,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     ) -> pb.ListWorkersResponse:
         state = (
             models.WorkerState(pb.WorkerStatus.Name(request.status))
-            if request.status in pb.WorkerStatus.values() and request.status
+            if request.status in checks.WORKER_STATUSES and request.status
             else None
         )
         await self._scheduler.settled()  # what it lists is committed
