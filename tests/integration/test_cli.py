@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from vahana.proto import worker_pb2 as pb
 
 from tests.integration import harness
 from tests.integration.conftest import WorkerFactory
+from tests.unit.cli.test_startup_imports import NOT_FOR_RUN, under
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,16 +24,19 @@ EXAMPLES = ROOT / "deploy" / "examples"
 
 
 def vahana(
-    *args: str, timeout: float = 120, stdin: str | None = None
+    *args: str, timeout: float = 120, stdin: str | None = None, python: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
+    """The command in an environment of its own (and this one's PYTHONPATH, so it runs the code
+    under test); `python`: the interpreter's options."""
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return subprocess.run(
-        [sys.executable, "-m", "vahana.cli.main", *args],
+        [sys.executable, *python, "-m", "vahana.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         input=stdin,
         cwd=ROOT,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **path},
     )
 
 
@@ -77,6 +82,22 @@ def test_run_serves_the_dashboard_only_when_asked_and_prints_its_address() -> No
     assert re.search(r"dashboard on http://127\.0\.0\.1:\d+/", asked.stdout), asked.stdout
     plain = vahana("run", "-f", hello, "--workers=1")
     assert "dashboard" not in plain.stdout
+
+
+def test_run_loads_only_what_it_was_asked_for() -> None:
+    """No pool file, metrics or dashboard: none of their modules load in the whole run (the
+    workers are processes of their own). `-X importtime` names every module imported."""
+    result = vahana(
+        "run", "-f", str(EXAMPLES / "hello.yaml"), "--workers=2", python=("-X", "importtime")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "vahana.rpc.server" in modules  # the list is the whole run's
+    assert under(sorted(modules), NOT_FOR_RUN) == []
 
 
 def test_run_exits_non_zero_and_shows_exit_code_3_when_a_task_fails() -> None:

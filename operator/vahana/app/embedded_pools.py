@@ -14,13 +14,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vahana.app import distribution, security
+from vahana.app import adapters, security
 from vahana.app import settings as settings_module
-from vahana.manifests import pools as pool_manifests
-from vahana.pools import baremetal, base, local, slurm
+from vahana.pools import base
 from vahana.scheduling import pool_manager, scheduler
+
+if TYPE_CHECKING:
+    from vahana.app import distribution
+    from vahana.manifests import pools as pool_manifests
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +76,7 @@ class EmbeddedPools:
                 pool_secret=security.pool_secrets(self._settings),
                 tls_required=self._settings.tls.enabled,
             ),
-            self._wrap_factories(
-                {
-                    "local": local.from_pool,
-                    "slurm": slurm.factory(),
-                    "baremetal": baremetal.factory(),
-                }
-            ),
+            self._wrap_factories(adapters.by_type()),
         )
         for manifest in self._manifests:
             key = pool_manager.pool_key(manifest.namespace, manifest.name)
@@ -91,6 +88,8 @@ class EmbeddedPools:
         self._loop = asyncio.create_task(self._reconcile_forever(), name="embedded-pools")
 
     def _serve_worker(self) -> distribution.WorkerDistribution:
+        from vahana.app import distribution  # http.server: only for pools that download
+
         configured = self._settings.pools.worker_pyz
         if configured:
             pyz = Path(configured).expanduser().resolve()

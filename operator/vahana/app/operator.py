@@ -16,17 +16,14 @@ from typing import Any
 
 import kopf
 
-from vahana.app import distribution, security, service, stores
+from vahana.app import adapters, distribution, security, service, stores
 from vahana.app import settings as settings_module
 from vahana.k8s import events as k8s_events
 from vahana.k8s import kube, leader, mirrors, resources
 from vahana.k8s.handlers import pools as pool_handlers
 from vahana.k8s.handlers import queues as queue_handlers
 from vahana.k8s.handlers import tasks as task_handlers
-from vahana.pools import baremetal as baremetal_pools
 from vahana.pools import kubernetes as kubernetes_pools
-from vahana.pools import local as local_pools
-from vahana.pools import slurm as slurm_pools
 from vahana.scheduling import pool_manager
 from vahana.store import base as store_base
 from vahana.store import locking
@@ -120,14 +117,7 @@ async def _lead(
             pool_secret=security.pool_secrets(settings),
             tls_required=settings.tls.enabled,
         ),
-        process.pool_factories(
-            {
-                "local": local_pools.from_pool,
-                "kubernetes": kubernetes_pools.factory(api),
-                "slurm": slurm_pools.factory(),
-                "baremetal": baremetal_pools.factory(),
-            }
-        ),
+        process.pool_factories({**adapters.by_type(), "kubernetes": kubernetes_pools.factory(api)}),
     )
     if process.dashboard is not None:
         process.dashboard.add_pools(memo.pools)

@@ -9,12 +9,11 @@ import os
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vahana.app import embedded_pools, security, stores
+from vahana.app import security, stores
 from vahana.app import settings as settings_module
 from vahana.core import fairshare
-from vahana.manifests import pools as pool_manifests
-from vahana.observability import endpoint, instrumentation
 from vahana.pools import base as pool_base
 from vahana.pools import local
 from vahana.rpc import server as server_module
@@ -22,6 +21,11 @@ from vahana.scheduling import exits
 from vahana.scheduling import scheduler as scheduler_module
 from vahana.store import base as store_base
 from vahana.store import locking, outputs
+
+if TYPE_CHECKING:  # loaded when asked for: --pool-file, metrics.port
+    from vahana.app import embedded_pools
+    from vahana.manifests import pools as pool_manifests
+    from vahana.observability import endpoint, instrumentation
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +65,11 @@ class SchedulerProcess:
             self.scheduler.set_queues(read_queue_file(settings.queues.file))
         self.scheduler.recover()
         address = f"{settings.server.host}:{settings.server.port}"
-        self.instrumentation = (
-            instrumentation.Instrumentation(self.scheduler) if settings.metrics.port else None
-        )
+        self.instrumentation: instrumentation.Instrumentation | None = None
+        if settings.metrics.port:
+            from vahana.observability import instrumentation  # prometheus_client
+
+            self.instrumentation = instrumentation.Instrumentation(self.scheduler)
         self.certificates = security.certificates(settings)
         self.outputs = outputs.OutputStore(
             settings.state_dir / "task-output", max_bytes=settings.store.output_max_bytes
@@ -160,6 +166,8 @@ class SchedulerProcess:
             self.exits.listen(self.pool)
             self.pool.start_workers(self._local_workers)
         if self._pool_manifests:
+            from vahana.app import embedded_pools  # --pool-file only
+
             self.pools = embedded_pools.EmbeddedPools(
                 self.scheduler,
                 self.settings,

@@ -18,27 +18,29 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import rich.markup
 from rich.console import Console
 
 from vahana import __version__
-from vahana.app import service, stores
 from vahana.app import settings as settings_module
 from vahana.cli import client as client_module
-from vahana.cli import flags, render, run, watch
+from vahana.cli import flags, render, watch
 from vahana.cli import logs as task_logs
 from vahana.core import arrays, models, printable
-from vahana.manifests import pools as pool_manifests
-from vahana.manifests import queues as queue_manifests
 from vahana.manifests import tasks as task_manifests
 from vahana.manifests import yamlload
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2
-from vahana.rpc import server as rpc_server
-from vahana.store import base as store_base
+
+if TYPE_CHECKING:
+    from vahana.manifests import pools as pool_manifests
+
+# A command imports what only it needs where it runs: the client commands do not load the
+# scheduler, `run` and `server` load a pool type's adapter, the metrics or the dashboard only
+# when asked for them (tests/unit/cli/test_startup_imports.py).
 
 T = TypeVar("T")
 MAX_RUN_KEY = 190
@@ -91,18 +93,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except client_module.Unreachable:
         errors.print(f"[red]error:[/] {_unreachable(options)}", soft_wrap=True)
         return 1
-    except (store_base.StoreUnavailable, rpc_server.PortInUse) as error:
-        errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
-        return 1
     except Exception as error:
-        # The dashboard's module (aiohttp) is loaded only when a dashboard was asked for.
-        web_server = sys.modules.get("vahana.web.server")
-        if web_server is None or not isinstance(error, web_server.PortInUse):
+        if not isinstance(error, _scheduler_failures()):
             raise
         errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+SCHEDULER_FAILURES = (
+    ("vahana.store.base", "StoreUnavailable"),
+    ("vahana.rpc.server", "PortInUse"),
+    ("vahana.web.server", "PortInUse"),
+)
+"""Errors of a scheduler that `run`, `server` or `operator` started (its store cannot be had,
+its port or the dashboard's is taken): a message and exit code 1, no traceback."""
+
+
+def _scheduler_failures() -> tuple[type[BaseException], ...]:
+    # Looked up, not imported: a command that did not load a module cannot have raised its errors.
+    return tuple(
+        getattr(sys.modules[module], name)
+        for module, name in SCHEDULER_FAILURES
+        if module in sys.modules
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,6 +310,10 @@ def _add_pool_file_flag(parser: argparse.ArgumentParser) -> None:
 
 def _read_pools(paths: Sequence[Path]) -> list[pool_manifests.PoolManifest]:
     found: list[pool_manifests.PoolManifest] = []
+    if not paths:
+        return found
+    from vahana.manifests import pools as pool_manifests
+
     for path in paths:
         text = _read_text(path)
         try:
@@ -357,6 +376,9 @@ def _settings(options: argparse.Namespace, **fixed: Any) -> settings_module.Sett
     if problems:
         raise UsageError("invalid settings:\n  " + "\n  ".join(problems))
     if settings.queues.file:
+        from vahana.app import service
+        from vahana.manifests import queues as queue_manifests
+
         try:
             service.read_queue_file(settings.queues.file)
         except queue_manifests.ManifestError as error:
@@ -456,6 +478,8 @@ def _run(options: argparse.Namespace, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="vahana-run-") as scratch:
         with _nothing_submitted(options):
             settings = _settings(options, **fixed, **{"store.state_dir": scratch})
+        from vahana.cli import run  # the scheduler: store, gRPC server, local pool
+
         results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
     if options.all or options.output == "wide" or render.rows(results) <= render.FULL_TABLE_UP_TO:
         console.print(render.results_table(results))
@@ -479,6 +503,9 @@ def _dashboard_on(fixed: dict[str, Any]) -> dict[str, Any]:
 
 
 def _serve(options: argparse.Namespace, console: Console) -> int:
+    from vahana.app import service, stores
+    from vahana.store import base as store_base
+
     settings = _settings(options, **_dashboard_on({"log_level": "info"}))
     pools = _read_pools(options.pool_file)
 

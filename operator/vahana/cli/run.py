@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,10 +14,12 @@ from vahana.app import service
 from vahana.app import settings as settings_module
 from vahana.cli import render
 from vahana.core import models
-from vahana.manifests import pools as pool_manifests
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.rpc import convert
 from vahana.scheduling import scheduler as scheduler_module
+
+if TYPE_CHECKING:
+    from vahana.manifests import pools as pool_manifests
 
 
 async def run_tasks(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import subprocess
 import threading
@@ -168,5 +169,16 @@ def reconfiguring_factory(
             setattr(previous, "config", config)  # noqa: B010 (no such attribute on the protocol)
             return previous
         return adapter(config)
+
+    return build
+
+
+def lazy_factory(load: Callable[[], AdapterFactory]) -> AdapterFactory:
+    """A factory that calls `load` (which imports an adapter's module and returns its factory)
+    when it builds its first adapter: a scheduler loads only the adapters its pools use."""
+    loaded = functools.cache(load)
+
+    def build(context: PoolContext, previous: WorkerPool | None) -> WorkerPool:
+        return loaded()(context, previous)
 
     return build

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from vahana.pools import base, stores
+from vahana.pools import base
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,8 @@ def _exit_reason(pid: int, code: int) -> str:
 
 def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> LocalPool:
     """The adapter of a WorkerPool of type local: workers as processes of the scheduler."""
+    from vahana.pools import stores  # spec.storage: not needed by the default local workers
+
     config = LocalPoolConfig(
         server_address=context.server_address,
         working_dir=context.state_dir / "workers",
