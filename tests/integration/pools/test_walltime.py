@@ -128,8 +128,13 @@ class Run:
             pilot.last_seen = now
         if self.long_task:
             task = self.client.get(self.long_task)
+            # The pilots listed on both sides of that look: a replacement that registered
+            # in between may already be what the task's reason speaks of.
+            around = self.listed | {
+                info.worker_id for info in self.client.list_workers() if info.pool == KEY
+            }
             self.long_states.append(
-                (task.status, task.worker_id, task.pending_reason, frozenset(self.listed))
+                (task.status, task.worker_id, task.pending_reason, frozenset(around))
             )
         self.in_flight = [t for t in self.in_flight if self.client.status(t) not in harness.FINAL]
         missing = IN_FLIGHT - len(self.in_flight)
