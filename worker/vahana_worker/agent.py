@@ -237,8 +237,10 @@ class Worker:
             thread = threading.Thread(target=self._guard, args=(name, body), name=name, daemon=True)
             self._threads.append(thread)
             thread.start()
-        # wait() with a timeout keeps the main thread responsive to signals.
-        while not self._shutdown_requested.wait(timeout=1.0):
+        # Python runs signal handlers on the main thread only; a SIGTERM the kernel gives to
+        # another thread (gRPC's, a task's) waits for this wait to end: short, so a drain
+        # starts within STOP_CHECK, not a second later.
+        while not self._shutdown_requested.wait(timeout=STOP_CHECK):
             pass
         self._drain()
         if self._fatal is not None:
