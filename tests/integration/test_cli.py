@@ -75,6 +75,42 @@ def test_a_large_run_prints_a_summary_and_the_full_table_only_with_all(tmp_path:
     }
 
 
+def test_run_starts_its_workers_before_it_reads_the_file(tmp_path: Path) -> None:
+    """The file (here stdin, held open) is read while the local workers start: a worker
+    process is up before the first byte of the file is there."""
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    state = tmp_path / "state"
+    command = [sys.executable, "-m", "vahana.cli.main", "run", "-f", "-", "--workers=1"]
+    with subprocess.Popen(
+        [*command, f"--state-dir={state}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **path},
+    ) as run:
+        assert run.stdin is not None and run.stdout is not None
+        try:
+            wait_until(
+                lambda: any((state / "logs").glob("*.log")) or run.poll() is not None,
+                timeout=60,
+                message="a worker started while the file is still unread",
+            )
+            assert run.poll() is None, run.stdout.read()
+            run.stdin.write(
+                "apiVersion: vahana.dev/v1alpha1\nkind: Task\nmetadata: {name: late}\n"
+                "spec: {command: echo read late}\n"
+            )
+            run.stdin.close()
+            output = run.stdout.read()
+            assert run.wait(timeout=60) == 0, output
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert "all 1 task(s) completed" in output, output
+
+
 def test_run_serves_the_dashboard_only_when_asked_and_prints_its_address() -> None:
     hello = str(EXAMPLES / "hello.yaml")
     asked = vahana("run", "-f", hello, "--workers=1", "--ui-port=0")

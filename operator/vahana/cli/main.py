@@ -461,11 +461,18 @@ def _run_key(options: argparse.Namespace) -> str:
 
 
 def _run(options: argparse.Namespace, console: Console) -> int:
+    submissions: list[models.Submission] = []
+
+    def read_tasks() -> list[models.Submission]:
+        with _nothing_submitted(options):
+            submissions.extend(_instances(client_module.with_keys(_read_tasks(options.file), key)))
+        return submissions
+
     with _nothing_submitted(options):
-        submissions = _instances(
-            client_module.with_keys(_read_tasks(options.file), _run_key(options))
-        )
+        key = _run_key(options)
         pools = _read_pools(options.pool_file)
+        if pools:  # pools start remote workers (ssh, sbatch): not for a file that is refused
+            read_tasks()
     fixed: dict[str, Any] = {"server.port": 0}
     if "VAHANA_LOCAL_POOL_OUTPUT_DIR" not in os.environ:
         fixed["local_pool.output_dir"] = "outputs"  # ./outputs: beside the task file's user
@@ -480,7 +487,9 @@ def _run(options: argparse.Namespace, console: Console) -> int:
             settings = _settings(options, **fixed, **{"store.state_dir": scratch})
         from vahana.cli import run  # the scheduler: store, gRPC server, local pool
 
-        results = asyncio.run(run.run_tasks(submissions, settings, console, pools))
+        # Without pools, the file is read while the local workers start (`run.run_tasks`).
+        tasks = submissions if pools else read_tasks
+        results = asyncio.run(run.run_tasks(tasks, settings, console, pools))
     if options.all or options.output == "wide" or render.rows(results) <= render.FULL_TABLE_UP_TO:
         console.print(render.results_table(results))
     else:

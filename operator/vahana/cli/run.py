@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -23,17 +23,24 @@ if TYPE_CHECKING:
 
 
 async def run_tasks(
-    submissions: list[models.Submission],
+    submissions: list[models.Submission] | Callable[[], list[models.Submission]],
     settings: settings_module.Settings,
     console: Console,
     pools: Sequence[pool_manifests.PoolManifest] = (),
 ) -> list[tasks_pb.TaskInfo]:
-    """Runs the submissions to a final status on a fresh embedded scheduler; returns them."""
+    """Runs the submissions to a final status on a fresh embedded scheduler; returns them.
+
+    `submissions` may be a function that reads them: it is called once the scheduler has
+    started its local workers, so that reading a large file and the workers' own start-up
+    (Python and gRPC, in their processes) overlap instead of adding up. What it raises ends
+    the run (the scheduler stopped) before anything is submitted."""
     process = service.SchedulerProcess(settings, pools=pools)
     await process.start()
     if process.dashboard is not None:
         console.print(f"dashboard on {process.dashboard.url}", markup=False)
     try:
+        if callable(submissions):
+            submissions = submissions()
         return await _watch(process, submissions, console)
     finally:
         with (
