@@ -84,8 +84,11 @@ class Sandboxes:
             shutil.rmtree(spare, ignore_errors=True)
 
     def _as_made(self, path: str) -> bool:
+        listxattr = getattr(os, "listxattr", None)  # Linux only: elsewhere nothing is kept
+        if listxattr is None:
+            return False
         made = os.stat(path)
-        return (made.st_mode, made.st_uid, made.st_gid) == self._made and not os.listxattr(path)
+        return (made.st_mode, made.st_uid, made.st_gid) == self._made and not listxattr(path)
 
     def _keep(self, sandbox: str) -> bool:
         with self._lock:
