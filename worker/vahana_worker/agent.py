@@ -194,8 +194,6 @@ class Worker:
             raise RuntimeError("Worker.run() may be called once")
         self._started = True
         why = workdir.check(self._working_dir)
-        if not why:
-            self._sandboxes.sweep()
         if why:
             _ev(
                 "cannot make task sandboxes in the working directory",
@@ -203,6 +201,7 @@ class Worker:
                 reason=why,
             )
             return 1
+        self._sandboxes.sweep()
         if not self._custody.take():
             return 1
         if self._config.metrics_port:
