@@ -100,11 +100,14 @@ def test_a_queue_quota_holds_tasks_and_says_so(
         message="the Queue to be taken up",
     )
     apply(control_plane, namespace, LOCAL_POOL)
+    # The first task holds the quota for longer than the test looks: a waiting Task's reason can
+    # change kind (no worker yet → the quota) only at the mirror's next recheck, up to
+    # RECHECK_SECONDS later, and a task shorter than that could free the quota before then.
     for name in ("q-0", "q-1"):
         apply(
             control_plane,
             namespace,
-            task_yaml(name, "sleep 3", queue=queue["metadata"]["name"]),
+            task_yaml(name, "sleep 300", queue=queue["metadata"]["name"]),
         )
     reason = wait_until(
         lambda: [
