@@ -6,7 +6,6 @@ import dataclasses
 import enum
 import functools
 import logging
-import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,8 +20,14 @@ ExitListener = Callable[[str, str], None]
 thread of the adapter's, at once, so the scheduler need not wait for missed heartbeats."""
 
 
+class Waitable(Protocol):
+    """A started process as far as `watch_exit` needs it (`subprocess.Popen` is one)."""
+
+    def wait(self) -> int: ...
+
+
 def watch_exit(
-    process: subprocess.Popen[bytes],
+    process: Waitable,
     worker_id: str,
     listener: Callable[[], ExitListener | None],
     describe: Callable[[int], str],

@@ -1,7 +1,8 @@
-"""The local pool: workers as subprocesses of this machine, the embedded default.
+"""The local pool: workers as processes of this machine, the embedded default.
 
-Each worker is the real worker program (`python -m vahana_worker`), talking to the scheduler
-over real gRPC on loopback, exactly as a remote one would.
+Each worker is the real worker program (`vahana_worker.cli`), talking to the scheduler over
+real gRPC on loopback, exactly as a remote one would. The pool's zygote (`forking`) forks
+them, so that a new worker costs a fork rather than an interpreter's start-up and imports.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from vahana.pools import base
+from vahana.pools import base, forking
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class LocalPoolConfig:
     tasks_per_worker: int = 1
     heartbeat_interval_seconds: float = 30.0
     task_timeout_seconds: float = 3600.0
-    worker_command: tuple[str, ...] = (sys.executable, "-m", "vahana_worker")
+    python: str = sys.executable
+    """The interpreter of the zygote that forks the workers (one with vahana_worker)."""
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
     """Variables for the workers on top of the scheduler's own (the pool's storage settings)."""
@@ -41,7 +43,8 @@ class LocalPool:
     def __init__(self, config: LocalPoolConfig) -> None:
         self.name = config.name
         self._config = config
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._processes: dict[str, forking.ForkedProcess] = {}
+        self._zygote: forking.Zygote | None = None
         self._counter = 0
         self._last_error = ""
         self.exit_listener: base.ExitListener | None = None
@@ -60,11 +63,10 @@ class LocalPool:
             started.append(worker_id)
         return started
 
-    def _spawn(self, worker_id: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, worker_id: str) -> forking.ForkedProcess:
         config = self._config
         config.log_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            *config.worker_command,
+        argv = [
             f"--server-address={config.server_address}",
             f"--worker-id={worker_id}",
             f"--working-dir={config.working_dir / worker_id}",
@@ -72,26 +74,21 @@ class LocalPool:
             f"--task-timeout={config.task_timeout_seconds:g}s",
             f"--max-tasks={config.tasks_per_worker}",
             f"--pool={self.name}",
+            # The worker gets SIGTERM (and drains) when its parent, the zygote, ends; the
+            # zygote ends when this process does.
             "--exit-with-parent",
             *config.extra_args,
         ]
-        with open(config.log_dir / f"{worker_id}.log", "ab") as log_file:
-            process = subprocess.Popen(
-                command,
-                # With --exit-with-parent the worker compares its parent with this pid, so a
-                # scheduler that dies while the worker starts is noticed too.
-                env={
-                    **os.environ,
-                    **config.env,
-                    "VAHANA_WORKER_PARENT_PID": str(os.getpid()),
-                },
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                # Its own session: a Ctrl-C in the terminal reaches the scheduler, which then
-                # drains the workers in order instead of all of them dying at once.
-                start_new_session=True,
-            )
+        if self._zygote is None or not self._zygote.alive():
+            if self._zygote is not None:
+                self._zygote.close()  # it died, and its workers with it: a new one
+            self._zygote = forking.take(config.python)
+        process = self._zygote.fork(
+            argv,
+            env={**os.environ, **config.env},
+            log_path=config.log_dir / f"{worker_id}.log",
+            cwd=os.getcwd(),
+        )
         log.info("started worker_id=%s pid=%d pool=%s", worker_id, process.pid, self.name)
         base.watch_exit(
             process,
@@ -144,7 +141,10 @@ class LocalPool:
             except subprocess.TimeoutExpired:
                 log.warning("worker did not stop in time, killing worker_id=%s", worker_id)
                 process.kill()
-                process.wait()
+                process.wait(timeout=10)
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
 
 
 def _exit_reason(pid: int, code: int) -> str:

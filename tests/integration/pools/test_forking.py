@@ -1,0 +1,143 @@
+"""The zygote that forks local workers: what it reports, and that nothing outlives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from vahana.cli import entry
+from vahana.pools import forking
+
+from tests.integration import harness
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def zygote() -> Iterator[forking.Zygote]:
+    started = forking.Zygote()
+    yield started
+    started.close()
+
+
+def _unused_address() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _worker_argv(tmp_path: Path, name: str) -> list[str]:
+    """A worker whose scheduler is not there: it keeps trying to register until stopped."""
+    return [
+        f"--server-address={_unused_address()}",
+        f"--worker-id={name}",
+        f"--working-dir={tmp_path / name}",
+        "--exit-with-parent",
+    ]
+
+
+def test_a_forked_worker_gets_its_flags_environment_directory_and_log(
+    zygote: forking.Zygote, tmp_path: Path
+) -> None:
+    log = tmp_path / "help.log"
+    process = zygote.fork(["--help"], env={"COLUMNS": "80"}, log_path=log, cwd=str(tmp_path))
+    assert process.wait(timeout=30) == 0
+    assert "usage: vahana-worker" in log.read_text()
+
+    refused = zygote.fork(
+        ["--max-tasks=none"], env=dict(os.environ), log_path=tmp_path / "bad.log", cwd="/"
+    )
+    assert refused.wait(timeout=30) == 2  # argparse's exit status for a bad flag
+    assert "--max-tasks" in (tmp_path / "bad.log").read_text()
+
+
+def test_a_signalled_worker_drains_and_its_exit_is_reported(
+    zygote: forking.Zygote, tmp_path: Path
+) -> None:
+    log = tmp_path / "w.log"
+    process = zygote.fork(
+        _worker_argv(tmp_path, "w"), env=dict(os.environ), log_path=log, cwd=str(tmp_path)
+    )
+    assert process.poll() is None
+    wait_until(
+        lambda: 'msg="worker starting" worker_id=w ' in log.read_text(),
+        timeout=30,
+        message="the worker to start",
+    )
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert not harness.pid_alive(process.pid)
+    process.send_signal(signal.SIGTERM)  # a no-op once it has ended
+
+
+def test_when_the_zygote_dies_its_workers_end_and_are_reported_killed(
+    zygote: forking.Zygote, tmp_path: Path
+) -> None:
+    workers = [
+        zygote.fork(
+            _worker_argv(tmp_path, name),
+            env=dict(os.environ),
+            log_path=tmp_path / f"{name}.log",
+            cwd=str(tmp_path),
+        )
+        for name in ("a", "b")
+    ]
+    os.kill(zygote.pid, signal.SIGKILL)
+    codes = [worker.wait(timeout=30) for worker in workers]
+    assert codes == [-signal.SIGKILL, -signal.SIGKILL]
+    wait_until(
+        lambda: not any(harness.pid_alive(worker.pid) for worker in workers),
+        timeout=30,
+        message="the orphaned workers to be gone",
+    )
+    assert not zygote.alive()
+    with pytest.raises(OSError, match="zygote"):
+        zygote.fork(["--help"], env={}, log_path=tmp_path / "late.log", cwd="/")
+
+
+def test_a_bad_request_is_answered_with_an_error_and_the_zygote_goes_on(
+    zygote: forking.Zygote, tmp_path: Path
+) -> None:
+    with pytest.raises(OSError, match="bad request"):
+        zygote.fork(["--help"], env={}, log_path=tmp_path / "no" / "such" / "dir.log", cwd="/")
+    assert zygote.fork(["--help"], env={}, log_path=tmp_path / "ok.log", cwd="/").wait(30) == 0
+
+
+def test_a_zygote_started_early_is_the_one_the_next_pool_takes() -> None:
+    forking.start_early()
+    early = forking.take()
+    try:
+        assert early.alive()
+        later = forking.take(sys.executable)
+        try:
+            assert later is not early  # taken once, then a new one
+        finally:
+            later.close()
+    finally:
+        early.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "wanted"),
+    [
+        (["run", "-f", "tasks.yaml"], True),
+        (["run", "-f", "tasks.yaml", "--workers", "2"], True),
+        (["run", "-f", "tasks.yaml", "--workers", "0"], False),
+        (["run", "-f", "tasks.yaml", "--workers=0"], False),
+        (["run", "-f", "tasks.yaml", "--pool-file", "pools.yaml"], False),
+        (["run", "--help"], False),
+        (["get", "tasks"], False),
+        (["server"], False),
+        ([], False),
+    ],
+)
+def test_the_entry_point_starts_a_zygote_only_for_a_run_on_local_workers(
+    argv: list[str], wanted: bool
+) -> None:
+    assert entry.wants_local_workers(argv) is wanted

@@ -1,0 +1,142 @@
+"""`python -m vahana_worker.zygote`: forks a local pool's workers from one process that has
+already imported the worker, so that each new worker costs a fork instead of a Python start-up
+and its imports (about a quarter of a second of CPU each).
+
+It speaks JSON lines: a request on stdin per worker,
+
+    {"argv": [...worker flags...], "env": {...}, "cwd": "...", "log": "path/to/worker.log"}
+
+answered on stdout, in order, by `{"pid": N}` or `{"error": "why"}`; and whenever one of its
+workers ends, `{"exited": N, "code": C}` (C negative for a signal, as `subprocess` has it).
+
+Each worker is the same program as `python -m vahana_worker`: its own session, its output in
+its log file, the environment it was given. The zygote leaves when stdin ends (the scheduler
+closed it, or died) and gets SIGTERM if its parent dies; its workers, whose parent it is, get
+their own SIGTERM then (`--exit-with-parent`) and drain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vahana_worker import cli, linux
+
+_Plumbing = tuple[selectors.BaseSelector, int, int]
+"""The zygote's selector and wake-up pipe, which a forked worker closes."""
+
+
+def main() -> None:
+    parent = os.environ.get(linux.PARENT_PID_ENV, "")
+    linux.exit_with_parent(parent=int(parent) if parent.isdigit() else None)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # the wake-up fd does the work
+    selector = selectors.DefaultSelector()
+    selector.register(0, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    pending = b""
+    while True:
+        for key, _ in selector.select():
+            if key.fd == wake_r:
+                os.read(wake_r, 4096)
+                _reap()
+                continue
+            data = os.read(0, 65536)
+            if not data:
+                _reap()
+                return
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    _say(_fork(json.loads(line), (selector, wake_r, wake_w)))
+
+
+def _say(message: Mapping[str, Any]) -> None:
+    os.write(1, json.dumps(message).encode() + b"\n")
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _say({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def _fork(request: Mapping[str, Any], own: _Plumbing) -> dict[str, Any]:
+    try:
+        argv = [str(a) for a in request["argv"]]
+        env = {str(k): str(v) for k, v in request["env"].items()}
+        env[linux.PARENT_PID_ENV] = str(os.getpid())  # the worker's parent is this process
+        log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except (KeyError, TypeError, AttributeError, OSError) as error:
+        return {"error": f"bad request: {error!r}"}
+    try:
+        pid = os.fork()
+    except OSError as error:
+        os.close(log_fd)
+        return {"error": f"fork: {error}"}
+    if pid == 0:
+        _become_worker(argv, env, request.get("cwd"), log_fd, own)
+    os.close(log_fd)
+    return {"pid": pid}
+
+
+def _become_worker(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+    log_fd: int,
+    own: _Plumbing,
+) -> None:
+    """In the forked child: drops the zygote's plumbing, then runs the worker; never returns."""
+    code = 1
+    try:
+        selector, wake_r, wake_w = own
+        selector.close()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(wake_r)
+        os.close(wake_w)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        if cwd:
+            os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = ["vahana-worker", *argv]
+        cli.main(argv)  # leaves with os._exit once drained
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if stop.code is not None and not isinstance(stop.code, int):
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
