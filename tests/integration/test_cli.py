@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,16 +22,19 @@ from tests.waiting import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "apiVersion: vahana.dev/v1alpha1\nkind: Task\nmetadata: {name: a}\n"
 EXAMPLES = ROOT / "deploy" / "examples"
+ENTRY_POINT = "from vahana.cli.entry import main; main()"
+"""What the installed `vahana` script runs (operator/pyproject.toml)."""
 
 
 def vahana(
     *args: str, timeout: float = 120, stdin: str | None = None, python: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """The command in an environment of its own (and this one's PYTHONPATH, so it runs the code
-    under test); `python`: the interpreter's options."""
+    """The command, through the entry point the `vahana` script calls, in an environment of its
+    own (and this one's PYTHONPATH, so it runs the code under test); `python`: the
+    interpreter's options."""
     path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return subprocess.run(
-        [sys.executable, *python, "-m", "vahana.cli.main", *args],
+        [sys.executable, *python, "-c", ENTRY_POINT, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -38,6 +42,11 @@ def vahana(
         cwd=ROOT,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **path},
     )
+
+
+def test_the_installed_script_runs_the_entry_point_these_tests_run() -> None:
+    scripts = tomllib.loads((ROOT / "operator" / "pyproject.toml").read_text())["project"]
+    assert scripts["scripts"]["vahana"] == "vahana.cli.entry:main"
 
 
 def test_run_executes_the_examples_to_completed_and_prints_a_result_table() -> None:
@@ -80,7 +89,7 @@ def test_run_starts_its_workers_before_it_reads_the_file(tmp_path: Path) -> None
     process is up before the first byte of the file is there."""
     path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     state = tmp_path / "state"
-    command = [sys.executable, "-m", "vahana.cli.main", "run", "-f", "-", "--workers=1"]
+    command = [sys.executable, "-c", ENTRY_POINT, "run", "-f", "-", "--workers=1"]
     with subprocess.Popen(
         [*command, f"--state-dir={state}"],
         stdin=subprocess.PIPE,
