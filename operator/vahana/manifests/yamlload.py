@@ -37,14 +37,23 @@ class YAMLProblem(ValueError):
         self.column = column
 
 
+_STR = "tag:yaml.org,2002:str"
+_ANCHOR = re.compile(r"(?:^|[\s\[{,])&[^\s\[\]{},]", re.MULTILINE)
+"""Where an anchor (`&name`) may begin: YAML wants one after a space, a line's start or a flow
+indicator. Text without a match has no anchor, so no alias can expand (`*name` without one is
+an error of its own); text with one (`a && b` in a command, say) is walked to be sure."""
+
+
 class _Loader(_BaseLoader):  # type: ignore[misc]
     """Safe loader with kubectl's scalars, its duplicate-key check and the alias budget."""
 
     aliased = 0
     """Nodes added by aliases so far in this stream."""
+    count_aliases = True
 
     def construct_document(self, node: yaml.Node) -> Any:
-        self.aliased += _expansion(node)
+        if self.count_aliases:
+            self.aliased += _expansion(node)
         if self.aliased > ALIAS_BUDGET:
             raise YAMLProblem(
                 f"aliases expand to more than {ALIAS_BUDGET} nodes — write the values out, or "
@@ -61,6 +70,10 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
         return str(self.construct_scalar(node))
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [key_node for key_node, _ in node.value]
+        if all(k.tag == _STR for k in keys) and len({k.value for k in keys}) == len(keys):
+            # Only strings, each written once (the usual mapping): no key can be there twice.
+            return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
@@ -85,6 +98,12 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
 _Loader.add_constructor("tag:yaml.org,2002:bool", _Loader.construct_yaml_bool)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_timestamp)
+
+
+class _LoaderWithoutAnchors(_Loader):
+    """For text without an anchor: there is no alias to count."""
+
+    count_aliases = False
 
 
 def _expansion(root: yaml.Node) -> int:
@@ -151,7 +170,8 @@ def load_documents(text: str) -> list[Any]:
     if len(text) > MAX_BYTES:
         raise YAMLProblem(f"larger than {MAX_BYTES} characters — split it into several files")
     try:
-        return list(yaml.load_all(text, Loader=_Loader))  # noqa: S506 - a SafeLoader subclass
+        loader = _Loader if _ANCHOR.search(text) else _LoaderWithoutAnchors
+        return list(yaml.load_all(text, Loader=loader))  # noqa: S506 - a SafeLoader subclass
     except YAMLProblem:
         raise
     except yaml.MarkedYAMLError as exc:

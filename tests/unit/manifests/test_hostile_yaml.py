@@ -8,6 +8,8 @@ import time
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from vahana.manifests import errors, tasks, yamlload
 
 HEADER = "apiVersion: vahana.dev/v1alpha1\nkind: Task\n"
@@ -131,3 +133,53 @@ def test_paths_no_worker_accepts_are_refused_before_anything_runs(files: str, pa
 def test_a_nul_byte_in_a_command_is_refused_before_submitting() -> None:
     message = refused(HEADER + 'metadata: {name: a}\nspec: {command: "echo \\0 x"}\n')
     assert "spec.command: must not contain NUL bytes" in message
+
+
+def test_an_alias_bomb_in_flow_style_is_refused_too() -> None:
+    """Anchors right after a flow indicator (`[&a`, `{x: &a`) are found like any other."""
+    flow = (
+        "{"
+        + ", ".join(
+            f"{a}: &{a} [" + (", ".join([f"*{b}"] * 9) if b else ", ".join(["lol"] * 9)) + "]"
+            for a, b in zip("abcdefghi", ["", *"abcdefgh"], strict=True)
+        )
+        + "}\n"
+    )
+    nested = "[" + "[&a [lol, lol], " + ", ".join(["*a"] * 20_000) + "]]\n"  # `[&a`
+    assert "aliases expand" in refused(flow)
+    assert "aliases expand" in refused(nested)
+
+
+def test_a_file_without_anchors_skips_the_alias_count_and_one_with_an_ampersand_does_not() -> None:
+    plain = HEADER + "metadata: {name: a}\nspec: {command: true}\n"
+    ampersand = HEADER + "metadata: {name: b}\nspec: {command: 'make && make install &> log'}\n"
+    assert yamlload._ANCHOR.search(plain) is None
+    assert yamlload._ANCHOR.search(ampersand) is not None  # walked, to be sure
+    [task] = tasks.parse_task_documents(ampersand, source="t.yaml")
+    assert task.spec.command == "make && make install &> log"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shared=st.recursive(
+        st.one_of(st.integers(), st.text(max_size=5)),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=6,
+    ),
+    flow=st.booleans(),
+)
+def test_every_anchor_yaml_writes_is_found(shared: object, flow: bool) -> None:
+    """What PyYAML's emitter writes for a value used twice (an anchor and an alias), in block
+    or flow style, is text in which the anchor is found: its aliases are counted."""
+    text = yaml.safe_dump({"a": shared, "b": [shared]}, default_flow_style=flow)
+    if isinstance(shared, list | dict):  # a collection used twice: written with an anchor
+        assert yamlload._ANCHOR.search(text) is not None, text
+
+
+def test_duplicate_keys_are_found_however_they_are_written() -> None:
+    for text in ("{a: 1, a: 2}", "{1: x, 1: y}", "{'a': 1, a: 2}", "{true: 1, yes: 2}"):
+        with pytest.raises(yamlload.YAMLProblem, match="twice"):
+            yamlload.load_documents(text)
+    assert yamlload.load_documents("{a: 1, 'b': 2, 3: c}") == [{"a": 1, "b": 2, 3: "c"}]
