@@ -141,3 +141,35 @@ def test_the_entry_point_starts_a_zygote_only_for_a_run_on_local_workers(
     argv: list[str], wanted: bool
 ) -> None:
     assert entry.wants_local_workers(argv) is wanted
+
+
+def test_a_local_pool_whose_zygote_died_forks_its_next_workers_from_a_new_one(
+    tmp_path: Path,
+) -> None:
+    from vahana.pools import base, local
+
+    pool = local.LocalPool(
+        local.LocalPoolConfig(
+            server_address=_unused_address(), working_dir=tmp_path / "w", log_dir=tmp_path / "logs"
+        )
+    )
+    ended: list[str] = []
+    pool.exit_listener = lambda worker_id, why: ended.append(f"{worker_id}: {why}")
+    try:
+        [first] = pool.start_workers(1)
+        zygote_pid = _parent_of(pool.pid_of(first))
+        os.kill(zygote_pid, signal.SIGKILL)
+        wait_until(lambda: ended, timeout=30, message="the pool to tell the worker's end")
+        assert ended == [f"{first}: its process (pid {pool.pid_of(first)}) was killed by signal 9"]
+        [second] = pool.start_workers(1)
+        assert _parent_of(pool.pid_of(second)) != zygote_pid
+        states = {w.worker_id: w.state for w in pool.list_workers()}
+        assert states == {first: base.PoolWorkerState.FAILED, second: base.PoolWorkerState.RUNNING}
+    finally:
+        pool.close(timeout=30)
+    assert not harness.pid_alive(pool.pid_of(second))
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
