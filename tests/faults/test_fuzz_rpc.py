@@ -55,7 +55,12 @@ def _call(
 ) -> grpc.StatusCode:
     path = f"/{method.containing_service.full_name}/{method.name}"
     try:
-        if method.server_streaming:
+        if method.client_streaming:
+            call = channel.stream_stream(path)(iter([payload]), timeout=2)
+            for _ in call:
+                break
+            call.cancel()
+        elif method.server_streaming:
             call = channel.unary_stream(path)(payload, timeout=2)
             for _ in call:
                 break

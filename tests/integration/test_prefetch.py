@@ -35,17 +35,23 @@ def scheduler(state_dir: Path) -> Iterator[harness.SchedulerProcess]:
 
 
 def calls_handled(scheduler: harness.SchedulerProcess) -> int:
-    """Task calls the scheduler has answered (reports and polls), from its own counters."""
+    """Task calls the scheduler has answered (polls, reports, and reports on the worker's
+    status stream, each as a call), from its own counters."""
     url = f"http://127.0.0.1:{scheduler.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
+    counted = {
+        "vahana_grpc_server_handled": WORKER_CALLS,
+        "vahana_grpc_server_msg_received": ("StreamTaskStatus",),
+    }
     return int(
         sum(
             sample.value
             for family in text_string_to_metric_families(text)
-            if family.name == "vahana_grpc_server_handled"
+            if family.name in counted
             for sample in family.samples
-            if sample.name.endswith("_total") and sample.labels["grpc_method"] in WORKER_CALLS
+            if sample.name.endswith("_total")
+            and sample.labels["grpc_method"] in counted[family.name]
         )
     )
 

@@ -2,6 +2,10 @@
 mutual TLS), per-call deadlines, the worker's credentials, and the classification of errors into
 transient (retry, count towards the circuit breaker) or not.
 
+Status reports go over one long-lived StreamTaskStatus stream, a report and its answer at a
+time, each answer awaited no longer than a call's deadline; a scheduler without the stream is
+sent one BatchUpdateTaskStatus call per report instead.
+
 Credentials: RegisterWorker presents the pool's bootstrap secret and gets back a worker token;
 every later call carries that token (`authorization: Bearer …`). The token lives only in this
 object's memory: it is never logged and never reaches a task.
@@ -9,6 +13,8 @@ object's memory: it is never logged and never reaches a task.
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +25,8 @@ import grpc
 from vahana_worker import backoff, messages, settings
 from vahana_worker.proto import worker_pb2 as pb
 from vahana_worker.proto import worker_pb2_grpc as pb_grpc
+
+_log = logging.getLogger(__name__)
 
 CALL_TIMEOUT = 10.0
 """Deadline of unary calls other than the long poll, in seconds."""
@@ -139,6 +147,74 @@ class Credentials:
             return bool(self._token) and self._clock() >= self._renew_at
 
 
+class LinkError(grpc.RpcError):  # type: ignore[misc]
+    """A failure of the status stream seen on this side (no answer in time, stream ended)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class StatusStream:
+    """One StreamTaskStatus call, used by one thread: `exchange` sends a report and returns its
+    answer. A thread reads the answers, so that waiting for one can have a deadline."""
+
+    def __init__(
+        self,
+        stub: pb_grpc.WorkerServiceStub,
+        metadata: tuple[tuple[str, str], ...],
+        timeout: float,
+    ) -> None:
+        self.metadata = metadata
+        self._timeout = timeout
+        self._requests: queue.SimpleQueue[pb.BatchUpdateTaskStatusRequest | None] = (
+            queue.SimpleQueue()
+        )
+        self._answers: queue.SimpleQueue[pb.BatchUpdateTaskStatusResponse | grpc.RpcError] = (
+            queue.SimpleQueue()
+        )
+        self._call = stub.StreamTaskStatus(iter(self._requests.get, None), metadata=metadata)
+        threading.Thread(target=self._read, name="status-stream", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for answer in self._call:
+                self._answers.put(answer)
+        except grpc.RpcError as error:
+            self._answers.put(error)
+        else:
+            self._answers.put(
+                LinkError(grpc.StatusCode.UNAVAILABLE, "the scheduler ended the status stream")
+            )
+
+    def exchange(
+        self, request: pb.BatchUpdateTaskStatusRequest
+    ) -> pb.BatchUpdateTaskStatusResponse:
+        self._requests.put(request)
+        try:
+            answer = self._answers.get(timeout=self._timeout)
+        except queue.Empty:
+            raise LinkError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no answer on the status stream in {self._timeout:g} s",
+            ) from None
+        if isinstance(answer, grpc.RpcError):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        """Ends the stream: its last answers, if any are still coming, are not read."""
+        self._requests.put(None)
+        self._call.cancel()
+
+
 class SchedulerClient:
     """Thin typed wrapper over the WorkerService stub; one channel, shared by all loops."""
 
@@ -148,6 +224,8 @@ class SchedulerClient:
         self._channel = open_channel(config)
         self._stub = pb_grpc.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.credentials = Credentials()
+        self._status_stream: StatusStream | None = None
+        self._stream_unsupported = False
 
     def register(self, request: pb.RegisterWorkerRequest) -> pb.RegisterWorkerResponse:
         """Registers with the current token while it is valid (a renewal: the pool's bootstrap
@@ -190,9 +268,27 @@ class SchedulerClient:
     def batch_update(
         self, updates: list[pb.UpdateTaskStatusRequest], max_tasks: int = 0
     ) -> pb.BatchUpdateTaskStatusResponse:
+        """Sends status updates (over the stream where the scheduler has it); the answer also
+        hands out up to `max_tasks` new tasks. One thread at a time (the reporter's)."""
         request = pb.BatchUpdateTaskStatusRequest(
             worker_id=self._config.worker_id, updates=updates, max_tasks=max_tasks
         )
+        if not self._stream_unsupported:
+            metadata = self.credentials.metadata()
+            stream = self._status_stream
+            if stream is None or stream.metadata != metadata:  # new, or registered again
+                if stream is not None:
+                    stream.close()
+                stream = self._status_stream = StatusStream(self._stub, metadata, self._timeout)
+            try:
+                return stream.exchange(request)
+            except grpc.RpcError as error:
+                stream.close()
+                self._status_stream = None
+                if code_of(error) is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                self._stream_unsupported = True
+                _log.info("the scheduler lacks StreamTaskStatus: one call per status report")
         response: pb.BatchUpdateTaskStatusResponse = self._stub.BatchUpdateTaskStatus(
             request, timeout=self._timeout, metadata=self.credentials.metadata()
         )
@@ -228,4 +324,7 @@ class SchedulerClient:
         return response
 
     def close(self) -> None:
+        if self._status_stream is not None:
+            self._status_stream.close()
+            self._status_stream = None
         self._channel.close()

@@ -68,6 +68,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         else:  # pragma: no cover - every handler has one behaviour
             return handler
         labels = (service, method, kind)
+        if handler.request_streaming:
+            behavior = self._count_received(behavior, labels)
         wrapped = (
             self._wrap_stream(behavior, labels)
             if inspect.isasyncgenfunction(behavior)
@@ -110,6 +112,31 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self._finish(labels, started, code_name(context.code()))
 
         return stream
+
+    def _count_received(
+        self, behavior: Callable[..., Any], labels: tuple[str, str, str]
+    ) -> Callable[..., Any]:
+        """The same behaviour, counting each message of its request stream as it is read."""
+        received = self._metrics.grpc_received.labels(*labels)
+
+        async def counted(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                received.inc()
+                yield request
+
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+                async for item in behavior(counted(requests), context):
+                    yield item
+
+            return stream
+
+        async def call(requests: AsyncIterator[Any], context: Any) -> Any:
+            result = behavior(counted(requests), context)
+            return await result if inspect.isawaitable(result) else result
+
+        return call
 
     def _start(self, labels: tuple[str, str, str]) -> float:
         self._metrics.grpc_started.labels(*labels).inc()

@@ -103,6 +103,13 @@ class SchedulerMetrics:
             [*grpc_labels, "grpc_code"],
             registry=r,
         )
+        self.grpc_received = Counter(
+            "vahana_grpc_server_msg_received",
+            "Messages received on the scheduler's client-streaming and bidirectional RPCs "
+            "(StreamTaskStatus: one per status report).",
+            grpc_labels,
+            registry=r,
+        )
         self.grpc_seconds = Histogram(
             "vahana_grpc_server_handling_seconds",
             "Time the server took for an RPC, from the request to the status "

@@ -64,6 +64,11 @@ class WorkerServiceStub:
                 request_serializer=worker__pb2.BatchUpdateTaskStatusRequest.SerializeToString,
                 response_deserializer=worker__pb2.BatchUpdateTaskStatusResponse.FromString,
                 _registered_method=True)
+        self.StreamTaskStatus = channel.stream_stream(
+                '/worker.WorkerService/StreamTaskStatus',
+                request_serializer=worker__pb2.BatchUpdateTaskStatusRequest.SerializeToString,
+                response_deserializer=worker__pb2.BatchUpdateTaskStatusResponse.FromString,
+                _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/worker.WorkerService/ListWorkers',
                 request_serializer=worker__pb2.ListWorkersRequest.SerializeToString,
@@ -123,6 +128,16 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTaskStatus(self, request_iterator, context):
+        """BatchUpdateTaskStatus over one long-lived stream: each request is handled as that call
+        would handle it and answered by one response, in order. It spares each report a call's
+        set-up (a third of the scheduler's CPU per report); a refused request ends the stream with
+        the call's status. Workers fall back to BatchUpdateTaskStatus where it is UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWorkers(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -167,6 +182,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
             ),
             'BatchUpdateTaskStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchUpdateTaskStatus,
+                    request_deserializer=worker__pb2.BatchUpdateTaskStatusRequest.FromString,
+                    response_serializer=worker__pb2.BatchUpdateTaskStatusResponse.SerializeToString,
+            ),
+            'StreamTaskStatus': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamTaskStatus,
                     request_deserializer=worker__pb2.BatchUpdateTaskStatusRequest.FromString,
                     response_serializer=worker__pb2.BatchUpdateTaskStatusResponse.SerializeToString,
             ),
@@ -341,6 +361,33 @@ class WorkerService:
             request,
             target,
             '/worker.WorkerService/BatchUpdateTaskStatus',
+            worker__pb2.BatchUpdateTaskStatusRequest.SerializeToString,
+            worker__pb2.BatchUpdateTaskStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTaskStatus(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/worker.WorkerService/StreamTaskStatus',
             worker__pb2.BatchUpdateTaskStatusRequest.SerializeToString,
             worker__pb2.BatchUpdateTaskStatusResponse.FromString,
             options,

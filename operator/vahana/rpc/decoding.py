@@ -42,7 +42,12 @@ def add_service(
             implementation = _guarded(
                 implementation, guard, service.full_name, method, method.server_streaming
             )
-        if method.server_streaming:
+        if method.client_streaming and method.server_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _bidirectional(implementation, request_class, method.full_name),
+                response_serializer=response_class.SerializeToString,
+            )
+        elif method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _streaming(implementation, request_class, method.full_name),
                 response_serializer=response_class.SerializeToString,
@@ -65,6 +70,18 @@ def _guarded(
     streaming: bool,
 ) -> Any:
     name = method.name
+    if method.client_streaming:
+
+        async def bidirectional(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+            async def guarded() -> AsyncIterator[Any]:
+                async for request in requests:  # each request, as if it came in a call
+                    await guard(service, name, request, context)
+                    yield request
+
+            async for item in implementation(guarded(), context):
+                yield item
+
+        return bidirectional
     if streaming:
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
@@ -117,6 +134,30 @@ def _streaming(
         request = await _decode(raw, request_class, name, context)
         try:
             async for item in implementation(request, context):
+                yield item
+        except checks.InvalidArgument as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
+        except base.StoreUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+
+    return handle
+
+
+def _bidirectional(
+    implementation: Callable[[AsyncIterator[Any], Any], AsyncIterator[Any]],
+    request_class: type[message.Message],
+    name: str,
+) -> Callable[[AsyncIterator[bytes], Any], AsyncIterator[Any]]:
+    """A stream of requests, each decoded as it comes: a malformed one ends the stream with
+    INVALID_ARGUMENT, as it would end its call."""
+
+    async def handle(raw_requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
+        async def decoded() -> AsyncIterator[Any]:
+            async for raw in raw_requests:
+                yield await _decode(raw, request_class, name, context)
+
+        try:
+            async for item in implementation(decoded(), context):
                 yield item
         except checks.InvalidArgument as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -157,6 +157,12 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                 for r in results
             ],
         )
+
+    async def StreamTaskStatus(
+        self, requests: AsyncIterator[pb.BatchUpdateTaskStatusRequest], context: Any
+    ) -> AsyncIterator[pb.BatchUpdateTaskStatusResponse]:
+        async for request in requests:
+            yield await self.BatchUpdateTaskStatus(request, context)
 
     async def SendHeartbeat(
         self, request: pb.HeartbeatRequest, context: Any

@@ -103,6 +103,33 @@ def test_server_streams_are_counted_when_they_end_and_crashes_are_unknown() -> N
     assert handled(m, "WatchTasks", "UNKNOWN", "server_stream") == 1
 
 
+def test_a_bidirectional_stream_counts_each_message_it_receives_and_once_when_it_ends() -> None:
+    m = metrics.SchedulerMetrics(CollectorRegistry())
+
+    async def echo(requests: AsyncIterator[str], context: FakeContext) -> AsyncIterator[str]:
+        async for request in requests:
+            yield request.upper()
+
+    async def three() -> AsyncIterator[str]:
+        for text in ("a", "b", "c"):
+            yield text
+
+    async def scenario() -> None:
+        handler = await _intercepted(
+            m, "/vahana.TaskService/Echo", grpc.stream_stream_rpc_method_handler(echo)
+        )
+        assert [n async for n in handler.stream_stream(three(), FakeContext())] == ["A", "B", "C"]
+
+    asyncio.run(scenario())
+    labels = {
+        "grpc_service": "vahana.TaskService",
+        "grpc_method": "Echo",
+        "grpc_type": "bidi_stream",
+    }
+    assert m.registry.get_sample_value("vahana_grpc_server_msg_received_total", labels) == 3
+    assert handled(m, "Echo", "OK", "bidi_stream") == 1
+
+
 def test_methods_without_a_handler_are_not_counted() -> None:
     m = metrics.SchedulerMetrics(CollectorRegistry())
     assert asyncio.run(_intercepted(m, "/made.Up/Method", None)) is None
