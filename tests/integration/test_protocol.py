@@ -20,7 +20,7 @@ SEED_METHODS = {
     "BatchUpdateTaskStatus",
     "ListWorkers",
 }
-ADDED_METHODS = {"AppendTaskOutput"}
+ADDED_METHODS = {"AppendTaskOutput", "StreamTaskStatus"}
 """Methods Vahana added to the seed's service (added, never renamed)."""
 
 
