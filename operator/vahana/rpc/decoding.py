@@ -132,13 +132,8 @@ def _streaming(
 ) -> Callable[[bytes, Any], AsyncIterator[Any]]:
     async def handle(raw: bytes, context: Any) -> AsyncIterator[Any]:
         request = await _decode(raw, request_class, name, context)
-        try:
-            async for item in implementation(request, context):
-                yield item
-        except checks.InvalidArgument as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
-        except base.StoreUnavailable as error:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        async for item in _answered(implementation(request, context), name, context):
+            yield item
 
     return handle
 
@@ -156,12 +151,18 @@ def _bidirectional(
             async for raw in raw_requests:
                 yield await _decode(raw, request_class, name, context)
 
-        try:
-            async for item in implementation(decoded(), context):
-                yield item
-        except checks.InvalidArgument as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
-        except base.StoreUnavailable as error:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        async for item in _answered(implementation(decoded(), context), name, context):
+            yield item
 
     return handle
+
+
+async def _answered(items: AsyncIterator[Any], name: str, context: Any) -> AsyncIterator[Any]:
+    """A streaming handler's answers; what it refuses is answered as a unary call's would be."""
+    try:
+        async for item in items:
+            yield item
+    except checks.InvalidArgument as error:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
+    except base.StoreUnavailable as error:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))

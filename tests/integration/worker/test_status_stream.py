@@ -20,6 +20,7 @@ from vahana_worker.proto import worker_pb2_grpc as pb_grpc
 
 from tests.integration import harness
 from tests.integration.conftest import WorkerFactory
+from tests.integration.test_prefetch import scheduler  # noqa: F401 - with its /metrics
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -38,17 +39,10 @@ def _worker_calls(metrics_port: int) -> dict[tuple[str, str], float]:
     return counts
 
 
-@pytest.fixture
-def scheduler(state_dir: Path) -> Iterator[harness.SchedulerProcess]:
-    """The scheduler with its /metrics endpoint, to count the workers' calls and messages."""
-    process = harness.SchedulerProcess(state_dir=state_dir, metrics_port=harness.free_port())
-    process.start()
-    yield process
-    process.stop()
-
-
 def test_a_worker_reports_over_one_stream_and_makes_no_report_calls(
-    scheduler: harness.SchedulerProcess, client: harness.Client, start_worker: WorkerFactory
+    scheduler: harness.SchedulerProcess,  # noqa: F811 - the fixture imported above
+    client: harness.Client,
+    start_worker: WorkerFactory,
 ) -> None:
     start_worker("w1")
     wait_until(lambda: client.list_workers(), timeout=20, message="the worker registered")
