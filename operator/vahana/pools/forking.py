@@ -103,6 +103,9 @@ class Zygote:
             try:
                 answer = self._answers.get(timeout=SPAWN_TIMEOUT_S)
             except queue.Empty:
+                # Its late answer would be taken for the next request's: this one is done with.
+                self._gone.set()
+                self._process.kill()
                 raise OSError(
                     f"the worker zygote (pid {self.pid}) did not answer in {SPAWN_TIMEOUT_S:g} s"
                 ) from None
