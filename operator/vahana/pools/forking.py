@@ -114,7 +114,8 @@ class Zygote:
         return answer
 
     def close(self) -> None:
-        """Ends the zygote (its workers, if any are left, then get SIGTERM and drain)."""
+        """Ends the zygote. The pool stops and waits for its workers first; one still left is
+        killed (no one could wait for it after the zygote)."""
         with self._lock:
             if self._process.stdin is not None and not self._process.stdin.closed:
                 self._process.stdin.close()
