@@ -117,10 +117,8 @@ def _unary(
         request = await _decode(raw, request_class, name, context)
         try:
             return await implementation(request, context)
-        except checks.InvalidArgument as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
-        except base.StoreUnavailable as error:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        except _REFUSALS as error:
+            await _refuse(error, name, context)
 
     return handle
 
@@ -162,7 +160,17 @@ async def _answered(items: AsyncIterator[Any], name: str, context: Any) -> Async
     try:
         async for item in items:
             yield item
-    except checks.InvalidArgument as error:
+    except _REFUSALS as error:
+        await _refuse(error, name, context)
+
+
+_REFUSALS = (checks.InvalidArgument, base.StoreUnavailable)
+"""What a handler raises to refuse a request, rather than fail."""
+
+
+async def _refuse(error: Exception, name: str, context: Any) -> None:
+    """Ends the call: INVALID_ARGUMENT naming the method for a bad request, UNAVAILABLE (try
+    again) for a store that cannot write."""
+    if isinstance(error, checks.InvalidArgument):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {error}")
-    except base.StoreUnavailable as error:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+    await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
