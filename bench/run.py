@@ -39,6 +39,7 @@ from rich.table import Table  # noqa: E402
 from bench import (  # noqa: E402
     common,
     dashboard,
+    idle,
     logstream,
     queues,
     scale,
@@ -52,6 +53,7 @@ SCENARIOS = {
     **sidebyside.SCENARIOS,
     **userrun.SCENARIOS,
     **scenarios.SCENARIOS,
+    **idle.SCENARIOS,
     **scale.SCENARIOS,
     **submission.SCENARIOS,
     **dashboard.SCENARIOS,
@@ -175,6 +177,13 @@ def summary(result: common.Result) -> str:
         return (
             f"{d['scheduler_cpu_share_of_one_core']:.0%} of a core; workers+tasks "
             f"{c['workers_and_tasks_cpu_us_per_task']:,.0f} µs/task"
+        )
+    if "with_4_idle_workers_cpu_ms" in c:
+        return (
+            f"4 idle workers: {c['with_4_idle_workers_cpu_ms']:.2f} ms; submit→COMPLETED p50 "
+            f"{d['submit_to_completed_p50_ms_200']:.1f} ms (4: "
+            f"{d['submit_to_completed_p50_ms_4']:.1f}); polls woken per task "
+            f"{d['polls_woken_per_task_200']:.1f} (4: {d['polls_woken_per_task_4']:.1f})"
         )
     if "submit_to_running_p99_ms" in d:
         return (

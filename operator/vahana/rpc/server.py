@@ -55,8 +55,9 @@ class SchedulerServer:
         self.scheduler = sched
         self._address = address
         self._credentials = credentials
-        self._wakes = wakeups.Wakeups()
-        sched.set_waker(self._wakes.wake)
+        self.wakeups = wakeups.Wakeups(queued=lambda: sched.queue_length)
+        """How waiting polls are woken (its counts are read by tests and the benchmark)."""
+        sched.set_waker(self.wakeups.wake)
         self._server = grpc.aio.server(
             interceptors=list(interceptors),
             options=[
@@ -74,7 +75,7 @@ class SchedulerServer:
             self._server,
             worker_service.WorkerService(
                 sched,
-                self._wakes,
+                self.wakeups,
                 tokens=guard.tokens if guard else None,
                 output_store=output_store,
                 feed=feed,

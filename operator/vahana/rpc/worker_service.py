@@ -98,10 +98,13 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     ) -> pb.PollForTaskResponse:
         woken = False
         while True:
-            event = self._wakes.arm(request.worker_id)
-            result = await self._call(
-                context, self._scheduler.poll_async(request.worker_id, request.max_tasks)
-            )
+            event = self._wakes.arm(request.worker_id, wants_tasks=request.max_tasks > 0)
+            try:
+                result = await self._call(
+                    context, self._scheduler.poll_async(request.worker_id, request.max_tasks)
+                )
+            finally:
+                self._wakes.settle(request.worker_id)  # a turn it was woken for goes on
             remaining = deadline - time.monotonic()
             # A worker polling with no free slot is woken when one of its leases ends: unless
             # its report already brought the next task, it gets an empty answer at once and
