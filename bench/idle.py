@@ -17,7 +17,6 @@ import os
 import statistics
 import sys
 import time
-from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
