@@ -19,11 +19,10 @@ import sys
 import time
 
 import grpc
-from google.protobuf import duration_pb2
 from vahana.proto import worker_pb2 as pb
 from vahana.proto import worker_pb2_grpc
 
-from bench import scenarios
+from bench import scenarios, simworkers
 from bench.common import Result, cpu_self, log
 
 POLL_WAIT_S = 30.0
@@ -33,8 +32,7 @@ CHANNELS = 4
 async def idle_workers(address: str, count: int) -> None:
     """K workers that long-poll and complete each task they get at once; runs until killed."""
     channels = [grpc.aio.insecure_channel(address) for _ in range(CHANNELS)]
-    wait = duration_pb2.Duration()
-    wait.FromNanoseconds(int(POLL_WAIT_S * 1e9))
+    wait = simworkers.duration(POLL_WAIT_S)
 
     async def work(index: int) -> None:
         stub = worker_pb2_grpc.WorkerServiceStub(channels[index % CHANNELS])
@@ -54,18 +52,7 @@ async def idle_workers(address: str, count: int) -> None:
                 pb.PollForTaskRequest(worker_id=name, max_tasks=1, wait=wait)
             )
             if answer.has_task:
-                task = answer.task
-                await stub.BatchUpdateTaskStatus(
-                    pb.BatchUpdateTaskStatusRequest(
-                        worker_id=name,
-                        updates=[
-                            pb.UpdateTaskStatusRequest(
-                                task_id=task.id, worker_id=name, status=s, attempt=task.attempt
-                            )
-                            for s in (pb.RUNNING, pb.COMPLETED)
-                        ],
-                    )
-                )
+                await stub.BatchUpdateTaskStatus(simworkers.completed(name, [answer.task]))
 
     await asyncio.gather(*(work(i) for i in range(count)))
 

@@ -33,7 +33,7 @@ from vahana.proto import worker_pb2 as pb
 from vahana.proto import worker_pb2_grpc
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
+def duration(seconds: float) -> duration_pb2.Duration:
     value = duration_pb2.Duration()
     value.FromNanoseconds(int(seconds * 1e9))
     return value
@@ -43,6 +43,25 @@ def _now() -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromNanoseconds(time.time_ns())
     return stamp
+
+
+def completed(worker_id: str, tasks: list[pb.Task]) -> pb.BatchUpdateTaskStatusRequest:
+    """RUNNING, then COMPLETED (exit 0), for each of the tasks, in one report."""
+    stamp = _now()
+    return pb.BatchUpdateTaskStatusRequest(
+        worker_id=worker_id,
+        updates=[
+            pb.UpdateTaskStatusRequest(
+                task_id=task.id,
+                worker_id=worker_id,
+                status=status,
+                attempt=task.attempt,
+                timestamp=stamp,
+            )
+            for task in tasks
+            for status in (pb.RUNNING, pb.COMPLETED)
+        ],
+    )
 
 
 class Tally:
@@ -70,37 +89,13 @@ async def sim_worker(address: str, worker_id: str, max_tasks: int, tally: Tally)
         while not tally.finished.is_set():
             # A short wait: once every task is done, the others notice within it and leave.
             response = await stub.PollForTask(
-                pb.PollForTaskRequest(worker_id=worker_id, max_tasks=max_tasks, wait=_duration(0.5))
+                pb.PollForTaskRequest(worker_id=worker_id, max_tasks=max_tasks, wait=duration(0.5))
             )
             tally.polls += 1
             tasks = ([response.task] if response.has_task else []) + list(response.more_tasks)
             if not tasks:
                 continue
-            stamp = _now()
-            updates = []
-            for task in tasks:
-                updates.append(
-                    pb.UpdateTaskStatusRequest(
-                        task_id=task.id,
-                        worker_id=worker_id,
-                        status=pb.RUNNING,
-                        attempt=task.attempt,
-                        timestamp=stamp,
-                    )
-                )
-                updates.append(
-                    pb.UpdateTaskStatusRequest(
-                        task_id=task.id,
-                        worker_id=worker_id,
-                        status=pb.COMPLETED,
-                        attempt=task.attempt,
-                        exit_code=0,
-                        timestamp=stamp,
-                    )
-                )
-            await stub.BatchUpdateTaskStatus(
-                pb.BatchUpdateTaskStatusRequest(worker_id=worker_id, updates=updates)
-            )
+            await stub.BatchUpdateTaskStatus(completed(worker_id, tasks))
             tally.batches += 1
             tally.done += len(tasks)
             if tally.done >= tally.expect:
