@@ -21,6 +21,7 @@ import time
 import grpc
 from vahana.proto import worker_pb2 as pb
 from vahana.proto import worker_pb2_grpc
+from vahana.rpc import wakeups
 
 from bench import scenarios, simworkers
 from bench.common import Result, cpu_self, log
@@ -57,6 +58,13 @@ async def idle_workers(address: str, count: int) -> None:
     await asyncio.gather(*(work(i) for i in range(count)))
 
 
+async def _all_waiting(wakes: wakeups.Wakeups, count: int, seconds: float = 30.0) -> None:
+    """Until `count` polls wait; TimeoutError after `seconds`."""
+    async with asyncio.timeout(seconds):
+        while wakes.waiting < count:
+            await asyncio.sleep(0.001)
+
+
 async def _one_at_a_time(count: int, workers: int) -> dict[str, float]:
     async with scenarios.scheduler_process(workers=0, tasks_per_worker=1) as process:
         sim = await asyncio.create_subprocess_exec(
@@ -65,9 +73,7 @@ async def _one_at_a_time(count: int, workers: int) -> dict[str, float]:
         try:
             await scenarios.wait_for_workers(process.scheduler, workers)
             wakes = process.server.wakeups
-            deadline = time.monotonic() + 30
-            while wakes.waiting < workers and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            await _all_waiting(wakes, workers)
             woken_before, cpu_before = wakes.woken_by_broadcasts, cpu_self()
             spans = []
             for i in range(count):
@@ -80,8 +86,7 @@ async def _one_at_a_time(count: int, workers: int) -> dict[str, float]:
                 await asyncio.wait_for(clock.final.wait(), 30)
                 spans.append((time.perf_counter() - started) * 1000)
                 process.scheduler.remove_listener(clock)
-                while wakes.waiting < workers and time.monotonic() < deadline + 60:
-                    await asyncio.sleep(0.001)  # every poll waits again before the next
+                await _all_waiting(wakes, workers)  # every poll waits again before the next
             cpu = cpu_self() - cpu_before
             woken = wakes.woken_by_broadcasts - woken_before
         finally:

@@ -100,16 +100,23 @@ async def until_waiting(process: service.SchedulerProcess, count: int) -> None:
             await asyncio.sleep(0.01)
 
 
-async def run_to_completion(
-    process: service.SchedulerProcess, spec: models.TaskSpec, timeout: float = 10.0
-) -> models.TaskRecord:
-    [task_id] = process.scheduler.submit([models.Submission(spec)])
+async def until_final(
+    process: service.SchedulerProcess, ids: list[str], timeout: float = 10.0
+) -> list[models.TaskRecord]:
+    """The tasks, once every one of them is final."""
     async with asyncio.timeout(timeout):
         while True:
-            task = process.scheduler.get_task(task_id)
-            if task is not None and task.is_final:
-                return task
+            tasks = [process.scheduler.get_task(task_id) for task_id in ids]
+            if all(task.is_final for task in tasks):
+                return tasks
             await asyncio.sleep(0.005)
+
+
+async def run_to_completion(
+    process: service.SchedulerProcess, spec: models.TaskSpec
+) -> models.TaskRecord:
+    [task] = await until_final(process, process.scheduler.submit([models.Submission(spec)]))
+    return task
 
 
 def test_a_task_submitted_to_40_idle_workers_wakes_one_of_them(tmp_path: Path) -> None:
@@ -169,14 +176,8 @@ def test_a_batch_of_tasks_wakes_as_many_workers_as_it_needs(tmp_path: Path) -> N
                         for i in range(12)
                     ]
                 )
-                async with asyncio.timeout(20):
-                    while not all(
-                        (t := process.scheduler.get_task(i)) is not None and t.is_final for i in ids
-                    ):
-                        await asyncio.sleep(0.01)
-                assert {process.scheduler.get_task(i).phase for i in ids} == {  # type: ignore[union-attr]
-                    models.TaskPhase.COMPLETED
-                }
+                tasks = await until_final(process, ids, timeout=20)
+                assert {task.phase for task in tasks} == {models.TaskPhase.COMPLETED}
                 assert len({workers.ran[i] for i in ids}) >= 2  # spread, not one after another
                 assert process.server.wakeups.woken_by_broadcasts <= 12
             finally:
