@@ -1,4 +1,6 @@
-"""dashboard_cpu: what the web dashboard costs the scheduler, with one page open.
+"""The web dashboard's cost to the scheduler, and how fast its task list answers at scale.
+
+dashboard_cpu: what the web dashboard costs the scheduler, with one page open.
 
 The end-to-end workload of `end_to_end_throughput` (N `true` tasks on a `SchedulerProcess` with
 a `LocalPool` of 4 real workers, SQLite in a temp dir), run alternately without the dashboard
@@ -16,12 +18,20 @@ the page open, where the dashboard's CPU is
   scheduler would cost more than the call).
 `detail` also gives the plain difference in scheduler CPU per task between the runs with and
 without it, which is the same question asked more bluntly and is within the runs' noise.
+
+dashboard_pages: the task list's answers (`GET /api/tasks`, what the page fetches for each view
+of the list) over 100,000 queued tasks in 3 pools and 5 priorities: the first, next and last
+page, a pool filter, the tasks of no pool, a name search and an empty phase filter, each timed
+from the request to the whole answer read, best of 3. The value is the slowest view, next to
+the page's budget of 1 s and, as the reference of the same run, `GET /api/config` (the
+dashboard's HTTP round trip with nothing to look up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -222,4 +232,96 @@ def dashboard_cpu(full: bool) -> list[Result]:
     ]
 
 
-SCENARIOS = {"dashboard_cpu": dashboard_cpu}
+PAGE_TASKS = 100_000
+PAGE_POOLS = ("alpha", "beta", "")
+PAGE_BUDGET_S = 1.0
+PAGE_VIEWS = {
+    "first page": "api/tasks",
+    "next page": "api/tasks?page=1",
+    "last page": f"api/tasks?page={PAGE_TASKS // 50 - 1}",
+    "pool filter": "api/tasks?phase=PENDING&pool=alpha",
+    "no pool": "api/tasks?pool=&page=3",  # the page asks for "(none)" this way
+    "name search": "api/tasks?q=sample-9999",
+    "finished filter": "api/tasks?phase=COMPLETED",
+}
+
+
+def _fetch_seconds(url: str, repeat: int = 3) -> tuple[float, bytes]:
+    """The best of `repeat` requests: seconds to the whole answer, and the answer."""
+    best, body = float("inf"), b""
+    for _ in range(repeat):
+        started = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            body = answer.read()
+        best = min(best, time.perf_counter() - started)
+    return best, body
+
+
+async def _pages() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="vahana-bench-") as tmp:
+        settings = settings_module.load(
+            {
+                "server.port": 0,
+                "metrics.port": 0,
+                "store.state_dir": tmp,
+                "local_pool.workers": 0,  # nothing runs: every task stays queued
+                "ui.enabled": True,
+                "ui.port": 0,
+            },
+            environ={},
+        )
+        process = service.SchedulerProcess(settings, local_workers=0)
+        try:
+            await process.start()
+            assert process.dashboard is not None
+            for start in range(0, PAGE_TASKS, 2_000):
+                process.scheduler.submit(
+                    [
+                        models.Submission(
+                            models.TaskSpec(name=f"sample-{i}", command="true", priority=i % 5),
+                            pool=PAGE_POOLS[i % len(PAGE_POOLS)],
+                        )
+                        for i in range(start, start + 2_000)
+                    ]
+                )
+                await process.scheduler.settled()
+            url = process.dashboard.url
+            # The client runs in a thread: the dashboard answers on this process's loop.
+            floor, _ = await asyncio.to_thread(_fetch_seconds, url + "api/config")
+            views: dict[str, float] = {}
+            totals: dict[str, int] = {}
+            for view, path in PAGE_VIEWS.items():
+                views[view], body = await asyncio.to_thread(_fetch_seconds, url + path)
+                totals[view] = json.loads(body)["total"]
+            return {"views": views, "totals": totals, "config_s": floor}
+        finally:
+            await process.stop()
+
+
+def dashboard_pages(full: bool) -> list[Result]:
+    log(f"dashboard pages: the task list over {PAGE_TASKS:,} queued tasks")
+    run = asyncio.run(_pages())
+    views: dict[str, float] = run["views"]
+    slowest = max(views, key=views.__getitem__)
+    return [
+        Result(
+            "dashboard_task_list_slowest",
+            views[slowest] * 1000,
+            "ms",
+            detail={
+                "queued_tasks": PAGE_TASKS,
+                "slowest_view": slowest,
+                "views_ms": {view: seconds * 1000 for view, seconds in views.items()},
+                "views_total_tasks": run["totals"],
+                "measured_with": "urllib in a thread of the scheduler's process, best of 3, "
+                "request → whole answer read",
+            },
+            comparison={
+                "budget_ms": PAGE_BUDGET_S * 1000,
+                "api_config_ms": run["config_s"] * 1000,
+            },
+        )
+    ]
+
+
+SCENARIOS = {"dashboard_cpu": dashboard_cpu, "dashboard_pages": dashboard_pages}

@@ -117,6 +117,11 @@ def summary(result: common.Result) -> str:
         return f"skipped: {d['skipped']}"
     if "runner" in d:
         return side_by_side_summary(d, c)
+    if "slowest_view" in d:
+        return (
+            f"budget {c['budget_ms']:,.0f} ms; slowest: {d['slowest_view']} over "
+            f"{d['queued_tasks']:,} queued; GET /api/config {c['api_config_ms']:.1f} ms"
+        )
     if "whole_process_s_each" in d:
         firsts = ", ".join(f"{x:.2f}" for x in d["each_s"])
         walls = ", ".join(f"{x:.2f}" for x in d["whole_process_s_each"])

@@ -1,8 +1,9 @@
-"""The task list over 100,000 queued tasks: filtered and paged on the server, each page < 1 s."""
+"""The task list over 100,000 queued tasks: filtered and paged on the server.
+
+How fast each of these views answers is a figure of the benchmark (`dashboard_pages`), not a
+condition here."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -14,14 +15,12 @@ pytestmark = pytest.mark.integration
 TASKS = 100_000
 BATCH = 2_000
 POOLS = ("alpha", "beta", "")
-RENDER_BUDGET_S = 1.0
 
 
-def rendered(page: Page, action, expect_page: int) -> float:
-    """Seconds from `action()` (a click, a navigation) to the list's new page on screen."""
+def rendered(page: Page, action, expect_page: int) -> None:
+    """Does `action()` (a click, a navigation) and waits for the list's new page on screen."""
     # The page before may satisfy the condition below: only a render after the action counts.
     page.tab.evaluate("() => { delete document.getElementById('view').dataset.ready; }")
-    started = time.perf_counter()
     action()
     page.tab.wait_for_function(
         "() => { const r = document.querySelector('.pager .range');"
@@ -30,7 +29,6 @@ def rendered(page: Page, action, expect_page: int) -> float:
         " && document.querySelectorAll('tr[data-task]').length > 0; }",
         timeout=10_000,
     )
-    return time.perf_counter() - started
 
 
 def test_the_task_list_filters_and_pages_over_100000_queued_tasks(
@@ -48,27 +46,26 @@ def test_the_task_list_filters_and_pages_over_100000_queued_tasks(
         )
     page = open_page(dashboard.url)
     page.open("/")  # the app loads once (the browser's first visit), then each page of the list
-    timings: dict[str, float] = {}
 
-    timings["first page"] = rendered(page, lambda: page.open("/tasks"), 0)
+    rendered(page, lambda: page.open("/tasks"), 0)
     assert page.text(".pager .range") == "1–50 of 100,000"
     assert page.tab.locator("tr[data-task]").count() == 50
     assert page.text("tr[data-task] td[data-col=name]") == "sample-99999"  # newest first
 
-    timings["next page"] = rendered(page, lambda: page.tab.click("a[rel=next]"), 1)
+    rendered(page, lambda: page.tab.click("a[rel=next]"), 1)
     assert page.text(".pager .range") == "51–100 of 100,000"
     assert page.text("tr[data-task] td[data-col=name]") == "sample-99949"
 
-    timings["last page"] = rendered(page, lambda: page.tab.click("text=last »"), 1999)
+    rendered(page, lambda: page.tab.click("text=last »"), 1999)
     assert page.text(".pager .range") == "99,951–100,000 of 100,000"
     assert page.tab.locator("tr[data-task] td[data-col=name]").last.inner_text() == "sample-0"
 
-    timings["pool filter"] = rendered(page, lambda: page.open("/tasks?phase=PENDING&pool=alpha"), 0)
+    rendered(page, lambda: page.open("/tasks?phase=PENDING&pool=alpha"), 0)
     assert page.text(".pager .range") == "1–50 of 33,334"
     pools = page.tab.locator("tr[data-task] td[data-col=pool]").all_inner_texts()
     assert set(pools) == {"alpha"}
 
-    timings["no pool"] = rendered(page, lambda: page.open("/tasks?pool=(none)&page=3"), 3)
+    rendered(page, lambda: page.open("/tasks?pool=(none)&page=3"), 3)
     assert page.text(".pager .range") == "151–200 of 33,333"
 
     page.open("/tasks")  # the search keeps the other filters: start from none
@@ -77,13 +74,11 @@ def test_the_task_list_filters_and_pages_over_100000_queued_tasks(
         page.tab.fill("input[name=q]", "sample-9999")
         page.tab.press("input[name=q]", "Enter")
 
-    timings["name search"] = rendered(page, search, 0)
+    rendered(page, search, 0)
     names = page.tab.locator("tr[data-task] td[data-col=name]").all_inner_texts()
     assert sorted(names) == sorted(["sample-9999", *[f"sample-9999{d}" for d in range(10)]])
 
-    started = time.perf_counter()  # none finished: an empty page
-    page.open("/tasks?phase=COMPLETED")
-    timings["finished filter"] = time.perf_counter() - started
+    page.open("/tasks?phase=COMPLETED")  # none finished: an empty page
     assert page.text(".results") == "No task matches."
 
     page.open("/")
@@ -93,6 +88,3 @@ def test_the_task_list_filters_and_pages_over_100000_queued_tasks(
     page.shot("overview-100000-queued")
     page.open("/tasks?phase=PENDING")
     page.shot("tasks")
-    print("render seconds:", {name: round(s, 3) for name, s in timings.items()})
-    slow = {name: round(s, 3) for name, s in timings.items() if s >= RENDER_BUDGET_S}
-    assert not slow, f"pages over {RENDER_BUDGET_S} s: {slow} (all: {timings})"
