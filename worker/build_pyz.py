@@ -4,9 +4,9 @@
     .venv/bin/python worker/build_pyz.py -o /tmp/w.pyz   # elsewhere
     python3 dist/worker.pyz --server-address=sched:50051 ...
 
-The zipapp bundles `vahana_worker` and the grpcio, protobuf, obstore and asyncssh (with
-cryptography) installed in the interpreter that runs this script (the versions the tests ran
-with); nothing is downloaded. shiv extracts it to
+The zipapp bundles `vahana_worker` and the grpcio, protobuf, obstore, asyncssh (with
+cryptography) and setproctitle installed in the interpreter that runs this script (the versions
+the tests ran with); nothing is downloaded. shiv extracts it to
 ~/.shiv (or $SHIV_ROOT) on first run.
 
 The pyz is tied to the Python version and platform it was built for: grpcio (and obstore,
@@ -39,6 +39,7 @@ BUNDLED_DISTRIBUTIONS = (
     "cryptography",
     "cffi",
     "pycparser",
+    "setproctitle",  # local pools' forked workers only; bundled as every dependency is
 )
 ENTRY_POINT = "vahana_worker.cli:main"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")

@@ -10,9 +10,10 @@ answered on stdout, in order, by `{"pid": N}` or `{"error": "why"}`; and wheneve
 workers ends, `{"exited": N, "code": C}` (C negative for a signal, as `subprocess` has it).
 
 Each worker is the same program as `python -m vahana_worker`: its own session, its output in
-its log file, the environment it was given. The zygote leaves when stdin ends (the scheduler
-closed it, or died) and gets SIGTERM if its parent dies; its workers, whose parent it is, get
-their own SIGTERM then (`--exit-with-parent`) and drain.
+its log file, the environment it was given, and in `ps` the command line it would have had
+(`vahana-worker --worker-id=... ...`), not the zygote's. The zygote leaves when stdin ends (the
+scheduler closed it, or died) and gets SIGTERM if its parent dies; its workers, whose parent it
+is, get their own SIGTERM then (`--exit-with-parent`) and drain.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shlex
 import signal
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import setproctitle
 
 from vahana_worker import cli, linux
 
@@ -35,6 +39,9 @@ _Plumbing = tuple[selectors.BaseSelector, int, int]
 def main() -> None:
     parent = os.environ.get(linux.PARENT_PID_ENV, "")
     linux.exit_with_parent(parent=int(parent) if parent.isdigit() else None)
+    # setproctitle finds the command line's memory on first use, by the interpreter's own
+    # sys.argv: here, once, before a worker changes it.
+    setproctitle.getproctitle()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -123,6 +130,8 @@ def _become_worker(
             os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
+        # Without it every worker shows as the zygote: `python -m vahana_worker.zygote`.
+        setproctitle.setproctitle(shlex.join(["vahana-worker", *argv]))
         sys.argv = ["vahana-worker", *argv]
         cli.main(argv)  # leaves with os._exit once drained
         code = 0

@@ -76,6 +76,26 @@ def test_a_signalled_worker_drains_and_its_exit_is_reported(
     process.send_signal(signal.SIGTERM)  # a no-op once it has ended
 
 
+def test_ps_shows_a_forked_worker_by_its_own_command_line(
+    zygote: forking.Zygote, tmp_path: Path
+) -> None:
+    argv = _worker_argv(tmp_path, "titled")
+    process = zygote.fork(argv, env=dict(os.environ), log_path=tmp_path / "w.log", cwd="/")
+    cmdline = Path(f"/proc/{process.pid}/cmdline")
+
+    def titled() -> bool:
+        return cmdline.read_bytes().startswith(b"vahana-worker ")
+
+    wait_until(titled, timeout=30, message="the worker's own command line")
+    shown = cmdline.read_bytes().rstrip(b"\0").decode()
+    assert shown == " ".join(["vahana-worker", *argv])
+    assert "zygote" not in shown
+    # top and pgrep show the process name, which follows the title.
+    assert Path(f"/proc/{process.pid}/comm").read_text().startswith("vahana-worker")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
 def test_when_the_zygote_dies_its_workers_end_and_are_reported_killed(
     zygote: forking.Zygote, tmp_path: Path
 ) -> None:
