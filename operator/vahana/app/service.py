@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vahana.app import security, stores
+from vahana.app import keeper, security, stores
 from vahana.app import settings as settings_module
 from vahana.core import fairshare
 from vahana.pools import base as pool_base
@@ -97,6 +97,8 @@ class SchedulerProcess:
             else None
         )
         self.pool: local.LocalPool | None = None
+        self.keeper: keeper.LocalWorkerKeeper | None = None
+        """Replaces the local pool's workers that end while the scheduler runs."""
         self.exits = exits.ExitReporter(self.scheduler)
         """Tells the scheduler at once of local workers whose process ended."""
         self.pools: embedded_pools.EmbeddedPools | None = None
@@ -164,7 +166,8 @@ class SchedulerProcess:
                 )
             )
             self.exits.listen(self.pool)
-            self.pool.start_workers(self._local_workers)
+            self.keeper = keeper.LocalWorkerKeeper(self.pool)
+            self.keeper.start(self._local_workers)
         if self._pool_manifests:
             from vahana.app import embedded_pools  # --pool-file only
 
@@ -195,6 +198,8 @@ class SchedulerProcess:
             await self.dashboard.stop()
         if self.pools is not None:
             await self.pools.stop()
+        if self.keeper is not None:
+            self.keeper.stop()
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
         await self.exits.close()  # what the pools' workers' ends told is committed, then no more
