@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -38,21 +40,65 @@ async def run_tasks(
     await process.start()
     if process.dashboard is not None:
         console.print(f"dashboard on {process.dashboard.url}", markup=False)
+    ctrl_c = _CtrlC(process)
     try:
         if callable(submissions):
             submissions = submissions()
         return await _watch(process, submissions, console)
+    except asyncio.CancelledError:
+        if ctrl_c.pressed:
+            raise KeyboardInterrupt from None
+        raise
     finally:
+        ctrl_c.stopping()
         with (
             console.status("stopping workers…") if console.is_terminal else contextlib.nullcontext()
         ):
             await process.stop()
+        ctrl_c.close()
+
+
+class _CtrlC:
+    """Ctrl-C during a run: the first cancels it (`_watch` then cancels its unfinished tasks
+    and says what became of them); the second, or one while the workers are being stopped,
+    ends the process at once."""
+
+    def __init__(self, process: service.SchedulerProcess) -> None:
+        self.pressed = 0
+        self._process = process
+        self._run = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._loop.add_signal_handler(signal.SIGINT, self._heard)
+            self._listening = True
+        except (RuntimeError, ValueError):  # not the main thread: asyncio.run's own handling
+            self._listening = False
+
+    def _heard(self) -> None:
+        self.pressed += 1
+        if self.pressed == 1 and self._run is not None:
+            self._run.cancel()
+        else:
+            _quit_now(self._process)
+
+    def stopping(self) -> None:
+        """From now on a Ctrl-C ends the process: there is no run left to cancel."""
+        self._run = None
+
+    def close(self) -> None:
+        if self._listening:
+            self._loop.remove_signal_handler(signal.SIGINT)
 
 
 PROGRESS_INTERVAL_S = 0.25
 """How often the progress bar is redrawn on a terminal, whatever the task rate."""
 LINE_INTERVAL_S = 2.0
 """How often a progress line is printed when the output is not a terminal (large runs)."""
+INTERRUPTED_WAIT_S = 15.0
+"""After Ctrl-C, how long the run waits for its cancelled tasks to end (their processes get
+SIGTERM, then SIGKILL after the workers' kill grace) before it stops the workers anyway."""
+INTERRUPTED_EXIT = 130
+"""Exit status after a second Ctrl-C (128 + SIGINT), as a shell reports it."""
 
 
 async def _watch(
@@ -81,7 +127,20 @@ async def _watch(
     bar = progress.add_task("tasks", total=len(submissions), summary="")
 
     def summary() -> str:
-        return f"running {len(running)}  failed {len(failed)}"
+        text = f"running {len(running)}  failed {len(failed)}"
+        waiting = why_waiting()
+        return f"{text}  waiting: {waiting}" if waiting else text
+
+    def why_waiting() -> str:
+        """Why the tasks wait, while none runs: a task no worker can run waits forever."""
+        if running or not wanted or len(finished) >= len(wanted):
+            return ""
+        for task_id in ids:
+            if task_id not in finished:
+                task = scheduler.live_task(task_id)
+                if task is not None and task.phase == models.TaskPhase.PENDING:
+                    return scheduler.pending_reason(task)
+        return ""
 
     def on_change(task: models.TaskRecord) -> None:
         # Called for every change of every task: bookkeeping only, no drawing.
@@ -108,6 +167,7 @@ async def _watch(
 
     async def tick() -> None:
         interval = PROGRESS_INTERVAL_S if console.is_terminal else LINE_INTERVAL_S
+        told = ""
         while not all_done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_done.wait(), interval)
@@ -116,6 +176,10 @@ async def _watch(
                 progress.refresh()
             elif not per_task_lines and not all_done.is_set():
                 console.print(f"{len(finished):,} of {len(wanted):,} final; {summary()}")
+            elif per_task_lines and (waiting := why_waiting()) != told:
+                told = waiting  # said once per change: a short run prints no count lines
+                if waiting:
+                    console.print(f"waiting: {waiting}", markup=False)
 
     scheduler.add_listener(on_change)
     try:
@@ -131,6 +195,47 @@ async def _watch(
                 )
             await tick()
             progress.update(bar, completed=len(finished), summary=summary())
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the run
+        await _interrupted(process, ids, finished, set(running), all_done, console)
+        raise
     finally:
         scheduler.remove_listener(on_change)
     return [convert.task_info(finished[task_id]) for task_id in ids]
+
+
+async def _interrupted(
+    process: service.SchedulerProcess,
+    ids: list[str],
+    finished: dict[str, models.TaskRecord],
+    running: set[str],
+    all_done: asyncio.Event,
+    console: Console,
+) -> None:
+    """Cancels what has not finished (the running tasks first: their processes are stopped
+    at once) and waits a while for it to end, so that the workers then stop at once and a
+    state dir kept with --state-dir holds no task that would run later; says what became of
+    the tasks. A second Ctrl-C ends the process at once: its workers are killed (their
+    guardians end their tasks' processes)."""
+    unfinished = [task_id for task_id in ids if task_id not in finished]
+    console.print(
+        f"interrupted: cancelling {len(unfinished)} unfinished task(s), "
+        f"{len(running & set(unfinished))} of them running (Ctrl-C again to quit at once)",
+        markup=False,
+    )
+    for task_id in sorted(unfinished, key=lambda task_id: task_id not in running):
+        process.scheduler.cancel(task_id, "the run was interrupted (Ctrl-C)")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_done.wait(), INTERRUPTED_WAIT_S)
+    completed = sum(1 for t in finished.values() if t.phase == models.TaskPhase.COMPLETED)
+    stopped = sum(1 for task_id in unfinished if task_id in running)
+    console.print(
+        f"{completed} of {len(ids)} task(s) completed; cancelled: {stopped} while running, "
+        f"{len(unfinished) - stopped} before they started",
+        markup=False,
+    )
+
+
+def _quit_now(process: service.SchedulerProcess) -> None:
+    if process.pool is not None:
+        process.pool.kill_workers()
+    os._exit(INTERRUPTED_EXIT)

@@ -132,6 +132,12 @@ class LocalPool:
     def status(self) -> base.PoolStatus:
         return base.summarize(self.name, self.list_workers(), self._last_error)
 
+    def kill_workers(self) -> None:
+        """SIGKILL to every running worker, without waiting (the process is about to end;
+        each worker's guardian ends its tasks' processes)."""
+        for process in self._processes.values():
+            process.kill()
+
     def close(self, timeout: float = 30.0) -> None:
         self.stop_workers(list(self._processes))
         deadline = time.monotonic() + timeout
