@@ -1,6 +1,7 @@
-"""Ctrl-C on `vahana run`: the unfinished tasks are cancelled at once and the run says what
-became of them; a second Ctrl-C quits at once and still leaves no task process behind. A task
-that no worker can run says why it waits."""
+"""What `vahana run` says and does beyond running its file: Ctrl-C cancels the unfinished tasks
+at once and says what became of them, a second Ctrl-C quits at once and still leaves no task
+process behind; a task that no worker can run says why it waits; a state dir given again
+says that the earlier run's unfinished tasks run too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import harness
 from tests.integration.test_cli import ENTRY_POINT
 from tests.waiting import wait_until
 
@@ -49,10 +51,10 @@ def _sleeping(seconds: str) -> list[int]:
 class Run:
     """`vahana run -f` on 2 local workers, its output read as it comes (a line at a time)."""
 
-    def __init__(self, tasks: Path) -> None:
+    def __init__(self, tasks: Path, *flags: str) -> None:
         path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
         self.process = subprocess.Popen(
-            [sys.executable, "-c", ENTRY_POINT, "run", "-f", str(tasks), "--workers=2"],
+            [sys.executable, "-c", ENTRY_POINT, "run", "-f", str(tasks), "--workers=2", *flags],
             cwd=tasks.parent,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -148,3 +150,20 @@ def test_a_task_no_worker_can_run_says_why_it_waits(tmp_path: Path, run_of) -> N
     code, out = run.end(timeout=30)
     assert code == 130, out
     assert "cancelled: 0 while running, 1 before they started" in out
+
+
+def test_a_run_on_a_state_dir_with_unfinished_tasks_says_they_run_too(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    earlier = harness.SchedulerProcess(state_dir=state_dir).start()  # no workers: they stay queued
+    client = harness.Client(earlier.address)
+    try:
+        client.submit(harness.submission("true", "left-1"), harness.submission("true", "left-2"))
+    finally:
+        client.close()
+        earlier.stop()
+    tasks = _tasks(tmp_path, "true", 1)
+    run = Run(tasks, "--state-dir", str(state_dir))
+    code, out = run.end(timeout=60)
+    assert code == 0, out
+    assert "the state dir holds 2 unfinished task(s) of an earlier run: they run too" in out

@@ -182,6 +182,13 @@ async def _watch(
                     console.print(f"waiting: {waiting}", markup=False)
 
     scheduler.add_listener(on_change)
+    earlier = scheduler.unfinished_count  # recovered from a --state-dir given again
+    if earlier:
+        console.print(
+            f"the state dir holds {earlier:,} unfinished task(s) of an earlier run: they run "
+            "too, beside this file's",
+            markup=False,
+        )
     try:
         with progress:
             ids.extend(scheduler.submit(submissions))
