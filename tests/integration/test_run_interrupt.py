@@ -167,3 +167,11 @@ def test_a_run_on_a_state_dir_with_unfinished_tasks_says_they_run_too(
     code, out = run.end(timeout=60)
     assert code == 0, out
     assert "the state dir holds 2 unfinished task(s) of an earlier run: they run too" in out
+
+
+def test_a_run_on_pool_files_says_where_its_tasks_go(tmp_path: Path) -> None:
+    pools = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "workerpool-local.yaml"
+    run = Run(_tasks(tmp_path, "true", 1), "--pool-file", str(pools))
+    code, out = run.end(timeout=60)
+    assert code == 0, out
+    assert "submitted 1 task(s) to the pools of --pool-file" in out

@@ -110,13 +110,21 @@ class EmbeddedPools:
         assert self.manager is not None
         keys = self.manager.keys()
         for key in keys:
+            before = self.statuses.get(key, {}).get("lastError")
             try:
                 status = await self.manager.reconcile(key)
             except Exception as error:  # an adapter that cannot list (squeue down, …)
-                log.warning("pool=%s reconcile failed: %s", key, error)
                 status = {**self.statuses.get(key, {}), "lastError": str(error)}
-            if status.get("lastError") != self.statuses.get(key, {}).get("lastError"):
-                log.warning("pool=%s lastError: %s", key, status.get("lastError"))
+                failed = True
+            else:
+                failed = False
+            # Said when it changes, not every round: a pool that cannot reach its cluster is
+            # tried again every few seconds.
+            if status.get("lastError") != before:
+                if failed:
+                    log.warning("pool=%s reconcile failed: %s", key, status["lastError"])
+                else:
+                    log.warning("pool=%s lastError: %s", key, status.get("lastError"))
             self.statuses[key] = status
 
     async def remove(self, key: str, timeout: float = 60.0) -> None:

@@ -196,10 +196,12 @@ async def _watch(
             for task_id in ids:  # tasks already final from an earlier run of the same state dir
                 on_change(scheduler.get_task(task_id))
             if not console.is_terminal:
-                console.print(
-                    f"submitted {len(ids)} task(s) to "
-                    f"{process.settings.local_workers} local worker(s)"
+                where = (
+                    "the pools of --pool-file"
+                    if process.pools is not None
+                    else f"{process.settings.local_workers} local worker(s)"
                 )
+                console.print(f"submitted {len(ids)} task(s) to {where}")
             await tick()
             progress.update(bar, completed=len(finished), summary=summary())
     except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the run

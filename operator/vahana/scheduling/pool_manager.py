@@ -292,8 +292,9 @@ class PoolManager:
             try:
                 await asyncio.to_thread(adapter.start_workers, min(desired - active, headroom))
             except base.PoolError as error:  # reported on the pool; retried next round
+                if str(error) != pool.last_error:  # logged once, not every round
+                    log.warning("pool=%s %s", key, error)
                 pool.last_error = str(error)
-                log.warning("pool=%s %s", key, pool.last_error)
         elif active > desired:
             for worker_id in scaling.idle_to_release(
                 registered, excess=active - desired, now=now, idle_timeout=pool.idle_timeout
