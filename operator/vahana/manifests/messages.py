@@ -92,6 +92,14 @@ def _hint(path: str) -> str:
     return HINTS.get(leaf, "")
 
 
+def _too_long_hint(path: str) -> str:
+    """A value over its length bound: the field's own hint says what to write, not how to
+    shorten it."""
+    if path.endswith("command"):
+        return "put a long script in a file (inputFiles can bring it) and run that"
+    return "shorten it"
+
+
 def _unknown_field(path: str, key: Any, known: Iterable[str]) -> tuple[str, str, str]:
     known = sorted(known)
     close = difflib.get_close_matches(str(key), known, n=1)
@@ -132,11 +140,13 @@ def describe(error: jsonschema.ValidationError) -> list[tuple[str, str, str]]:
         return [(path, "must not be empty", _hint(path))]
     if kind in ("minLength", "maxLength"):
         bound = "at least" if kind == "minLength" else "at most"
-        return [(path, f"must be {bound} {value} characters long", _hint(path))]
+        hint = _hint(path) if kind == "minLength" else _too_long_hint(path)
+        return [(path, f"must be {bound} {value} characters long", hint)]
     if kind in ("minItems", "maxItems", "minProperties", "maxProperties"):
         bound = "at least" if kind.startswith("min") else "at most"
         noun = "items" if kind.endswith("Items") else "entries"
-        return [(path, f"must have {bound} {value} {noun}", _hint(path))]
+        hint = _hint(path) if kind.startswith("min") else f"give at most {value} {noun}"
+        return [(path, f"must have {bound} {value} {noun}", hint)]
     if kind == "pattern" and path.endswith("memory") and str(instance)[-1:] in ("m", "u", "n"):
         wrong = f"{describe_value(instance)} means milli-bytes"
         return [(path, wrong, f"did you mean {str(instance)[:-1]}Mi?")]

@@ -78,9 +78,8 @@ def parse_pool_documents(text: str, *, source: str) -> list[PoolManifest]:
     try:
         documents = yamlload.load_documents(text)
     except yamlload.YAMLProblem as exc:
-        hint = "fix the YAML syntax (indentation, quotes, ':' after keys)"
         raise errors.ManifestError(
-            [errors.Problem(source, f"invalid YAML: {exc.message}", hint=hint, line=exc.line)]
+            [errors.Problem(source, f"invalid YAML: {exc.message}", hint=exc.hint, line=exc.line)]
         ) from None
     found: list[tuple[int, int, Any]] = []
     problems: list[errors.Problem] = []

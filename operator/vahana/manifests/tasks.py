@@ -57,9 +57,8 @@ def parse_task_documents(
     try:
         documents = yamlload.load_documents(text)
     except yamlload.YAMLProblem as exc:
-        hint = "fix the YAML syntax (indentation, quotes, ':' after keys)"
         raise errors.ManifestError(
-            [errors.Problem(source, f"invalid YAML: {exc.message}", hint=hint, line=exc.line)]
+            [errors.Problem(source, f"invalid YAML: {exc.message}", hint=exc.hint, line=exc.line)]
         ) from None
     problems: list[errors.Problem] = []
     found: list[tuple[_Place, Mapping[str, Any]]] = []

@@ -27,17 +27,26 @@ a file's own nodes do not count, so only expansion is limited."""
 _BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class YAMLProblem(ValueError):
-    """Text that is not YAML; `line` and `column` are 1-based, 0 when unknown."""
+SYNTAX_HINT = "fix the YAML syntax (indentation, quotes, ':' after keys)"
 
-    def __init__(self, message: str, *, line: int = 0, column: int = 0) -> None:
+
+class YAMLProblem(ValueError):
+    """Text that is not YAML; `line` and `column` are 1-based, 0 when unknown; `hint`: how to
+    fix it."""
+
+    def __init__(
+        self, message: str, *, line: int = 0, column: int = 0, hint: str = SYNTAX_HINT
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
         self.column = column
+        self.hint = hint
 
 
 _STR = "tag:yaml.org,2002:str"
+_SELF_ALIAS = "an alias refers to a node that contains it"
+_SELF_ALIAS_HINT = "an alias (*name) must not sit inside the node its anchor (&name) marks"
 _ANCHOR = re.compile(r"(?:^|[\s\[{,])&[^\s\[\]{},]", re.MULTILINE)
 """Where an anchor (`&name`) may begin: YAML wants one after a space, a line's start or a flow
 indicator. Text without a match has no anchor, so no alias can expand (`*name` without one is
@@ -56,9 +65,9 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
             self.aliased += _expansion(node)
         if self.aliased > ALIAS_BUDGET:
             raise YAMLProblem(
-                f"aliases expand to more than {ALIAS_BUDGET} nodes — write the values out, or "
-                "use fewer anchors (*name)",
+                f"aliases expand to more than {ALIAS_BUDGET} nodes",
                 line=node.start_mark.line + 1,
+                hint="write the values out, or use fewer aliases (*name)",
             )
         return super().construct_document(node)
 
@@ -125,13 +134,13 @@ def _expansion(root: yaml.Node) -> int:
         if key in sizes:
             continue
         if key in open_:
-            raise YAMLProblem("an alias refers to a node that contains it", line=_line(node))
+            raise YAMLProblem(_SELF_ALIAS, line=_line(node), hint=_SELF_ALIAS_HINT)
         seen += 1
         open_.add(key)
         stack.append((node, True))
         for child in children:
             if id(child) in open_:
-                raise YAMLProblem("an alias refers to a node that contains it", line=_line(child))
+                raise YAMLProblem(_SELF_ALIAS, line=_line(child), hint=_SELF_ALIAS_HINT)
             if id(child) not in sizes:
                 stack.append((child, False))
     return sizes[id(root)] - seen
@@ -153,15 +162,18 @@ def decode(data: bytes, *, source: str) -> str:
     """A file's bytes as text; raises YAMLProblem naming the file and the first bad byte's
     offset when it is too large or not UTF-8."""
     if len(data) > MAX_BYTES:
-        raise YAMLProblem(f"{source}: larger than {MAX_BYTES} bytes — split it into several files")
+        raise YAMLProblem(
+            f"{source}: larger than {MAX_BYTES} bytes", hint="split it into several files"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise YAMLProblem(
             f"{source}: not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} "
-            f"(line {line}) — save the file as UTF-8",
+            f"(line {line})",
             line=line,
+            hint="save the file as UTF-8",
         ) from None
 
 

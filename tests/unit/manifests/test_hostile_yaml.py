@@ -32,6 +32,7 @@ def test_an_alias_bomb_is_refused_at_once() -> None:
     message = refused(HEADER + "metadata: {name: a}\nspec: {command: x}\n---\n" + BOMB)
     assert time.perf_counter() - started < 1.0
     assert "aliases expand to more than 10000 nodes" in message
+    assert "write the values out" in message and "fix the YAML syntax" not in message
 
 
 def test_an_alias_cycle_is_refused() -> None:
@@ -80,6 +81,7 @@ def test_bytes_that_are_not_utf8_are_named_by_file_and_offset() -> None:
     with pytest.raises(yamlload.YAMLProblem) as caught:
         yamlload.decode(b"kind: Task\nmetadata: {name: \xff}\n", source="t.yaml")
     assert caught.value.message.startswith("t.yaml: not UTF-8 text: byte 0xff at offset 28")
+    assert caught.value.hint == "save the file as UTF-8"
     assert "(line 2)" in caught.value.message
     assert yamlload.decode(b"\xef\xbb\xbfkind: Task\n", source="t.yaml") == "kind: Task\n"
 
@@ -183,3 +185,14 @@ def test_duplicate_keys_are_found_however_they_are_written() -> None:
         with pytest.raises(yamlload.YAMLProblem, match="twice"):
             yamlload.load_documents(text)
     assert yamlload.load_documents("{a: 1, 'b': 2, 3: c}") == [{"a": 1, "b": 2, 3: "c"}]
+
+
+def test_a_value_over_its_size_bound_is_told_to_be_smaller_not_how_to_write_it() -> None:
+    long_command = refused(HEADER + "metadata: {name: a}\nspec: {command: " + "x" * 70_000 + "}\n")
+    assert "spec.command: must be at most 65536 characters long" in long_command
+    assert "put a long script in a file" in long_command
+    assert "give the shell command to run" not in long_command
+    env = ", ".join(f"V{i}: x" for i in range(300))
+    many = refused(HEADER + "metadata: {name: a}\nspec: {command: x, env: {" + env + "}}\n")
+    assert "spec.env: must have at most 256 entries" in many
+    assert "give at most 256 entries" in many and "name variables" not in many
