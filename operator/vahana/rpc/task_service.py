@@ -219,6 +219,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         await self._scheduler.settled()  # what it answers is committed
         try:
             return await self._scheduler.get_task_async(task_id)
+        except records.AmbiguousTaskName as error:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            raise
         except records.UnknownTask as error:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
             raise

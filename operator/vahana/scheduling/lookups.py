@@ -23,6 +23,10 @@ def tasks(
     return lambda store: {task_id: store.get_task(task_id) for task_id in task_ids}
 
 
+AMBIGUOUS_SHOWN = 5
+"""Tasks of one name listed by id when the name alone does not say which."""
+
+
 def task(task_id_or_name: str) -> Callable[[base.Store], models.TaskRecord]:
     def find(store: base.Store) -> models.TaskRecord:
         task = store.get_task(task_id_or_name)
@@ -30,8 +34,13 @@ def task(task_id_or_name: str) -> Callable[[base.Store], models.TaskRecord]:
             return task
         named = store.find_tasks_by_name(task_id_or_name)
         if len(named) > 1:
-            raise records.UnknownTask(
-                f"{len(named)} tasks are named {task_id_or_name!r}: give the task id"
+            shown = ", ".join(f"{t.id} ({t.phase.value})" for t in named[:AMBIGUOUS_SHOWN])
+            more = (
+                f" and {len(named) - AMBIGUOUS_SHOWN} more" if len(named) > AMBIGUOUS_SHOWN else ""
+            )
+            raise records.AmbiguousTaskName(
+                f"{len(named)} tasks are named {task_id_or_name!r}: {shown}{more} — give the "
+                "task id"
             )
         if not named:
             raise records.UnknownTask(f"no task with id or name {task_id_or_name!r}")

@@ -151,6 +151,10 @@ class UnknownTask(LookupError):
     pass
 
 
+class AmbiguousTaskName(UnknownTask):
+    """More than one task has the name asked for; the message lists them by id."""
+
+
 class RefusedDependencies(ValueError):
     """A submission whose dependencies cannot be: unknown names, cycles (each named)."""
 

@@ -37,13 +37,16 @@ def test_submit_with_a_known_key_returns_the_existing_task(sched, store) -> None
 
 def test_get_task_by_id_or_unique_name(sched) -> None:
     [a] = submit(sched, make_task("alpha"))
-    submit(sched, make_task("twin"), make_task("twin"))
+    twins = submit(sched, make_task("twin"), make_task("twin"))
     assert sched.get_task(a).spec.name == "alpha"
     assert sched.get_task("alpha").id == a
-    with pytest.raises(records.UnknownTask, match="2 tasks are named 'twin'"):
+    with pytest.raises(records.AmbiguousTaskName, match="2 tasks are named 'twin'") as caught:
         sched.get_task("twin")
-    with pytest.raises(records.UnknownTask):
+    # Which ones, so that the user can give an id.
+    assert f"{twins[0]} (PENDING), {twins[1]} (PENDING) — give the task id" in str(caught.value)
+    with pytest.raises(records.UnknownTask) as unknown:
         sched.get_task("nothing")
+    assert not isinstance(unknown.value, records.AmbiguousTaskName)
 
 
 # -- poll ----------------------------------------------------------------------------------
