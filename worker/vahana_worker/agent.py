@@ -66,12 +66,18 @@ STATUS_CALL_TIMEOUT = 5.0
 """Deadline of the DRAINING and TERMINATED calls on shutdown."""
 KILLED_EXIT_CODES = frozenset({128 + 1, 128 + 9, 128 + 15, -1, -9, -15})
 """Exit codes of a task killed by SIGHUP, SIGKILL or SIGTERM."""
+TERMINATED_EXIT_CODES = frozenset({128 + 15, -15})
+"""Exit codes of a task killed by SIGTERM: of those signals the only one the worker outlives
+(it drains on it). A SIGKILL or SIGHUP that ended the allocation would have ended the worker too,
+which then reports nothing."""
 STOP_CHECK = 0.1
 """Seconds between looks at `_stopping` while the poll loop waits to be registered or for the
 link: a drain right after start-up must not wait a second for it."""
-KILLED_GRACE = 2.0
-"""Seconds to wait, after a task was killed by a signal, for the worker's own SIGTERM: a batch
-system ending the allocation (scancel, walltime) signals the task and the worker at once."""
+KILLED_GRACE = 5 * STOP_CHECK
+"""Seconds to wait, after a task was killed by SIGTERM, for the worker's own: a batch system
+ending the allocation (scancel, walltime) signals the task and the worker at once, and the main
+thread acts on the worker's within STOP_CHECK (the rest is room for a busy host). The task's
+result, and its slot, wait this long."""
 STREAMED_RUNNING_WAIT = 0.02
 """Seconds the RUNNING report of a task handed out in answer to a report may wait for the
 task's result: a worker working through a queue of short tasks then makes one call per task
@@ -743,12 +749,7 @@ class Worker:
                 message=f"worker error: {exc}",
                 failure_kind=executor.FailureKind.INFRASTRUCTURE,
             )
-        if (
-            result.failure_kind == executor.FailureKind.TASK_ERROR
-            and result.exit_code in KILLED_EXIT_CODES
-            and not result.limit_hit  # killed by the kernel for its memory limit: the task's
-            and self._stopping.wait(KILLED_GRACE)
-        ):  # killed along with the worker's allocation: not the task's fault
+        if self._killed_with_the_worker(result):  # the allocation ended: not the task's fault
             result = dataclasses.replace(
                 result,
                 failure_kind=executor.FailureKind.INFRASTRUCTURE,
@@ -785,6 +786,22 @@ class Worker:
         # A poll held for zero tasks is not re-issued here: the scheduler answers it when the
         # report has freed the slot and brought no task with it.
         return next_slot
+
+    def _killed_with_the_worker(self, result: executor.Result) -> bool:
+        """True if the signal that killed the task came as the worker itself was stopping.
+        Only a task that failed on its own is asked about: a timed-out one was killed by this
+        worker, and one that hit one of its limits (the kernel kills at the memory limit)
+        failed on its own account."""
+        if (
+            result.outcome != executor.Outcome.FAILED
+            or result.failure_kind != executor.FailureKind.TASK_ERROR
+            or result.exit_code not in KILLED_EXIT_CODES
+            or result.limit_hit
+        ):
+            return False
+        if result.exit_code in TERMINATED_EXIT_CODES:
+            return self._stopping.wait(KILLED_GRACE)
+        return self._stopping.is_set()
 
     def _keep_output(self, slot: _Slot, result: executor.Result) -> executor.Result:
         """Keeps the ended attempt's whole output in the pool's storage (before the shipper
