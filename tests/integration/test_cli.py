@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tomllib
@@ -27,11 +28,15 @@ ENTRY_POINT = "from vahana.cli.entry import main; main()"
 
 
 def vahana(
-    *args: str, timeout: float = 120, stdin: str | None = None, python: tuple[str, ...] = ()
+    *args: str,
+    timeout: float = 120,
+    stdin: str | None = None,
+    python: tuple[str, ...] = (),
+    columns: int = 200,
 ) -> subprocess.CompletedProcess[str]:
     """The command, through the entry point the `vahana` script calls, in an environment of its
     own (and this one's PYTHONPATH, so it runs the code under test); `python`: the
-    interpreter's options."""
+    interpreter's options; `columns`: $COLUMNS."""
     path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return subprocess.run(
         [sys.executable, *python, "-c", ENTRY_POINT, *args],
@@ -40,7 +45,7 @@ def vahana(
         timeout=timeout,
         input=stdin,
         cwd=ROOT,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **path},
+        env={"COLUMNS": str(columns), "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **path},
     )
 
 
@@ -129,6 +134,30 @@ def test_run_serves_the_dashboard_only_when_asked_and_prints_its_address() -> No
     assert "dashboard" not in plain.stdout
 
 
+@pytest.mark.parametrize(
+    ("flag", "setting", "other_ports"),
+    [
+        ("--metrics-port", "metrics.port", ("--no-ui",)),
+        ("--ui-port", "ui.port", ("--metrics-port=0",)),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "server"])
+def test_a_busy_port_ends_in_one_error_line_naming_the_setting(
+    tmp_path: Path, command: str, flag: str, setting: str, other_ports: tuple[str, ...]
+) -> None:
+    started = (
+        ("run", "-f", str(EXAMPLES / "hello.yaml"), "--workers=1")
+        if command == "run"
+        else ("server", f"--state-dir={tmp_path}", "--port=0", "--workers=0", *other_ports)
+    )
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = vahana(*started, f"{flag}={port}", timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"error: {setting}: cannot listen on 127.0.0.1:{port}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
 def test_run_loads_only_what_it_was_asked_for() -> None:
     """No pool file, metrics or dashboard: none of their modules load in the whole run (the
     workers are processes of their own). `-X importtime` names every module imported."""
@@ -152,6 +181,42 @@ def test_run_exits_non_zero_and_shows_exit_code_3_when_a_task_fails() -> None:
     row = next(line for line in table.splitlines() if "exits-three" in line)
     assert row.split()[1:3] == ["FAILED", "3"], row
     assert "did not complete" in result.stdout
+
+
+def test_a_task_whose_files_could_not_be_moved_shows_why_and_no_exit_code(
+    tmp_path: Path,
+) -> None:
+    tasks = tmp_path / "files.yaml"
+    tasks.write_text(
+        HEADER.replace("name: a", "name: no-input")
+        + "spec:\n  command: echo ran\n"
+        + "  inputFiles: [{source: 'file:///nonexistent/absent.txt', destination: in.txt}]\n"
+        + "---\n"
+        + HEADER.replace("name: a", "name: no-output")
+        + "spec:\n  command: echo wrote nothing\n"
+        + "  outputFiles: [{source: out.txt, destination: out.txt}]\n"
+    )
+    result = vahana("run", "-f", str(tasks), "--workers=1", "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    table = result.stdout[result.stdout.index("Results") :]
+    for name, why in (
+        ("no-input", "absent.txt': not found"),
+        ("no-output", "output 'out.txt': not found in the sandbox"),
+    ):
+        row = next(line for line in table.splitlines() if line.startswith(name))
+        assert row.split()[1:3] == ["FAILED", "-"], row
+        assert why in row, row
+
+
+def test_the_result_table_shows_a_failure_message_from_its_start(tmp_path: Path) -> None:
+    tasks = tmp_path / "fails.yaml"
+    tasks.write_text(HEADER + "spec: {command: 'exit 3'}\n")
+    result = vahana("run", "-f", str(tasks), "--workers=1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    table = result.stdout[result.stdout.index("Results") :]
+    row = next(line for line in table.splitlines() if line.startswith("a "))
+    assert row.split()[1:3] == ["FAILED", "3"], row
+    assert "command exited with code 3" in row, row
 
 
 @pytest.mark.parametrize(
@@ -247,3 +312,79 @@ def test_an_unreachable_scheduler_gets_a_clear_message() -> None:
     result = vahana("get", "tasks", f"--server=127.0.0.1:{harness.free_port()}", timeout=30)
     assert result.returncode == 1
     assert "cannot reach the scheduler" in result.stderr
+
+
+def test_piped_tables_keep_each_row_on_one_line_whatever_columns_says(
+    client: harness.Client,
+    scheduler: harness.SchedulerProcess,
+    start_worker: WorkerFactory,
+) -> None:
+    """Piped, a table is not cut to the terminal's (or $COLUMNS') width: grep finds a task's
+    row by its id, whole, and the headers are whole too."""
+    start_worker("a-worker-with-a-rather-long-name", max_tasks=1)
+    server = f"--server={scheduler.address}"
+    name = "a-task-with-a-name-long-enough-to-fill-half-of-a-terminal"
+    submitted = vahana(
+        "submit",
+        "-f",
+        "-",
+        server,
+        stdin=HEADER.replace("name: a", f"name: {name}")
+        + "spec: {command: 'echo done', workerSelector: {zone: nowhere}}\n",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = submitted.stdout.split()[-1]
+    listing = vahana("get", "tasks", server, columns=80)
+    row = next(line for line in listing.stdout.splitlines() if task_id in line)
+    assert row.split()[:3] == [task_id, name, "PENDING"], listing.stdout
+    one = vahana("get", "task", name, server, columns=80)
+    assert any(line.startswith(f"{task_id}  {name}") for line in one.stdout.splitlines())
+    workers = vahana("get", "workers", server, columns=40)
+    header, _, row = workers.stdout.splitlines()[:3]
+    assert header.split() == [
+        *("ID", "POOL", "STATUS", "ACTIVE", "SLOTS", "CPU%", "MEM%", "LAST", "HEARTBEAT", "AGE")
+    ], workers.stdout
+    assert row.split()[:3] == ["a-worker-with-a-rather-long-name", "-", "AVAILABLE"], row
+
+
+def test_cancel_says_what_became_of_the_task(
+    client: harness.Client,
+    scheduler: harness.SchedulerProcess,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    """A pending task or array is cancelled at once; a running one once its worker stops it."""
+    start_worker("cancel-worker", max_tasks=1)
+    server = f"--server={scheduler.address}"
+    unmatched = "workerSelector: {zone: nowhere}"
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        HEADER.replace("name: a", "name: forever")
+        + "spec: {command: 'sleep 1000'}\n---\n"
+        + HEADER.replace("name: a", "name: waiting")
+        + f"spec: {{command: 'true', {unmatched}}}\n---\n"
+        + HEADER.replace("name: a", "name: sweep")
+        + f"spec: {{command: 'true', array: {{count: 6}}, {unmatched}}}\n"
+    )
+    assert vahana("submit", "-f", str(tasks), server).returncode == 0
+    wait_until(
+        lambda: client.status(client.get("forever").id) == pb.RUNNING,
+        timeout=20,
+        message="forever running",
+    )
+
+    waiting = vahana("cancel", "waiting", server)
+    assert (waiting.returncode, waiting.stdout) == (0, "task waiting: cancelled\n"), waiting
+    sweep = vahana("cancel", "sweep", server)
+    assert (sweep.returncode, sweep.stdout) == (0, "task sweep: cancelled\n"), sweep
+    forever = vahana("cancel", "forever", server)
+    assert forever.returncode == 0, forever.stdout + forever.stderr
+    assert forever.stdout in (  # the worker may have stopped it before the command looked
+        "task forever: cancel requested; it is RUNNING until its worker stops it\n",
+        "task forever: cancelled\n",
+    ), forever.stdout
+
+    shown = vahana("get", "task", "sweep", server)
+    header, _, row = shown.stdout.splitlines()[:3]
+    assert header.split()[-2:] == ["CANCELLED", "INDICES"], shown.stdout
+    assert row.split()[-6:] == ["0,", "1,", "2,", "3,", "4,", "5"], shown.stdout

@@ -22,12 +22,12 @@ from google.protobuf import json_format
 from rich.console import Console
 
 from vahana.cli import render
-from vahana.core import models, printable
+from vahana.core import models
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import task_service_pb2_grpc, worker_pb2, worker_pb2_grpc
 from vahana.rpc import convert
 
-FINAL = {worker_pb2.COMPLETED, worker_pb2.FAILED, worker_pb2.CANCELLED, worker_pb2.TIMED_OUT}
+FINAL = render.FINAL
 LOST_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 """Codes of a call that may have been carried out although its answer never arrived."""
 SUBMIT_SECONDS_PER_TASK = 0.002
@@ -334,9 +334,5 @@ def wait_for(client: Client, ids: list[str], console: Console) -> list[tasks_pb.
     for info in client.watch(ids):
         latest[info.id] = info
         if info.status in FINAL:
-            console.print(
-                f"{printable.printable(info.name or info.id)}: {render.status_name(info)} "
-                f"(exit {render.exit_code(info)})",
-                markup=False,
-            )
+            console.print(render.ended_line(info), markup=False)
     return [latest[i] for i in ids if i in latest]

@@ -48,6 +48,7 @@ MAX_RUN_KEY = 190
 within TaskService's 512 characters."""
 
 DEFAULT_SERVER = "localhost:50051"
+GET_WHAT = "tasks, task NAME (one task or array) or workers"
 DEFAULT_LIST_LIMIT = 500
 """Tasks `get tasks` shows without --limit or --all."""
 CERT_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if getattr(options, "server", None) is None:  # not given after the command
         options.server = options.global_server or os.environ.get("VAHANA_SERVER", DEFAULT_SERVER)
-    console = Console(stderr=False, highlight=False)
+    console = stdout_console()
     errors = Console(stderr=True, highlight=False)
     try:
         return int(options.handler(options, console))
@@ -102,13 +103,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def stdout_console() -> Console:
+    """The commands' output. Piped or redirected, a table's rows are printed whole, a line
+    each (as kubectl does), rather than wrapped to 80 columns, so that grep finds them."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = render.PIPED_WIDTH
+    return console
+
+
 SCHEDULER_FAILURES = (
     ("vahana.store.base", "StoreUnavailable"),
     ("vahana.rpc.server", "PortInUse"),
     ("vahana.web.server", "PortInUse"),
+    ("vahana.observability.endpoint", "PortInUse"),
 )
 """Errors of a scheduler that `run`, `server` or `operator` started (its store cannot be had,
-its port or the dashboard's is taken): a message and exit code 1, no traceback."""
+its port, the dashboard's or the metrics' is taken): a message and exit code 1, no traceback."""
 
 
 def _scheduler_failures() -> tuple[type[BaseException], ...]:
@@ -211,8 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flag(submit)
     submit.set_defaults(handler=_submit)
 
-    get = commands.add_parser("get", help="show tasks or workers")
-    get.add_argument("what", choices=["tasks", "task", "workers"], help="what to show")
+    get = commands.add_parser(
+        "get",
+        help="show tasks or workers",
+        description=f"Show {GET_WHAT}.",
+    )
+    # Optional for argparse, so that a missing one gets _get's message naming what to give.
+    get.add_argument("what", nargs="?", choices=["tasks", "task", "workers"], help=GET_WHAT)
     get.add_argument("name", nargs="?", help="task id or name (for `get task`)")
     get.add_argument(
         "-o",
@@ -273,7 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-key.pem), bootstrap-token and client-token into DIR. An existing CA in DIR is "
         "reused, so running it again rotates the server and client certificates.",
     )
-    certs_parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    certs_parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="directory to write the files into (made if missing; a CA in it is reused)",
+    )
     certs_parser.add_argument(
         "--hosts",
         default=",".join(CERT_HOSTS),
@@ -422,7 +444,7 @@ def _read_text(path: Path) -> str:
     try:
         return yamlload.decode(data, source=str(path))
     except yamlload.YAMLProblem as error:
-        raise UsageError(printable.printable(error.message, 1000)) from error
+        raise UsageError(printable.printable(f"{error.message} — {error.hint}", 1000)) from error
 
 
 def _shown(path: Path) -> str:
@@ -491,9 +513,9 @@ def _run(options: argparse.Namespace, console: Console) -> int:
         tasks = submissions if pools else read_tasks
         results = asyncio.run(run.run_tasks(tasks, settings, console, pools))
     if options.all or options.output == "wide" or render.rows(results) <= render.FULL_TABLE_UP_TO:
-        console.print(render.results_table(results))
+        render.show(console, render.results_table(results))
     else:
-        console.print(render.run_summary(results))
+        render.show(console, render.run_summary(results))
     if any(s.spec.output_files for s in submissions):
         console.print(f"outputs collected in {Path(settings.local_pool.output_dir).resolve()}")
     failed = [r for r in results if r.status != worker_pb2.COMPLETED]
@@ -628,11 +650,13 @@ def _submit(options: argparse.Namespace, console: Console) -> int:
     if not options.wait:
         return 0
     results = client_module.wait_for(client, ids, console)
-    console.print(render.results_table(results))
+    render.show(console, render.results_table(results))
     return 0 if all(r.status == worker_pb2.COMPLETED for r in results) else 1
 
 
 def _get(options: argparse.Namespace, console: Console) -> int:
+    if options.what is None:
+        raise UsageError(f"get: say what to show: {GET_WHAT}, e.g. `vahana get tasks`")
     client = _client(options)
     if getattr(options, "watch", False):
         return _watch(options, client)
@@ -641,7 +665,7 @@ def _get(options: argparse.Namespace, console: Console) -> int:
         if options.output != "table":
             client_module.print_records(console, list(workers), options.output)
         else:
-            console.print(render.workers_table(workers))
+            render.show(console, render.workers_table(workers))
         return 0
     if options.what == "task":
         if not options.name:
@@ -650,9 +674,9 @@ def _get(options: argparse.Namespace, console: Console) -> int:
         if options.output != "table":
             client_module.print_record(console, task, options.output)
         elif task.HasField("array_status"):
-            console.print(render.array_table(task))
+            render.show(console, render.array_table(task))
         else:
-            console.print(render.tasks_table([task]))
+            render.show(console, render.tasks_table([task]))
         return 0
     known = set(worker_pb2.TaskStatus.keys()) - {"TASK_STATUS_UNSPECIFIED"}
     if options.status and options.status.upper() not in known:
@@ -674,7 +698,7 @@ def _get(options: argparse.Namespace, console: Console) -> int:
     if options.output != "table":
         client_module.print_records(console, list(listing.tasks), options.output)
     else:
-        console.print(render.tasks_table(listing.tasks))
+        render.show(console, render.tasks_table(listing.tasks))
     return 0
 
 
@@ -717,7 +741,7 @@ def _logs(options: argparse.Namespace, console: Console) -> int:
     if task.HasField("array_status"):
         raise UsageError(
             f"{options.task} is an array of {task.array_status.total:,} instances: give "
-            f"--index I for the output of one (failed: {_indices(task)})"
+            f"--index I for the output of one ({_indices(task)})"
         )
     if task_logs.copy_output(client.tasks, task.id, follow=options.follow):
         if options.follow:
@@ -747,18 +771,37 @@ def _logs(options: argparse.Namespace, console: Console) -> int:
 
 
 def _indices(task: Any) -> str:
-    failed = list(task.array_status.failed_indices)
-    return ", ".join(map(str, failed[:20])) + (" …" if len(failed) > 20 else "") or "none"
+    """`failed indices: 3, 7` (or cancelled, or both: render.ended_indices)."""
+    ended = list(task.array_status.failed_indices)
+    listed = ", ".join(map(str, ended[:20])) + (" …" if len(ended) > 20 else "") or "none"
+    return f"{render.ended_indices(task.array_status).lower()}: {listed}"
 
 
 def _cancel(options: argparse.Namespace, console: Console) -> int:
-    reply = _client(options).cancel(options.task, options.reason)
-    status = worker_pb2.TaskStatus.Name(reply.status)
-    if reply.cancelled:
-        console.print(f"task {options.task}: cancel requested (was {status})")
-        return 0
-    console.print(f"task {options.task} had already ended: {status}")
-    return 1
+    client = _client(options)
+    reply = client.cancel(options.task, options.reason)
+    name = printable.printable(options.task)
+    if not reply.cancelled:
+        console.print(
+            f"task {name} had already ended: {worker_pb2.TaskStatus.Name(reply.status)}",
+            markup=False,
+        )
+        return 1
+    # Read again: the reply's status is the task's after the cancel but an array's before it.
+    now = client.get(options.task)
+    if now.status == worker_pb2.CANCELLED:
+        console.print(f"task {name}: cancelled", markup=False)
+    elif now.status in client_module.FINAL:  # it ended first, or an array with failed instances
+        console.print(
+            f"task {name}: cancel requested; it ended {render.status_name(now)}", markup=False
+        )
+    else:
+        console.print(
+            f"task {name}: cancel requested; it is {render.status_name(now)} until its worker "
+            "stops it",
+            markup=False,
+        )
+    return 0
 
 
 def _certs(options: argparse.Namespace, console: Console) -> int:

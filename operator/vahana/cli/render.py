@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Collection, Sequence
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -38,7 +40,22 @@ def styled_status(task: tasks_pb.TaskInfo) -> str:
 
 
 def exit_code(task: tasks_pb.TaskInfo) -> str:
-    return str(task.exit_code) if task.has_exit_code else "-"
+    """The command's exit code; "-" when it did not run, or when it exited 0 and the attempt
+    failed all the same (an input or output file could not be moved, say): the command is not
+    what failed, the message says what did."""
+    if not task.has_exit_code or (task.exit_code == 0 and task.status != pb.COMPLETED):
+        return "-"
+    return str(task.exit_code)
+
+
+def ended_line(task: tasks_pb.TaskInfo) -> str:
+    """A line for a task that has ended: `name: FAILED (exit 3): why`, its name as written."""
+    line = f"{printable.printable(task.name or task.id)}: {status_name(task)}"
+    code = exit_code(task)
+    if code != "-":
+        line += f" (exit {code})"
+    why = last_line(task.message) if task.status != pb.COMPLETED else ""
+    return f"{line}: {why}" if why else line
 
 
 def duration(task: tasks_pb.TaskInfo) -> str:
@@ -63,18 +80,89 @@ def age(stamp_seconds: float) -> str:
     return human_seconds(max(0.0, time.time() - stamp_seconds)) if stamp_seconds else "-"
 
 
-def last_line(text: str, width: int = 60) -> str:
+def last_line(text: str, width: int = 120) -> str:
+    """The last line that is not blank, its end cut if it is long: a message starts with what
+    happened ("command exited with code 3 …"), so its start is what must be read."""
     lines = [line for line in text.rstrip().splitlines() if line.strip()]
     if not lines:
         return ""
     line = lines[-1].strip()
-    return line if len(line) <= width else "…" + line[-(width - 1) :]
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def plain(text: str) -> Text:
     """Text from a task or worker, shown as written: no markup read from it, and control
     characters escaped (core/printable.py)."""
     return Text(printable.printable(text))
+
+
+class _Note(Text):
+    """Text that rich may narrow down to nothing: a table is never widened for it."""
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(0, self.cell_len)
+
+
+def note(text: str) -> Text:
+    """Free text of a table's `notes` column, as written: one line, cut with "…" to the width
+    the other columns leave it."""
+    return _Note(printable.printable(text), no_wrap=True, overflow="ellipsis")
+
+
+def _table(
+    columns: Sequence[str],
+    cells: Sequence[Sequence[RenderableType]],
+    *,
+    notes: Collection[str] = (),
+    title: str | None = None,
+) -> Table:
+    """Each row on one line, so that grep finds a task by its id: identifiers, names, phases
+    and headers never wrap, and the `notes` columns (free text, `note` cells) give up
+    their width first. A notes column that no row fills is left out."""
+    kept = [
+        i
+        for i, name in enumerate(columns)
+        if name not in notes or any(_filled(row[i]) for row in cells)
+    ]
+    # Two spaces between columns and none before the first, as in kubectl's tables: then 80
+    # columns hold a task's id, name, phase, worker, exit code and age.
+    shown = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        title=title,
+        title_justify="left",
+    )
+    for i in kept:
+        name = columns[i]
+        # rich narrows only columns that may wrap; a note's own no_wrap keeps it on one line.
+        header = note(name) if name in notes else Text(name, no_wrap=True)
+        shown.add_column(header, no_wrap=name not in notes, overflow="ellipsis")
+    for row in cells:
+        shown.add_row(*(row[i] for i in kept))
+    return shown
+
+
+def _filled(cell: RenderableType) -> bool:
+    return bool(cell.plain if isinstance(cell, Text) else cell)
+
+
+PIPED_WIDTH = 10_000
+"""Columns of the output when it is not a terminal: wider than any row, so none is cut."""
+
+
+def show(console: Console, renderable: RenderableType) -> None:
+    """Prints a table (or a group holding one) with its identifiers whole: on a terminal too
+    narrow for them, the rows are printed as wide as they need and the terminal folds them,
+    as it does kubectl's, rather than rich cutting an id to `t-0b72bd…`."""
+    width = console.width
+    needed = Measurement.get(console, console.options.update_width(PIPED_WIDTH), renderable)
+    console.width = max(width, needed.minimum)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
 
 
 FULL_TABLE_UP_TO = 50
@@ -109,31 +197,37 @@ def run_summary(tasks: list[tasks_pb.TaskInfo], slowest: int = SLOWEST) -> Group
     return Group(Text.from_markup(header), results_table(failed + slow, title=""))
 
 
+RESULT_COLUMNS = ("TASK", "STATUS", "EXIT", "DURATION", "WORKER", "OUTPUT", "MESSAGE")
+
+
 def results_table(tasks: list[tasks_pb.TaskInfo], title: str = "Results") -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left")
-    for column in ("TASK", "STATUS", "EXIT", "DURATION", "WORKER", "OUTPUT"):
-        table.add_column(column, overflow="fold")
     groups: dict[str, list[tasks_pb.TaskInfo]] = {}
     for task in tasks:
         if task.array:
             groups.setdefault(task.array, []).append(task)
+    cells: list[list[RenderableType]] = []
     shown: set[str] = set()
     for task in tasks:
         if task.array:
             if task.array not in shown:
                 shown.add(task.array)
-                _array_rows(table, task.array, groups[task.array])
+                cells.extend(_array_rows(task.array, groups[task.array]))
             continue
-        tail = last_line(task.output_tail) or last_line(task.message)
-        table.add_row(
-            plain(task.name or task.id),
-            styled_status(task),
-            exit_code(task),
-            duration(task),
-            plain(task.worker_id or "-"),
-            plain(tail),
-        )
-    return table
+        cells.append(_result_row(plain(task.name or task.id), task))
+    return _table(RESULT_COLUMNS, cells, notes=("OUTPUT", "MESSAGE"), title=title)
+
+
+def _result_row(name: Text, task: tasks_pb.TaskInfo) -> list[RenderableType]:
+    """The last line of the task's output, and for one that did not complete, why."""
+    return [
+        name,
+        styled_status(task),
+        exit_code(task),
+        duration(task),
+        plain(task.worker_id or "-"),
+        note(last_line(task.output_tail)),
+        note(last_line(task.message) if task.status != pb.COMPLETED else ""),
+    ]
 
 
 def rows(tasks: list[tasks_pb.TaskInfo]) -> int:
@@ -148,53 +242,49 @@ FAILED_ROWS = 10
 
 
 def array_progress(instances: list[tasks_pb.TaskInfo]) -> tuple[str, list[tasks_pb.TaskInfo]]:
-    """("COMPLETED 10,000/10,000" or "FAILED 3 of 10,000 …", the failed instances)."""
-    failed = [t for t in instances if t.status in FINAL and t.status != pb.COMPLETED]
+    """("COMPLETED 10,000/10,000", "FAILED 3 of 10,000 (9,812/10,000 finished)", …; the
+    instances that ended without completing: failed, timed out, upstream failed, cancelled)."""
+    ended = [t for t in instances if t.status in FINAL and t.status != pb.COMPLETED]
     done = sum(1 for t in instances if t.status in FINAL)
     total = len(instances)
-    if failed:
-        return f"FAILED {len(failed):,} of {total:,} ({done:,}/{total:,} finished)", failed
+    if ended:
+        counts = collections.Counter(status_name(t) for t in ended)
+        how = ", ".join(f"{name} {count:,}" for name, count in counts.most_common())
+        unfinished = f" ({done:,}/{total:,} finished)" if done < total else ""
+        return f"{how} of {total:,}{unfinished}", ended
     if done == total:
-        return f"COMPLETED {done:,}/{total:,}", failed
-    return f"RUNNING {done:,}/{total:,}", failed
+        return f"COMPLETED {done:,}/{total:,}", ended
+    return f"RUNNING {done:,}/{total:,}", ended
 
 
-def _array_rows(table: Table, name: str, instances: list[tasks_pb.TaskInfo]) -> None:
-    status, failed = array_progress(instances)
-    style = "red" if failed else "green" if status.startswith("COMPLETED") else ""
-    table.add_row(
-        f"{name}[0-{len(instances) - 1}]",
-        f"[{style}]{status}[/]" if style else status,
-        "-",
-        "-",
-        "-",
-        f"failed indices: {', '.join(str(t.index) for t in failed[:FAILED_ROWS])}"
-        + (" …" if len(failed) > FAILED_ROWS else "")
-        if failed
-        else "",
-    )
-    for task in failed[:FAILED_ROWS]:
-        tail = last_line(task.output_tail) or last_line(task.message)
-        table.add_row(
-            f"  {task.name}",
-            styled_status(task),
-            exit_code(task),
-            duration(task),
-            task.worker_id or "-",
-            tail,
-        )
+def _array_rows(name: str, instances: list[tasks_pb.TaskInfo]) -> list[list[RenderableType]]:
+    status, ended = array_progress(instances)
+    style = "red" if ended else "green" if status.startswith("COMPLETED") else ""
+    listed = ", ".join(str(t.index) for t in ended[:FAILED_ROWS])
+    more = " …" if len(ended) > FAILED_ROWS else ""
+    found: list[list[RenderableType]] = [
+        [
+            plain(f"{name}[0-{len(instances) - 1}]"),
+            Text(status, style=style),
+            "-",
+            "-",
+            "-",
+            note(""),
+            note(f"did not complete: {listed}{more}" if ended else ""),
+        ]
+    ]
+    found.extend(_result_row(plain(f"  {task.name}"), task) for task in ended[:FAILED_ROWS])
+    return found
 
 
 def array_table(task: tasks_pb.TaskInfo) -> Table:
-    """An array: its progress, its instances by phase, the failed indices."""
+    """An array: its progress, its instances by phase, the indices that did not complete."""
     counts = task.array_status
-    table = Table(box=box.SIMPLE_HEAD)
+    indices = list(counts.failed_indices)
     columns = ("ARRAY", "STATUS", "PROGRESS", "PENDING", "RUNNING", "COMPLETED", "FAILED")
-    for column in (*columns, "CANCELLED", "FAILED INDICES"):
-        table.add_column(column, overflow="fold")
-    failed = list(counts.failed_indices)
-    table.add_row(
-        task.name,
+    listed = ", ".join(map(str, indices[:20])) + (" …" if len(indices) > 20 else "")
+    cells: list[RenderableType] = [
+        plain(task.name),
         styled_status(task),
         counts.progress,
         f"{counts.pending:,}",
@@ -202,18 +292,23 @@ def array_table(task: tasks_pb.TaskInfo) -> Table:
         f"{counts.completed:,}",
         f"{counts.failed:,}",
         f"{counts.cancelled:,}",
-        ", ".join(map(str, failed[:20])) + (" …" if len(failed) > 20 else "") or "-",
-    )
-    return table
+        note(listed or "-"),
+    ]
+    label = ended_indices(counts)
+    return _table((*columns, "CANCELLED", label), [cells], notes=(label,))
+
+
+def ended_indices(counts: tasks_pb.ArrayStatus) -> str:
+    """What the array's `failed_indices` are: those of every instance that ended without
+    completing, the cancelled ones too."""
+    if not counts.cancelled:
+        return "FAILED INDICES"
+    return "CANCELLED INDICES" if not counts.failed else "FAILED OR CANCELLED"
 
 
 def tasks_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("ID", "NAME", "STATUS", "ATTEMPT", "WORKER", "EXIT", "AGE", "REASON"):
-        table.add_column(column, overflow="fold")
-    for task in tasks:
-        reason = task.pending_reason or last_line(task.message)
-        table.add_row(
+    cells: list[list[RenderableType]] = [
+        [
             plain(task.id),
             plain(task.name),
             styled_status(task),
@@ -221,44 +316,35 @@ def tasks_table(tasks: list[tasks_pb.TaskInfo]) -> Table:
             plain(task.worker_id or "-"),
             exit_code(task),
             age(task.created_at.ToNanoseconds() / 1e9),
-            plain(reason),
-        )
-    return table
+            note(task.pending_reason or last_line(task.message)),
+        ]
+        for task in tasks
+    ]
+    columns = ("ID", "NAME", "STATUS", "ATTEMPT", "WORKER", "EXIT", "AGE", "REASON")
+    return _table(columns, cells, notes=("REASON",))
 
 
 def workers_table(workers: list[pb.WorkerInfo]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in (
-        "ID",
-        "POOL",
-        "STATUS",
-        "ACTIVE",
-        "SLOTS",
-        "CPU%",
-        "MEM%",
-        "LAST HEARTBEAT",
-        "AGE",
-    ):
-        table.add_column(column, overflow="fold")
-    reasons = any(worker.status_message for worker in workers)
-    if reasons:
-        table.add_column("REASON", overflow="fold")
+    cells: list[list[RenderableType]] = []
     for worker in workers:
         heartbeat = (
             age(worker.last_heartbeat.ToNanoseconds() / 1e9) + " ago"
             if worker.HasField("last_heartbeat")
             else "-"
         )
-        table.add_row(
-            plain(worker.worker_id),
-            plain(worker.pool or "-"),
-            pb.WorkerStatus.Name(worker.status),
-            str(len(worker.active_task_ids)),
-            str(worker.capabilities.max_concurrent_tasks),
-            f"{worker.metrics.cpu_usage:.0f}",
-            f"{worker.metrics.memory_usage:.0f}",
-            heartbeat,
-            age(worker.registered_at.ToNanoseconds() / 1e9),
-            *([plain(worker.status_message or "-")] if reasons else []),
+        cells.append(
+            [
+                plain(worker.worker_id),
+                plain(worker.pool or "-"),
+                pb.WorkerStatus.Name(worker.status),
+                str(len(worker.active_task_ids)),
+                str(worker.capabilities.max_concurrent_tasks),
+                f"{worker.metrics.cpu_usage:.0f}",
+                f"{worker.metrics.memory_usage:.0f}",
+                heartbeat,
+                age(worker.registered_at.ToNanoseconds() / 1e9),
+                note(worker.status_message),
+            ]
         )
-    return table
+    columns = ("ID", "POOL", "STATUS", "ACTIVE", "SLOTS", "CPU%", "MEM%", "LAST HEARTBEAT", "AGE")
+    return _table((*columns, "REASON"), cells, notes=("REASON",))

@@ -154,10 +154,7 @@ async def _watch(
             if per_task_lines or (
                 not console.is_terminal and task.phase != models.TaskPhase.COMPLETED
             ):
-                console.print(
-                    f"{task.spec.name}: {task.phase.value}"
-                    + (f" (exit {task.exit_code})" if task.exit_code is not None else "")
-                )
+                console.print(render.ended_line(convert.task_info(finished[task.id])), markup=False)
         elif task.phase == models.TaskPhase.RUNNING:
             running.add(task.id)
         elif task.phase == models.TaskPhase.PENDING:

@@ -23,6 +23,10 @@ MAX_HEAD = 16 * 1024
 """Bytes of request line and headers accepted."""
 
 
+class PortInUse(OSError):
+    """The metrics port could not be bound: the message says why and what to do."""
+
+
 class MetricsEndpoint:
     """`await start()` listens on host:port (0: a free port, see `port`); `await stop()`."""
 
@@ -39,7 +43,7 @@ class MetricsEndpoint:
                 self._handle, self._host, self._requested_port, limit=MAX_HEAD
             )
         except OSError as error:
-            raise OSError(
+            raise PortInUse(
                 f"metrics.port: cannot listen on {self._host}:{self._requested_port} "
                 f"({error.strerror or error}); choose another with --metrics-port, 0 disables"
             ) from error
