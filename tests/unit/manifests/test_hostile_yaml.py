@@ -196,3 +196,18 @@ def test_a_value_over_its_size_bound_is_told_to_be_smaller_not_how_to_write_it()
     many = refused(HEADER + "metadata: {name: a}\nspec: {command: x, env: {" + env + "}}\n")
     assert "spec.env: must have at most 256 entries" in many
     assert "give at most 256 entries" in many and "name variables" not in many
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("priority: 2147483648", "spec.priority: must be ≤ 2147483647"),
+        ("priority: -2147483649", "spec.priority: must be ≥ -2147483648"),
+        ("resources: {gpu: 2147483648}", "spec.resources.gpu: must be ≤ 2147483647"),
+        ("retry: {maxTaskRetries: 4294967296}", "spec.retry.maxTaskRetries: must be ≤ 2147483647"),
+    ],
+)
+def test_a_number_past_what_the_protocol_carries_is_refused_naming_the_field(
+    field: str, value: str
+) -> None:
+    assert value in refused(HEADER + "metadata: {name: a}\nspec:\n  command: x\n  " + field + "\n")
