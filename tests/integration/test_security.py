@@ -451,3 +451,26 @@ def test_after_the_bootstrap_secret_is_rotated_no_new_worker_gets_in_and_running
     finally:
         client.close()
         scheduler.stop()
+
+
+def test_a_client_without_tls_flags_is_told_the_scheduler_may_serve_tls(
+    start_scheduler: StartScheduler, pki: Path
+) -> None:
+    from tests.integration.test_cli import vahana
+
+    scheduler = start_scheduler(pki)
+    plain = vahana("get", "workers", f"--server={scheduler.address}", timeout=60)
+    assert plain.returncode == 1
+    assert f"something listens at {scheduler.address} but does not answer plain gRPC" in (
+        plain.stderr
+    )
+    assert "give --tls-ca-file" in plain.stderr
+    wrong_ca = vahana(
+        "get",
+        "workers",
+        f"--server={scheduler.address}",
+        f"--tls-ca-file={pki / 'ca.pem'}",  # no client certificate: the server asks for one
+        timeout=60,
+    )
+    assert wrong_ca.returncode == 1
+    assert "the TLS connection failed" in wrong_ca.stderr

@@ -832,10 +832,36 @@ def _rpc_message(error: grpc.RpcError, options: argparse.Namespace) -> str:
 
 
 def _unreachable(options: argparse.Namespace) -> str:
+    address = getattr(options, "server", "?")
+    if not _listening(address):
+        return (
+            f"cannot reach the scheduler at {address} — start one with `vahana server`, or "
+            "pass --server HOST:PORT"
+        )
+    if getattr(options, "tls_ca_file", None):
+        return (
+            f"something listens at {address} but the TLS connection failed — check that "
+            "--tls-ca-file signed its certificate and that the name in --server is in it; "
+            "give --tls-cert-file and --tls-key-file if it asks for a client certificate"
+        )
     return (
-        f"cannot reach the scheduler at {getattr(options, 'server', '?')} — start one with "
-        "`vahana server`, or pass --server HOST:PORT"
+        f"something listens at {address} but does not answer plain gRPC — if the scheduler "
+        "serves TLS, give --tls-ca-file (and --tls-cert-file, --tls-key-file if it asks for a "
+        "client certificate)"
     )
+
+
+def _listening(address: str) -> bool:
+    """Whether a TCP connection to HOST:PORT is accepted (a scheduler that will not speak
+    with this client, rather than none)."""
+    import socket  # only to explain a failure
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":
