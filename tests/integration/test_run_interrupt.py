@@ -34,6 +34,15 @@ def _tasks(folder: Path, command: str, count: int, extra: str = "") -> Path:
     return path
 
 
+def _until_started(folder: Path, count: int) -> None:
+    """Waits until `count` tasks have touched their `<task id>.started` file in `folder`."""
+    wait_until(
+        lambda: len(list(folder.glob("*.started"))) == count,
+        timeout=30,
+        message=f"{count} tasks running",
+    )
+
+
 def _sleeping(seconds: str) -> list[int]:
     """Pids of the `sleep <seconds>` processes on this machine (the seconds are unusual)."""
     found = []
@@ -107,11 +116,7 @@ def test_ctrl_c_cancels_the_unfinished_tasks_and_says_what_became_of_them(
 ) -> None:
     tasks = _tasks(tmp_path, f"touch {tmp_path}/$TASK_ID.started; sleep 3107", 4)
     run = run_of(tasks)
-    wait_until(
-        lambda: len(list(tmp_path.glob("*.started"))) == 2,
-        timeout=30,
-        message="two tasks running on the two workers",
-    )
+    _until_started(tmp_path, 2)  # one on each worker
     run.interrupt()
     code, out = run.end(timeout=30)
     assert code == 130, out
@@ -126,11 +131,7 @@ def test_a_second_ctrl_c_quits_at_once_and_no_task_process_is_left(tmp_path: Pat
     # The tasks ignore SIGTERM: cancelled, they would hold the run for the kill grace.
     tasks = _tasks(tmp_path, f'trap "" TERM; touch {tmp_path}/$TASK_ID.started; sleep 3108', 2)
     run = run_of(tasks)
-    wait_until(
-        lambda: len(list(tmp_path.glob("*.started"))) == 2,
-        timeout=30,
-        message="both tasks running",
-    )
+    _until_started(tmp_path, 2)
     run.interrupt()
     assert "Ctrl-C again to quit at once" in run.line_starting("interrupted:", timeout=10)
     run.interrupt()
