@@ -176,3 +176,28 @@ def test_a_run_on_pool_files_says_where_its_tasks_go(tmp_path: Path) -> None:
     code, out = run.end(timeout=60)
     assert code == 0, out
     assert "submitted 1 task(s) to the pools of --pool-file" in out
+
+
+def test_a_run_without_local_workers_says_where_a_worker_can_register(tmp_path: Path) -> None:
+    run = Run(_tasks(tmp_path, "true", 1), "--workers=0")
+    told = run.line_starting("no local workers:")
+    address = told.split("register at ", 1)[1].split(",", 1)[0]
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vahana_worker",
+            f"--server-address={address}",
+            "--worker-id=w1",
+            f"--working-dir={tmp_path / 'w1'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        code, out = run.end(timeout=60)  # the worker that registered there ran the task
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert code == 0, out
+    assert "all 1 task(s) completed" in out

@@ -40,6 +40,12 @@ async def run_tasks(
     await process.start()
     if process.dashboard is not None:
         console.print(f"dashboard on {process.dashboard.url}", markup=False)
+    if process.pool is None and process.pools is None:  # --workers 0: nothing runs them yet
+        console.print(
+            f"no local workers: the tasks wait for a worker to register at {process.address}, "
+            f"e.g. `vahana-worker --server-address={process.address} --worker-id=w1`",
+            markup=False,
+        )
     ctrl_c = _CtrlC(process)
     try:
         if callable(submissions):
