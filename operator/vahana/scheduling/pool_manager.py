@@ -261,7 +261,7 @@ class PoolManager:
         ]
         for worker in gone:
             if worker.state == base.PoolWorkerState.FAILED:
-                pool.last_error = f"worker {worker.worker_id}: {worker.detail}"
+                pool.last_error = f"worker {worker.worker_id} failed ({_facts(worker)})"
             # Lost now, not after its missed heartbeats (nothing to do if it said TERMINATED).
             await self.exits.tell(worker.worker_id, _ended(pool.kind, worker))
         if gone:
@@ -355,8 +355,15 @@ class PoolManager:
 
 def _ended(kind: str, worker: base.PoolWorker) -> str:
     """How a worker's end reads in its tasks' attempts and the log."""
-    facts = [worker.detail] if worker.detail else []
-    if worker.exit_code is not None:
-        facts.append(f"exit code {worker.exit_code}")
-    detail = f" ({', '.join(facts)})" if facts else ""
+    facts = _facts(worker)
+    detail = f" ({facts})" if facts else ""
     return f"its {kind} pool lists it {worker.state.value.lower()}{detail}"
+
+
+def _facts(worker: base.PoolWorker) -> str:
+    """What the pool knows of a worker's end: `pid 26877, killed by signal 9`."""
+    facts = [worker.detail] if worker.detail else []
+    code = worker.exit_code
+    if code is not None:
+        facts.append(f"killed by signal {-code}" if code < 0 else f"exit code {code}")
+    return ", ".join(facts)

@@ -288,7 +288,7 @@ def test_a_reconcile_round_that_lists_a_worker_ended_has_its_tasks_requeued_at_o
     )
     assert sorted(adapter.stopped) == sorted([lost, drained])  # forgotten by the adapter
     assert len(adapter.started) == 4  # and replaced
-    assert "BackoffLimitExceeded" in status["lastError"]
+    assert status["lastError"] == f"worker {lost} failed (job {lost} failed: BackoffLimitExceeded)"
 
 
 def test_an_adapter_that_watches_exits_gets_a_listener_that_tells_the_scheduler(
@@ -357,3 +357,13 @@ def test_summaries_give_each_pools_limits_and_its_last_round(tmp_path: Path) -> 
     (failed,) = manager.summaries()
     assert failed.status["lastError"] == "squeue: connection refused"
     assert failed.status["desired"] == 1  # the rest of the last good round stays
+
+
+def test_a_worker_s_end_reads_with_its_signal_or_exit_code() -> None:
+    killed = base.PoolWorker("w1", base.PoolWorkerState.FAILED, "pid 26877", -9)
+    exited = base.PoolWorker("w2", base.PoolWorkerState.FAILED, "pid 26878", 2)
+    assert pool_manager._facts(killed) == "pid 26877, killed by signal 9"
+    assert pool_manager._facts(exited) == "pid 26878, exit code 2"
+    assert pool_manager._ended("local", killed) == (
+        "its local pool lists it failed (pid 26877, killed by signal 9)"
+    )
