@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 
 from tests.integration import harness
@@ -82,3 +83,17 @@ def test_an_array_on_a_server_get_logs_by_index_and_cancel(
         message="every instance cancelled",
     )
     assert client.get("long").array_status.cancelled == 3
+
+
+def test_cancelling_a_waiting_array_answers_its_phase_after_the_cancel(
+    client: harness.Client, scheduler: harness.SchedulerProcess, tmp_path: Path
+) -> None:
+    tasks = tmp_path / "array.yaml"
+    unmatched = "workerSelector: {zone: nowhere}"  # no worker: every instance waits
+    tasks.write_text(
+        TASK.format(name="idle", spec=f"{{command: 'true', array: {{count: 4}}, {unmatched}}}")
+    )
+    assert vahana("submit", "-f", str(tasks), f"--server={scheduler.address}").returncode == 0
+    answer = client.tasks.CancelTask(tasks_pb.CancelTaskRequest(id="idle"), timeout=10)
+    assert answer.cancelled and answer.status == pb.CANCELLED
+    assert client.get("idle").array_status.cancelled == 4

@@ -201,7 +201,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 live = [t for t in instances if not t.is_final]
                 for task in live:
                     await self._scheduler.cancel_async(task.id, request.reason)
-                phase = arrays.summarize(instances).phase
+                # As for one task, the phase after the cancel (running instances stay RUNNING
+                # until their workers stop them).
+                await self._scheduler.settled()
+                now = await self._scheduler.get_array_async(request.id)
+                phase = arrays.summarize(now or instances).phase
                 return tasks_pb.CancelTaskResponse(
                     cancelled=bool(live), status=pb.TaskStatus.Value(phase.value)
                 )
