@@ -104,6 +104,11 @@ class SchedulerServer:
 
     async def start(self) -> int:
         """Binds the port and serves; `PortInUse` if the address cannot be had."""
+        # Tried first with a plain socket: gRPC would log its own failure to bind (an
+        # internal `E… add_port.cc` line) before the message that says what to do.
+        problem = _bind_problem(self._address) if not self._address.endswith(":0") else None
+        if problem is not None:
+            raise PortInUse(problem)
         try:
             if self._credentials is None:
                 self.port = self._server.add_insecure_port(self._address)
@@ -112,7 +117,10 @@ class SchedulerServer:
         except RuntimeError:  # grpcio ≥ 1.5x raises instead of returning 0
             self.port = 0
         if self.port == 0:
-            raise PortInUse(_bind_problem(self._address))
+            raise PortInUse(
+                _bind_problem(self._address)
+                or f"cannot listen on {self._address} — check --host and --port"
+            )
         await self._server.start()
         self._serving = True
         await self._publish_health()
@@ -167,14 +175,17 @@ class SchedulerServer:
             await _set_health(self._health, name, status)
 
 
-def _bind_problem(address: str) -> str:
-    """Why `address` (host:port) cannot be bound, found by trying it with a plain socket."""
+def _bind_problem(address: str) -> str | None:
+    """Why `address` (host:port) cannot be bound, found by trying it with a plain socket as
+    gRPC binds (SO_REUSEADDR: a port left in TIME_WAIT by a scheduler just stopped is free);
+    None if it can be."""
     host, _, port_text = address.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
     try:
         port = int(port_text)
         family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(where)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
@@ -185,7 +196,7 @@ def _bind_problem(address: str) -> str:
         return f"cannot listen on {address}: {error.strerror or error} — check --host and --port"
     except ValueError:
         return f"cannot listen on {address}: {port_text!r} is not a port — check --port"
-    return f"cannot listen on {address} — check --host and --port"
+    return None
 
 
 async def _set_health(servicer: object, name: str, status: int) -> None:
