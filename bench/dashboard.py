@@ -188,9 +188,9 @@ def dashboard_cpu(full: bool) -> list[Result]:
     pairs = 3 if full else 2
     runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for pair in range(pairs):
-        for with_ui in (False, True):
-            log(f"dashboard: {count} tasks, {'with' if with_ui else 'without'} it ({pair + 1})")
-            runs[with_ui].append(asyncio.run(_run(count, dashboard=with_ui)))
+        for served in (False, True):
+            log(f"dashboard: {count} tasks, {'with' if served else 'without'} it ({pair + 1})")
+            runs[served].append(asyncio.run(_run(count, dashboard=served)))
     per_call = listener_cost(runs[True][-1]["seen"])
     with_ui, without = runs[True], runs[False]
     scheduler_cpu = sum(r["scheduler_cpu_s"] for r in with_ui)
