@@ -120,8 +120,8 @@ def test_ctrl_c_cancels_the_unfinished_tasks_and_says_what_became_of_them(
     run.interrupt()
     code, out = run.end(timeout=30)
     assert code == 130, out
-    assert "interrupted: cancelling 4 unfinished task(s), 2 of them running" in out
-    assert "0 of 4 task(s) completed; cancelled: 2 while running, 2 before they started" in out
+    assert "interrupted: cancelling 4 unfinished task(s), 2 of them on workers" in out
+    assert "0 of 4 task(s) completed; cancelled: 2 on workers, 2 still queued" in out
     assert out.count(": CANCELLED") == 4
     assert "did not stop in time" not in out  # the workers had nothing left to finish
     assert not _sleeping("3107"), "the running tasks' processes were stopped"
@@ -150,7 +150,7 @@ def test_a_task_no_worker_can_run_says_why_it_waits(tmp_path: Path, run_of) -> N
     run.interrupt()
     code, out = run.end(timeout=30)
     assert code == 130, out
-    assert "cancelled: 0 while running, 1 before they started" in out
+    assert "cancelled: 0 on workers, 1 still queued" in out
 
 
 def test_a_run_on_a_state_dir_with_unfinished_tasks_says_they_run_too(

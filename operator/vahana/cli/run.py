@@ -208,7 +208,7 @@ async def _watch(
             await tick()
             progress.update(bar, completed=len(finished), summary=summary())
     except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the run
-        await _interrupted(process, ids, finished, set(running), all_done, console)
+        await _interrupted(process, ids, finished, all_done, console)
         raise
     finally:
         scheduler.remove_listener(on_change)
@@ -219,32 +219,41 @@ async def _interrupted(
     process: service.SchedulerProcess,
     ids: list[str],
     finished: dict[str, models.TaskRecord],
-    running: set[str],
     all_done: asyncio.Event,
     console: Console,
 ) -> None:
-    """Cancels what has not finished (the running tasks first: their processes are stopped
-    at once) and waits a while for it to end, so that the workers then stop at once and a
+    """Cancels what has not finished (first what workers hold: their processes are stopped at
+    once) and waits a while for it to end, so that the workers then stop at once and a
     state dir kept with --state-dir holds no task that would run later; says what became of
     the tasks. A second Ctrl-C ends the process at once: its workers are killed (their
     guardians end their tasks' processes)."""
+    scheduler = process.scheduler
     unfinished = [task_id for task_id in ids if task_id not in finished]
+    # Handed to a worker: RUNNING, or ASSIGNED (its process may have started before the
+    # worker's RUNNING report arrived).
+    held = {
+        task_id
+        for task_id in unfinished
+        if (task := scheduler.live_task(task_id)) is not None and task.phase in ON_A_WORKER
+    }
     console.print(
-        f"interrupted: cancelling {len(unfinished)} unfinished task(s), "
-        f"{len(running & set(unfinished))} of them running (Ctrl-C again to quit at once)",
+        f"interrupted: cancelling {len(unfinished)} unfinished task(s), {len(held)} of them "
+        "on workers (Ctrl-C again to quit at once)",
         markup=False,
     )
-    for task_id in sorted(unfinished, key=lambda task_id: task_id not in running):
-        process.scheduler.cancel(task_id, "the run was interrupted (Ctrl-C)")
+    for task_id in sorted(unfinished, key=lambda task_id: task_id not in held):
+        scheduler.cancel(task_id, "the run was interrupted (Ctrl-C)")
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(all_done.wait(), INTERRUPTED_WAIT_S)
     completed = sum(1 for t in finished.values() if t.phase == models.TaskPhase.COMPLETED)
-    stopped = sum(1 for task_id in unfinished if task_id in running)
     console.print(
-        f"{completed} of {len(ids)} task(s) completed; cancelled: {stopped} while running, "
-        f"{len(unfinished) - stopped} before they started",
+        f"{completed} of {len(ids)} task(s) completed; cancelled: {len(held)} on workers, "
+        f"{len(unfinished) - len(held)} still queued",
         markup=False,
     )
+
+
+ON_A_WORKER = frozenset({models.TaskPhase.ASSIGNED, models.TaskPhase.RUNNING})
 
 
 def _quit_now(process: service.SchedulerProcess) -> None:
