@@ -92,8 +92,9 @@ def test_ps_shows_a_forked_worker_by_its_own_command_line(
     assert "zygote" not in shown
     # top and pgrep show the process name, which follows the title.
     assert Path(f"/proc/{process.pid}/comm").read_text().startswith("vahana-worker")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
+    # Titled at once after the fork, before its SIGTERM handler is in place: not drained here.
+    process.kill()
+    assert process.wait(timeout=30) == -signal.SIGKILL
 
 
 def test_when_the_zygote_dies_its_workers_end_and_are_reported_killed(
