@@ -107,13 +107,15 @@ def open_page(url: str) -> Iterator[str]:
         stop.set()  # it ends at its next event (≤ 1 s) or with the server
 
 
-def settings_for(state_dir: str, *, dashboard: bool) -> settings_module.Settings:
+def settings_for(
+    state_dir: str, *, dashboard: bool, workers: int = WORKERS
+) -> settings_module.Settings:
     return settings_module.load(
         {
             "server.port": 0,
             "metrics.port": 0,  # as in `vahana run`; a port held elsewhere cannot fail the run
             "store.state_dir": state_dir,
-            "local_pool.workers": WORKERS,
+            "local_pool.workers": workers,
             "local_pool.tasks_per_worker": 1,
             "ui.enabled": dashboard,
             "ui.port": 0,
@@ -259,17 +261,8 @@ def _fetch_seconds(url: str, repeat: int = 3) -> tuple[float, bytes]:
 
 async def _pages() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vahana-bench-") as tmp:
-        settings = settings_module.load(
-            {
-                "server.port": 0,
-                "metrics.port": 0,
-                "store.state_dir": tmp,
-                "local_pool.workers": 0,  # nothing runs: every task stays queued
-                "ui.enabled": True,
-                "ui.port": 0,
-            },
-            environ={},
-        )
+        # No worker: every task stays queued.
+        settings = settings_for(tmp, dashboard=True, workers=0)
         process = service.SchedulerProcess(settings, local_workers=0)
         try:
             await process.start()

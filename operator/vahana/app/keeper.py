@@ -64,8 +64,6 @@ class LocalWorkerKeeper:
         self._timers: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
-        self.replaced = 0
-        """Workers started in place of ended ones."""
 
     def start(self, count: int) -> None:
         """Starts `count` workers, and listens for their ends (on the running loop) on top of
@@ -128,5 +126,3 @@ class LocalWorkerKeeper:
             # The zygote could not fork: tried again later, as for a worker that ended at once.
             log.error("could not start a replacement local worker: %s", error)
             self._later(self._policy.pause_after(0.0))
-            return
-        self.replaced += 1
