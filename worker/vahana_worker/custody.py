@@ -8,7 +8,8 @@ At start (`take`), in this order:
    this worker id left in theirs ended, a probe that a process can join one;
 3. what earlier, dead lives of this worker id left outside cgroups ended (`taskprocs`, by their
    marker);
-4. the guardian (`guardian`), unless the worker is PID 1 (its container ends with it);
+4. the guardian (`guardian`), unless the worker is PID 1 (its container ends with it): the one
+   the zygote forked beside it, or a new one;
 5. the reaper's thread, woken by SIGCHLD. The cgroup probe's children are waited for by then.
 On shutdown (`release`) the strays still running are ended and the reaper stops.
 
@@ -44,7 +45,7 @@ class Custody:
         )
         self.cgroups: cgroups.Manager | None = None
         """Where task cgroups go; None: the tasks' processes are found by their marker."""
-        self._guardian: subprocess.Popen[bytes] | None = None
+        self._guardian: subprocess.Popen[bytes] | guardian.Forked | None = None
         """Kept referenced: the guardian's pipe must close only when this process exits."""
         self._owner = False
         """The worker owns its process (runs on the main thread): it may act on all of it."""
@@ -117,8 +118,13 @@ class Custody:
             cgroup_parents={name: (str(path), version) for name, (path, version) in plan.items()},
             cgroup_prefix=self._prefix,
         )
+        forked = guardian.take_forked()
         try:
-            self._guardian = guardian.start(charge, self.orphans)
+            if forked is not None:
+                forked.give(charge)
+                self._guardian = forked
+            else:
+                self._guardian = guardian.start(charge, self.orphans)
         except OSError as error:
             _ev(
                 "no guardian: tasks may outlive a killed worker",

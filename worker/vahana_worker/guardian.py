@@ -9,10 +9,17 @@ pipe whose write end only the worker holds; when the worker exits, in any way, t
 end-of-file and the guardian ends every process of that worker life's tasks: those in its task
 cgroups (which it removes) and those carrying its marker (`taskprocs.end_life`). Then it exits.
 
+The worker writes what to guard (its `Charge`, one JSON line) into the pipe once it knows it,
+then holds the pipe until it exits. A worker started on its own starts its guardian with `start`
+(a new interpreter, ~60 ms of CPU); a local pool's zygote, which has this package imported
+already, forks one beside each worker it forks (`fork_beside`) and leaves it to the worker
+(`take_forked`), so four workers starting at once do not cost four interpreters.
+
 The guardian runs in a session of its own, so a signal to the worker's process group or terminal
-does not end it first, ignores SIGINT and SIGHUP for the same reason, and gets an empty
-environment: unlike the worker it can be read by its user's processes, tasks included, and must
-hold no secret. On a clean shutdown it finds nothing left to end.
+does not end it first, ignores SIGINT and SIGHUP for the same reason, and holds no secret: a
+started one gets an empty environment, a forked one clears its own and is not dumpable (its
+/proc entries are root's), since it can be read by its user's processes, tasks included. On a
+clean shutdown it finds nothing left to end.
 """
 
 from __future__ import annotations
@@ -24,11 +31,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import vahana_worker
-from vahana_worker import cgroups, logs, procs, reaper, taskprocs
+from vahana_worker import cgroups, linux, logs, procs, reaper, taskprocs
 
 _log = logging.getLogger(__name__)
 
@@ -91,7 +98,7 @@ def start(charge: Charge, orphans: reaper.Reaper) -> subprocess.Popen[bytes]:
     """Starts the guardian of this worker life; it runs until this process exits."""
     with orphans.spawning() as own:
         process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _boot(), charge.to_json()],
+            [sys.executable, "-I", "-S", "-c", _boot()],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=None,  # its few lines go to the worker's log stream
@@ -100,14 +107,110 @@ def start(charge: Charge, orphans: reaper.Reaper) -> subprocess.Popen[bytes]:
             start_new_session=True,
         )
         own(process.pid)
+    assert process.stdin is not None
+    try:
+        process.stdin.write(charge.to_json().encode() + b"\n")
+        process.stdin.flush()
+    except OSError:
+        process.kill()
+        process.wait()
+        raise
     return process
 
 
+@dataclasses.dataclass
+class Forked:
+    """A guardian forked beside this worker (by the zygote): its pid and the pipe's write end."""
+
+    pid: int
+    fd: int
+
+    def give(self, charge: Charge) -> None:
+        """Tells the guardian what to guard; OSError if it has gone."""
+        os.write(self.fd, charge.to_json().encode() + b"\n")
+
+
+_forked: Forked | None = None
+
+
+def take_forked() -> Forked | None:
+    """The guardian forked beside this process, if it was (once: the next call says None)."""
+    global _forked
+    forked, _forked = _forked, None
+    return forked
+
+
+def fork_beside(title: str, log_fd: int, drop: Callable[[], None]) -> tuple[int, int]:
+    """In a process with this package loaded (the zygote), before it forks a worker: forks a
+    guardian that waits on a new pipe, its output to `log_fd`, after `drop` has let go of the
+    forking process's own plumbing in it. Returns its pid and the pipe's write end, for the
+    worker (`set_forked` in it) and nobody else: the caller closes its copy once the worker is
+    forked."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            drop()
+            os.close(write_fd)
+            os.setsid()
+            os.dup2(read_fd, 0)
+            os.close(read_fd)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.close(null)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+            os.chdir("/")
+            os.environ.clear()
+            linux.protect_secrets()
+            import setproctitle  # the zygote's dependency, loaded there already
+
+            setproctitle.setproctitle(title)
+            main([])
+            code = 0
+        except BaseException:  # noqa: BLE001 - said in the log; the process ends either way
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(read_fd)
+    return pid, write_fd
+
+
+def set_forked(pid: int, fd: int) -> None:
+    """In the forked worker: the guardian `fork_beside` made for it, for `take_forked`."""
+    global _forked
+    _forked = Forked(pid, fd)
+
+
+def _read_charge(fd: int) -> Charge | None:
+    """The charge line the worker writes first; None if the pipe closed before one came (the
+    worker ended before it had anything to guard)."""
+    data = b""
+    while b"\n" not in data:
+        try:
+            chunk = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return Charge.from_json(data.split(b"\n", 1)[0].decode())
+
+
 def main(argv: Sequence[str]) -> None:
-    """The guardian process: waits for its worker to go, then ends what it left."""
+    """The guardian process: reads its charge from stdin, waits for its worker to go (stdin
+    ends), then ends what it left."""
+    del argv  # the charge comes on stdin, where the worker can write it once it knows it
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
-    charge = Charge.from_json(argv[0])
+    charge = _read_charge(0)
+    if charge is None:
+        return
     while True:
         try:
             if not os.read(0, 4096):

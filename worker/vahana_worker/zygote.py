@@ -9,6 +9,10 @@ It speaks JSON lines: a request on stdin per worker,
 answered on stdout, in order, by `{"pid": N}` or `{"error": "why"}`; and whenever one of its
 workers ends, `{"exited": N, "code": C}` (C negative for a signal, as `subprocess` has it).
 
+Beside each worker it forks the worker's guardian first (`guardian.fork_beside`), which the
+worker takes over instead of starting a new interpreter for it; the zygote reaps the guardians
+and does not report them.
+
 Each worker is the same program as `python -m vahana_worker`: its own session, its output in
 its log file, the environment it was given, and in `ps` the command line it would have had
 (`vahana-worker --worker-id=... ...`), not the zygote's. The zygote leaves when stdin ends (the
@@ -30,10 +34,13 @@ from typing import Any
 
 import setproctitle
 
-from vahana_worker import cli, linux
+from vahana_worker import cli, guardian, linux
 
 _Plumbing = tuple[selectors.BaseSelector, int, int]
 """The zygote's selector and wake-up pipe, which a forked worker closes."""
+
+_guardians: set[int] = set()
+"""The guardians forked beside the workers: reaped here, not reported."""
 
 
 def main() -> None:
@@ -81,6 +88,9 @@ def _reap() -> None:
             return
         if pid == 0:
             return
+        if pid in _guardians:  # the workers' guardians are its own business
+            _guardians.discard(pid)
+            continue
         _say({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
@@ -93,14 +103,41 @@ def _fork(request: Mapping[str, Any], own: _Plumbing) -> dict[str, Any]:
     except (KeyError, TypeError, AttributeError, OSError) as error:
         return {"error": f"bad request: {error!r}"}
     try:
-        pid = os.fork()
+        guardian_pid, guardian_fd = guardian.fork_beside(
+            _guardian_title(argv), log_fd, lambda: _drop_plumbing(own)
+        )
     except OSError as error:
         os.close(log_fd)
         return {"error": f"fork: {error}"}
+    _guardians.add(guardian_pid)
+    try:
+        pid = os.fork()
+    except OSError as error:
+        os.close(log_fd)
+        os.close(guardian_fd)  # the guardian reads the end of its pipe and leaves
+        return {"error": f"fork: {error}"}
     if pid == 0:
+        guardian.set_forked(guardian_pid, guardian_fd)
         _become_worker(argv, env, request.get("cwd"), log_fd, own)
     os.close(log_fd)
+    os.close(guardian_fd)
     return {"pid": pid}
+
+
+def _guardian_title(argv: Sequence[str]) -> str:
+    """`vahana-worker-guardian --worker-id=ID` in ps: whose guardian it is."""
+    ids = [arg for arg in argv if arg.startswith("--worker-id=")]
+    return shlex.join(["vahana-worker-guardian", *ids[-1:]])
+
+
+def _drop_plumbing(own: _Plumbing) -> None:
+    """In a forked child: lets go of the zygote's selector, wake-up pipe and SIGCHLD handler."""
+    selector, wake_r, wake_w = own
+    selector.close()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.close(wake_r)
+    os.close(wake_w)
 
 
 def _become_worker(
@@ -113,12 +150,7 @@ def _become_worker(
     """In the forked child: drops the zygote's plumbing, then runs the worker; never returns."""
     code = 1
     try:
-        selector, wake_r, wake_w = own
-        selector.close()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.close(wake_r)
-        os.close(wake_w)
+        _drop_plumbing(own)
         os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
