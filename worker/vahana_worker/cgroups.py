@@ -26,9 +26,13 @@ A task without memory or process limits gets one directory, in the pids hierarch
 one (creating and removing it costs ~40 µs), with no limit written.
 
 A task's process joins its cgroups before anything of the task runs: the limits launcher writes
-its pid into each `cgroup.procs` when it runs anyway (setrlimit, another user); otherwise `bash`
+"0" (itself) into each join file when it runs anyway (setrlimit, another user); otherwise `bash`
 does, in a prefix to the task's command (`join_prefix`), which costs a few µs where a launcher
-would cost an interpreter's start (~10 ms).
+would cost an interpreter's start (~10 ms). In a v1 hierarchy the join file is `tasks`, not
+`cgroup.procs`: the kernel moves a whole process only under a global lock whose taking waits for
+an RCU grace period (~13 ms per task on a quiet machine, measured), while a thread moving itself
+skips it; the joining process is single-threaded (a shell, the launcher), so moving its one
+thread moves all of it. v2 has only `cgroup.procs`.
 
 Names: `<prefix>@<life>@<task>`, the prefix being `vahana-<worker id>` and the life the worker
 process's pid and start time (`procs.Life`). A worker sweeps at start the cgroups its id's earlier
@@ -246,8 +250,15 @@ class TaskCgroup:
     """{controller: (directory, version)}; controllers of one v2 cgroup share a directory."""
 
     @property
-    def procs_files(self) -> list[str]:
-        return sorted({str(path / "cgroup.procs") for path, _ in self.dirs.values()})
+    def join_files(self) -> list[str]:
+        """Where a single-threaded process writes "0" to join: `tasks` in v1, else
+        `cgroup.procs` (see the module's docstring)."""
+        return sorted(
+            {
+                str(path / ("tasks" if version == 1 else "cgroup.procs"))
+                for path, version in self.dirs.values()
+            }
+        )
 
     def hit(self) -> frozenset[str]:
         """The limits the task ran into: "memory" (a process OOM-killed), "pids" (a fork
@@ -290,11 +301,12 @@ class TaskCgroup:
             _remove(path)
 
 
-def join_prefix(procs_files: Sequence[str]) -> str:
-    """A bash snippet that moves the shell into the task's cgroups before the task's command,
-    which follows it on the same line (so a syntax error in the command runs nothing, and its
-    line numbers stay as written); the task fails with 126 if the shell cannot join."""
-    joins = " && ".join(f"echo $$ > {shlex.quote(path)}" for path in procs_files)
+def join_prefix(join_files: Sequence[str]) -> str:
+    """A bash snippet that moves the shell into the task's cgroups (`TaskCgroup.join_files`)
+    before the task's command, which follows it on the same line (so a syntax error in the
+    command runs nothing, and its line numbers stay as written); the task fails with 126 if
+    the shell cannot join."""
+    joins = " && ".join(f"echo 0 > {shlex.quote(path)}" for path in join_files)
     error = "vahana: could not join the task's cgroup"
     return f"{{ {joins}; }} 2>/dev/null || {{ echo {shlex.quote(error)} >&2; exit 126; }}; "
 
@@ -411,7 +423,7 @@ class Manager:
             cgroup = self.create("probe", memory_bytes=2**40, processes=2**20)
         except CgroupError as error:
             return str(error)
-        argv = [bash, "-c", join_prefix(cgroup.procs_files) + "true"]
+        argv = [bash, "-c", join_prefix(cgroup.join_files) + "true"]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         finally:

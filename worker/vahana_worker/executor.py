@@ -453,13 +453,13 @@ class TaskRun:
         (it joins the cgroup too, and dies with the worker's thread); else, with a cgroup, bash
         joins it itself (no interpreter to start)."""
         argv = [bash(), "-c", self.spec.command]
-        procs_files = self._cgroup.procs_files if self._cgroup is not None else []
+        join_files = self._cgroup.join_files if self._cgroup is not None else []
         if rlimits.any or self._user is not None:
             return limits.command_line(
-                argv, rlimits, user=self._user, cgroup_procs=procs_files, parent=os.getpid()
+                argv, rlimits, user=self._user, cgroup_joins=join_files, parent=os.getpid()
             )
-        if procs_files:
-            return [bash(), "-c", cgroups.join_prefix(procs_files) + self.spec.command]
+        if join_files:
+            return [bash(), "-c", cgroups.join_prefix(join_files) + self.spec.command]
         return argv
 
     @contextlib.contextmanager

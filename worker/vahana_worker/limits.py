@@ -60,8 +60,8 @@ for item in args[:split]:
         continue
     if name == "CGROUP":
         try:
-            with open(value, "w") as procs:
-                procs.write(str(os.getpid()))
+            with open(value, "w") as join:
+                join.write("0")  # itself: single-threaded here (cgroups.join_files)
         except OSError as exc:
             sys.stderr.write("vahana: could not join the task's cgroup %s: %s\\n" % (value, exc))
             os._exit(126)
@@ -168,22 +168,22 @@ def command_line(
     limits: Limits,
     *,
     user: tuple[int, int] | None = None,
-    cgroup_procs: Sequence[str] = (),
+    cgroup_joins: Sequence[str] = (),
     python: str = "",
     parent: int = 0,
 ) -> list[str]:
     """`argv` as is when no limit is set, no `user` (uid, gid) given and no cgroup to join
-    (`cgroup.procs` files), else wrapped in the launcher that does those; with `parent` (the
+    (`cgroups.TaskCgroup.join_files`), else wrapped in the launcher that does those; with `parent` (the
     worker's pid) the launched program is killed when the worker's thread that started it
     ends (PR_SET_PDEATHSIG)."""
-    if not limits.any and user is None and not cgroup_procs:
+    if not limits.any and user is None and not cgroup_joins:
         return list(argv)
     head = [python or sys.executable, "-I", "-S", "-c", LAUNCHER]
     if user is not None:
         head.append(f"USER={user[0]}:{user[1]}")
     if parent:
         head.append(f"PDEATHSIG={int(signal.SIGKILL)}:{parent}")
-    head.extend(f"CGROUP={procs}" for procs in cgroup_procs)
+    head.extend(f"CGROUP={path}" for path in cgroup_joins)
     return [*head, *rlimit_args(limits), "--", *argv]
 
 

@@ -204,10 +204,13 @@ def test_task_cgroups_left_by_an_earlier_run_are_swept_with_their_processes(
     # A worker whose id starts with this one's keeps its cgroups.
     other = cgroups.Manager(plan, prefix=f"vahana-test-{os.getpid()}-sweep-2")
     kept = other.create("t1-a1", memory_bytes=2**30, processes=10)
-    joins = "; ".join(f"echo $$ > {procs}" for procs in left.procs_files)
+    joins = "; ".join(f"echo 0 > {path}" for path in left.join_files)
     orphan = subprocess.Popen(["sh", "-c", f"{joins}; exec sleep 300"], start_new_session=True)
     wait_until(
-        lambda: all(str(orphan.pid) in Path(p).read_text().split() for p in left.procs_files),
+        lambda: all(
+            str(orphan.pid) in (path / "cgroup.procs").read_text().split()
+            for path, _ in left.dirs.values()
+        ),
         timeout=10,
         message="the orphan in its cgroups",
     )

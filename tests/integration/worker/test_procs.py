@@ -34,17 +34,17 @@ def test_this_process_is_found_among_its_parent_s_children() -> None:
 
 
 def test_the_join_prefix_keeps_the_command_s_own_line_numbers(tmp_path: Path) -> None:
-    procs_file = tmp_path / "cgroup.procs"
-    procs_file.touch()
+    join_file = tmp_path / "tasks"
+    join_file.touch()
     command = "echo $LINENO\nfalse_command_here 2>/dev/null; echo $LINENO"
     shown = subprocess.run(
-        ["bash", "-c", cgroups.join_prefix([str(procs_file)]) + command],
+        ["bash", "-c", cgroups.join_prefix([str(join_file)]) + command],
         capture_output=True,
         text=True,
         check=True,
     )
     assert shown.stdout.split() == ["1", "2"]
-    assert procs_file.read_text().strip().isdigit()  # the shell wrote its pid
+    assert join_file.read_text().strip() == "0"  # the shell moved itself
     unwritable = subprocess.run(
         ["bash", "-c", cgroups.join_prefix(["/proc/no/such/cgroup.procs"]) + "echo ran"],
         capture_output=True,

@@ -52,7 +52,7 @@ def test_the_launcher_joins_the_task_s_cgroups_before_it_sets_limits() -> None:
     line = limits.command_line(
         ["bash", "-c", "true"],
         limits.Limits(cpu_seconds=5),
-        cgroup_procs=["/cg/memory/t/cgroup.procs", "/cg/pids/t/cgroup.procs"],
+        cgroup_joins=["/cg/memory/t/cgroup.procs", "/cg/pids/t/cgroup.procs"],
     )
     args = line[line.index(limits.LAUNCHER) + 1 :]
     assert args == [
@@ -67,7 +67,7 @@ def test_the_launcher_joins_the_task_s_cgroups_before_it_sets_limits() -> None:
 
 
 def test_a_cgroup_alone_still_goes_through_the_launcher() -> None:
-    line = limits.command_line(["bash"], limits.Limits(), cgroup_procs=["/cg/t/cgroup.procs"])
+    line = limits.command_line(["bash"], limits.Limits(), cgroup_joins=["/cg/t/cgroup.procs"])
     assert line[-3:] == ["CGROUP=/cg/t/cgroup.procs", "--", "bash"]
 
 
@@ -97,3 +97,18 @@ def test_task_cgroup_names_stay_distinct_when_too_long_and_for_ids_made_safe() -
     underscore = cgroups.Manager(plan, prefix="vahana-a_b", life=life)._name("t")
     assert slash != underscore and underscore == "vahana-a_b@4242.98765@t"
     assert "@" not in slash.split("@")[0] and slash.startswith("vahana-a_b-")
+
+
+def test_a_process_joins_v1_cgroups_by_their_tasks_file_and_v2_by_cgroup_procs() -> None:
+    """In v1, "0" written to `tasks` moves the writing thread without the kernel's global
+    lock (whose grace period cost ~13 ms per task); the joiners are single-threaded."""
+    mixed = cgroups.TaskCgroup(
+        {
+            cgroups.MEMORY: (Path("/cg/memory/t"), 1),
+            cgroups.PIDS: (Path("/cg/unified/t"), 2),
+        }
+    )
+    assert mixed.join_files == ["/cg/memory/t/tasks", "/cg/unified/t/cgroup.procs"]
+    assert cgroups.join_prefix(mixed.join_files).startswith(
+        "{ echo 0 > /cg/memory/t/tasks && echo 0 > /cg/unified/t/cgroup.procs; }"
+    )

@@ -65,8 +65,8 @@ def test_descendants_follow_the_tree_below_the_roots_only() -> None:
 
 def test_the_join_prefix_quotes_every_path_and_fails_the_task_with_126() -> None:
     prefix = cgroups.join_prefix(["/cg/pids/a b@1.2@t/cgroup.procs", "/cg/m/it's/cgroup.procs"])
-    assert prefix.startswith("{ echo $$ > '/cg/pids/a b@1.2@t/cgroup.procs' && ")
-    assert """echo $$ > '/cg/m/it'"'"'s/cgroup.procs'; }""" in prefix
+    assert prefix.startswith("{ echo 0 > '/cg/pids/a b@1.2@t/cgroup.procs' && ")
+    assert """echo 0 > '/cg/m/it'"'"'s/cgroup.procs'; }""" in prefix
     assert prefix.endswith("exit 126; }; ")
 
 
