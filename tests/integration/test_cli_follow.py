@@ -91,7 +91,7 @@ def test_get_tasks_watch_prints_every_transition(
     seen = statuses()
     assert seen[0] == "PENDING" and "RUNNING" in seen and seen[-1] == "COMPLETED", seen
     assert watching.lines()[0].split()[:3] == ["ID", "NAME", "STATUS"]
-    assert watching.stop() == 0
+    assert watching.stop() == 130  # ended by Ctrl-C, as a shell reports it
 
 
 def test_logs_prints_a_finished_task_s_whole_output(
@@ -158,3 +158,19 @@ def test_logs_follow_shows_each_line_of_a_running_task_within_a_second(
     assert client.status(task) == pb.COMPLETED
     assert max(delays.values()) < 1.0, delays
     print(f"logs -f delays (s): {', '.join(f'{d:.3f}' for d in sorted(delays.values()))}")
+
+
+def test_logs_follow_ended_by_ctrl_c_completes_the_last_line_and_exits_130(
+    client: harness.Client,
+    scheduler: harness.SchedulerProcess,
+    start_worker: WorkerFactory,
+    follow: list[Lines],
+) -> None:
+    start_worker("interrupted-worker")
+    [task] = client.submit(harness.submission("echo first; printf partial; sleep 60", "talker"))
+    wait_until(lambda: client.status(task) == pb.RUNNING, timeout=20, message="talker runs")
+    following = Lines("logs", "-f", "talker", f"--server={scheduler.address}")
+    follow.append(following)
+    wait_until(lambda: "first" in following.lines(), timeout=20, message="the first line")
+    assert following.stop() == 130  # interrupted, as a shell reports it
+    wait_until(lambda: "partial" in following.lines(), timeout=10, message="the cut line ended")

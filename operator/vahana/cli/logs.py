@@ -17,11 +17,13 @@ def copy_output(
     follow: bool,
     out: BinaryIO | None = None,
 ) -> int:
-    """Writes the task's output to `out` (stdout) as it arrives; returns the bytes written."""
+    """Writes the task's output to `out` (stdout) as it arrives; returns the bytes written.
+    Ctrl-C ends the stream, completes the last line, then raises KeyboardInterrupt."""
     sink = out if out is not None else sys.stdout.buffer
     written = 0
     attempt = -1
     last = b"\n"
+    interrupted = False
     stream = stub.ReadTaskOutput(tasks_pb.ReadTaskOutputRequest(id=task, follow=follow))
     try:
         for chunk in stream:
@@ -37,7 +39,10 @@ def copy_output(
                 last = chunk.data
     except KeyboardInterrupt:
         stream.cancel()
+        interrupted = True
     if written and not last.endswith(b"\n"):
         sink.write(b"\n")
     sink.flush()
+    if interrupted:
+        raise KeyboardInterrupt  # the command ends as interrupted (exit status 130)
     return written

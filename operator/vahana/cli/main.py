@@ -100,7 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
+
+
+INTERRUPTED = 130
+"""Exit status of a command ended by Ctrl-C (a watch, a follow, a run): 128 + SIGINT, as a
+shell reports a command the signal killed."""
 
 
 def stdout_console() -> Console:
@@ -711,7 +716,13 @@ def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
     changes = client.tasks.WatchTasks(tasks_pb.WatchTasksRequest())
     # Ctrl-C cancels the stream, which ends the loop below: an interrupt raised inside gRPC's
     # wait could leave its threads behind and the process hanging at exit.
-    previous = signal.signal(signal.SIGINT, lambda *_: changes.cancel())
+    interrupted: list[int] = []
+
+    def on_ctrl_c(signum: int, _frame: object) -> None:
+        interrupted.append(signum)
+        changes.cancel()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         changes.initial_metadata()  # the scheduler listens from here on
         current = client.list_tasks(options.status or "", 0 if options.all else options.limit)
@@ -722,7 +733,7 @@ def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         changes.cancel()
-    return 0
+    return INTERRUPTED if interrupted else 0
 
 
 def _tell_where_kept(task: tasks_pb.TaskInfo, console: Console) -> None:
