@@ -173,9 +173,9 @@ def command_line(
     parent: int = 0,
 ) -> list[str]:
     """`argv` as is when no limit is set, no `user` (uid, gid) given and no cgroup to join
-    (`cgroups.TaskCgroup.join_files`), else wrapped in the launcher that does those; with `parent` (the
-    worker's pid) the launched program is killed when the worker's thread that started it
-    ends (PR_SET_PDEATHSIG)."""
+    (`cgroups.TaskCgroup.join_files`), else wrapped in the launcher that does those; with
+    `parent` (the worker's pid) the launched program is killed when the worker's thread that
+    started it ends (PR_SET_PDEATHSIG)."""
     if not limits.any and user is None and not cgroup_joins:
         return list(argv)
     head = [python or sys.executable, "-I", "-S", "-c", LAUNCHER]
