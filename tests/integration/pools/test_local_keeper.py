@@ -76,3 +76,67 @@ def test_a_killed_local_worker_is_replaced_and_its_task_runs_again(
         assert "again" in done.output_tail
     finally:
         client.close()
+
+
+def _guardian_of(worker_id: str) -> tuple[int, int] | None:
+    """(pid, parent pid) of the guardian the zygote forked beside this worker."""
+    title = f"vahana-worker-guardian --worker-id={worker_id}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/cmdline").read_bytes().rstrip(b"\0") != title:
+                continue
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        return int(entry), int(stat.rsplit(")", 1)[1].split()[1])
+    return None
+
+
+def test_a_killed_local_worker_s_forked_guardian_ends_its_task(
+    server_with_workers: harness.SchedulerProcess, tmp_path: Path
+) -> None:
+    """The guardian is forked by the zygote beside its worker (no interpreter of its own to
+    start): the zygote's child, named after its worker; when the worker is killed with -9 it
+    ends what the worker's task left running."""
+    client = harness.Client(server_with_workers.address)
+    pid_file = tmp_path / "task.pid"
+    try:
+        [task_id] = client.submit(
+            # Its retry, once the worker is killed, ends at once.
+            harness.submission(
+                f"[ -e {pid_file} ] && exit 0; echo $$ > {pid_file}; sleep 300", "long"
+            )
+        )
+        running = wait_until(
+            lambda: (lambda t: t if t.status == pb.RUNNING else None)(client.get(task_id)),
+            timeout=30,
+            message="the task running",
+        )
+        task_pid = int(wait_until(lambda: pid_file.read_text().strip(), timeout=30))
+        worker_id = running.worker_id
+        worker_pid = _pid_of(worker_id)
+        found = _guardian_of(worker_id)
+        assert worker_pid is not None and found is not None
+        guardian_pid, guardian_parent = found
+        zygote_pid = int(Path(f"/proc/{worker_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert guardian_parent == zygote_pid, "the zygote's child, not the worker's"
+        assert b"vahana_worker.zygote" in Path(f"/proc/{zygote_pid}/cmdline").read_bytes()
+        log = server_with_workers.state_dir / "logs" / f"{worker_id}.log"
+        assert f"guardian={guardian_pid}" in log.read_text()
+
+        os.kill(worker_pid, signal.SIGKILL)
+        wait_until(
+            lambda: not harness.pid_alive(task_pid),
+            timeout=30,
+            message="the task's shell ended by the guardian",
+        )
+        wait_until(
+            lambda: not harness.pid_alive(guardian_pid),
+            timeout=30,
+            message="the guardian gone once its work is done (reaped by the zygote)",
+        )
+        assert "worker gone; ended what its tasks left running" in log.read_text()
+    finally:
+        client.close()
