@@ -4,7 +4,6 @@ transitions as they happen."""
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -24,29 +23,32 @@ pytestmark = pytest.mark.integration
 
 
 class Lines:
-    """A running `vahana` command whose output lines are read as they come."""
+    """A running `vahana` command whose output is read as it comes: its whole lines, and the
+    bytes as written (a line not ended yet included)."""
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vahana.cli.main", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
             env={**os.environ, "COLUMNS": "200"},
         )
-        self.seen: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
+        self._lock = threading.Lock()
+        self._raw = b""
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for text in self.process.stdout:
-            self._queue.put(text.rstrip("\n"))
+        while chunk := os.read(self.process.stdout.fileno(), 65536):
+            with self._lock:
+                self._raw += chunk
+
+    def raw(self) -> bytes:
+        with self._lock:
+            return self._raw
 
     def lines(self) -> list[str]:
-        while not self._queue.empty():
-            self.seen.append(self._queue.get_nowait())
-        return self.seen
+        return [line.decode() for line in self.raw().split(b"\n")[:-1]]
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)
@@ -171,6 +173,10 @@ def test_logs_follow_ended_by_ctrl_c_completes_the_last_line_and_exits_130(
     wait_until(lambda: client.status(task) == pb.RUNNING, timeout=20, message="talker runs")
     following = Lines("logs", "-f", "talker", f"--server={scheduler.address}")
     follow.append(following)
-    wait_until(lambda: "first" in following.lines(), timeout=20, message="the first line")
+    wait_until(lambda: following.raw() == b"first\npartial", timeout=20, message="a line not ended")
     assert following.stop() == 130  # interrupted, as a shell reports it
-    wait_until(lambda: "partial" in following.lines(), timeout=10, message="the cut line ended")
+    wait_until(
+        lambda: following.raw() == b"first\npartial\n",
+        timeout=10,
+        message="the cut line ended by logs -f as it stopped",
+    )

@@ -3,8 +3,9 @@
 A worker killed with -9 (or by the OOM killer, or a crash) cannot end its tasks' processes; a
 process group or a cgroup does not end by itself, and a parent-death signal reaches only the
 process it was set on. So each worker that is not PID 1 (when PID 1 dies the kernel ends its
-whole PID namespace) starts a guardian, a single-threaded Python process with nothing but the
-standard library and this package's /proc and cgroup code loaded. It holds the read end of a
+whole PID namespace) has a guardian, a single-threaded Python process (a new interpreter with
+only the standard library and this package's /proc and cgroup code loaded, or a fork of the
+zygote, which has the worker loaded). It holds the read end of a
 pipe whose write end only the worker holds; when the worker exits, in any way, the pipe reads
 end-of-file and the guardian ends every process of that worker life's tasks: those in its task
 cgroups (which it removes) and those carrying its marker (`taskprocs.end_life`). Then it exits.
@@ -16,10 +17,11 @@ already, forks one beside each worker it forks (`fork_beside`) and leaves it to 
 (`take_forked`), so four workers starting at once do not cost four interpreters.
 
 The guardian runs in a session of its own, so a signal to the worker's process group or terminal
-does not end it first, ignores SIGINT and SIGHUP for the same reason, and holds no secret: a
-started one gets an empty environment, a forked one clears its own and is not dumpable (its
-/proc entries are root's), since it can be read by its user's processes, tasks included. On a
-clean shutdown it finds nothing left to end.
+does not end it first, and ignores SIGINT and SIGHUP for the same reason. It runs as the tasks'
+user may: a started one gets an empty environment and holds no secret; a forked one has a copy
+of the zygote's memory (the workers' environments it was sent) and, like the zygote, is not
+dumpable, so its /proc entries (environ, mem) are root's, not readable by tasks. On a clean
+shutdown it finds nothing left to end.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def start(charge: Charge, orphans: reaper.Reaper) -> subprocess.Popen[bytes]:
     except OSError:
         process.kill()
         process.wait()
+        orphans.release(process.pid)  # reaped here: the pid may be reused
         raise
     return process
 
@@ -147,10 +150,16 @@ def fork_beside(title: str, log_fd: int, drop: Callable[[], None]) -> tuple[int,
     worker (`set_forked` in it) and nobody else: the caller closes its copy once the worker is
     forked."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
     if pid == 0:
         code = 1
         try:
+            linux.protect_secrets()  # inherited from the zygote already; first, in any case
             drop()
             os.close(write_fd)
             os.setsid()
@@ -163,7 +172,6 @@ def fork_beside(title: str, log_fd: int, drop: Callable[[], None]) -> tuple[int,
             os.close(log_fd)
             os.chdir("/")
             os.environ.clear()
-            linux.protect_secrets()
             import setproctitle  # the zygote's dependency, loaded there already
 
             setproctitle.setproctitle(title)

@@ -44,6 +44,10 @@ _guardians: set[int] = set()
 
 
 def main() -> None:
+    # Its memory holds every worker's environment it is sent (secrets among them), and so do
+    # its forks: not readable by the tasks' processes of the same user. Inherited by each fork
+    # until it execs.
+    linux.protect_secrets()
     parent = os.environ.get(linux.PARENT_PID_ENV, "")
     linux.exit_with_parent(parent=int(parent) if parent.isdigit() else None)
     # setproctitle finds the command line's memory on first use, by the interpreter's own

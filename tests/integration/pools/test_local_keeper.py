@@ -133,9 +133,9 @@ def test_a_killed_local_worker_s_forked_guardian_ends_its_task(
             message="the task's shell ended by the guardian",
         )
         wait_until(
-            lambda: not harness.pid_alive(guardian_pid),
+            lambda: not Path(f"/proc/{guardian_pid}").exists(),
             timeout=30,
-            message="the guardian gone once its work is done (reaped by the zygote)",
+            message="the guardian gone once its work is done, reaped by the zygote (no zombie)",
         )
         assert "worker gone; ended what its tasks left running" in log.read_text()
     finally:

@@ -52,12 +52,12 @@ def test_the_launcher_joins_the_task_s_cgroups_before_it_sets_limits() -> None:
     line = limits.command_line(
         ["bash", "-c", "true"],
         limits.Limits(cpu_seconds=5),
-        cgroup_joins=["/cg/memory/t/cgroup.procs", "/cg/pids/t/cgroup.procs"],
+        cgroup_joins=["/cg/memory/t/tasks", "/cg/pids/t/tasks"],
     )
     args = line[line.index(limits.LAUNCHER) + 1 :]
     assert args == [
-        "CGROUP=/cg/memory/t/cgroup.procs",
-        "CGROUP=/cg/pids/t/cgroup.procs",
+        "CGROUP=/cg/memory/t/tasks",
+        "CGROUP=/cg/pids/t/tasks",
         "RLIMIT_CPU=5:6",
         "--",
         "bash",
@@ -67,8 +67,8 @@ def test_the_launcher_joins_the_task_s_cgroups_before_it_sets_limits() -> None:
 
 
 def test_a_cgroup_alone_still_goes_through_the_launcher() -> None:
-    line = limits.command_line(["bash"], limits.Limits(), cgroup_joins=["/cg/t/cgroup.procs"])
-    assert line[-3:] == ["CGROUP=/cg/t/cgroup.procs", "--", "bash"]
+    line = limits.command_line(["bash"], limits.Limits(), cgroup_joins=["/cg/t/tasks"])
+    assert line[-3:] == ["CGROUP=/cg/t/tasks", "--", "bash"]
 
 
 def test_the_cgroup_s_counters_decide_which_limit_was_hit() -> None:
