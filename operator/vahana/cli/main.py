@@ -306,8 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(CERT_HOSTS),
         help="comma-separated names and IPs of the server certificate (default %(default)s)",
     )
-    certs_parser.add_argument("--workers", type=int, default=1, help="worker certificates")
-    certs_parser.add_argument("--days", type=int, default=365, help="validity in days")
+    certs_parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="how many worker certificates, worker-1.pem … worker-N.pem (default %(default)s)",
+    )
+    certs_parser.add_argument(
+        "--days",
+        type=int,
+        default=365,
+        help="validity of the certificates, in days (default %(default)s)",
+    )
     certs_parser.set_defaults(handler=_certs)
     return parser
 
