@@ -236,7 +236,12 @@ def array_info(name: str, summary: arrays.Summary) -> tasks_pb.TaskInfo:
     )
 
 
-def task_info(task: models.TaskRecord, pending_reason: str = "") -> tasks_pb.TaskInfo:
+def task_info(
+    task: models.TaskRecord, pending_reason: str = "", *, with_spec: bool = True
+) -> tasks_pb.TaskInfo:
+    """The API's view of a task. `with_spec=False` leaves out what it was submitted with (the
+    command, environment, resources, limits, files): a run's summary of 100,000 tasks does not
+    show it, and it is most of each record's memory."""
     info = tasks_pb.TaskInfo(
         id=task.id,
         name=task.spec.name,
@@ -254,7 +259,7 @@ def task_info(task: models.TaskRecord, pending_reason: str = "") -> tasks_pb.Tas
         created_at=timestamp(task.created_at),
         task_failures=task.task_failures,
         infra_failures=task.infra_failures,
-        spec=task_to_pb(task),
+        spec=task_to_pb(task) if with_spec else None,
         retry=retry_to_pb(task.retry),
         queue=fairshare.queue_of(task),
         array=task.spec.array,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from google.protobuf import duration_pb2
 from rich.console import Console
 from vahana.cli import render
+from vahana.core import models
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
+from vahana.rpc import convert
 
 
 def task(name: str, status: int, seconds: float) -> tasks_pb.TaskInfo:
@@ -34,3 +36,33 @@ def test_summary_counts_phases_and_lists_every_failure_then_the_slowest() -> Non
 def test_summary_of_a_run_without_failures_names_no_failure() -> None:
     out = text_of(render.run_summary([task(f"t{i}", pb.COMPLETED, 0.01) for i in range(60)]))
     assert "did not complete" not in out and "the 5 slowest" in out
+
+
+def test_a_run_s_results_leave_out_what_the_tasks_were_submitted_with() -> None:
+    """`vahana run` keeps a record per task to the end: without its spec (command, environment,
+    resources), which the table and summary do not show and which is most of its memory."""
+    spec = models.TaskSpec(name="big", command="echo " + "x" * 1000, environment={"A": "b"})
+    record = models.TaskRecord(
+        id="t-1",
+        spec=spec,
+        created_at=1.0,
+        seq=1,
+        phase=models.TaskPhase.COMPLETED,
+        attempt=1,
+        worker_id="w1",
+        exit_code=0,
+        started_at=2.0,
+        finished_at=3.5,
+    )
+    whole = convert.task_info(record)
+    shown = convert.task_info(record, with_spec=False)
+    assert whole.spec.command.startswith("echo x") and not shown.HasField("spec")
+    assert shown.ByteSize() < whole.ByteSize() - 1000
+    assert (shown.name, shown.status, shown.worker_id, shown.exit_code) == (
+        "big",
+        pb.COMPLETED,
+        "w1",
+        0,
+    )
+    assert shown.duration.ToTimedelta().total_seconds() == 1.5
+    assert text_of(render.results_table([shown])) == text_of(render.results_table([whole]))
