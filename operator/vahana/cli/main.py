@@ -794,8 +794,7 @@ def _logs(options: argparse.Namespace, console: Console) -> int:
 
 def _indices(task: Any) -> str:
     """`failed indices: 3, 7` (or cancelled, or both: render.ended_indices)."""
-    ended = list(task.array_status.failed_indices)
-    listed = ", ".join(map(str, ended[:20])) + (" …" if len(ended) > 20 else "") or "none"
+    listed = arrays.listed(task.array_status.failed_indices) or "none"
     return f"{render.ended_indices(task.array_status).lower()}: {listed}"
 
 

@@ -12,7 +12,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from vahana.core import printable
+from vahana.core import arrays, printable
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
 
@@ -260,8 +260,7 @@ def array_progress(instances: list[tasks_pb.TaskInfo]) -> tuple[str, list[tasks_
 def _array_rows(name: str, instances: list[tasks_pb.TaskInfo]) -> list[list[RenderableType]]:
     status, ended = array_progress(instances)
     style = "red" if ended else "green" if status.startswith("COMPLETED") else ""
-    listed = ", ".join(str(t.index) for t in ended[:FAILED_ROWS])
-    more = " …" if len(ended) > FAILED_ROWS else ""
+    listed = arrays.listed([t.index for t in ended], FAILED_ROWS)
     found: list[list[RenderableType]] = [
         [
             plain(f"{name}[0-{len(instances) - 1}]"),
@@ -270,7 +269,7 @@ def _array_rows(name: str, instances: list[tasks_pb.TaskInfo]) -> list[list[Rend
             "-",
             "-",
             note(""),
-            note(f"did not complete: {listed}{more}" if ended else ""),
+            note(f"did not complete: {listed}" if ended else ""),
         ]
     ]
     found.extend(_result_row(plain(f"  {task.name}"), task) for task in ended[:FAILED_ROWS])
@@ -282,7 +281,7 @@ def array_table(task: tasks_pb.TaskInfo) -> Table:
     counts = task.array_status
     indices = list(counts.failed_indices)
     columns = ("ARRAY", "STATUS", "PROGRESS", "PENDING", "RUNNING", "COMPLETED", "FAILED")
-    listed = ", ".join(map(str, indices[:20])) + (" …" if len(indices) > 20 else "")
+    listed = arrays.listed(indices)
     cells: list[RenderableType] = [
         plain(task.name),
         styled_status(task),

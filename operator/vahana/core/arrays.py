@@ -19,6 +19,15 @@ COUNT_VARIABLE = "VAHANA_ARRAY_COUNT"
 FAILED_INDICES_SHOWN = 100
 """Failed indices listed on a status at most (the count is always whole)."""
 
+INDICES_LISTED = 20
+"""Indices written out in one line of text (a status message, a table cell)."""
+
+
+def listed(indices: Sequence[int], most: int = INDICES_LISTED) -> str:
+    """`3, 7, 12 …`: the first `most` indices, "…" if there are more; "" for none."""
+    return ", ".join(map(str, indices[:most])) + (" …" if len(indices) > most else "")
+
+
 _NAME = re.compile(r"^(?P<array>.+)\[(?P<index>[0-9]+)\]$")
 
 

@@ -67,8 +67,7 @@ class TrackedArray:
         final = summary.phase.is_final
         message = (
             f"{len(failed):,} of {summary.total:,} instances did not complete (indices "
-            + ", ".join(map(str, failed[:20]))
-            + (" …)" if len(failed) > 20 else ")")
+            f"{arrays.listed(failed)})"
             if failed
             else None
         )
