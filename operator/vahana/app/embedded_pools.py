@@ -111,20 +111,16 @@ class EmbeddedPools:
         keys = self.manager.keys()
         for key in keys:
             before = self.statuses.get(key, {}).get("lastError")
+            what = "lastError"
             try:
                 status = await self.manager.reconcile(key)
             except Exception as error:  # an adapter that cannot list (squeue down, …)
                 status = {**self.statuses.get(key, {}), "lastError": str(error)}
-                failed = True
-            else:
-                failed = False
+                what = "reconcile failed"
             # Said when it changes, not every round: a pool that cannot reach its cluster is
             # tried again every few seconds.
             if status.get("lastError") != before:
-                if failed:
-                    log.warning("pool=%s reconcile failed: %s", key, status["lastError"])
-                else:
-                    log.warning("pool=%s lastError: %s", key, status.get("lastError"))
+                log.warning("pool=%s %s: %s", key, what, status.get("lastError"))
             self.statuses[key] = status
 
     async def remove(self, key: str, timeout: float = 60.0) -> None:
