@@ -24,7 +24,7 @@ import grpc
 import rich.markup
 from rich.console import Console
 
-from vahana import __version__
+from vahana import __version__, cli
 from vahana.app import settings as settings_module
 from vahana.cli import client as client_module
 from vahana.cli import flags, render, watch
@@ -100,12 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.print(f"[red]error:[/] {rich.markup.escape(str(error))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
-        return INTERRUPTED
-
-
-INTERRUPTED = 130
-"""Exit status of a command ended by Ctrl-C (a watch, a follow, a run): 128 + SIGINT, as a
-shell reports a command the signal killed."""
+        return cli.INTERRUPTED
 
 
 def stdout_console() -> Console:
@@ -744,7 +739,7 @@ def _watch(options: argparse.Namespace, client: client_module.Client) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         changes.cancel()
-    return INTERRUPTED if interrupted else 0
+    return cli.INTERRUPTED if interrupted else 0
 
 
 def _tell_where_kept(task: tasks_pb.TaskInfo, console: Console) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vahana import cli
 from vahana.app import service
 from vahana.app import settings as settings_module
 from vahana.cli import render
@@ -120,8 +121,6 @@ LINE_INTERVAL_S = 2.0
 INTERRUPTED_WAIT_S = 15.0
 """After Ctrl-C, how long the run waits for its cancelled tasks to end (their processes get
 SIGTERM, then SIGKILL after the workers' kill grace) before it stops the workers anyway."""
-INTERRUPTED_EXIT = 130
-"""Exit status after a second Ctrl-C (128 + SIGINT), as a shell reports it."""
 
 
 async def _watch(
@@ -278,4 +277,4 @@ ON_A_WORKER = frozenset({models.TaskPhase.ASSIGNED, models.TaskPhase.RUNNING})
 def _quit_now(process: service.SchedulerProcess) -> None:
     if process.pool is not None:
         process.pool.kill_workers()
-    os._exit(INTERRUPTED_EXIT)
+    os._exit(cli.INTERRUPTED)  # the second Ctrl-C
