@@ -64,6 +64,10 @@ class Charge:
             }
         )
 
+    def line(self) -> bytes:
+        """What the worker writes into its guardian's pipe, first: the charge, one line."""
+        return self.to_json().encode() + b"\n"
+
     @classmethod
     def from_json(cls, text: str) -> Charge:
         data = json.loads(text)
@@ -111,7 +115,7 @@ def start(charge: Charge, orphans: reaper.Reaper) -> subprocess.Popen[bytes]:
         own(process.pid)
     assert process.stdin is not None
     try:
-        process.stdin.write(charge.to_json().encode() + b"\n")
+        process.stdin.write(charge.line())
         process.stdin.flush()
     except OSError:
         process.kill()
@@ -130,7 +134,7 @@ class Forked:
 
     def give(self, charge: Charge) -> None:
         """Tells the guardian what to guard; OSError if it has gone."""
-        os.write(self.fd, charge.to_json().encode() + b"\n")
+        os.write(self.fd, charge.line())
 
 
 _forked: Forked | None = None
