@@ -243,7 +243,7 @@ def _convert(obj: Mapping[str, Any]) -> models.Submission:
         memory_bytes=_parsed(
             "spec.resources.memory", quantity.parse_memory, requested.get("memory", 0)
         ),
-        gpus=requested.get("gpu", 0),
+        gpus=_whole(requested.get("gpu", 0)),
         labels=dict(spec.get("workerSelector", {})),
         preferred_labels=dict(spec.get("preferredWorkerLabels", {})),
     )
@@ -256,7 +256,7 @@ def _convert(obj: Mapping[str, Any]) -> models.Submission:
         output_files=_transfers(spec.get("outputFiles", ())),
         environment=dict(spec.get("env", {})),
         resources=resources,
-        priority=spec.get("priority", 0),
+        priority=_whole(spec.get("priority", 0)),
         deadline=None if deadline is None else _parsed("spec.deadline", parse_deadline, deadline),
         timeout_seconds=0.0
         if timeout is None
@@ -274,6 +274,12 @@ def _convert(obj: Mapping[str, Any]) -> models.Submission:
         pool=spec.get("pool", ""),
         namespace=metadata.get("namespace") or DEFAULT_NAMESPACE,
     )
+
+
+def _whole(value: int | float) -> int:
+    """A field the schema checked is an integer, as an int: YAML's `3.0` passes that check (as
+    it does the API server's) but is a float, which the protocol's int32 fields refuse."""
+    return int(value)
 
 
 def _array(array: Mapping[str, Any] | None) -> models.ArraySpec | None:
@@ -294,7 +300,7 @@ def _array(array: Mapping[str, Any] | None) -> models.ArraySpec | None:
         return models.ArraySpec(count=len(parameters), parameters=parameters)
     if count is None:
         raise _FieldError("spec.array", "give count, or parameters (one set per instance)")
-    return models.ArraySpec(count=int(count), parameters=())
+    return models.ArraySpec(count=_whole(count), parameters=())
 
 
 def _depends_on(spec: Mapping[str, Any]) -> tuple[models.Dependency, ...]:
@@ -316,8 +322,8 @@ def _limits(limits: Mapping[str, Any]) -> models.Limits:
         memory_bytes=0
         if memory is None
         else _parsed("spec.limits.memory", quantity.parse_memory, memory),
-        processes=limits.get("processes", 0),
-        open_files=limits.get("openFiles", 0),
+        processes=_whole(limits.get("processes", 0)),
+        open_files=_whole(limits.get("openFiles", 0)),
         file_size_bytes=0
         if file_size is None
         else _parsed("spec.limits.fileSize", quantity.parse_memory, file_size),
@@ -333,8 +339,8 @@ def _retry(retry: Mapping[str, Any]) -> models.RetryPolicy:
     defaults = models.RetryPolicy()
     backoff, max_backoff = retry.get("backoff"), retry.get("maxBackoff")
     return models.RetryPolicy(
-        max_task_retries=retry.get("maxTaskRetries", defaults.max_task_retries),
-        max_infra_retries=retry.get("maxInfraRetries", defaults.max_infra_retries),
+        max_task_retries=_whole(retry.get("maxTaskRetries", defaults.max_task_retries)),
+        max_infra_retries=_whole(retry.get("maxInfraRetries", defaults.max_infra_retries)),
         backoff_seconds=defaults.backoff_seconds
         if backoff is None
         else _parsed("spec.retry.backoff", quantity.parse_duration, backoff),

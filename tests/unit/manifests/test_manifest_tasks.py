@@ -325,3 +325,32 @@ def test_missing_header_fields_are_required() -> None:
 
 def test_the_error_types_are_reachable_from_tasks() -> None:
     assert tasks.ManifestError is errors.ManifestError and tasks.Problem is errors.Problem
+
+
+def test_whole_numbers_written_as_3_0_are_integers_the_protocol_takes() -> None:
+    """`priority: 3.0` passes the schema's integer check (as it does the API server's); the
+    submission holds ints, which the protocol's int32 fields need."""
+    from vahana.rpc import convert
+
+    obj = task(
+        priority=3.0,
+        resources={"gpu": 1.0},
+        limits={"processes": 5.0, "openFiles": 10.0},
+        retry={"maxTaskRetries": 1.0, "maxInfraRetries": 2.0},
+        array={"count": 4.0},
+    )
+    submission = tasks.submission_from_resource(obj)
+    spec, retry = submission.spec, submission.retry
+    whole = (
+        spec.priority,
+        spec.resources.gpus,
+        spec.limits.processes,
+        spec.limits.open_files,
+        retry.max_task_retries,
+        retry.max_infra_retries,
+        submission.array.count if submission.array else None,
+    )
+    assert whole == (3, 1, 5, 10, 1, 2, 4)
+    assert all(type(value) is int for value in whole)
+    record = models.TaskRecord(id="t-1", spec=spec, created_at=0.0, seq=1, retry=retry)
+    assert convert.task_to_pb(record).priority == 3
