@@ -51,6 +51,7 @@ from vahana_worker import (
     sandboxes,
     settings,
     shipping,
+    startgate,
     storage,
     sysmetrics,
     threads,
@@ -682,6 +683,8 @@ class Worker:
                 else None
             ),
             spool_limit=self._config.output_keep,
+            # The workers started with this one wait for its first task (`startgate`).
+            on_start=startgate.release,
         )
         slot = _Slot(spec, run, streamed=streamed)
         with self._lock:

@@ -318,6 +318,7 @@ class TaskRun:
         clock: Callable[[], float] = time.monotonic,
         janitor: Janitor | None = None,
         sandboxes: sandboxes_module.Sandboxes | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         """`base_env`: variables every task gets (--task-env); `output_root`: the directory
         output destinations must lie in (default `<working_dir>/outputs`); `user`: (uid, gid)
@@ -331,7 +332,8 @@ class TaskRun:
         ones for the next tasks; default: made and removed here); `stores`: how the worker
         reaches s3:// and sftp:// inputs and outputs; `spool`: a file (outside the sandbox)
         that receives the task's whole output as it comes, up to
-        `spool_limit` bytes, for the worker to send on while the task runs."""
+        `spool_limit` bytes, for the worker to send on while the task runs; `on_start`: called
+        once the task's process has started."""
         self.spec = spec
         self.sandbox_name = sandbox_name(spec.task_id, spec.attempt)
         # Paths as text on the way of every task: pathlib's joins were a tenth of the
@@ -373,6 +375,7 @@ class TaskRun:
         self._proc: subprocess.Popen[bytes] | None = None
         self._cgroup: cgroups.TaskCgroup | None = None
         self._fields = {"task_id": spec.task_id, "attempt": spec.attempt}
+        self._on_start = on_start
 
     @property
     def sandbox(self) -> Path:
@@ -562,6 +565,8 @@ class TaskRun:
                 return _not_started(exc)
             self._proc = proc
             self._waker = waker
+        if self._on_start is not None:
+            self._on_start()
         _log.debug("task process started", extra={"kv": {**self._fields, "pid": proc.pid}})
         finder: taskprocs.Finder
         if self._cgroup is not None:

@@ -4,14 +4,17 @@ and its imports (about a quarter of a second of CPU each).
 
 It speaks JSON lines: a request on stdin per worker,
 
-    {"argv": [...worker flags...], "env": {...}, "cwd": "...", "log": "path/to/worker.log"}
+    {"argv": [...worker flags...], "env": {...}, "cwd": "...", "log": "path/to/worker.log",
+     "start_wait": 0.5}
 
 answered on stdout, in order, by `{"pid": N}` or `{"error": "why"}`; and whenever one of its
 workers ends, `{"exited": N, "code": C}` (C negative for a signal, as `subprocess` has it).
 
 Beside each worker it forks the worker's guardian first (`guardian.fork_beside`), which the
 worker takes over instead of starting a new interpreter for it; the zygote reaps the guardians
-and does not report them.
+and does not report them. Workers forked while the first of a start has not yet started a
+task wait for it before their own start-up (`startgate`), at most "start_wait" seconds
+(optional; default `startgate.WAIT`).
 
 Each worker is the same program as `python -m vahana_worker`: its own session, its output in
 its log file, the environment it was given, and in `ps` the command line it would have had
@@ -34,13 +37,17 @@ from typing import Any
 
 import setproctitle
 
-from vahana_worker import cli, guardian, linux
+from vahana_worker import cli, guardian, linux, startgate
 
 _Plumbing = tuple[selectors.BaseSelector, int, int]
 """The zygote's selector and wake-up pipe, which a forked worker closes."""
 
 _guardians: set[int] = set()
 """The guardians forked beside the workers: reaped here, not reported."""
+
+_gate: int | None = None
+"""The read end of the start gate (`startgate`) that workers forked now wait on, until the
+first worker forked with it has started a task."""
 
 
 def main() -> None:
@@ -103,8 +110,11 @@ def _fork(request: Mapping[str, Any], own: _Plumbing) -> dict[str, Any]:
         argv = [str(a) for a in request["argv"]]
         env = {str(k): str(v) for k, v in request["env"].items()}
         env[linux.PARENT_PID_ENV] = str(os.getpid())  # the worker's parent is this process
+        start_wait = float(request.get("start_wait", startgate.WAIT))
+        if not 0 <= start_wait <= 3600:  # NaN included
+            raise ValueError(f"start_wait must be 0–3600 seconds, not {start_wait}")
         log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except (KeyError, TypeError, AttributeError, OSError) as error:
+    except (KeyError, TypeError, AttributeError, ValueError, OSError) as error:
         return {"error": f"bad request: {error!r}"}
     try:
         guardian_pid, guardian_fd = guardian.fork_beside(
@@ -114,18 +124,47 @@ def _fork(request: Mapping[str, Any], own: _Plumbing) -> dict[str, Any]:
         os.close(log_fd)
         return {"error": f"fork: {error}"}
     _guardians.add(guardian_pid)
+    held = _gate_for_next()
     try:
         pid = os.fork()
     except OSError as error:
         os.close(log_fd)
         os.close(guardian_fd)  # the guardian reads the end of its pipe and leaves
+        if held is not None:
+            os.close(held)  # the gate opens: nobody waits for a worker that is not there
         return {"error": f"fork: {error}"}
     if pid == 0:
         guardian.set_forked(guardian_pid, guardian_fd)
+        _take_turn(held, start_wait)
         _become_worker(argv, env, request.get("cwd"), log_fd, own)
     os.close(log_fd)
     os.close(guardian_fd)
+    if held is not None:
+        os.close(held)  # the worker's copy is the one that opens the gate
     return {"pid": pid}
+
+
+def _gate_for_next() -> int | None:
+    """Before a worker is forked: a new start gate if none is closed, returning its write end
+    for that worker to hold; else None (the worker waits on `_gate`)."""
+    global _gate
+    if _gate is not None and startgate.is_open(_gate):
+        os.close(_gate)
+        _gate = None
+    if _gate is not None:
+        return None
+    _gate, held = os.pipe()
+    return held
+
+
+def _take_turn(held: int | None, wait: float) -> None:
+    """In a forked worker: holds the gate it was given, or waits for its turn."""
+    global _gate
+    if held is not None:
+        startgate.hold(held)
+    elif _gate is not None:
+        gate, _gate = _gate, None  # not closed again with the plumbing
+        startgate.wait_turn(gate, wait)
 
 
 def _guardian_title(argv: Sequence[str]) -> str:
@@ -137,7 +176,11 @@ def _guardian_title(argv: Sequence[str]) -> str:
 def _drop_plumbing(own: _Plumbing) -> None:
     """In a forked child: lets go of the zygote's selector, wake-up pipe and SIGCHLD handler."""
     selector, wake_r, wake_w = own
+    global _gate
     selector.close()
+    if _gate is not None:
+        os.close(_gate)
+        _gate = None
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.close(wake_r)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +26,8 @@ from vahana.scheduling import scheduler as scheduler_module
 if TYPE_CHECKING:
     from vahana.manifests import pools as pool_manifests
 
+T = TypeVar("T")
+
 
 async def run_tasks(
     submissions: list[models.Submission] | Callable[[], list[models.Submission]],
@@ -34,16 +37,11 @@ async def run_tasks(
 ) -> list[tasks_pb.TaskInfo]:
     """Runs the submissions to a final status on a fresh embedded scheduler; returns them.
 
-    `submissions` may be a function that reads them: it is called once the scheduler has
-    started its local workers, so that reading a large file and the workers' own start-up
-    (Python and gRPC, in their processes) overlap instead of adding up. What it raises ends
-    the run (the scheduler stopped) before anything is submitted."""
-    warming = None
-    if callable(submissions):
-        # The Task validator (~25 ms to build) is built while this thread waits for the
-        # workers' forks; reading the file then only validates.
-        warming = threading.Thread(target=_build_task_validator, name="validator", daemon=True)
-        warming.start()
+    `submissions` may be a function that reads them: it is called on a thread once the
+    scheduler has started its local workers, so that reading a large file and the workers'
+    own start-up overlap instead of adding up, and the workers' registrations are answered
+    meanwhile. What it raises ends the run (the scheduler stopped) before anything is
+    submitted."""
     process = service.SchedulerProcess(settings, pools=pools)
     await process.start()
     if process.dashboard is not None:
@@ -57,9 +55,8 @@ async def run_tasks(
     ctrl_c = _CtrlC(process)
     try:
         if callable(submissions):
-            if warming is not None:
-                warming.join()
-            submissions = submissions()
+            # On a thread: this one serves the starting workers' registrations meanwhile.
+            submissions = await _on_a_thread(submissions)
         return await _watch(process, submissions, console)
     except asyncio.CancelledError:
         if ctrl_c.pressed:
@@ -74,12 +71,28 @@ async def run_tasks(
         ctrl_c.close()
 
 
-def _build_task_validator() -> None:
-    from vahana.manifests import schema, tasks
+async def _on_a_thread(work: Callable[[], T]) -> T:
+    """`work()` on a daemon thread of its own: unlike the loop's default executor, a run
+    interrupted meanwhile does not wait for it to finish before it exits."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
 
-    # A failure here is raised again, where it can be reported, when the file is read.
-    with contextlib.suppress(Exception):
-        schema.is_valid(tasks.KIND)
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # not cancelled meanwhile
+            outcome()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as error:  # noqa: BLE001 - raised again in the awaiting task
+            done = functools.partial(future.set_exception, error)
+        else:
+            done = functools.partial(future.set_result, result)
+        with contextlib.suppress(RuntimeError):  # the run ended meanwhile: its loop is closed
+            loop.call_soon_threadsafe(settle, done)
+
+    threading.Thread(target=run, name="read-tasks", daemon=True).start()
+    return await future
 
 
 class _CtrlC:

@@ -86,10 +86,25 @@ class Zygote:
         return not self._gone.is_set()
 
     def fork(
-        self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path, cwd: str
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log_path: Path,
+        cwd: str,
+        start_wait: float | None = None,
     ) -> ForkedProcess:
-        """A new worker with these flags; OSError if the zygote cannot make one."""
-        request = {"argv": list(argv), "env": dict(env), "cwd": cwd, "log": str(log_path)}
+        """A new worker with these flags; OSError if the zygote cannot make one. `start_wait`:
+        seconds it waits at most for the first worker of its start to start a task (default
+        the zygote's, `vahana_worker.startgate.WAIT`)."""
+        request: dict[str, object] = {
+            "argv": list(argv),
+            "env": dict(env),
+            "cwd": cwd,
+            "log": str(log_path),
+        }
+        if start_wait is not None:
+            request["start_wait"] = start_wait
         with self._lock:
             if self._gone.is_set():
                 raise OSError(f"the worker zygote (pid {self.pid}) has exited")

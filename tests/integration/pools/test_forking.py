@@ -194,3 +194,109 @@ def test_a_local_pool_whose_zygote_died_forks_its_next_workers_from_a_new_one(
 def _parent_of(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rpartition(")")[2].split()[1])
+
+
+def _started(log: Path) -> bool:
+    return log.exists() and "worker starting" in log.read_text()
+
+
+def test_workers_forked_together_wait_for_the_first_one_which_opens_the_gate_when_it_ends(
+    zygote: forking.Zygote, tmp_path: Path
+) -> None:
+    # The first cannot reach its scheduler: it never starts a task, so the second waits for
+    # its (long) start_wait, until the first exits.
+    first = zygote.fork(
+        _worker_argv(tmp_path, "first"),
+        env=dict(os.environ),
+        log_path=tmp_path / "first.log",
+        cwd=str(tmp_path),
+    )
+    second = zygote.fork(
+        _worker_argv(tmp_path, "second"),
+        env=dict(os.environ),
+        log_path=tmp_path / "second.log",
+        cwd=str(tmp_path),
+        start_wait=120,
+    )
+    wait_until(lambda: _started(tmp_path / "first.log"), timeout=30, message="the first to start")
+    # Its start-up (the same as the first's) has had time to begin, and has not.
+    wait_until(
+        lambda: (
+            "registering" in (tmp_path / "first.log").read_text()
+            or "RegisterWorker" in (tmp_path / "first.log").read_text()
+        ),
+        timeout=30,
+        message="the first worker trying to register",
+    )
+    assert not _started(tmp_path / "second.log")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    wait_until(lambda: _started(tmp_path / "second.log"), timeout=30, message="the second to start")
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30) == 0
+
+
+def test_a_worker_waits_for_the_first_one_no_longer_than_its_start_wait(
+    zygote: forking.Zygote, tmp_path: Path
+) -> None:
+    workers = [
+        zygote.fork(
+            _worker_argv(tmp_path, name),
+            env=dict(os.environ),
+            log_path=tmp_path / f"{name}.log",
+            cwd=str(tmp_path),
+            start_wait=0.2,
+        )
+        for name in ("first", "second")
+    ]
+    wait_until(
+        lambda: all(_started(tmp_path / f"{name}.log") for name in ("first", "second")),
+        timeout=30,
+        message="both workers started though the first never ran a task",
+    )
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+
+
+def test_the_first_worker_s_first_task_lets_the_others_start(
+    zygote: forking.Zygote, scheduler: harness.SchedulerProcess, tmp_path: Path
+) -> None:
+    client = harness.Client(scheduler.address)
+    workers = []
+    try:
+        release = tmp_path / "release"  # the task runs until the test is done with it
+        [task_id] = client.submit(
+            harness.submission(f"until [ -e {release} ]; do sleep 0.05; done", "held")
+        )
+        for name in ("first", "second"):
+            argv = _worker_argv(tmp_path, name)
+            argv[0] = f"--server-address={scheduler.address}"
+            workers.append(
+                zygote.fork(
+                    argv,
+                    env=dict(os.environ),
+                    log_path=tmp_path / f"{name}.log",
+                    cwd=str(tmp_path),
+                    start_wait=120,  # only the first one's task can open the gate in time
+                )
+            )
+        registered = wait_until(
+            lambda: (lambda ws: ws if len(ws) == 2 else None)(client.list_workers()),
+            timeout=30,
+            message="both workers registered",
+        )
+        assert client.get(task_id).worker_id == "first"
+        assert {w.worker_id for w in registered} == {"first", "second"}
+    finally:
+        release.touch()
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            assert worker.wait(timeout=30) == 0
+        client.close()
+
+
+def test_a_bad_start_wait_is_refused(zygote: forking.Zygote, tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="start_wait"):
+        zygote.fork(["--help"], env={}, log_path=tmp_path / "x.log", cwd="/", start_wait=-1)

@@ -1,0 +1,52 @@
+"""Workers forked together let the first of them start its first task before they start.
+
+On two cores, four workers forked at once each got a third of a core for their own start-up
+(settings, custody, the cgroup probe: about 40 ms of CPU each), beside the scheduler's, and
+the first task waited for all of it: it started 85–95 ms after the first fork, about 60 ms
+when that worker started alone. So the zygote gives the first worker it forks the write end
+of a pipe (`hold`), and the workers forked after it, until that end is closed, the read end
+(`wait_turn`). The first worker closes its end once its first task's process has started
+(`release`), or by exiting; the others wait for that at most `WAIT` seconds, so that a
+worker with nothing to run, or one that cannot reach its scheduler, delays them by no more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+
+WAIT = 0.5
+"""Seconds a worker waits at most for the first one's first task."""
+
+_held: int | None = None
+
+
+def hold(fd: int) -> None:
+    """In the first worker of a start: the gate's write end, closed by `release()`."""
+    global _held
+    _held = fd
+
+
+def release() -> None:
+    """A task has started: the workers forked after this one start now (no-op but the
+    first time in the first worker of a start)."""
+    global _held
+    fd, _held = _held, None
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def wait_turn(fd: int, timeout: float = WAIT) -> None:
+    """Waits until the gate's write end is closed everywhere, or `timeout`; closes `fd`."""
+    try:
+        with contextlib.suppress(OSError, InterruptedError):
+            select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def is_open(fd: int) -> bool:
+    """Whether the gate read by `fd` is open (its write end closed): never waits."""
+    return bool(select.select([fd], [], [], 0)[0])
