@@ -33,10 +33,11 @@ def vahana(
     stdin: str | None = None,
     python: tuple[str, ...] = (),
     columns: int = 200,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The command, through the entry point the `vahana` script calls, in an environment of its
     own (and this one's PYTHONPATH, so it runs the code under test); `python`: the
-    interpreter's options; `columns`: $COLUMNS."""
+    interpreter's options; `columns`: $COLUMNS; `env`: further variables."""
     path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return subprocess.run(
         [sys.executable, *python, "-c", ENTRY_POINT, *args],
@@ -45,7 +46,13 @@ def vahana(
         timeout=timeout,
         input=stdin,
         cwd=ROOT,
-        env={"COLUMNS": str(columns), "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **path},
+        env={
+            "COLUMNS": str(columns),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            **path,
+            **(env or {}),
+        },
     )
 
 
@@ -123,6 +130,21 @@ def test_run_starts_its_workers_before_it_reads_the_file(tmp_path: Path) -> None
             if run.poll() is None:
                 run.kill()
     assert "all 1 task(s) completed" in output, output
+
+
+def test_run_stops_with_the_reason_when_its_local_workers_cannot_start() -> None:
+    # A setting every worker refuses: each ends at once, saying why in its log.
+    done = vahana(
+        "run",
+        "-f",
+        str(EXAMPLES / "hello.yaml"),
+        "--workers=1",
+        env={"VAHANA_WORKER_CGROUPS": "sometimes"},
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "error: the local workers cannot start: 3 local workers in a row" in done.stderr
+    assert "cgroups: must be auto or off" in done.stderr  # the worker's own words
 
 
 def test_run_serves_the_dashboard_only_when_asked_and_prints_its_address() -> None:

@@ -7,7 +7,10 @@ what is missing.
 
 A worker that ended soon after it started (a bad flag, a full disk, a broken environment)
 would end again: such replacements wait, longer each time (`RestartPolicy`), so that a
-broken worker is not forked in a tight loop.
+broken worker is not forked in a tight loop. After `RestartPolicy.cannot_start_after` such
+ends in a row of workers that never registered, the keeper says so (`cannot_start`), with the
+last one's reason: `vahana run` then stops with that error if no worker is left to run its
+tasks, rather than wait forever.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class RestartPolicy:
     max_pause: float = 60.0
     quick_ends: int = 0
     """Workers in a row that ended before `healthy_after`."""
+    cannot_start_after: int = 3
+    """Quick ends in a row, without registering, after which the workers cannot start."""
 
     def pause_after(self, lived: float) -> float:
         """Seconds to wait before starting the replacement of a worker that lived `lived`."""
@@ -47,6 +52,10 @@ class RestartPolicy:
         return pause
 
 
+class WorkersCannotStart(Exception):
+    """The local workers end as they start, and none is left to run the tasks."""
+
+
 class LocalWorkerKeeper:
     """Starts the pool's workers and replaces those that end, until `stop()`."""
 
@@ -56,14 +65,21 @@ class LocalWorkerKeeper:
         *,
         policy: RestartPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        registered: Callable[[str], bool] = lambda worker_id: False,
     ) -> None:
+        """`registered(worker_id)`: whether that worker ever registered with the scheduler
+        (one that did and then ended quickly, killed by a task, say, could start)."""
         self._pool = pool
+        self._registered = registered
+        self._unregistered_ends = 0
         self._policy = policy or RestartPolicy()
         self._clock = clock
         self._started_at: dict[str, float] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
+        self.cannot_start: str | None = None
+        """Why the workers end as they start (several in a row did), or None."""
 
     def start(self, count: int) -> None:
         """Starts `count` workers, and listens for their ends (on the running loop) on top of
@@ -98,6 +114,17 @@ class LocalWorkerKeeper:
         lived = self._clock() - self._started_at.pop(worker_id)
         self._pool.stop_workers([worker_id])  # forgets the ended process
         pause = self._policy.pause_after(lived)
+        if lived < self._policy.healthy_after and not self._registered(worker_id):
+            self._unregistered_ends += 1
+        else:
+            self._unregistered_ends = 0
+            self.cannot_start = None
+        if self._unregistered_ends >= self._policy.cannot_start_after:
+            self.cannot_start = (
+                f"{self._unregistered_ends} local workers in a row ended within "
+                f"{self._policy.healthy_after:g}s of their start without registering; the last "
+                f"one, {worker_id}: {why}"
+            )
         if pause:
             log.warning(
                 "local worker ended %.1fs after it started; its replacement in %.0fs "

@@ -166,7 +166,11 @@ class SchedulerProcess:
                 )
             )
             self.exits.listen(self.pool)
-            self.keeper = keeper.LocalWorkerKeeper(self.pool)
+            workers = self.scheduler.list_workers
+            self.keeper = keeper.LocalWorkerKeeper(
+                self.pool,
+                registered=lambda worker_id: any(w.id == worker_id for w in workers()),
+            )
             self.keeper.start(self._local_workers)
         if self._pool_manifests:
             from vahana.app import embedded_pools  # --pool-file only

@@ -117,9 +117,11 @@ SCHEDULER_FAILURES = (
     ("vahana.rpc.server", "PortInUse"),
     ("vahana.web.server", "PortInUse"),
     ("vahana.observability.endpoint", "PortInUse"),
+    ("vahana.app.keeper", "WorkersCannotStart"),
 )
 """Errors of a scheduler that `run`, `server` or `operator` started (its store cannot be had,
-its port, the dashboard's or the metrics' is taken): a message and exit code 1, no traceback."""
+its port, the dashboard's or the metrics' is taken, a run's local workers cannot start): a
+message and exit code 1, no traceback."""
 
 
 def _scheduler_failures() -> tuple[type[BaseException], ...]:

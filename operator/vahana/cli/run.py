@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vahana import cli
+from vahana.app import keeper as keeper_module
 from vahana.app import service
 from vahana.app import settings as settings_module
 from vahana.cli import render
@@ -203,6 +204,7 @@ async def _watch(
         while not all_done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_done.wait(), interval)
+            _give_up_if_no_worker_can_start(process)
             if console.is_terminal:
                 progress.update(bar, completed=len(finished), summary=summary())
                 progress.refresh()
@@ -244,6 +246,18 @@ async def _watch(
     # What the results table and summary show, a record at a time in place of its snapshot:
     # for 100,000 tasks, both at once and each with its spec cost a third of the run's memory.
     return [convert.task_info(finished.pop(task_id), with_spec=False) for task_id in ids]
+
+
+def _give_up_if_no_worker_can_start(process: service.SchedulerProcess) -> None:
+    """Raises `WorkersCannotStart` if the local workers end as they start and none is left
+    registered: the tasks would wait forever."""
+    keeper = process.keeper
+    if keeper is None or keeper.cannot_start is None:
+        return
+    live = (models.WorkerState.AVAILABLE, models.WorkerState.BUSY, models.WorkerState.DRAINING)
+    if any(w.state in live for w in process.scheduler.list_workers()):
+        return
+    raise keeper_module.WorkersCannotStart(f"the local workers cannot start: {keeper.cannot_start}")
 
 
 async def _interrupted(

@@ -94,7 +94,7 @@ class LocalPool:
             process,
             worker_id,
             lambda: self.exit_listener,
-            lambda code: _exit_reason(process.pid, code),
+            lambda code: _exit_reason(process.pid, code, config.log_dir / f"{worker_id}.log"),
         )
         return process
 
@@ -153,9 +153,30 @@ class LocalPool:
             self._zygote = None
 
 
-def _exit_reason(pid: int, code: int) -> str:
-    how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
-    return f"its process (pid {pid}) {how}"
+def _exit_reason(pid: int, code: int, log_path: Path | None = None) -> str:
+    """Why a worker's process ended; for a failure, the last line of its log (where a worker
+    that cannot start says why: a bad flag or setting, a working directory it cannot use)."""
+    if code < 0:
+        return f"its process (pid {pid}) was killed by signal {-code}"
+    reason = f"its process (pid {pid}) exited with {code}"
+    last = _last_line(log_path) if code > 0 and log_path is not None else ""
+    return f"{reason}; its log ({log_path}) ends: {last}" if last else reason
+
+
+def _last_line(path: Path, most: int = 300) -> str:
+    """The last non-empty line of a file, at most `most` characters; "" if there is none."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 4096))
+            tail = log.read()
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.decode(errors="replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    return last if len(last) <= most else last[: most - 1] + "…"
 
 
 def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> LocalPool:
