@@ -35,6 +35,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import grpc._channel  # noqa: F401 - grpc loads it with the first channel: else in each worker, 8 ms
 import setproctitle
 
 from vahana_worker import cli, guardian, linux, startgate
