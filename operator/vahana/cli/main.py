@@ -26,17 +26,27 @@ from rich.console import Console
 
 from vahana import __version__, cli
 from vahana.app import settings as settings_module
-from vahana.cli import client as client_module
-from vahana.cli import flags, render, watch
-from vahana.cli import logs as task_logs
+from vahana.cli import flags
 from vahana.core import arrays, models, printable
-from vahana.manifests import tasks as task_manifests
-from vahana.manifests import yamlload
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2
 
 if TYPE_CHECKING:
+    from vahana.cli import client as client_module
+    from vahana.cli import logs as task_logs
+    from vahana.cli import render, watch
     from vahana.manifests import pools as pool_manifests
+    from vahana.manifests import tasks as task_manifests
+    from vahana.manifests import yamlload
+else:
+    # Loaded on first use: `vahana run` starts its local workers first (their start-up is the
+    # first task's wait), then reads its file with these (60 ms of imports).
+    client_module = cli.lazy("vahana.cli.client")
+    task_logs = cli.lazy("vahana.cli.logs")
+    render = cli.lazy("vahana.cli.render")
+    watch = cli.lazy("vahana.cli.watch")
+    task_manifests = cli.lazy("vahana.manifests.tasks")
+    yamlload = cli.lazy("vahana.manifests.yamlload")
 
 # A command imports what only it needs where it runs: the client commands do not load the
 # scheduler, `run` and `server` load a pool type's adapter, the metrics or the dashboard only
@@ -108,7 +118,7 @@ def stdout_console() -> Console:
     each (as kubectl does), rather than wrapped to 80 columns, so that grep finds them."""
     console = Console(highlight=False)
     if not console.is_terminal:
-        console.width = render.PIPED_WIDTH
+        console.width = cli.PIPED_WIDTH
     return console
 
 
@@ -164,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--all",
         action="store_true",
         help=f"print every task in the result table (default: up to "
-        f"{render.FULL_TABLE_UP_TO} tasks; a larger run gets a summary)",
+        f"{cli.FULL_TABLE_UP_TO} tasks; a larger run gets a summary)",
     )
     run_parser.add_argument(
         "-o",
@@ -482,11 +492,11 @@ def _nothing_submitted(options: argparse.Namespace) -> Iterator[None]:
         raise Refused(f"the scheduler refused the tasks: {message}{after}") from error
 
 
-def _run_key(options: argparse.Namespace) -> str:
-    """--idempotency-key, checked; or a new key for this run."""
+def _run_key(options: argparse.Namespace) -> str | None:
+    """--idempotency-key, checked; None without one (then the run takes a new key)."""
     key: str | None = options.idempotency_key
     if key is None:
-        return client_module.new_run_key()
+        return None
     if not key.strip() or len(key) > MAX_RUN_KEY or not key.isprintable():
         raise UsageError(
             f"--idempotency-key: give 1–{MAX_RUN_KEY} printable characters, e.g. a date and "
@@ -500,7 +510,10 @@ def _run(options: argparse.Namespace, console: Console) -> int:
 
     def read_tasks() -> list[models.Submission]:
         with _nothing_submitted(options):
-            submissions.extend(_instances(client_module.with_keys(_read_tasks(options.file), key)))
+            run_key = key or client_module.new_run_key()
+            submissions.extend(
+                _instances(client_module.with_keys(_read_tasks(options.file), run_key))
+            )
         return submissions
 
     with _nothing_submitted(options):
@@ -614,7 +627,7 @@ def _operate(options: argparse.Namespace, console: Console) -> int:
 
 def _submit(options: argparse.Namespace, console: Console) -> int:
     with _nothing_submitted(options):
-        run_key = _run_key(options)
+        run_key = _run_key(options) or client_module.new_run_key()
         submissions = _instances(
             client_module.with_keys(_read_tasks(options.file, pipeline=False), run_key)
         )

@@ -12,6 +12,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from vahana import cli
 from vahana.core import arrays, printable
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
@@ -148,8 +149,7 @@ def _filled(cell: RenderableType) -> bool:
     return bool(cell.plain if isinstance(cell, Text) else cell)
 
 
-PIPED_WIDTH = 10_000
-"""Columns of the output when it is not a terminal: wider than any row, so none is cut."""
+PIPED_WIDTH = cli.PIPED_WIDTH
 
 
 def show(console: Console, renderable: RenderableType) -> None:
@@ -165,8 +165,7 @@ def show(console: Console, renderable: RenderableType) -> None:
         console.width = width
 
 
-FULL_TABLE_UP_TO = 50
-"""Runs of this many tasks or fewer get the full result table; larger ones a summary."""
+FULL_TABLE_UP_TO = cli.FULL_TABLE_UP_TO
 SLOWEST = 5
 """Completed tasks the summary lists, slowest first."""
 

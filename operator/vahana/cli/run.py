@@ -12,13 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vahana import cli
 from vahana.app import keeper as keeper_module
 from vahana.app import service
 from vahana.app import settings as settings_module
-from vahana.cli import render
 from vahana.core import models
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.rpc import convert
@@ -140,6 +138,17 @@ SIGTERM, then SIGKILL after the workers' kill grace) before it stops the workers
 async def _watch(
     process: service.SchedulerProcess, submissions: list[models.Submission], console: Console
 ) -> list[tasks_pb.TaskInfo]:
+    # Loaded once the workers are started (as `main` loads its readers and tables).
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from vahana.cli import render
+
     scheduler = process.scheduler
     finished: dict[str, models.TaskRecord] = {}
     running: set[str] = set()

@@ -88,3 +88,27 @@ def test_the_client_commands_do_not_load_the_scheduler() -> None:
         "import json, sys\nimport vahana.cli.main\nprint(json.dumps(sorted(sys.modules)))"
     )
     assert under(modules, NOT_FOR_RUN + SCHEDULER) == []
+
+
+READING = (
+    "yaml",
+    "fastjsonschema",
+    "rich.table",
+    "rich.progress",
+    "vahana.cli.client",
+    "vahana.cli.render",
+    "vahana.manifests.tasks",
+)
+"""What reads a task file and shows the run: `vahana run` loads it once its local workers are
+forked (their start-up is what the first task waits for)."""
+
+
+def test_the_command_line_and_run_load_what_reads_a_file_only_when_it_reads_one() -> None:
+    # Modules the command line holds for later are in sys.modules, not yet executed.
+    modules = loaded(
+        "import json, sys\nimport vahana.cli.main, vahana.cli.run\n"
+        "print(json.dumps(sorted(n for n, m in sys.modules.items()"
+        " if type(m).__name__ != '_LazyModule')))"
+    )
+    assert "vahana.app.settings" in modules  # the check works
+    assert under(modules, READING) == []
