@@ -55,7 +55,7 @@ $(BENCH_STAMP): $(STAMP) operator/pyproject.toml
 	$(BIN)/python -m pip install --quiet $(EDITABLE) -e 'operator[bench]' && touch $@ || \
 		echo "the bench extra did not install: the peers it lacks are reported as skipped"
 
-$(STAMP): operator/pyproject.toml worker/pyproject.toml requirements-dev.txt
+$(STAMP): operator/pyproject.toml worker/pyproject.toml requirements-dev.txt Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Vahana needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || \

@@ -41,12 +41,18 @@ def release() -> None:
 def wait_turn(fd: int, timeout: float = WAIT) -> None:
     """Waits until the gate's write end is closed everywhere, or `timeout`; closes `fd`."""
     try:
-        with contextlib.suppress(OSError, InterruptedError):
-            select.select([fd], [], [], timeout)
+        with contextlib.suppress(OSError):  # the gate is only a courtesy: go on
+            _readable(fd, timeout)
     finally:
         os.close(fd)
 
 
 def is_open(fd: int) -> bool:
     """Whether the gate read by `fd` is open (its write end closed): never waits."""
-    return bool(select.select([fd], [], [], 0)[0])
+    return _readable(fd, 0.0)
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    poller = select.poll()  # not select(): descriptors past 1023 are fine
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))

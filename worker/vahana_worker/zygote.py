@@ -25,20 +25,26 @@ is, get their own SIGTERM then (`--exit-with-parent`) and drain.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
 import shlex
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import grpc._channel  # noqa: F401 - grpc loads it with the first channel: else in each worker, 8 ms
 import setproctitle
 
 from vahana_worker import cli, guardian, linux, startgate
+
+# grpc loads it with a process's first channel: else in each worker after its fork (8 ms). In
+# a grpc where it moved, only the workers' start-up is slower.
+with contextlib.suppress(ImportError):
+    import grpc._channel  # noqa: F401
 
 _Plumbing = tuple[selectors.BaseSelector, int, int]
 """The zygote's selector and wake-up pipe, which a forked worker closes."""
@@ -49,6 +55,8 @@ _guardians: set[int] = set()
 _gate: int | None = None
 """The read end of the start gate (`startgate`) that workers forked now wait on, until the
 first worker forked with it has started a task."""
+_gate_made_at = 0.0
+"""When `_gate` was made (monotonic): one older than a worker's wait is not waited on."""
 
 
 def main() -> None:
@@ -125,7 +133,7 @@ def _fork(request: Mapping[str, Any], own: _Plumbing) -> dict[str, Any]:
         os.close(log_fd)
         return {"error": f"fork: {error}"}
     _guardians.add(guardian_pid)
-    held = _gate_for_next()
+    held = _gate_for_next(start_wait)
     try:
         pid = os.fork()
     except OSError as error:
@@ -136,8 +144,7 @@ def _fork(request: Mapping[str, Any], own: _Plumbing) -> dict[str, Any]:
         return {"error": f"fork: {error}"}
     if pid == 0:
         guardian.set_forked(guardian_pid, guardian_fd)
-        _take_turn(held, start_wait)
-        _become_worker(argv, env, request.get("cwd"), log_fd, own)
+        _become_worker(argv, env, request.get("cwd"), log_fd, own, _Turn(held, start_wait))
     os.close(log_fd)
     os.close(guardian_fd)
     if held is not None:
@@ -145,27 +152,42 @@ def _fork(request: Mapping[str, Any], own: _Plumbing) -> dict[str, Any]:
     return {"pid": pid}
 
 
-def _gate_for_next() -> int | None:
-    """Before a worker is forked: a new start gate if none is closed, returning its write end
-    for that worker to hold; else None (the worker waits on `_gate`)."""
-    global _gate
-    if _gate is not None and startgate.is_open(_gate):
-        os.close(_gate)
+def _gate_for_next(wait: float) -> int | None:
+    """Before a worker is forked: a new start gate unless one is closed and younger than
+    `wait`, returning its write end for that worker to hold; else None (the worker waits on
+    `_gate`, or on nothing if no pipe could be made)."""
+    global _gate, _gate_made_at
+    if _gate is not None and (startgate.is_open(_gate) or time.monotonic() - _gate_made_at > wait):
+        os.close(_gate)  # opened, or its first worker idles (no task yet): a new start
         _gate = None
     if _gate is not None:
         return None
-    _gate, held = os.pipe()
+    try:
+        _gate, held = os.pipe()
+    except OSError:  # no descriptor to spare: this start is not staggered
+        return None
+    _gate_made_at = time.monotonic()
     return held
 
 
-def _take_turn(held: int | None, wait: float) -> None:
-    """In a forked worker: holds the gate it was given, or waits for its turn."""
-    global _gate
-    if held is not None:
-        startgate.hold(held)
-    elif _gate is not None:
-        gate, _gate = _gate, None  # not closed again with the plumbing
-        startgate.wait_turn(gate, wait)
+class _Turn:
+    """A forked worker's place at the start gate: the gate's write end to hold (the first
+    worker), or the zygote's read end to wait on for at most `wait` seconds (the others)."""
+
+    def __init__(self, held: int | None, wait: float) -> None:
+        global _gate
+        self._held = held
+        self._wait = wait
+        self._gate: int | None = None
+        if held is None:
+            # Taken from the zygote's plumbing, which the worker drops before it waits.
+            self._gate, _gate = _gate, None
+
+    def take(self) -> None:
+        if self._held is not None:
+            startgate.hold(self._held)
+        elif self._gate is not None:
+            startgate.wait_turn(self._gate, self._wait)
 
 
 def _guardian_title(argv: Sequence[str]) -> str:
@@ -194,8 +216,10 @@ def _become_worker(
     cwd: str | None,
     log_fd: int,
     own: _Plumbing,
+    turn: _Turn,
 ) -> None:
-    """In the forked child: drops the zygote's plumbing, then runs the worker; never returns."""
+    """In the forked child: drops the zygote's plumbing, takes its turn at the start gate,
+    then runs the worker; never returns."""
     code = 1
     try:
         _drop_plumbing(own)
@@ -213,6 +237,9 @@ def _become_worker(
         # Without it every worker shows as the zygote: `python -m vahana_worker.zygote`.
         setproctitle.setproctitle(shlex.join(["vahana-worker", *argv]))
         sys.argv = ["vahana-worker", *argv]
+        # Stopped while it waits, it has nothing to drain: it leaves as a drained worker does.
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        turn.take()
         cli.main(argv)  # leaves with os._exit once drained
         code = 0
     except SystemExit as stop:

@@ -67,8 +67,9 @@ class LocalWorkerKeeper:
         clock: Callable[[], float] = time.monotonic,
         registered: Callable[[str], bool] = lambda worker_id: False,
     ) -> None:
-        """`registered(worker_id)`: whether that worker ever registered with the scheduler
-        (one that did and then ended quickly, killed by a task, say, could start)."""
+        """`registered(worker_id)`: whether the scheduler holds that worker, asked as it
+        ends, before the scheduler hears of its end (one that registered and then ended
+        quickly, killed by a task, say, could start)."""
         self._pool = pool
         self._registered = registered
         self._unregistered_ends = 0
@@ -88,10 +89,12 @@ class LocalWorkerKeeper:
         told = self._pool.exit_listener
 
         def heard(worker_id: str, why: str) -> None:
-            if told is not None:
-                told(worker_id, why)
+            # Queued first: the loop runs it before the scheduler, told next, forgets the
+            # worker (`registered` looks it up).
             with contextlib.suppress(RuntimeError):  # the loop is closed: the process ends
                 loop.call_soon_threadsafe(self._ended, worker_id, why)
+            if told is not None:
+                told(worker_id, why)
 
         self._pool.exit_listener = heard
         self._start(count)

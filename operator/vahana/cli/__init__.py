@@ -1,8 +1,7 @@
 """The `vahana` command line: run, server, submit, get, logs, cancel."""
 
-import importlib.util
-import sys
-from types import ModuleType
+import importlib
+from typing import Any
 
 # Two facts of the output that the command line's help gives, here so that it need not load
 # the output's module (`render`) to say them.
@@ -17,16 +16,13 @@ INTERRUPTED = 130
 shell reports a command the signal killed."""
 
 
-def lazy(name: str) -> ModuleType:
-    """The module `name`, executed on first use of one of its attributes (the standard
-    library's `importlib.util.LazyLoader`); at once if it is loaded already."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no module named {name!r}")
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+class Later:
+    """A module imported on first use of one of its names: an ordinary import (under the
+    import system's lock, so a thread that uses it while another imports it waits for the
+    whole module), then the name looked up in it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)

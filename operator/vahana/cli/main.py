@@ -41,12 +41,12 @@ if TYPE_CHECKING:
 else:
     # Loaded on first use: `vahana run` starts its local workers first (their start-up is the
     # first task's wait), then reads its file with these (60 ms of imports).
-    client_module = cli.lazy("vahana.cli.client")
-    task_logs = cli.lazy("vahana.cli.logs")
-    render = cli.lazy("vahana.cli.render")
-    watch = cli.lazy("vahana.cli.watch")
-    task_manifests = cli.lazy("vahana.manifests.tasks")
-    yamlload = cli.lazy("vahana.manifests.yamlload")
+    client_module = cli.Later("vahana.cli.client")
+    task_logs = cli.Later("vahana.cli.logs")
+    render = cli.Later("vahana.cli.render")
+    watch = cli.Later("vahana.cli.watch")
+    task_manifests = cli.Later("vahana.manifests.tasks")
+    yamlload = cli.Later("vahana.manifests.yamlload")
 
 # A command imports what only it needs where it runs: the client commands do not load the
 # scheduler, `run` and `server` load a pool type's adapter, the metrics or the dashboard only

@@ -213,7 +213,13 @@ async def _watch(
         while not all_done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_done.wait(), interval)
-            _give_up_if_no_worker_can_start(process)
+            if (cannot := _why_no_worker_can_start(process)) is not None:
+                # Cancelled, as by Ctrl-C: a state dir kept with --state-dir holds no task
+                # that a later run would start.
+                for task_id in ids:
+                    if task_id not in finished:
+                        scheduler.cancel(task_id, "the local workers cannot start")
+                raise keeper_module.WorkersCannotStart(f"the local workers cannot start: {cannot}")
             if console.is_terminal:
                 progress.update(bar, completed=len(finished), summary=summary())
                 progress.refresh()
@@ -257,16 +263,16 @@ async def _watch(
     return [convert.task_info(finished.pop(task_id), with_spec=False) for task_id in ids]
 
 
-def _give_up_if_no_worker_can_start(process: service.SchedulerProcess) -> None:
-    """Raises `WorkersCannotStart` if the local workers end as they start and none is left
-    registered: the tasks would wait forever."""
+def _why_no_worker_can_start(process: service.SchedulerProcess) -> str | None:
+    """Why the tasks would wait forever, if they would: the local workers end as they start
+    and none is left registered; else None."""
     keeper = process.keeper
     if keeper is None or keeper.cannot_start is None:
-        return
+        return None
     live = (models.WorkerState.AVAILABLE, models.WorkerState.BUSY, models.WorkerState.DRAINING)
     if any(w.state in live for w in process.scheduler.list_workers()):
-        return
-    raise keeper_module.WorkersCannotStart(f"the local workers cannot start: {keeper.cannot_start}")
+        return None
+    return keeper.cannot_start
 
 
 async def _interrupted(

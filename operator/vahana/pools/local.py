@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from vahana.core import printable
 from vahana.pools import base, forking
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,8 @@ def _exit_reason(pid: int, code: int, log_path: Path | None = None) -> str:
 
 
 def _last_line(path: Path, most: int = 300) -> str:
-    """The last non-empty line of a file, at most `most` characters; "" if there is none."""
+    """The last non-empty line of a file, at most `most` characters and safe to show on a
+    terminal; "" if there is none."""
     try:
         with open(path, "rb") as log:
             log.seek(0, os.SEEK_END)
@@ -175,8 +177,7 @@ def _last_line(path: Path, most: int = 300) -> str:
     lines = [line.strip() for line in tail.decode(errors="replace").splitlines() if line.strip()]
     if not lines:
         return ""
-    last = lines[-1]
-    return last if len(last) <= most else last[: most - 1] + "…"
+    return printable.printable(lines[-1], most)
 
 
 def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> LocalPool:

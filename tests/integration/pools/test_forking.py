@@ -236,6 +236,33 @@ def test_workers_forked_together_wait_for_the_first_one_which_opens_the_gate_whe
     assert second.wait(timeout=30) == 0
 
 
+def test_a_worker_stopped_while_it_waits_for_its_turn_leaves_cleanly(
+    zygote: forking.Zygote, tmp_path: Path
+) -> None:
+    workers = [
+        zygote.fork(
+            _worker_argv(tmp_path, name),
+            env=dict(os.environ),
+            log_path=tmp_path / f"{name}.log",
+            cwd=str(tmp_path),
+            start_wait=120,
+        )
+        for name in ("first", "second")
+    ]
+    wait_until(lambda: _started(tmp_path / "first.log"), timeout=30, message="the first to start")
+    # Waiting, it already shows as the worker it is about to be.
+    wait_until(
+        lambda: b"vahana-worker" in Path(f"/proc/{workers[1].pid}/cmdline").read_bytes(),
+        timeout=30,
+        message="the waiting worker's command line",
+    )
+    workers[1].send_signal(signal.SIGTERM)
+    assert workers[1].wait(timeout=30) == 0
+    assert not _started(tmp_path / "second.log")
+    workers[0].send_signal(signal.SIGTERM)
+    assert workers[0].wait(timeout=30) == 0
+
+
 def test_a_worker_waits_for_the_first_one_no_longer_than_its_start_wait(
     zygote: forking.Zygote, tmp_path: Path
 ) -> None:

@@ -104,11 +104,9 @@ forked (their start-up is what the first task waits for)."""
 
 
 def test_the_command_line_and_run_load_what_reads_a_file_only_when_it_reads_one() -> None:
-    # Modules the command line holds for later are in sys.modules, not yet executed.
     modules = loaded(
         "import json, sys\nimport vahana.cli.main, vahana.cli.run\n"
-        "print(json.dumps(sorted(n for n, m in sys.modules.items()"
-        " if type(m).__name__ != '_LazyModule')))"
+        "print(json.dumps(sorted(sys.modules)))"
     )
     assert "vahana.app.settings" in modules  # the check works
     assert under(modules, READING) == []

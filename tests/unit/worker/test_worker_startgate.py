@@ -49,12 +49,24 @@ def test_release_without_a_gate_does_nothing() -> None:
 
 
 def test_the_zygote_makes_one_gate_per_start_and_a_new_one_once_it_opened() -> None:
-    held = zygote._gate_for_next()
+    held = zygote._gate_for_next(60)
     assert held is not None  # the first worker holds it
-    assert zygote._gate_for_next() is None  # the next ones wait on it
-    assert zygote._gate_for_next() is None
+    assert zygote._gate_for_next(60) is None  # the next ones wait on it
+    assert zygote._gate_for_next(60) is None
     os.close(held)  # the first worker started a task (or exited)
-    again = zygote._gate_for_next()
+    again = zygote._gate_for_next(60)
     assert again is not None  # a new start: its first worker holds a new gate
-    assert zygote._gate_for_next() is None
+    assert zygote._gate_for_next(60) is None
     os.close(again)
+
+
+def test_a_gate_older_than_the_wait_is_not_waited_on() -> None:
+    # Its first worker idles (no task yet): a worker forked later starts a gate of its own.
+    held = zygote._gate_for_next(60)
+    assert held is not None
+    try:
+        later = zygote._gate_for_next(0)
+        assert later is not None
+        os.close(later)
+    finally:
+        os.close(held)
