@@ -497,6 +497,7 @@ class Worker:
             if interval > 0:
                 self._set_heartbeat_interval(interval)
         self._needs_register.clear()
+        startgate.release_soon()  # the workers started with it: at its first task, or soon
         self._registered.set()
         _ev(
             "registered",

@@ -6,8 +6,9 @@ the first task waited for all of it: it started 85–95 ms after the first fork,
 when that worker started alone. So the zygote gives the first worker it forks the write end
 of a pipe (`hold`), and the workers forked after it, until that end is closed, the read end
 (`wait_turn`). The first worker closes its end once its first task's process has started
-(`release`), or by exiting; the others wait for that at most `WAIT` seconds, so that a
-worker with nothing to run, or one that cannot reach its scheduler, delays them by no more.
+(`release`), `IDLE_GRACE` after it registered if no task has come by then (`release_soon`),
+or by exiting; the others wait for that at most `WAIT` seconds, so that a worker that cannot
+reach its scheduler delays them by no more.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import threading
 
 WAIT = 0.5
 """Seconds a worker waits at most for the first one's first task."""
+IDLE_GRACE = 0.02
+"""Seconds after its registration that the first worker holds the others without a task: a
+task queued already reaches it within that; with none, the others need not wait longer."""
 
 _held: int | None = None
+_lock = threading.Lock()  # a task's thread and the idle timer may release at once
 
 
 def hold(fd: int) -> None:
@@ -32,10 +38,19 @@ def release() -> None:
     """A task has started: the workers forked after this one start now (no-op but the
     first time in the first worker of a start)."""
     global _held
-    fd, _held = _held, None
+    with _lock:
+        fd, _held = _held, None
     if fd is not None:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def release_soon(seconds: float = IDLE_GRACE) -> None:
+    """`release()` in `seconds`, unless something releases first (no-op without a gate)."""
+    if _held is not None:
+        timer = threading.Timer(seconds, release)
+        timer.daemon = True
+        timer.start()
 
 
 def wait_turn(fd: int, timeout: float = WAIT) -> None:

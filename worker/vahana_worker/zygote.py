@@ -13,8 +13,8 @@ workers ends, `{"exited": N, "code": C}` (C negative for a signal, as `subproces
 Beside each worker it forks the worker's guardian first (`guardian.fork_beside`), which the
 worker takes over instead of starting a new interpreter for it; the zygote reaps the guardians
 and does not report them. Workers forked while the first of a start has not yet started a
-task wait for it before their own start-up (`startgate`), at most "start_wait" seconds
-(optional; default `startgate.WAIT`).
+task (or registered with nothing to run) wait for it before their own start-up
+(`startgate`), at most "start_wait" seconds (optional; default `startgate.WAIT`).
 
 Each worker is the same program as `python -m vahana_worker`: its own session, its output in
 its log file, the environment it was given, and in `ps` the command line it would have had

@@ -324,6 +324,35 @@ def test_the_first_worker_s_first_task_lets_the_others_start(
         client.close()
 
 
+def test_with_nothing_to_run_the_first_worker_lets_the_others_start_once_registered(
+    zygote: forking.Zygote, scheduler: harness.SchedulerProcess, tmp_path: Path
+) -> None:
+    client = harness.Client(scheduler.address)
+    workers = []
+    try:
+        for name in ("first", "second"):
+            argv = _worker_argv(tmp_path, name)
+            argv[0] = f"--server-address={scheduler.address}"
+            workers.append(
+                zygote.fork(
+                    argv,
+                    env=dict(os.environ),
+                    log_path=tmp_path / f"{name}.log",
+                    cwd=str(tmp_path),
+                    start_wait=120,  # only the first one's registration can open it in time
+                )
+            )
+        wait_until(
+            lambda: len(client.list_workers()) == 2, timeout=30, message="both workers registered"
+        )
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            assert worker.wait(timeout=30) == 0
+        client.close()
+
+
 def test_a_bad_start_wait_is_refused(zygote: forking.Zygote, tmp_path: Path) -> None:
     with pytest.raises(OSError, match="start_wait"):
         zygote.fork(["--help"], env={}, log_path=tmp_path / "x.log", cwd="/", start_wait=-1)

@@ -33,6 +33,15 @@ def test_a_waiting_worker_goes_on_once_the_holder_releases() -> None:
     startgate.release()  # a second release is a no-op
 
 
+def test_a_first_worker_with_no_task_lets_the_others_go_soon() -> None:
+    read_fd, write_fd = os.pipe()
+    startgate.hold(write_fd)
+    startgate.release_soon(0.01)
+    began = time.monotonic()
+    startgate.wait_turn(read_fd, timeout=60)
+    assert time.monotonic() - began < 30, "it waited for the timeout, not for the grace"
+
+
 def test_a_waiting_worker_goes_on_after_its_timeout_if_nothing_is_released() -> None:
     read_fd, write_fd = os.pipe()
     try:
