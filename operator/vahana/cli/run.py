@@ -42,6 +42,14 @@ async def run_tasks(
     meanwhile. What it raises ends the run (the scheduler stopped) before anything is
     submitted."""
     process = service.SchedulerProcess(settings, pools=pools)
+    # Counted before the workers start: they may have run them by the time the file is read.
+    earlier = process.scheduler.unfinished_count  # recovered from a --state-dir given again
+    if earlier:
+        console.print(
+            f"the state dir holds {earlier:,} unfinished task(s) of an earlier run: they run "
+            "too, beside this file's",
+            markup=False,
+        )
     await process.start()
     if process.dashboard is not None:
         console.print(f"dashboard on {process.dashboard.url}", markup=False)
@@ -231,13 +239,6 @@ async def _watch(
                     console.print(f"waiting: {waiting}", markup=False)
 
     scheduler.add_listener(on_change)
-    earlier = scheduler.unfinished_count  # recovered from a --state-dir given again
-    if earlier:
-        console.print(
-            f"the state dir holds {earlier:,} unfinished task(s) of an earlier run: they run "
-            "too, beside this file's",
-            markup=False,
-        )
     try:
         with progress:
             ids.extend(scheduler.submit(submissions))
