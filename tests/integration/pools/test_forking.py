@@ -200,24 +200,42 @@ def _started(log: Path) -> bool:
     return log.exists() and "worker starting" in log.read_text()
 
 
+def _fork_two(
+    zygote: forking.Zygote, tmp_path: Path, *, start_wait: float, address: str = ""
+) -> list[forking.ForkedProcess]:
+    """Workers "first" and "second", forked together (one start); `address`: their scheduler
+    (default: none there, so they never register)."""
+    workers = []
+    for name in ("first", "second"):
+        argv = _worker_argv(tmp_path, name)
+        if address:
+            argv[0] = f"--server-address={address}"
+        workers.append(
+            zygote.fork(
+                argv,
+                env=dict(os.environ),
+                log_path=tmp_path / f"{name}.log",
+                cwd=str(tmp_path),
+                start_wait=start_wait,
+            )
+        )
+    return workers
+
+
+def _stop(workers: list[forking.ForkedProcess]) -> None:
+    """SIGTERM to each; each drains and exits 0."""
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        assert worker.wait(timeout=30) == 0
+
+
 def test_workers_forked_together_wait_for_the_first_one_which_opens_the_gate_when_it_ends(
     zygote: forking.Zygote, tmp_path: Path
 ) -> None:
     # The first cannot reach its scheduler: it never starts a task, so the second waits for
     # its (long) start_wait, until the first exits.
-    first = zygote.fork(
-        _worker_argv(tmp_path, "first"),
-        env=dict(os.environ),
-        log_path=tmp_path / "first.log",
-        cwd=str(tmp_path),
-    )
-    second = zygote.fork(
-        _worker_argv(tmp_path, "second"),
-        env=dict(os.environ),
-        log_path=tmp_path / "second.log",
-        cwd=str(tmp_path),
-        start_wait=120,
-    )
+    first, second = _fork_two(zygote, tmp_path, start_wait=120)
     wait_until(lambda: _started(tmp_path / "first.log"), timeout=30, message="the first to start")
     # Its start-up (the same as the first's) has had time to begin, and has not.
     wait_until(
@@ -229,85 +247,51 @@ def test_workers_forked_together_wait_for_the_first_one_which_opens_the_gate_whe
         message="the first worker trying to register",
     )
     assert not _started(tmp_path / "second.log")
-    first.send_signal(signal.SIGTERM)
-    assert first.wait(timeout=30) == 0
+    _stop([first])
     wait_until(lambda: _started(tmp_path / "second.log"), timeout=30, message="the second to start")
-    second.send_signal(signal.SIGTERM)
-    assert second.wait(timeout=30) == 0
+    _stop([second])
 
 
 def test_a_worker_stopped_while_it_waits_for_its_turn_leaves_cleanly(
     zygote: forking.Zygote, tmp_path: Path
 ) -> None:
-    workers = [
-        zygote.fork(
-            _worker_argv(tmp_path, name),
-            env=dict(os.environ),
-            log_path=tmp_path / f"{name}.log",
-            cwd=str(tmp_path),
-            start_wait=120,
-        )
-        for name in ("first", "second")
-    ]
+    first, second = _fork_two(zygote, tmp_path, start_wait=120)
     wait_until(lambda: _started(tmp_path / "first.log"), timeout=30, message="the first to start")
     # Waiting, it already shows as the worker it is about to be.
     wait_until(
-        lambda: b"vahana-worker" in Path(f"/proc/{workers[1].pid}/cmdline").read_bytes(),
+        lambda: b"vahana-worker" in Path(f"/proc/{second.pid}/cmdline").read_bytes(),
         timeout=30,
         message="the waiting worker's command line",
     )
-    workers[1].send_signal(signal.SIGTERM)
-    assert workers[1].wait(timeout=30) == 0
+    _stop([second])
     assert not _started(tmp_path / "second.log")
-    workers[0].send_signal(signal.SIGTERM)
-    assert workers[0].wait(timeout=30) == 0
+    _stop([first])
 
 
 def test_a_worker_waits_for_the_first_one_no_longer_than_its_start_wait(
     zygote: forking.Zygote, tmp_path: Path
 ) -> None:
-    workers = [
-        zygote.fork(
-            _worker_argv(tmp_path, name),
-            env=dict(os.environ),
-            log_path=tmp_path / f"{name}.log",
-            cwd=str(tmp_path),
-            start_wait=0.2,
-        )
-        for name in ("first", "second")
-    ]
+    workers = _fork_two(zygote, tmp_path, start_wait=0.2)
     wait_until(
         lambda: all(_started(tmp_path / f"{name}.log") for name in ("first", "second")),
         timeout=30,
         message="both workers started though the first never ran a task",
     )
-    for worker in workers:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0
+    _stop(workers)
 
 
 def test_the_first_worker_s_first_task_lets_the_others_start(
     zygote: forking.Zygote, scheduler: harness.SchedulerProcess, tmp_path: Path
 ) -> None:
     client = harness.Client(scheduler.address)
-    workers = []
+    release = tmp_path / "release"  # the task runs until the test is done with it
+    workers: list[forking.ForkedProcess] = []
     try:
-        release = tmp_path / "release"  # the task runs until the test is done with it
         [task_id] = client.submit(
             harness.submission(f"until [ -e {release} ]; do sleep 0.05; done", "held")
         )
-        for name in ("first", "second"):
-            argv = _worker_argv(tmp_path, name)
-            argv[0] = f"--server-address={scheduler.address}"
-            workers.append(
-                zygote.fork(
-                    argv,
-                    env=dict(os.environ),
-                    log_path=tmp_path / f"{name}.log",
-                    cwd=str(tmp_path),
-                    start_wait=120,  # only the first one's task can open the gate in time
-                )
-            )
+        # Only the first one's task can open the gate in time.
+        workers = _fork_two(zygote, tmp_path, start_wait=120, address=scheduler.address)
         registered = wait_until(
             lambda: (lambda ws: ws if len(ws) == 2 else None)(client.list_workers()),
             timeout=30,
@@ -317,10 +301,7 @@ def test_the_first_worker_s_first_task_lets_the_others_start(
         assert {w.worker_id for w in registered} == {"first", "second"}
     finally:
         release.touch()
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            assert worker.wait(timeout=30) == 0
+        _stop(workers)
         client.close()
 
 
@@ -328,28 +309,15 @@ def test_with_nothing_to_run_the_first_worker_lets_the_others_start_once_registe
     zygote: forking.Zygote, scheduler: harness.SchedulerProcess, tmp_path: Path
 ) -> None:
     client = harness.Client(scheduler.address)
-    workers = []
+    workers: list[forking.ForkedProcess] = []
     try:
-        for name in ("first", "second"):
-            argv = _worker_argv(tmp_path, name)
-            argv[0] = f"--server-address={scheduler.address}"
-            workers.append(
-                zygote.fork(
-                    argv,
-                    env=dict(os.environ),
-                    log_path=tmp_path / f"{name}.log",
-                    cwd=str(tmp_path),
-                    start_wait=120,  # only the first one's registration can open it in time
-                )
-            )
+        # Only the first one's registration can open the gate in time.
+        workers = _fork_two(zygote, tmp_path, start_wait=120, address=scheduler.address)
         wait_until(
             lambda: len(client.list_workers()) == 2, timeout=30, message="both workers registered"
         )
     finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            assert worker.wait(timeout=30) == 0
+        _stop(workers)
         client.close()
 
 
