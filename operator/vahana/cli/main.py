@@ -538,7 +538,7 @@ def _run(options: argparse.Namespace, console: Console) -> int:
         # Without pools, the file is read while the local workers start (`run.run_tasks`).
         tasks = submissions if pools else read_tasks
         results = asyncio.run(run.run_tasks(tasks, settings, console, pools))
-    if options.all or options.output == "wide" or render.rows(results) <= render.FULL_TABLE_UP_TO:
+    if options.all or options.output == "wide" or render.rows(results) <= cli.FULL_TABLE_UP_TO:
         render.show(console, render.results_table(results))
     else:
         render.show(console, render.run_summary(results))

@@ -149,15 +149,12 @@ def _filled(cell: RenderableType) -> bool:
     return bool(cell.plain if isinstance(cell, Text) else cell)
 
 
-PIPED_WIDTH = cli.PIPED_WIDTH
-
-
 def show(console: Console, renderable: RenderableType) -> None:
     """Prints a table (or a group holding one) with its identifiers whole: on a terminal too
     narrow for them, the rows are printed as wide as they need and the terminal folds them,
     as it does kubectl's, rather than rich cutting an id to `t-0b72bd…`."""
     width = console.width
-    needed = Measurement.get(console, console.options.update_width(PIPED_WIDTH), renderable)
+    needed = Measurement.get(console, console.options.update_width(cli.PIPED_WIDTH), renderable)
     console.width = max(width, needed.minimum)
     try:
         console.print(renderable)
@@ -165,7 +162,6 @@ def show(console: Console, renderable: RenderableType) -> None:
         console.width = width
 
 
-FULL_TABLE_UP_TO = cli.FULL_TABLE_UP_TO
 SLOWEST = 5
 """Completed tasks the summary lists, slowest first."""
 

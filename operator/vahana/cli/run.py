@@ -171,7 +171,7 @@ async def _watch(
     ids: list[str] = []
     wanted: set[str] = set()
     # A line per task finished on a pipe or file only while that stays short; else counts.
-    per_task_lines = not console.is_terminal and len(submissions) <= render.FULL_TABLE_UP_TO
+    per_task_lines = not console.is_terminal and len(submissions) <= cli.FULL_TABLE_UP_TO
     progress = Progress(
         TextColumn("[bold]tasks"),
         BarColumn(),

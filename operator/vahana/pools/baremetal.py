@@ -154,7 +154,7 @@ class BaremetalPool:
             elif code == 0 or remote.stopping:
                 workers.append(base.PoolWorker(worker_id, base.PoolWorkerState.EXITED, label, code))
             else:
-                detail = f"{label}: {self._tail(remote.log_path) or f'exit {code}'}"
+                detail = f"{label}: {base.log_tail(remote.log_path) or f'exit {code}'}"
                 if code == SSH_FAILED:
                     self._back_off(remote.host, detail)
                 self._last_error = detail
@@ -172,14 +172,6 @@ class BaremetalPool:
         health.retry_at = self._clock() + delay
         health.error = error
         log.warning("pool=%s host backing off %.0fs: %s", self.name, delay, error)
-
-    @staticmethod
-    def _tail(path: Path) -> str:
-        try:
-            lines = path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return lines[-1][:300] if lines else ""
 
     def status(self) -> base.PoolStatus:
         return base.summarize(self.name, self.list_workers(), self._last_error)

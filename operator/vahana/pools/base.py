@@ -6,12 +6,13 @@ import dataclasses
 import enum
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from vahana.core import models
+from vahana.core import models, printable
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,20 @@ class PoolContext:
 
 AdapterFactory = Callable[[PoolContext, "WorkerPool | None"], "WorkerPool"]
 """Builds a pool's adapter from its context; may reuse the previous adapter on a spec change."""
+
+
+def log_tail(path: Path, most: int = 300) -> str:
+    """The last non-empty line of a worker's log (where a worker that could not start says
+    why), at most `most` characters and safe to show on a terminal; "" if there is none."""
+    try:
+        with open(path, "rb") as log_file:
+            log_file.seek(0, os.SEEK_END)
+            log_file.seek(max(0, log_file.tell() - 4096))  # its end is enough
+            tail = log_file.read()
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.decode(errors="replace").splitlines() if line.strip()]
+    return printable.printable(lines[-1], most) if lines else ""
 
 
 def summarize(name: str, workers: Sequence[PoolWorker], last_error: str) -> PoolStatus:

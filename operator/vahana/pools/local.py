@@ -18,7 +18,6 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from vahana.core import printable
 from vahana.pools import base, forking
 
 log = logging.getLogger(__name__)
@@ -160,24 +159,8 @@ def _exit_reason(pid: int, code: int, log_path: Path | None = None) -> str:
     if code < 0:
         return f"its process (pid {pid}) was killed by signal {-code}"
     reason = f"its process (pid {pid}) exited with {code}"
-    last = _last_line(log_path) if code > 0 and log_path is not None else ""
+    last = base.log_tail(log_path) if code > 0 and log_path is not None else ""
     return f"{reason}; its log ({log_path}) ends: {last}" if last else reason
-
-
-def _last_line(path: Path, most: int = 300) -> str:
-    """The last non-empty line of a file, at most `most` characters and safe to show on a
-    terminal; "" if there is none."""
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 4096))
-            tail = log.read()
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.decode(errors="replace").splitlines() if line.strip()]
-    if not lines:
-        return ""
-    return printable.printable(lines[-1], most)
 
 
 def from_pool(context: base.PoolContext, previous: base.WorkerPool | None) -> LocalPool:

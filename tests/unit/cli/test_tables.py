@@ -7,6 +7,7 @@ import io
 
 import pytest
 from rich.console import Console
+from vahana import cli
 from vahana.cli import main, render
 from vahana.proto import task_service_pb2 as tasks_pb
 from vahana.proto import worker_pb2 as pb
@@ -63,7 +64,7 @@ def test_piped_output_is_not_cut_to_the_columns_of_the_environment(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "80")
     assert not main.stdout_console().is_terminal  # pytest's captured stdout
-    assert main.stdout_console().width == render.PIPED_WIDTH
+    assert main.stdout_console().width == cli.PIPED_WIDTH
 
 
 def test_a_task_that_failed_moving_its_files_shows_why_and_no_exit_code() -> None:
