@@ -38,6 +38,8 @@ def release() -> None:
     """A task has started: the workers forked after this one start now (no-op but the
     first time in the first worker of a start)."""
     global _held
+    if _held is None:  # every task after the first: nothing to take the lock for
+        return
     with _lock:
         fd, _held = _held, None
     if fd is not None:
