@@ -80,10 +80,8 @@ async def _one_at_a_time(count: int, workers: int) -> dict[str, float]:
                 clock = scenarios.PhaseClock()
                 process.scheduler.add_listener(clock)
                 started = time.perf_counter()
-                [clock.watching] = process.scheduler.submit(
-                    scenarios.submissions(1, prefix=f"idle-{i}")
-                )
-                await asyncio.wait_for(clock.final.wait(), 30)
+                [task_id] = process.scheduler.submit(scenarios.submissions(1, prefix=f"idle-{i}"))
+                await clock.wait_final(task_id, 30)
                 spans.append((time.perf_counter() - started) * 1000)
                 process.scheduler.remove_listener(clock)
                 await _all_waiting(wakes, workers)  # every poll waits again before the next

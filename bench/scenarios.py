@@ -242,14 +242,22 @@ class PhaseClock:
 
     def __init__(self) -> None:
         self.times: dict[str, dict[models.TaskPhase, float]] = {}
-        self.final = asyncio.Event()
-        self.watching = ""
+        self._finished: set[str] = set()
+        self._final = asyncio.Event()
 
     def __call__(self, task: models.TaskRecord) -> None:
         phases = self.times.setdefault(task.id, {})
         phases.setdefault(task.phase, time.perf_counter())
-        if task.id == self.watching and task.is_final:
-            self.final.set()
+        if task.is_final:
+            self._finished.add(task.id)
+            self._final.set()
+
+    async def wait_final(self, task_id: str, timeout: float) -> None:
+        """Until the task is final (it may be already)."""
+        async with asyncio.timeout(timeout):
+            while task_id not in self._finished:
+                self._final.clear()
+                await self._final.wait()
 
 
 async def _dispatch_latency(samples: int, workers: int) -> dict[str, Any]:
@@ -260,12 +268,11 @@ async def _dispatch_latency(samples: int, workers: int) -> dict[str, Any]:
         await asyncio.sleep(0.5)  # every worker has its long poll open
         ids = []
         for i in range(samples):
-            clock.final.clear()
             submitted = time.perf_counter()
-            [task_id] = sched.submit(submissions(1, prefix=f"latency-{i}"))
-            clock.watching = task_id
+            # As the TaskService's SubmitTasks does: the event loop goes on while it commits.
+            [task_id] = await sched.submit_async(submissions(1, prefix=f"latency-{i}"))
             clock.times[task_id][models.TaskPhase.PENDING] = submitted
-            await asyncio.wait_for(clock.final.wait(), 60)
+            await clock.wait_final(task_id, 60)
             ids.append(task_id)
             await asyncio.sleep(0.005)  # let the worker that ran it re-open its poll
         sched.remove_listener(clock)

@@ -100,8 +100,6 @@ class _Slot:
 
     spec: executor.TaskSpec
     run: executor.TaskRun
-    streamed: bool = False
-    """Handed out in answer to a report: the worker is working through a queue."""
     queued_at: float = 0.0
     """When it was queued behind the running tasks (monotonic); 0: started when it came."""
     started_at: float = 0.0
@@ -687,7 +685,7 @@ class Worker:
             # The workers started with this one wait for its first task (`startgate`).
             on_start=startgate.release,
         )
-        slot = _Slot(spec, run, streamed=streamed)
+        slot = _Slot(spec, run)
         with self._lock:
             if slot.key in self._slots or slot.key in self._queued:
                 _ev(
@@ -709,7 +707,21 @@ class Worker:
         if refuse:
             self._hand_back(spec, "the worker is draining")  # handed out while we stopped
         elif start:
+            # Reported here, not from the task's thread: the scheduler hears of it a thread
+            # hand-over sooner. One handed out with a report's answer may wait for its result.
+            self._report_running(spec, may_wait=STREAMED_RUNNING_WAIT if streamed else 0.0)
             self._task_threads.submit(lambda: self._run_slot(slot))
+
+    def _report_running(self, spec: executor.TaskSpec, *, may_wait: float) -> None:
+        self._reporter.submit(
+            messages.running_update(
+                worker_id=self._config.worker_id,
+                task_id=spec.task_id,
+                attempt=spec.attempt,
+                now=self._now(),
+            ),
+            may_wait=may_wait,
+        )
 
     def _run_slot(self, slot: _Slot) -> None:
         """Runs the slot's task, then the queued ones that the slot takes over in turn."""
@@ -725,17 +737,7 @@ class Worker:
             # the queue, when the call should go now and bring the next tasks.
             with self._lock:
                 may_wait = STREAMED_RUNNING_WAIT if self._queued else 0.0
-        else:
-            may_wait = STREAMED_RUNNING_WAIT if slot.streamed else 0.0
-        self._reporter.submit(
-            messages.running_update(
-                worker_id=self._config.worker_id,
-                task_id=spec.task_id,
-                attempt=spec.attempt,
-                now=self._now(),
-            ),
-            may_wait=may_wait,
-        )
+            self._report_running(spec, may_wait=may_wait)
         _ev(
             "task started", task_id=spec.task_id, attempt=spec.attempt, timeout=f"{spec.timeout:g}s"
         )

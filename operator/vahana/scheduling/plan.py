@@ -1,9 +1,10 @@
 """A plan: what one scheduler operation decided, as records to write and effects to let out.
 
 A plan is built by the operation's decision (`decisions`, through a `tables.Change`), committed
-by the store writer, and only then published: its listeners' events, wake-ups, worker hooks,
-removal listeners and log lines leave the scheduler after the store holds its records. If the
-commit fails, `undo` puts memory back as it was and nothing of the plan is ever told.
+by the store writer, and only then published: its listeners' events, worker hooks,
+removal listeners and log lines leave the scheduler after the store holds its records (its
+wake-ups go at once, with a writer: `scheduler.Scheduler._decide`). If the commit fails, `undo`
+puts memory back as it was and nothing of the plan is ever told.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each public operation is one unit of work: it decides on the state in memory (`decisions`,
 through a `tables.Change`), which yields a plan — records to write and effects to let out —
 the plan is committed to the store, and only then is the caller answered and are listeners,
-wake-ups, hooks and log lines published. A failed commit leaves memory exactly as it was and
+hooks and log lines published (waiting long polls are woken at once: a poll's answer waits for
+its own commit, which follows). A failed commit leaves memory exactly as it was and
 raises `base.StoreUnavailable` with the store's reason. How plans are ordered, grouped into
 commits by the writer thread and rolled back together: `pipeline`.
 
@@ -544,6 +545,14 @@ class Scheduler:
             self._tables.revert(plan, change.now)  # a refused call (unknown worker) changes nothing
             raise
         self._pipeline.enqueue(plan)
+        if plan.wake and plan.state is plans.State.DECIDED:
+            # A woken poll decides on memory, where this plan is live, and its answer waits
+            # for its own plan, which commits with or after this one: it can look now, while
+            # this plan is written, instead of after (a submitted task reached an idle worker
+            # one commit later). Nothing leaves the scheduler before the commit either way.
+            for woken in plan.wake:
+                self._wake(woken)
+            plan.wake.clear()
         return plan
 
     def _run(self, operation: str, decide: Callable[..., Any], *args: Any) -> Any:

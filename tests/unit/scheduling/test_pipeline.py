@@ -104,6 +104,31 @@ def test_nothing_is_told_before_the_commit(tmp_path: Path) -> None:
     run(test, tmp_path)
 
 
+def test_a_waiting_poll_is_woken_as_a_submission_is_decided_and_answered_after_it_commits(
+    tmp_path: Path,
+) -> None:
+    async def test(it: Running) -> None:
+        await it.sched.register_async(make_registration("w1").registration())
+        woken: list[str | None] = []
+        it.sched.set_waker(woken.append)
+        it.store.gate.clear()  # the writer waits at its next transaction
+        submitted = asyncio.ensure_future(it.sched.submit_async([make_task("a").submission()]))
+        await it.until(lambda: len(it.sched._tables.tasks) == 1)
+        assert woken == [None] and it.told == []  # woken while the submission is written
+        # The woken poll hands the task out on memory; its answer waits for both commits.
+        polled = asyncio.ensure_future(it.sched.poll_async("w1", 1))
+        await it.until(lambda: len(it.sched._tables.workers["w1"].leases) == 1)
+        await asyncio.sleep(0.05)
+        assert not polled.done() and it.told == []
+        it.store.gate.set()
+        [a] = await submitted
+        assert [task.id for task in (await polled).tasks] == [a]
+        assert it.told == [(a, P.PENDING), (a, P.ASSIGNED)]
+        it.consistent()
+
+    run(test, tmp_path)
+
+
 def test_what_was_decided_on_a_failed_commit_is_rolled_back_with_it(tmp_path: Path) -> None:
     async def test(it: Running) -> None:
         await it.sched.register_async(make_registration("w1").slots(2).registration())

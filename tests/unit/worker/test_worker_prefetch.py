@@ -55,6 +55,18 @@ def test_a_task_given_while_the_slot_is_busy_waits_then_runs_in_that_slot(
     assert worker._task_threads.threads == 1  # the slot's thread went on with it
 
 
+def test_a_task_that_starts_at_once_is_reported_running_before_its_thread_takes_it(
+    tmp_path: Path,
+) -> None:
+    worker = make_worker(tmp_path, prefetch=1)
+    held: list[object] = []
+    worker._task_threads.submit = held.append  # type: ignore[method-assign]
+    give(worker, "now", "true")
+    give(worker, "queued", "true")
+    assert len(held) == 1  # the first task's thread has not run it
+    assert updates(worker) == [("now", pb.RUNNING)]  # the queued one is not running
+
+
 def test_the_worker_asks_for_prefetch_only_while_its_tasks_are_short(tmp_path: Path) -> None:
     worker = make_worker(tmp_path, prefetch=3, prefetch_wait="0.2s")
     assert worker._free_slots() == 1  # nothing has run yet: no prefetch
