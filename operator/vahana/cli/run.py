@@ -36,11 +36,11 @@ async def run_tasks(
 ) -> list[tasks_pb.TaskInfo]:
     """Runs the submissions to a final status on a fresh embedded scheduler; returns them.
 
-    `submissions` may be a function that reads them: it is called on a thread once the
-    scheduler has started its local workers, so that reading a large file and the workers'
-    own start-up overlap instead of adding up, and the workers' registrations are answered
-    meanwhile. What it raises ends the run (the scheduler stopped) before anything is
-    submitted."""
+    `submissions` may be a function that reads them: it is called on a thread as the scheduler
+    starts (its start waits for the zygote to fork the local workers), so that reading a
+    large file and the workers' own start-up overlap instead of adding up, and the workers'
+    registrations are answered meanwhile. What it raises ends the run (the scheduler stopped)
+    before anything is submitted."""
     process = service.SchedulerProcess(settings, pools=pools)
     # Counted before the workers start: they may have run them by the time the file is read.
     earlier = process.scheduler.unfinished_count  # recovered from a --state-dir given again
@@ -50,9 +50,17 @@ async def run_tasks(
             "too, beside this file's",
             markup=False,
         )
+    if callable(submissions):
+        # Read on a thread from now: it runs while this one waits for the zygote to fork the
+        # workers, and while the workers start it answers their registrations.
+        reading = _on_a_thread(submissions)
+    else:
+        reading = asyncio.get_running_loop().create_future()
+        reading.set_result(submissions)
     try:
         await process.start()
     except BaseException:
+        reading.cancel()
         # Stopped as `server` stops it: left running (its gRPC server, its workers) when the
         # event loop closed, the process crashed once in 1,384 tests (SIGSEGV) on its way out.
         await process.stop()
@@ -67,10 +75,7 @@ async def run_tasks(
         )
     ctrl_c = _CtrlC(process)
     try:
-        if callable(submissions):
-            # On a thread: this one serves the starting workers' registrations meanwhile.
-            submissions = await _on_a_thread(submissions)
-        return await _watch(process, submissions, console)
+        return await _watch(process, await reading, console)
     except asyncio.CancelledError:
         if ctrl_c.pressed:
             raise KeyboardInterrupt from None
@@ -84,9 +89,9 @@ async def run_tasks(
         ctrl_c.close()
 
 
-async def _on_a_thread(work: Callable[[], T]) -> T:
-    """`work()` on a daemon thread of its own: unlike the loop's default executor, a run
-    interrupted meanwhile does not wait for it to finish before it exits."""
+def _on_a_thread(work: Callable[[], T]) -> asyncio.Future[T]:
+    """`work()` on a daemon thread of its own, started now: unlike the loop's default
+    executor, a run interrupted meanwhile does not wait for it to finish before it exits."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -105,7 +110,7 @@ async def _on_a_thread(work: Callable[[], T]) -> T:
             loop.call_soon_threadsafe(settle, done)
 
     threading.Thread(target=run, name="read-tasks", daemon=True).start()
-    return await future
+    return future
 
 
 class _CtrlC:
@@ -152,17 +157,6 @@ SIGTERM, then SIGKILL after the workers' kill grace) before it stops the workers
 async def _watch(
     process: service.SchedulerProcess, submissions: list[models.Submission], console: Console
 ) -> list[tasks_pb.TaskInfo]:
-    # Loaded once the workers are started (as `main` loads its readers and tables).
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from vahana.cli import render
-
     scheduler = process.scheduler
     finished: dict[str, models.TaskRecord] = {}
     running: set[str] = set()
@@ -172,18 +166,6 @@ async def _watch(
     wanted: set[str] = set()
     # A line per task finished on a pipe or file only while that stays short; else counts.
     per_task_lines = not console.is_terminal and len(submissions) <= cli.FULL_TABLE_UP_TO
-    progress = Progress(
-        TextColumn("[bold]tasks"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[summary]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-        auto_refresh=False,  # drawn by `tick` below at a bounded rate
-        disable=not console.is_terminal,
-    )
-    bar = progress.add_task("tasks", total=len(submissions), summary="")
 
     def summary() -> str:
         text = f"running {len(running)}  failed {len(failed)}"
@@ -246,9 +228,34 @@ async def _watch(
 
     scheduler.add_listener(on_change)
     try:
+        # Submitted before the display is loaded (as `main` loads its readers and tables
+        # once the workers are started): the first tasks start meanwhile. Until this
+        # function awaits, the listener hears only of tasks queued.
+        ids.extend(scheduler.submit(submissions))
+        wanted.update(ids)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from vahana.cli import render
+
+        progress = Progress(
+            TextColumn("[bold]tasks"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[summary]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            auto_refresh=False,  # drawn by `tick` below at a bounded rate
+            disable=not console.is_terminal,
+        )
+        bar = progress.add_task("tasks", total=len(submissions), summary="")
         with progress:
-            ids.extend(scheduler.submit(submissions))
-            wanted.update(ids)
             for task_id in ids:  # tasks already final from an earlier run of the same state dir
                 on_change(scheduler.get_task(task_id))
             if not console.is_terminal:
