@@ -710,7 +710,15 @@ class Worker:
             # Reported here, not from the task's thread: the scheduler hears of it a thread
             # hand-over sooner. One handed out with a report's answer may wait for its result.
             self._report_running(spec, may_wait=STREAMED_RUNNING_WAIT if streamed else 0.0)
-            self._task_threads.submit(lambda: self._run_slot(slot))
+            try:
+                self._task_threads.submit(lambda: self._run_slot(slot))
+            except BaseException:
+                # No thread to run it: the slot is free again, and the caller reports the
+                # task failed (after its RUNNING).
+                with self._lock:
+                    self._slots.pop(slot.key, None)
+                    self._lock.notify_all()
+                raise
 
     def _report_running(self, spec: executor.TaskSpec, *, may_wait: float) -> None:
         self._reporter.submit(

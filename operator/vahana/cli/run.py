@@ -60,6 +60,8 @@ async def run_tasks(
     try:
         await process.start()
     except BaseException:
+        if reading.done() and not reading.cancelled():
+            reading.exception()  # a failed read is not news now: the start's error is
         reading.cancel()
         # Stopped as `server` stops it: left running (its gRPC server, its workers) when the
         # event loop closed, the process crashed once in 1,384 tests (SIGSEGV) on its way out.
@@ -185,7 +187,7 @@ async def _watch(
 
     def on_change(task: models.TaskRecord) -> None:
         # Called for every change of every task: bookkeeping only, no drawing.
-        if ids and task.id not in wanted:
+        if task.id not in wanted:
             return
         if task.is_final and task.id not in finished:
             finished[task.id] = scheduler_module.snapshot(task)
@@ -226,37 +228,39 @@ async def _watch(
                 if waiting:
                     console.print(f"waiting: {waiting}", markup=False)
 
+    # Submitted before the display is loaded (as `main` loads its readers and tables once the
+    # workers are started): the first tasks start meanwhile. The listener comes after: what
+    # `submit` publishes besides this run's new tasks (an earlier run's tasks of the same state
+    # dir that ended meanwhile) is not this run's, and where each of this run's tasks is
+    # (queued, or final from an earlier run) is caught up below, with no await in between.
+    ids.extend(scheduler.submit(submissions))
+    wanted.update(ids)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from vahana.cli import render
+
+    progress = Progress(
+        TextColumn("[bold]tasks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[summary]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        auto_refresh=False,  # drawn by `tick` below at a bounded rate
+        disable=not console.is_terminal,
+    )
+    bar = progress.add_task("tasks", total=len(submissions), summary="")
     scheduler.add_listener(on_change)
     try:
-        # Submitted before the display is loaded (as `main` loads its readers and tables
-        # once the workers are started): the first tasks start meanwhile. Until this
-        # function awaits, the listener hears only of tasks queued.
-        ids.extend(scheduler.submit(submissions))
-        wanted.update(ids)
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        from vahana.cli import render
-
-        progress = Progress(
-            TextColumn("[bold]tasks"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[summary]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-            auto_refresh=False,  # drawn by `tick` below at a bounded rate
-            disable=not console.is_terminal,
-        )
-        bar = progress.add_task("tasks", total=len(submissions), summary="")
         with progress:
-            for task_id in ids:  # tasks already final from an earlier run of the same state dir
+            for task_id in ids:
                 on_change(scheduler.get_task(task_id))
             if not console.is_terminal:
                 where = (

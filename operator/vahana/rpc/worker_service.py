@@ -15,6 +15,7 @@ from vahana.proto import worker_pb2 as pb
 from vahana.proto import worker_pb2_grpc
 from vahana.rpc import checks, convert, outputs, wakeups
 from vahana.scheduling import records, scheduler
+from vahana.store import base
 from vahana.store import outputs as output_store
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,12 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                 result = await self._call(
                     context, self._scheduler.poll_async(request.worker_id, request.max_tasks)
                 )
+            except base.StoreUnavailable:
+                if not woken:
+                    raise
+                # Woken as a plan was decided whose commit then failed: this poll's own plan,
+                # decided on it, was rolled back with it and handed out nothing. It waits on.
+                result = records.PollResult()
             finally:
                 self._wakes.settle(request.worker_id)  # a turn it was woken for goes on
             remaining = deadline - time.monotonic()

@@ -11,7 +11,8 @@ The rule, which every scheduler operation follows:
 3. Nothing of a plan leaves the scheduler before the store holds it and everything decided
    before it: not the caller's answer, a listener event, a hook, a log line. (Waiting long
    polls are woken when it is decided: what a woken poll hands out is a plan of its own,
-   answered once it, and so this one, is committed.)
+   answered once it, and so this one, is committed; rolled back with this one, the poll goes
+   back to waiting: `rpc.worker_service`.)
    A plan that writes nothing waits for the plan before it (its answer was decided on it) —
    or, when it names what it read (`Plan.reads`: a heartbeat), only for the last plan that
    changed any of that; when there is none, it is published at once.

@@ -3,8 +3,9 @@
 A plan is built by the operation's decision (`decisions`, through a `tables.Change`), committed
 by the store writer, and only then published: its listeners' events, worker hooks,
 removal listeners and log lines leave the scheduler after the store holds its records (its
-wake-ups go at once, with a writer: `scheduler.Scheduler._decide`). If the commit fails, `undo`
-puts memory back as it was and nothing of the plan is ever told.
+wake-ups of waiting polls go at once, with a writer: `scheduler.Scheduler._decide`). If the
+commit fails, `undo` puts memory back as it was and nothing of the plan is ever told (a poll it
+woke was decided on it and is rolled back with it).
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vahana.core import clock as clocks
 from vahana.core import models
+from vahana.proto import worker_pb2 as pb
+from vahana.rpc import wakeups, worker_service
 from vahana.scheduling import records, scheduler
 from vahana.store import base, sqlite
 
@@ -124,6 +126,38 @@ def test_a_waiting_poll_is_woken_as_a_submission_is_decided_and_answered_after_i
         [a] = await submitted
         assert [task.id for task in (await polled).tasks] == [a]
         assert it.told == [(a, P.PENDING), (a, P.ASSIGNED)]
+        it.consistent()
+
+    run(test, tmp_path)
+
+
+def test_a_poll_woken_by_a_plan_whose_commit_fails_waits_on_having_handed_out_nothing(
+    tmp_path: Path,
+) -> None:
+    async def test(it: Running) -> None:
+        wakes = wakeups.Wakeups(queued=lambda: it.sched.queue_length)
+        it.sched.set_waker(wakes.wake)
+        service = worker_service.WorkerService(it.sched, wakes)
+        await it.sched.register_async(make_registration("w1").registration())
+        request = pb.PollForTaskRequest(worker_id="w1", max_tasks=1)
+        request.wait.FromSeconds(30)
+        polled = asyncio.ensure_future(service.PollForTask(request, None))
+        await it.until(lambda: wakes.waiting == 1)
+        it.store.gate.clear()
+        it.store.arm(faulty.AT_COMMIT)
+        failing = asyncio.ensure_future(it.sched.submit_async([make_task("a").submission()]))
+        # Woken as the submission is decided, the poll hands the task out on memory...
+        await it.until(lambda: len(it.sched._tables.workers["w1"].leases) == 1)
+        it.store.gate.set()
+        with pytest.raises(base.StoreUnavailable):
+            await failing
+        # ...and goes back to waiting when both are rolled back: no error for the worker.
+        await it.until(lambda: wakes.waiting == 1)
+        assert not polled.done()
+        assert it.told == [] and not it.sched._tables.workers["w1"].leases
+        [b] = await it.sched.submit_async([make_task("b").submission()])
+        answer = await asyncio.wait_for(polled, 10)
+        assert answer.task.id == b and not answer.more_tasks
         it.consistent()
 
     run(test, tmp_path)

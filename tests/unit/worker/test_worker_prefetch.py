@@ -24,6 +24,12 @@ def updates(worker: agent.Worker) -> list[tuple[str, int]]:
     return [(u.task_id, u.status) for u in worker._reporter.pending()]
 
 
+def started(worker: agent.Worker, task_id: str) -> bool:
+    """The task's process has started."""
+    slot = worker._slots.get((task_id, 1))
+    return slot is not None and slot.run.pid is not None
+
+
 def give(worker: agent.Worker, task_id: str, command: str) -> None:
     worker._start_task(pb.Task(id=task_id, attempt=1, command=command))
 
@@ -36,7 +42,7 @@ def test_a_task_given_while_the_slot_is_busy_waits_then_runs_in_that_slot(
     give(worker, "first", f"while [ ! -e {gate} ]; do sleep 0.01; done")
     give(worker, "second", "true")
     try:
-        wait_until(lambda: updates(worker), timeout=DEADLINE, message="first task running")
+        wait_until(lambda: started(worker, "first"), timeout=DEADLINE, message="first task running")
         assert updates(worker) == [("first", pb.RUNNING)]
         assert sorted(worker._leases()) == [("first", 1), ("second", 1)]  # both held
     finally:
@@ -65,6 +71,18 @@ def test_a_task_that_starts_at_once_is_reported_running_before_its_thread_takes_
     give(worker, "queued", "true")
     assert len(held) == 1  # the first task's thread has not run it
     assert updates(worker) == [("now", pb.RUNNING)]  # the queued one is not running
+
+
+def test_a_task_no_thread_can_run_is_failed_and_frees_its_slot(tmp_path: Path) -> None:
+    worker = make_worker(tmp_path)
+
+    def no_thread(job: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    worker._task_threads.submit = no_thread  # type: ignore[method-assign]
+    worker._handle_assignment([pb.Task(id="t", attempt=1, command="true")], [], False)
+    assert updates(worker) == [("t", pb.RUNNING), ("t", pb.FAILED)]
+    assert not worker._slots and worker._free_slots() == 1
 
 
 def test_the_worker_asks_for_prefetch_only_while_its_tasks_are_short(tmp_path: Path) -> None:
@@ -128,6 +146,6 @@ def test_a_draining_worker_says_draining_before_it_hands_back_its_queue(tmp_path
     worker._reporter.flush = lambda timeout: True  # type: ignore[method-assign]  # no scheduler
     give(worker, "first", "sleep 30")
     give(worker, "second", "true")
-    wait_until(lambda: updates(worker), timeout=DEADLINE, message="first task running")
+    wait_until(lambda: started(worker, "first"), timeout=DEADLINE, message="first task running")
     worker._drain()
     assert said == ["DRAINING", "hand back second", "TERMINATED"]
