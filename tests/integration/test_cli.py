@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -36,24 +37,26 @@ def vahana(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The command, through the entry point the `vahana` script calls, in an environment of its
-    own (and this one's PYTHONPATH, so it runs the code under test); `python`: the
-    interpreter's options; `columns`: $COLUMNS; `env`: further variables."""
+    own (and this one's PYTHONPATH, so it runs the code under test) and a working directory of
+    its own (a run collects outputs in ./outputs); `python`: the interpreter's options;
+    `columns`: $COLUMNS; `env`: further variables."""
     path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
-    return subprocess.run(
-        [sys.executable, *python, "-c", ENTRY_POINT, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=stdin,
-        cwd=ROOT,
-        env={
-            "COLUMNS": str(columns),
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(Path.home()),
-            **path,
-            **(env or {}),
-        },
-    )
+    with tempfile.TemporaryDirectory(prefix="vahana-cli-") as cwd:
+        return subprocess.run(
+            [sys.executable, *python, "-c", ENTRY_POINT, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=stdin,
+            cwd=cwd,
+            env={
+                "COLUMNS": str(columns),
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(Path.home()),
+                **path,
+                **(env or {}),
+            },
+        )
 
 
 def test_the_installed_script_runs_the_entry_point_these_tests_run() -> None:
@@ -145,6 +148,24 @@ def test_run_stops_with_the_reason_when_its_local_workers_cannot_start() -> None
     assert done.returncode == 1, done.stdout + done.stderr
     assert "error: the local workers cannot start: 3 local workers in a row" in done.stderr
     assert "cgroups: must be auto or off" in done.stderr  # the worker's own words
+    # The log it names goes with the run's temporary state dir: the user is told how to keep it.
+    assert "give --state-dir DIR to keep them" in done.stderr
+
+
+def test_a_run_that_keeps_its_state_dir_names_a_worker_log_that_is_there(tmp_path: Path) -> None:
+    done = vahana(
+        "run",
+        "-f",
+        str(EXAMPLES / "hello.yaml"),
+        "--workers=1",
+        f"--state-dir={tmp_path}",
+        env={"VAHANA_WORKER_CGROUPS": "sometimes"},
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "--state-dir DIR" not in done.stderr
+    [log] = re.findall(r"its log \((\S+)\) ends", done.stderr)[:1]
+    assert Path(log).is_file() and "cgroups: must be auto or off" in Path(log).read_text()
 
 
 def test_run_serves_the_dashboard_only_when_asked_and_prints_its_address() -> None:

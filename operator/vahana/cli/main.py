@@ -533,11 +533,21 @@ def _run(options: argparse.Namespace, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="vahana-run-") as scratch:
         with _nothing_submitted(options):
             settings = _settings(options, **fixed, **{"store.state_dir": scratch})
+        from vahana.app import keeper
         from vahana.cli import run  # the scheduler: store, gRPC server, local pool
 
         # Without pools, the file is read while the local workers start (`run.run_tasks`).
         tasks = submissions if pools else read_tasks
-        results = asyncio.run(run.run_tasks(tasks, settings, console, pools))
+        try:
+            results = asyncio.run(run.run_tasks(tasks, settings, console, pools))
+        except keeper.WorkersCannotStart as error:
+            if settings.store.state_dir != scratch:
+                raise
+            # The logs it names go with the temporary state dir as the command exits.
+            raise keeper.WorkersCannotStart(
+                f"{error}\n(the workers' logs are removed with the run's temporary state dir: "
+                "give --state-dir DIR to keep them)"
+            ) from error
     if options.all or options.output == "wide" or render.rows(results) <= cli.FULL_TABLE_UP_TO:
         render.show(console, render.results_table(results))
     else:
