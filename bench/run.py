@@ -226,7 +226,8 @@ def side_by_side_summary(d: dict[str, Any], c: dict[str, Any]) -> str:
     parts = [
         f"{d['runner']}: {d['tasks_per_s_whole']:,.0f} tasks/s whole",
         f"{rate:,.0f} without start-up" if rate else "start-up not separable",
-        f"CPU {d['cpu_ms_per_task']:.2f} ms/task",
+        f"CPU {d['cpu_ms_per_task']:.2f} ms/task"
+        + (f" ({c['cpu_per_task_vs_xargs']:.2f}× xargs's)" if "cpu_per_task_vs_xargs" in c else ""),
     ]
     if "whole_process_speed_vs_xargs" in c:
         versus = f"vs xargs: whole {c['whole_process_speed_vs_xargs']:.2f}×"

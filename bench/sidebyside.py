@@ -13,7 +13,9 @@ them; each figure is the median over the rounds.
 
 Per runner: tasks/s of the whole process and without start-up (N ÷ first submit → last task
 finished, from the runner's own marks), CPU per task of all its processes, and the ratios to
-xargs and to each other runner. A peer that is not installed (the `bench` extra) is skipped.
+xargs and to each other runner (CPU per task too: as a multiple of xargs's it moves less with
+the machine's speed than the absolute figure). A peer that is not installed (the `bench` extra)
+is skipped.
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ def _result(
             continue
         # > 1: this runner is faster (whole process) / has the higher rate without start-up.
         comparison[f"whole_process_speed_vs_{other}"] = theirs["wall_s"] / mine["wall_s"]  # type: ignore[operator]
+        # < 1: this runner spends less CPU per task. The machine's speed, which varies from hour
+        # to hour on a shared host, moves the CPU figures of one run together.
+        comparison[f"cpu_per_task_vs_{other}"] = mine["cpu_ms_per_task"] / theirs["cpu_ms_per_task"]  # type: ignore[operator]
         if mine["tasks_per_s_excluding_startup"] and theirs["tasks_per_s_excluding_startup"]:
             comparison[f"rate_excluding_startup_vs_{other}"] = (
                 mine["tasks_per_s_excluding_startup"] / theirs["tasks_per_s_excluding_startup"]
