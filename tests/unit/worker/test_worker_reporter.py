@@ -266,8 +266,9 @@ def test_a_batch_refused_as_invalid_goes_one_by_one_and_a_hand_back_as_the_old_f
     thread = threading.Thread(target=rep.run, daemon=True)
     thread.start()
     try:
-        rep.submit(update("done", pb.COMPLETED))
-        rep.submit(update("queued", pb.PENDING))
+        # Held until the third, which takes all three in one batch.
+        rep.submit(update("done", pb.COMPLETED), may_wait=60)
+        rep.submit(update("queued", pb.PENDING), may_wait=60)
         rep.submit(update("broken", pb.ASSIGNED))  # invalid everywhere: dropped, not retried
         assert rep.flush(timeout=10)
         assert sink.singles == [
@@ -280,3 +281,22 @@ def test_a_batch_refused_as_invalid_goes_one_by_one_and_a_hand_back_as_the_old_f
     finally:
         rep.close()
         thread.join(timeout=5)
+
+
+def test_a_report_that_goes_at_once_lets_the_sender_threads_run_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The submitting thread lets go of the GIL after an update that may not wait, not after
+    one held to share a call (the sender is not woken for it)."""
+    yields: list[int] = []
+    monkeypatch.setattr(reporter, "_let_others_run", lambda: yields.append(len(rep.pending())))
+    rep = reporter.Reporter(
+        FakeSink(),
+        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
+        on_cancel=lambda task_id, attempt: None,
+        on_unknown_worker=lambda: None,
+    )
+    rep.submit(update("a", pb.RUNNING), may_wait=0.02)
+    assert yields == []  # held for the task's result
+    rep.submit(update("a", pb.COMPLETED))
+    assert yields == [2]  # both go now, the sender woken
