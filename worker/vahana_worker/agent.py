@@ -710,6 +710,11 @@ class Worker:
             # Reported here, not from the task's thread: the scheduler hears of it a thread
             # hand-over sooner. One handed out with a report's answer may wait for its result.
             self._report_running(spec, may_wait=STREAMED_RUNNING_WAIT if streamed else 0.0)
+            if not streamed:
+                # The report goes on through two more threads, the reporter's and then gRPC's,
+                # which would each wait for the GIL while this (poll) thread starts the task
+                # and polls again: about half a millisecond of the task's dispatch.
+                threads.let_others_run()
             try:
                 self._task_threads.submit(lambda: self._run_slot(slot))
             except BaseException:

@@ -39,11 +39,6 @@ class StatusSink(Protocol):
     ) -> pb.UpdateTaskStatusResponse: ...
 
 
-def _let_others_run() -> None:
-    """Lets go of the GIL for a moment (`time.sleep(0)` releases it around a system call)."""
-    time.sleep(0)
-
-
 def _kv(update: pb.UpdateTaskStatusRequest) -> dict[str, object]:
     return {
         "task_id": update.task_id,
@@ -90,12 +85,6 @@ class Reporter:
         `may_wait`: seconds the update may be held for others to join it in one call (a
         RUNNING report waiting for its short task's result). An update that may not wait
         sends everything buffered with it.
-
-        The caller of such an update lets go of the GIL for a moment: the update goes through
-        two more threads (the sender, then gRPC's, which takes it off the stream's queue), and
-        each could otherwise wait for the GIL until the caller next blocked — for the poll
-        thread, once it has started the task and polled again: about half a millisecond of a
-        task's dispatch on two cores.
         """
         with self._cond:
             if may_wait > 0 and (self._hold_until is not None or not self._buffer):
@@ -105,9 +94,6 @@ class Reporter:
                 self._hold_until = None
             self._buffer.append(update)
             self._cond.notify_all()
-            send_now = self._hold_until is None
-        if send_now:
-            _let_others_run()
 
     def pending(self) -> list[pb.UpdateTaskStatusRequest]:
         """Updates not yet delivered (in flight or buffered), oldest first."""

@@ -11,9 +11,21 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 _log = logging.getLogger(__name__)
+
+
+def let_others_run() -> None:
+    """Lets go of the GIL long enough for a thread just woken to take it.
+
+    Releasing it is not enough: a thread that releases and takes it back at once almost
+    always gets it again before a thread woken on the other core does. `time.sleep(0)` sleeps
+    for the timer slack (50–70 µs on Linux), which is the chance the other thread needs; it
+    costs the caller that much time and no CPU.
+    """
+    time.sleep(0)
 
 
 class ThreadReuser:

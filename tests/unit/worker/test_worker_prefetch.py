@@ -8,7 +8,8 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
-from vahana_worker import agent, executor, settings
+import pytest
+from vahana_worker import agent, executor, settings, threads
 from vahana_worker.proto import worker_pb2 as pb
 from waiting import wait_until
 
@@ -71,6 +72,25 @@ def test_a_task_that_starts_at_once_is_reported_running_before_its_thread_takes_
     give(worker, "queued", "true")
     assert len(held) == 1  # the first task's thread has not run it
     assert updates(worker) == [("now", pb.RUNNING)]  # the queued one is not running
+
+
+def test_the_poll_thread_lets_a_running_report_go_before_it_starts_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once RUNNING is with the reporter, the thread a poll handed the task to lets go of the
+    GIL before it starts the task's thread; a task handed out with a report's answer, whose
+    RUNNING waits for its result, starts without that pause."""
+    worker = make_worker(tmp_path, max_tasks=2)
+    held: list[object] = []
+    worker._task_threads.submit = held.append  # type: ignore[method-assign]
+    pauses: list[tuple[list[tuple[str, int]], int]] = []
+    monkeypatch.setattr(
+        threads, "let_others_run", lambda: pauses.append((updates(worker), len(held)))
+    )
+    give(worker, "polled", "true")
+    assert pauses == [([("polled", pb.RUNNING)], 0)]
+    worker._start_task(pb.Task(id="streamed", attempt=1, command="true"), streamed=True)
+    assert len(pauses) == 1 and len(held) == 2
 
 
 def test_a_task_no_thread_can_run_is_failed_and_frees_its_slot(tmp_path: Path) -> None:

@@ -282,21 +282,3 @@ def test_a_batch_refused_as_invalid_goes_one_by_one_and_a_hand_back_as_the_old_f
         rep.close()
         thread.join(timeout=5)
 
-
-def test_a_report_that_goes_at_once_lets_the_sender_threads_run_first(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The submitting thread lets go of the GIL after an update that may not wait, not after
-    one held to share a call (the sender is not woken for it)."""
-    yields: list[int] = []
-    monkeypatch.setattr(reporter, "_let_others_run", lambda: yields.append(len(rep.pending())))
-    rep = reporter.Reporter(
-        FakeSink(),
-        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
-        on_cancel=lambda task_id, attempt: None,
-        on_unknown_worker=lambda: None,
-    )
-    rep.submit(update("a", pb.RUNNING), may_wait=0.02)
-    assert yields == []  # held for the task's result
-    rep.submit(update("a", pb.COMPLETED))
-    assert yields == [2]  # both go now, the sender woken
