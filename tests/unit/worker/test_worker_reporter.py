@@ -281,4 +281,3 @@ def test_a_batch_refused_as_invalid_goes_one_by_one_and_a_hand_back_as_the_old_f
     finally:
         rep.close()
         thread.join(timeout=5)
-
