@@ -630,9 +630,14 @@ class Worker:
             "tasks handed out",
             extra={"kv": {"tasks": len(tasks), "cancels": len(cancels), "drain": drain}},
         )
+        # Tasks a poll hands out report RUNNING at once: once the first of them has, the
+        # report's threads are let through before the task starts (`_start_task`); the
+        # RUNNINGs of the others go together in the reporter's next call.
+        pause = not streamed
         for task in tasks:
             try:
-                self._start_task(task, streamed=streamed)
+                if self._start_task(task, streamed=streamed, pause=pause):
+                    pause = False
             except Exception as error:
                 # One task that cannot start (a bad value, no thread to spare) must not take
                 # the worker and its running tasks down: hand it back to be run elsewhere.
@@ -655,7 +660,10 @@ class Worker:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    def _start_task(self, task: pb.Task, *, streamed: bool = False) -> None:
+    def _start_task(self, task: pb.Task, *, streamed: bool = False, pause: bool = False) -> bool:
+        """Starts the task, or queues it behind the running ones, or hands it back (draining).
+        `pause`: once a task that starts at once has reported RUNNING, let the report's
+        threads run before starting it; returns whether it did."""
         spec = messages.spec_from_task(
             task,
             default_timeout=self._config.task_timeout,
@@ -694,7 +702,7 @@ class Worker:
                     task_id=spec.task_id,
                     attempt=spec.attempt,
                 )
-                return
+                return False
             refuse = self._stopping.is_set()
             start = not refuse and len(self._slots) < self._config.max_tasks
             if start:
@@ -710,7 +718,7 @@ class Worker:
             # Reported here, not from the task's thread: the scheduler hears of it a thread
             # hand-over sooner. One handed out with a report's answer may wait for its result.
             self._report_running(spec, may_wait=STREAMED_RUNNING_WAIT if streamed else 0.0)
-            if not streamed:
+            if pause:
                 # The report goes on through two more threads, the reporter's and then gRPC's,
                 # which would each wait for the GIL while this (poll) thread starts the task
                 # and polls again: about half a millisecond of the task's dispatch.
@@ -724,6 +732,8 @@ class Worker:
                     self._slots.pop(slot.key, None)
                     self._lock.notify_all()
                 raise
+            return pause
+        return False
 
     def _report_running(self, spec: executor.TaskSpec, *, may_wait: float) -> None:
         self._reporter.submit(

@@ -69,10 +69,11 @@ def test_a_task_that_cannot_start_is_handed_back_and_the_others_still_start(
     worker = make_worker(tmp_path, ExplodingClient())
     started: list[str] = []
 
-    def start(task: pb.Task, *, streamed: bool = False) -> None:
+    def start(task: pb.Task, *, streamed: bool = False, pause: bool = False) -> bool:
         if task.id == "bad":
             raise RuntimeError("can't start new thread")
         started.append(task.id)
+        return pause
 
     worker._start_task = start  # type: ignore[method-assign]
     worker._handle_assignment(

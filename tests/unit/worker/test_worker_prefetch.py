@@ -77,20 +77,25 @@ def test_a_task_that_starts_at_once_is_reported_running_before_its_thread_takes_
 def test_the_poll_thread_lets_a_running_report_go_before_it_starts_the_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once RUNNING is with the reporter, the thread a poll handed the task to lets go of the
-    GIL before it starts the task's thread; a task handed out with a report's answer, whose
-    RUNNING waits for its result, starts without that pause."""
-    worker = make_worker(tmp_path, max_tasks=2)
+    """Once the first task of a poll's answer has reported RUNNING, the poll thread lets go of
+    the GIL before it starts that task's thread, once per answer; tasks handed out with a
+    report's answer, whose RUNNING waits for their result, start without that pause."""
+    worker = make_worker(tmp_path, max_tasks=4)
     held: list[object] = []
     worker._task_threads.submit = held.append  # type: ignore[method-assign]
     pauses: list[tuple[list[tuple[str, int]], int]] = []
     monkeypatch.setattr(
         threads, "let_others_run", lambda: pauses.append((updates(worker), len(held)))
     )
-    give(worker, "polled", "true")
-    assert pauses == [([("polled", pb.RUNNING)], 0)]
-    worker._start_task(pb.Task(id="streamed", attempt=1, command="true"), streamed=True)
-    assert len(pauses) == 1 and len(held) == 2
+
+    def tasks(*ids: str) -> list[pb.Task]:
+        return [pb.Task(id=i, attempt=1, command="true") for i in ids]
+
+    worker._handle_assignment(tasks("a", "b"), [], False)
+    assert pauses == [([("a", pb.RUNNING)], 0)]
+    assert len(held) == 2
+    worker._handle_assignment(tasks("c", "d"), [], False, streamed=True)
+    assert len(pauses) == 1 and len(held) == 4
 
 
 def test_a_task_no_thread_can_run_is_failed_and_frees_its_slot(tmp_path: Path) -> None:
