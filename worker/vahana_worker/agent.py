@@ -5,12 +5,12 @@ long), the *poll* loop (one PollForTask always outstanding, asking for as many t
 are free slots, plus room in the prefetch queue), the reporter's sender, and one thread per
 running slot (reused: a slot whose task ends starts the next queued one on the same thread).
 
-Prefetch: while the running tasks are short (the last one took less than `prefetch_wait` and
-none has been running that long), the worker asks for up to `prefetch` tasks more than it has
-slots; they wait in its queue, and a result is held back (≤ 20 ms) while there is a queued
-task to go on with, so one call carries several results and brings several tasks. A queued
-task that waits `prefetch_wait` for a slot is handed back (status PENDING), as are all queued
-tasks when the worker drains.
+Prefetch: while the running tasks are short (none has been running `prefetch_wait`, and the
+last one took so little that the queued ones should start within half of it: `prefetch_room`),
+the worker asks for up to `prefetch` tasks more than it has slots; they wait in its queue, and
+a result is held back (≤ 20 ms) while there is a queued task to go on with, so one call
+carries several results and brings several tasks. A queued task that waits `prefetch_wait`
+for a slot is handed back (status PENDING), as are all queued tasks when the worker drains.
 
 All calls to the scheduler share one circuit breaker; each loop backs off on its own. Running
 tasks never depend on the link: they keep running through an outage and their results wait in
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +109,15 @@ class _Slot:
     @property
     def key(self) -> tuple[str, int]:
         return (self.spec.task_id, self.spec.attempt)
+
+
+def prefetch_room(prefetch: int, *, slots: int, wait: float, last_run: float) -> int:
+    """How many tasks may queue behind the running ones: at most `prefetch`, and only as many
+    as are likely to start within half of `wait` if each takes `last_run` seconds (the k-th
+    queued starts after about ceil(k / slots) runs), so that tasks of a fair part of a second
+    are not queued only to be handed back."""
+    runs = wait / 2 / last_run if last_run > 0 else math.inf
+    return prefetch if runs >= prefetch else min(prefetch, slots * int(runs))
 
 
 def _ev(msg: str, *, level: int = logging.INFO, **fields: object) -> None:
@@ -364,12 +374,15 @@ class Worker:
         wait = self._config.prefetch_wait
         if self._config.prefetch <= 0 or self._last_run_seconds is None:
             return 0
-        if self._last_run_seconds >= wait:
-            return 0
         now = time.monotonic()
         if any(now - slot.started_at >= wait for slot in self._slots.values()):
             return 0  # a long task: what queues behind it would wait, then go back
-        return self._config.prefetch
+        return prefetch_room(
+            self._config.prefetch,
+            slots=self._config.max_tasks,
+            wait=wait,
+            last_run=self._last_run_seconds,
+        )
 
     def _wait_breaker(self, stop: threading.Event) -> bool:
         """Waits until the circuit breaker lets a call through; False if `stop` came first."""

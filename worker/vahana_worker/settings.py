@@ -58,7 +58,7 @@ class Settings:
     grpc_keepalive_permit_without_streams: bool = True
     max_tasks: int = 1
     """Task slots: how many tasks run at once."""
-    prefetch: int = 4
+    prefetch: int = 8
     """Tasks held queued behind the running ones while these are short, so that one call to
     the scheduler carries several results and brings several tasks; 0: none."""
     prefetch_wait: float = 1.0
@@ -389,8 +389,8 @@ OPTIONS: tuple[Option, ...] = (
         "prefetch_wait",
         "--prefetch-wait",
         _env("PREFETCH_WAIT"),
-        "longest a queued task waits for a slot before it is handed back; tasks must be "
-        "shorter than this to be queued",
+        "longest a queued task waits for a slot before it is handed back; only as many "
+        "tasks are queued as should start within half of it",
         kind="duration",
     ),
     Option(

@@ -9,6 +9,8 @@ import types
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from vahana_worker import agent, executor, settings, threads
 from vahana_worker.proto import worker_pb2 as pb
 from waiting import wait_until
@@ -115,7 +117,10 @@ def test_the_worker_asks_for_prefetch_only_while_its_tasks_are_short(tmp_path: P
     assert worker._free_slots() == 1  # nothing has run yet: no prefetch
     give(worker, "short", "true")
     wait_until(lambda: not worker._slots, timeout=DEADLINE, message="short task done")
-    assert worker._free_slots() == 1 + 3
+    assert worker._last_run_seconds is not None
+    room = agent.prefetch_room(3, slots=1, wait=0.2, last_run=worker._last_run_seconds)
+    assert room > 0, "a `true` task should take far less than 0.1 s"
+    assert worker._free_slots() == 1 + room
     give(worker, "long", "sleep 30")
     assert worker._free_slots() == 3  # the long one is young yet
     wait_until(
@@ -124,6 +129,29 @@ def test_the_worker_asks_for_prefetch_only_while_its_tasks_are_short(tmp_path: P
         message="prefetch stops for a long task",
     )
     worker._stop_lease("long", 0, executor.StopReason.CANCELLED)
+
+
+@given(
+    prefetch=st.integers(0, 50),
+    slots=st.integers(1, 16),
+    wait=st.floats(0.01, 3600),
+    last_run=st.floats(0, 7200),
+)
+def test_the_queue_holds_no_more_than_should_start_within_half_the_wait(
+    prefetch: int, slots: int, wait: float, last_run: float
+) -> None:
+    room = agent.prefetch_room(prefetch, slots=slots, wait=wait, last_run=last_run)
+    assert 0 <= room <= prefetch
+    # The last of them starts after ceil(room / slots) runs of the tasks before it.
+    assert -(-room // slots) * last_run <= wait / 2 * (1 + 1e-9)
+
+
+def test_the_queue_is_as_deep_as_the_pace_of_the_last_task_allows() -> None:
+    assert agent.prefetch_room(8, slots=1, wait=1.0, last_run=0.003) == 8
+    assert agent.prefetch_room(8, slots=1, wait=1.0, last_run=0.0) == 8
+    assert agent.prefetch_room(8, slots=1, wait=1.0, last_run=0.3) == 1
+    assert agent.prefetch_room(8, slots=2, wait=1.0, last_run=0.2) == 4
+    assert agent.prefetch_room(8, slots=4, wait=1.0, last_run=0.6) == 0  # would be handed back
 
 
 def test_a_queued_task_that_waits_too_long_is_handed_back(tmp_path: Path) -> None:
