@@ -78,6 +78,7 @@ class Reporter:
         self._closed = threading.Event()
         self._kick = threading.Event()
         self._batch_unsupported = False
+        self._asking = False
 
     def submit(self, update: pb.UpdateTaskStatusRequest, *, may_wait: float = 0.0) -> None:
         """Queues one update for delivery.
@@ -99,6 +100,10 @@ class Reporter:
         """Updates not yet delivered (in flight or buffered), oldest first."""
         with self._cond:
             return [*self._in_flight_batch, *self._buffer]
+
+    def asking(self) -> bool:
+        """Whether a call in flight asked the scheduler for tasks (its answer may bring some)."""
+        return self._asking
 
     def retry_now(self) -> None:
         """Cuts a backoff wait short (the link is back)."""
@@ -138,6 +143,7 @@ class Reporter:
                 self._hold_until = None
                 self._in_flight_batch = batch
             delivered = self._wait_breaker() and self._send(batch)
+            self._asking = False  # what its answer brought has been started or queued
             with self._cond:
                 if not delivered:
                     self._buffer[:0] = batch
@@ -165,8 +171,10 @@ class Reporter:
             if self._batch_unsupported:
                 results = self._send_each(batch)
             else:
+                asks = self._free_slots()
+                self._asking = asks > 0
                 try:
-                    response = self._sink.batch_update(batch, max_tasks=self._free_slots())
+                    response = self._sink.batch_update(batch, max_tasks=asks)
                     results = list(response.results)
                 except grpc.RpcError as exc:
                     if client.code_of(exc) is not grpc.StatusCode.INVALID_ARGUMENT:

@@ -100,6 +100,41 @@ def test_the_poll_thread_lets_a_running_report_go_before_it_starts_the_task(
     assert len(pauses) == 1 and len(held) == 4
 
 
+def test_a_result_waits_for_the_next_task_only_while_one_is_queued_or_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = make_worker(tmp_path, prefetch=1)
+    submits: list[tuple[str, int, float]] = []
+    submit = worker._reporter.submit
+
+    def spy(update: pb.UpdateTaskStatusRequest, *, may_wait: float = 0.0) -> None:
+        submits.append((update.task_id, update.status, may_wait))
+        submit(update, may_wait=may_wait)
+
+    monkeypatch.setattr(worker._reporter, "submit", spy)
+    asking = [True]  # a call in flight asked for tasks
+    monkeypatch.setattr(worker._reporter, "asking", lambda: asking[0])
+
+    def run(task_id: str) -> None:
+        give(worker, task_id, "true")
+        wait_until(
+            lambda: (task_id, pb.COMPLETED) in updates(worker),
+            timeout=DEADLINE,
+            message=f"{task_id} done",
+        )
+
+    run("a")
+    asking[0] = False
+    run("b")
+    hold = agent.REPORT_HOLD
+    assert submits == [
+        ("a", pb.RUNNING, 0.0),  # an idle worker's task: at once
+        ("a", pb.COMPLETED, hold),
+        ("b", pb.RUNNING, 0.0),
+        ("b", pb.COMPLETED, 0.0),  # nothing to go on with: at once
+    ]
+
+
 def test_a_task_no_thread_can_run_is_failed_and_frees_its_slot(tmp_path: Path) -> None:
     worker = make_worker(tmp_path)
 

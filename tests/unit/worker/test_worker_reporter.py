@@ -198,6 +198,32 @@ def test_a_report_asks_for_as_many_tasks_as_slots_are_free_and_hands_them_on() -
     assert handed == ["next-1"]
 
 
+@pytest.mark.parametrize("free", [2, 0])
+def test_it_says_it_is_asking_while_a_call_that_asked_for_tasks_is_in_flight(free: int) -> None:
+    sink = FakeSink()
+    sink.hold.clear()
+    rep = reporter.Reporter(
+        sink,
+        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
+        on_cancel=lambda task_id, attempt: None,
+        on_unknown_worker=lambda: None,
+        free_slots=lambda: free,
+    )
+    thread = threading.Thread(target=rep.run, daemon=True)
+    thread.start()
+    try:
+        assert not rep.asking()
+        rep.submit(update("done", pb.COMPLETED))
+        wait_for(sink.in_call.is_set)
+        assert rep.asking() == bool(free)
+        sink.hold.set()
+        assert rep.flush(timeout=10)
+        assert not rep.asking()
+    finally:
+        rep.close()
+        thread.join(timeout=5)
+
+
 def test_a_running_report_that_may_wait_goes_with_its_result_in_one_call(
     sink: FakeSink, started: tuple[reporter.Reporter, list[tuple[str, int]]]
 ) -> None:
