@@ -88,13 +88,19 @@ class Reporter:
         sends everything buffered with it.
         """
         with self._cond:
-            if may_wait > 0 and (self._hold_until is not None or not self._buffer):
+            first = not self._buffer
+            held_until = self._hold_until
+            if may_wait > 0 and (held_until is not None or first):
                 due = time.monotonic() + may_wait
-                self._hold_until = due if self._hold_until is None else min(self._hold_until, due)
+                self._hold_until = due if held_until is None else min(held_until, due)
             else:
                 self._hold_until = None
             self._buffer.append(update)
-            self._cond.notify_all()
+            # The sender waits for a first update, or for the hold to end: it is woken only
+            # when this update changes one of them (a wake-up per report cost a futex call
+            # and a round of the GIL, twice per task).
+            if first or self._hold_until != held_until:
+                self._cond.notify_all()
 
     def pending(self) -> list[pb.UpdateTaskStatusRequest]:
         """Updates not yet delivered (in flight or buffered), oldest first."""

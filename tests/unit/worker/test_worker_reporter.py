@@ -235,6 +235,34 @@ def test_a_running_report_that_may_wait_goes_with_its_result_in_one_call(
     assert sink.batches == [[("a", pb.RUNNING), ("a", pb.COMPLETED)]]
 
 
+def test_the_sender_is_woken_only_when_a_report_changes_what_it_waits_for() -> None:
+    class CountingCondition(threading.Condition):
+        notified = 0
+
+        def notify_all(self) -> None:
+            CountingCondition.notified += 1
+            super().notify_all()
+
+    rep = reporter.Reporter(
+        FakeSink(),
+        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
+        on_cancel=lambda task_id, attempt: None,
+        on_unknown_worker=lambda: None,
+    )
+    rep._cond = CountingCondition()
+    rep.submit(update("a", pb.RUNNING), may_wait=60.0)  # the first: the sender waits for one
+    assert CountingCondition.notified == 1
+    rep.submit(update("a", pb.COMPLETED), may_wait=60.0)  # the hold ends no sooner
+    rep.submit(update("b", pb.RUNNING), may_wait=120.0)
+    assert CountingCondition.notified == 1
+    rep.submit(update("b", pb.COMPLETED), may_wait=1.0)  # sooner
+    assert CountingCondition.notified == 2
+    rep.submit(update("c", pb.RUNNING))  # may not wait: all go now
+    assert CountingCondition.notified == 3
+    rep.submit(update("c", pb.COMPLETED))  # they go already
+    assert CountingCondition.notified == 3
+
+
 def test_a_held_report_goes_alone_when_its_wait_is_over(
     sink: FakeSink, started: tuple[reporter.Reporter, list[tuple[str, int]]]
 ) -> None:
