@@ -309,7 +309,7 @@ class Worker:
                 slot.run.stop(executor.StopReason.SHUTDOWN)
             with self._lock:
                 self._lock.wait_for(lambda: not self._slots, timeout=self._config.kill_grace + 10)
-        self._janitor.close()  # every sandbox and task cgroup gone before custody ends
+        self._janitor.close()  # every sandbox and task cgroup done with before custody ends
         self._sandboxes.close()
         self._custody.release()
         self._link_stop.set()

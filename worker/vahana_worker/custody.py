@@ -133,8 +133,10 @@ class Custody:
             )
 
     def release(self) -> None:
-        """On shutdown, once the tasks have ended: ends the strays still running, stops the
-        reaper. The guardian stays until this process exits."""
+        """On shutdown, once the tasks have ended: removes the spare task cgroups, ends the
+        strays still running, stops the reaper. The guardian stays until this process exits."""
+        if self.cgroups is not None:
+            self.cgroups.close()
         if not self._owner:
             return
         strays = self.orphans.end_all_strays(self._config.kill_grace)

@@ -417,8 +417,8 @@ class TaskRun:
                 self._janitor.remove(self._clean_up)
 
     def _clean_up(self) -> None:
-        if self._cgroup is not None:
-            self._cgroup.remove()
+        if self._cgroup is not None and self._cgroups is not None:
+            self._cgroups.done(self._cgroup)
         if not self._keep_sandbox:
             self._sandboxes.remove(self._sandbox)
 

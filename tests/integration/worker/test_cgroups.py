@@ -119,6 +119,32 @@ def test_a_task_within_its_limits_completes_and_the_next_one_runs(
     assert second.outcome is executor.Outcome.COMPLETED and second.output_tail == "again\n"
 
 
+def test_tasks_without_limits_take_turns_in_one_cgroup_which_goes_with_the_manager(
+    tmp_path: Path, manager: cgroups.Manager, request: pytest.FixtureRequest
+) -> None:
+    spares = cgroups.Manager(manager.plan, prefix=f"vahana-test-{os.getpid()}-spares")
+    request.addfinalizer(spares.close)
+    where = "grep -m1 -E ':pids:|^0::' /proc/self/cgroup"  # the pids one first, if v1
+    first = run_task(tmp_path, where, limits.Limits(), spares)
+    second = run_task(tmp_path, f"{where}; setsid sleep 300 & echo $!", limits.Limits(), spares)
+    assert first.outcome is second.outcome is executor.Outcome.COMPLETED, second.message
+    assert "spares@" in first.output_tail
+    cgroup_of_first = first.output_tail.splitlines()[0]
+    assert second.output_tail.splitlines()[0] == cgroup_of_first  # the same directory
+    escaped = int(second.output_tail.splitlines()[1])
+    wait_until(lambda: not _alive(escaped), timeout=10, message="the escaped sleep killed")
+    third = run_task(tmp_path, where, limits.Limits(), spares)
+    assert third.output_tail.splitlines()[0] == cgroup_of_first  # emptied: kept again
+    kept = [
+        path
+        for parent, _ in manager.plan.parents.values()
+        for path in parent.glob(f"vahana-test-{os.getpid()}-spares@*")
+    ]
+    assert len(kept) == 1
+    spares.close()
+    assert not kept[0].exists()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -112,3 +112,33 @@ def test_a_process_joins_v1_cgroups_by_their_tasks_file_and_v2_by_cgroup_procs()
     assert cgroups.join_prefix(mixed.join_files).startswith(
         "{ echo 0 > /cg/memory/t/tasks && echo 0 > /cg/unified/t/cgroup.procs; }"
     )
+
+
+def test_an_emptied_cgroup_of_a_task_without_limits_is_the_next_such_task_s(
+    tmp_path: Path,
+) -> None:
+    """Directories stand in for a v1 pids hierarchy: `cgroup.procs` lists the members and
+    `pids.events` the counters, as the kernel's files do."""
+    manager = cgroups.Manager(cgroups.Plan({cgroups.PIDS: (tmp_path, 1)}), prefix="w")
+    first = manager.create("t1", memory_bytes=0, processes=0)
+    [(path, _)] = first.dirs.values()
+    manager.done(first)
+    assert manager.create("t2", memory_bytes=0, processes=0) is first  # no mkdir
+    assert path.is_dir()
+
+    busy = manager.create("t3", memory_bytes=0, processes=0)  # the spare is taken: a new one
+    assert busy is not first
+    (busy.dirs[cgroups.PIDS][0] / "cgroup.procs").write_text("4242\n")  # a process left in it
+    counted = manager.create("t4", memory_bytes=0, processes=0)
+    (counted.dirs[cgroups.PIDS][0] / "pids.events").write_text("max 1\n")  # a refused fork
+    limited = manager.create("t5", memory_bytes=0, processes=10)
+    assert not limited.tracking
+    for cgroup in (busy, counted, limited):
+        manager.done(cgroup)  # each removed (the stand-in files make rmdir fail: left on disk)
+    assert manager.create("t6", memory_bytes=0, processes=0) not in (busy, counted, limited)
+
+    manager.done(first)
+    manager.close()
+    assert not path.exists()  # spares go with the manager
+    manager.done(manager.create("t7", memory_bytes=0, processes=0))
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith("t7")] == []  # not kept
