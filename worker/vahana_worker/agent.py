@@ -8,9 +8,10 @@ running slot (reused: a slot whose task ends starts the next queued one on the s
 Prefetch: while the running tasks are short (none has been running `prefetch_wait`, and the
 last one took so little that the queued ones should start within half of it: `prefetch_room`),
 the worker asks for up to `prefetch` tasks more than it has slots; they wait in its queue, and
-a result is held back (≤ 50 ms) while there is a queued task to go on with, so one call
-carries several results and brings several tasks. A queued task that waits `prefetch_wait`
-for a slot is handed back (status PENDING), as are all queued tasks when the worker drains.
+a report is held back (≤ `REPORT_HOLD`) while there is a task to go on with (queued, or asked
+for by a call in flight), so one call carries several results and brings several tasks. A
+queued task that waits `prefetch_wait` for a slot is handed back (status PENDING), as are all
+queued tasks when the worker drains.
 
 All calls to the scheduler share one circuit breaker; each loop backs off on its own. Running
 tasks never depend on the link: they keep running through an outage and their results wait in
