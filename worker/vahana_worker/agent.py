@@ -88,6 +88,10 @@ short tasks then makes one call per queue (their RUNNING reports, results and th
 together), not one or two per task. At 20 ms a busy 2-core host made a call per 4-5 `true`
 tasks, not per 7-8, and spent 5 % more CPU per task. A task handed out to an idle worker's
 poll, and the result of one with nothing after it, are reported at once."""
+REPOLL_WAIT = 0.005
+"""Seconds the poll thread waits, after a poll's answer brought tasks, for their RUNNING
+reports to be delivered before it polls again: the scheduler hears of them sooner when the
+next poll does not arrive with them (bench/README.md has the A/B)."""
 REGISTRATION_REFUSALS = 8
 """Registrations in a row the scheduler refuses for the worker's credentials (UNAUTHENTICATED,
 PERMISSION_DENIED) before the worker gives up and exits (~45 s of backoff at the default 30 s
@@ -612,6 +616,10 @@ class Worker:
                 self._poll = None
             self._call_succeeded(pause)
             self._handle_poll(response)
+            if response.has_task or response.more_tasks:
+                # The tasks' RUNNING reports go first: sent together, the next poll and the
+                # reports would each wait for the other at the scheduler.
+                self._reporter.flush(timeout=REPOLL_WAIT)
 
     def _cancel_poll(self, *, force: bool = False) -> None:
         """Cancels the outstanding poll if it asked for no tasks (or on shutdown, `force`).

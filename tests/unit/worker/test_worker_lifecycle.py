@@ -166,3 +166,61 @@ def test_a_drain_that_begins_while_a_poll_is_made_still_cancels_it(tmp_path: Pat
     [held] = stub.polls
     assert held.cancelled.is_set(), "the poll made during the drain was left to run"
     assert stub.statuses == [pb.DRAINING, pb.TERMINATED]
+
+
+class DonePoll:
+    def __init__(self, response: pb.PollForTaskResponse) -> None:
+        self.response = response
+
+    def result(self) -> pb.PollForTaskResponse:
+        return self.response
+
+    def cancel(self) -> bool:
+        return False
+
+
+class OneTaskClient(DrainedWhilePolling):
+    """Its first poll brings a task; its reports take `report_seconds` to deliver; its second
+    poll notes what had been delivered by then, and the worker is told to drain."""
+
+    def __init__(self, worker: list[agent.Worker], report_seconds: float) -> None:
+        super().__init__(worker)
+        self.report_seconds = report_seconds
+        self.delivered: list[tuple[str, int]] = []
+        self.delivered_at_second_poll: list[tuple[str, int]] | None = None
+
+    def poll(self, *, max_tasks: int, wait: float) -> HeldPoll | DonePoll:  # type: ignore[override]
+        if not self.polls and self.delivered_at_second_poll is None:
+            self.delivered_at_second_poll = []  # the first poll
+            task = pb.Task(id="t", attempt=1, command="true")
+            return DonePoll(pb.PollForTaskResponse(has_task=True, task=task))
+        self.delivered_at_second_poll = list(self.delivered)
+        return super().poll(max_tasks=max_tasks, wait=wait)
+
+    def batch_update(
+        self, updates: list[pb.UpdateTaskStatusRequest], max_tasks: int = 0
+    ) -> pb.BatchUpdateTaskStatusResponse:
+        threading.Event().wait(self.report_seconds)  # the call's round trip
+        self.delivered += [(u.task_id, u.status) for u in updates]
+        results = [
+            pb.UpdateResult(task_id=u.task_id, attempt=u.attempt, accepted=True) for u in updates
+        ]
+        return pb.BatchUpdateTaskStatusResponse(success=True, results=results)
+
+
+@pytest.mark.parametrize(("repoll_wait", "report_seconds"), [(30.0, 0.05), (0.05, 2.0)])
+def test_the_next_poll_waits_a_while_for_the_running_report_of_a_task_a_poll_brought(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repoll_wait: float, report_seconds: float
+) -> None:
+    monkeypatch.setattr(agent, "REPOLL_WAIT", repoll_wait)
+    made: list[agent.Worker] = []
+    stub = OneTaskClient(made, report_seconds)
+    made.append(make_worker(tmp_path, stub))
+    thread, codes = run_in_thread(made[0])
+    thread.join(timeout=30)
+    assert codes == [0]
+    assert stub.delivered_at_second_poll is not None
+    if report_seconds < repoll_wait:
+        assert ("t", pb.RUNNING) in stub.delivered_at_second_poll
+    else:  # a slow scheduler does not hold the poll longer than that
+        assert stub.delivered_at_second_poll == []
