@@ -79,6 +79,7 @@ class Reporter:
         self._kick = threading.Event()
         self._batch_unsupported = False
         self._asking = False
+        self._brought = False
 
     def submit(self, update: pb.UpdateTaskStatusRequest, *, may_wait: float = 0.0) -> None:
         """Queues one update for delivery.
@@ -149,10 +150,16 @@ class Reporter:
                 self._hold_until = None
                 self._in_flight_batch = batch
             delivered = self._wait_breaker() and self._send(batch)
-            self._asking = False  # what its answer brought has been started or queued
+            # What its answer brought has been started or queued by now. An answer that
+            # brought nothing of what the call asked for ends the hold of the reports that
+            # waited for it (the scheduler has no task to give: they would wait in vain).
+            in_vain = delivered and self._asking and not self._brought
+            self._asking = False
             with self._cond:
                 if not delivered:
                     self._buffer[:0] = batch
+                elif in_vain and self._hold_until is not None:
+                    self._hold_until = None
                 self._in_flight_batch = []
                 self._cond.notify_all()
             if not delivered:
@@ -181,6 +188,7 @@ class Reporter:
                 self._asking = asks > 0
                 try:
                     response = self._sink.batch_update(batch, max_tasks=asks)
+                    self._brought = bool(response.tasks)
                     results = list(response.results)
                 except grpc.RpcError as exc:
                     if client.code_of(exc) is not grpc.StatusCode.INVALID_ARGUMENT:

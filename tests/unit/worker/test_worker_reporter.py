@@ -224,6 +224,36 @@ def test_it_says_it_is_asking_while_a_call_that_asked_for_tasks_is_in_flight(fre
         thread.join(timeout=5)
 
 
+@pytest.mark.parametrize("answer_brings_a_task", [False, True])
+def test_a_report_held_for_the_tasks_a_call_asked_for_goes_when_its_answer_brings_none(
+    answer_brings_a_task: bool,
+) -> None:
+    sink = DispatchingSink() if answer_brings_a_task else FakeSink()
+    sink.hold.clear()
+    rep = reporter.Reporter(
+        sink,
+        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
+        on_cancel=lambda task_id, attempt: None,
+        on_unknown_worker=lambda: None,
+        free_slots=lambda: 1,
+    )
+    thread = threading.Thread(target=rep.run, daemon=True)
+    thread.start()
+    try:
+        rep.submit(update("a", pb.COMPLETED))
+        wait_for(sink.in_call.is_set)  # the call asks for a task
+        rep.submit(update("b", pb.COMPLETED), may_wait=60.0)  # held for that task's RUNNING
+        sink.hold.set()
+        if answer_brings_a_task:  # its RUNNING is yet to come: still held
+            assert not rep.flush(timeout=0.3)
+        else:  # nothing will come: it goes
+            assert rep.flush(timeout=10)
+            assert sink.batches == [[("a", pb.COMPLETED)], [("b", pb.COMPLETED)]]
+    finally:
+        rep.close()
+        thread.join(timeout=5)
+
+
 def test_a_running_report_that_may_wait_goes_with_its_result_in_one_call(
     sink: FakeSink, started: tuple[reporter.Reporter, list[tuple[str, int]]]
 ) -> None:
