@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -171,29 +173,39 @@ class DispatchingSink(FakeSink):
         return response
 
 
-def test_a_report_asks_for_as_many_tasks_as_slots_are_free_and_hands_them_on() -> None:
-    sink = DispatchingSink()
-    free = [1]
-    handed: list[str] = []
+@contextlib.contextmanager
+def running(sink: FakeSink, **options: Any) -> Iterator[reporter.Reporter]:
+    """A reporter on `sink` with its sender running; closed afterwards."""
     rep = reporter.Reporter(
         sink,
         breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
         on_cancel=lambda task_id, attempt: None,
         on_unknown_worker=lambda: None,
-        free_slots=lambda: free[0],
-        on_dispatch=lambda response: handed.extend(t.id for t in response.tasks),
+        **options,
     )
     thread = threading.Thread(target=rep.run, daemon=True)
     thread.start()
     try:
+        yield rep
+    finally:
+        rep.close()
+        thread.join(timeout=5)
+
+
+def test_a_report_asks_for_as_many_tasks_as_slots_are_free_and_hands_them_on() -> None:
+    sink = DispatchingSink()
+    free = [1]
+    handed: list[str] = []
+    with running(
+        sink,
+        free_slots=lambda: free[0],
+        on_dispatch=lambda response: handed.extend(t.id for t in response.tasks),
+    ) as rep:
         rep.submit(update("done", pb.COMPLETED))
         assert rep.flush(timeout=10)
         free[0] = 0
         rep.submit(update("other", pb.RUNNING))
         assert rep.flush(timeout=10)
-    finally:
-        rep.close()
-        thread.join(timeout=5)
     assert sink.asked == [1, 0]
     assert handed == ["next-1"]
 
@@ -202,16 +214,7 @@ def test_a_report_asks_for_as_many_tasks_as_slots_are_free_and_hands_them_on() -
 def test_it_says_it_is_asking_while_a_call_that_asked_for_tasks_is_in_flight(free: int) -> None:
     sink = FakeSink()
     sink.hold.clear()
-    rep = reporter.Reporter(
-        sink,
-        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
-        on_cancel=lambda task_id, attempt: None,
-        on_unknown_worker=lambda: None,
-        free_slots=lambda: free,
-    )
-    thread = threading.Thread(target=rep.run, daemon=True)
-    thread.start()
-    try:
+    with running(sink, free_slots=lambda: free) as rep:
         assert not rep.asking()
         rep.submit(update("done", pb.COMPLETED))
         wait_for(sink.in_call.is_set)
@@ -219,9 +222,6 @@ def test_it_says_it_is_asking_while_a_call_that_asked_for_tasks_is_in_flight(fre
         sink.hold.set()
         assert rep.flush(timeout=10)
         assert not rep.asking()
-    finally:
-        rep.close()
-        thread.join(timeout=5)
 
 
 @pytest.mark.parametrize("answer_brings_a_task", [False, True])
@@ -230,16 +230,7 @@ def test_a_report_held_for_the_tasks_a_call_asked_for_goes_when_its_answer_bring
 ) -> None:
     sink = DispatchingSink() if answer_brings_a_task else FakeSink()
     sink.hold.clear()
-    rep = reporter.Reporter(
-        sink,
-        breaker=backoff.CircuitBreaker(failure_threshold=100, reset_timeout=1.0),
-        on_cancel=lambda task_id, attempt: None,
-        on_unknown_worker=lambda: None,
-        free_slots=lambda: 1,
-    )
-    thread = threading.Thread(target=rep.run, daemon=True)
-    thread.start()
-    try:
+    with running(sink, free_slots=lambda: 1) as rep:
         rep.submit(update("a", pb.COMPLETED))
         wait_for(sink.in_call.is_set)  # the call asks for a task
         rep.submit(update("b", pb.COMPLETED), may_wait=60.0)  # held for that task's RUNNING
@@ -249,9 +240,6 @@ def test_a_report_held_for_the_tasks_a_call_asked_for_goes_when_its_answer_bring
         else:  # nothing will come: it goes
             assert rep.flush(timeout=10)
             assert sink.batches == [[("a", pb.COMPLETED)], [("b", pb.COMPLETED)]]
-    finally:
-        rep.close()
-        thread.join(timeout=5)
 
 
 def test_a_running_report_that_may_wait_goes_with_its_result_in_one_call(
