@@ -161,6 +161,7 @@ class Worker:
             ),
             on_unknown_worker=self._request_register,
             free_slots=self._free_slots,
+            slot_idle=self._slot_idle,
             on_dispatch=lambda response: self._handle_assignment(
                 list(response.tasks), list(response.cancel_tasks), response.drain, streamed=True
             ),
@@ -375,6 +376,11 @@ class Worker:
         with self._lock:
             held = len(self._slots) + len(self._queued)
             return max(0, self._config.max_tasks + self._prefetch_locked() - held)
+
+    def _slot_idle(self) -> bool:
+        """A slot is free and no queued task waits for one."""
+        with self._lock:
+            return len(self._slots) < self._config.max_tasks and not self._queued
 
     def _prefetch_locked(self) -> int:
         """How many tasks may wait in the queue now (caller holds the lock)."""
@@ -619,7 +625,7 @@ class Worker:
             if response.has_task or response.more_tasks:
                 # The tasks' RUNNING reports go first: sent together, the next poll and the
                 # reports would each wait for the other at the scheduler.
-                self._reporter.flush(timeout=REPOLL_WAIT)
+                self._reporter.delivered(timeout=REPOLL_WAIT)
 
     def _cancel_poll(self, *, force: bool = False) -> None:
         """Cancels the outstanding poll if it asked for no tasks (or on shutdown, `force`).
@@ -833,8 +839,12 @@ class Worker:
             next_slot = self._take_queued_locked()
             # With a queued task to go on with, or a call in flight that asked for tasks, the
             # result may wait to share a call with the next task's RUNNING.
-            wait = next_slot is not None or self._reporter.asking()
-            self._report(spec, result, may_wait=REPORT_HOLD if wait else 0.0)
+            self._report(
+                spec,
+                result,
+                may_wait=REPORT_HOLD if next_slot is not None else 0.0,
+                may_wait_for_answer=REPORT_HOLD,
+            )
             self._lock.notify_all()
         # A poll held for zero tasks is not re-issued here: the scheduler answers it when the
         # report has freed the slot and brought no task with it.
@@ -923,7 +933,12 @@ class Worker:
         )
 
     def _report(
-        self, spec: executor.TaskSpec, result: executor.Result, *, may_wait: float = 0.0
+        self,
+        spec: executor.TaskSpec,
+        result: executor.Result,
+        *,
+        may_wait: float = 0.0,
+        may_wait_for_answer: float = 0.0,
     ) -> None:
         self._reporter.submit(
             messages.final_update(
@@ -934,6 +949,7 @@ class Worker:
                 now=self._now(),
             ),
             may_wait=may_wait,
+            may_wait_for_answer=may_wait_for_answer,
         )
 
     def _stop_lease(self, task_id: str, attempt: int, reason: executor.StopReason) -> None:

@@ -303,6 +303,18 @@ class TaskCgroup:
             return False
         return True
 
+    def has_children(self) -> bool:
+        """Whether a process of the task made a cgroup inside its own (its members are not
+        listed in the task's `cgroup.procs`)."""
+        for path in {path for path, _ in self.dirs.values()}:
+            try:
+                with os.scandir(path) as entries:
+                    if any(entry.is_dir(follow_symlinks=False) for entry in entries):
+                        return True
+            except OSError:
+                return True
+        return False
+
     def remove(self) -> None:
         """Kills what is left in the cgroups and removes them."""
         for path in {path for path, _ in self.dirs.values()}:
@@ -495,9 +507,14 @@ class Manager:
 
     def done(self, cgroup: TaskCgroup) -> None:
         """Done with a task's cgroup, once the task's processes were ended: kept as a spare if
-        another task may have it as if new (no limits, no process left, event counters at
-        zero), else removed."""
-        if cgroup.tracking and not cgroup.members() and not cgroup.hit():
+        another task may have it as if new (no limits, no process left, no cgroup made in it,
+        event counters at zero), else removed."""
+        if (
+            cgroup.tracking
+            and not cgroup.members()
+            and not cgroup.has_children()
+            and not cgroup.hit()
+        ):
             with self._spares_lock:
                 if not self._closed and len(self._spares) < SPARES:
                     self._spares.append(cgroup)

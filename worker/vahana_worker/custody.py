@@ -11,7 +11,8 @@ At start (`take`), in this order:
 4. the guardian (`guardian`), unless the worker is PID 1 (its container ends with it): the one
    the zygote forked beside it, or a new one;
 5. the reaper's thread, woken by SIGCHLD. The cgroup probe's children are waited for by then.
-On shutdown (`release`) the strays still running are ended and the reaper stops.
+On shutdown (`release`) the spare task cgroups are removed, the strays still running are ended
+and the reaper stops.
 
 Steps 1, 3, 4 and 5 act on the whole process, so they are taken only when the worker owns it:
 when `run()` is called from the main thread, as the command line does. A worker run from

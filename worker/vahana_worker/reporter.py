@@ -1,11 +1,12 @@
 """Delivers task status updates to the scheduler in batches, surviving scheduler outages.
 
 `submit()` only appends to a buffer. One sender thread sends whatever has accumulated as a single
-BatchUpdateTaskStatus call as soon as there is anything; updates arriving while a call is in
-flight go in the next one. Updates of one task keep their order (RUNNING before the final one).
-Per result: accepted or refused (stale lease, unknown task) → forgotten; `cancel` → the agent is
-told to stop the task. A transport failure keeps the whole batch, in order, at the head of the
-buffer and retries after a backoff, so results finished during an outage arrive after it.
+BatchUpdateTaskStatus call as soon as there is anything that may not wait (an update may be held a
+little for others to join it); updates arriving while a call is in flight go in the next one.
+Updates of one task keep their order (RUNNING before the final one). Per result: accepted or
+refused (stale lease, unknown task) → forgotten; `cancel` → the agent is told to stop the task. A
+transport failure keeps the whole batch, in order, at the head of the buffer and retries after a
+backoff, so results finished during an outage arrive after it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Reporter:
         breaker: backoff.CircuitBreaker,
         on_cancel: Callable[[str, int], None],
         free_slots: Callable[[], int] = lambda: 0,
+        slot_idle: Callable[[], bool] = lambda: False,
         on_dispatch: Callable[[pb.BatchUpdateTaskStatusResponse], None] = lambda _: None,
         on_unknown_worker: Callable[[], None],
         make_backoff: Callable[[], backoff.Backoff] = backoff.Backoff,
@@ -67,6 +69,9 @@ class Reporter:
         # A report also asks for the worker's next tasks (as many as it has free slots), so
         # finishing one task and getting the next is one call, not two.
         self._free_slots = free_slots
+        self._slot_idle = slot_idle
+        """Whether a slot is free with no queued task for it (so updates held for the tasks
+        a call asked for end their hold when its answer did not fill every slot)."""
         self._on_dispatch = on_dispatch
         self._on_unknown_worker = on_unknown_worker
         self._backoff = make_backoff()
@@ -79,16 +84,29 @@ class Reporter:
         self._kick = threading.Event()
         self._batch_unsupported = False
         self._asking = False
-        self._brought = False
+        """A call in flight asked for tasks (read and written under `_cond`)."""
+        self._submitted = 0
+        self._done = 0
+        """Updates submitted, and of them delivered or refused: in order, so the first `_done`."""
 
-    def submit(self, update: pb.UpdateTaskStatusRequest, *, may_wait: float = 0.0) -> None:
+    def submit(
+        self,
+        update: pb.UpdateTaskStatusRequest,
+        *,
+        may_wait: float = 0.0,
+        may_wait_for_answer: float = 0.0,
+    ) -> None:
         """Queues one update for delivery.
 
         `may_wait`: seconds the update may be held for others to join it in one call (a
-        RUNNING report waiting for its short task's result). An update that may not wait
-        sends everything buffered with it.
+        RUNNING report waiting for its short task's result). `may_wait_for_answer`: seconds
+        it may be held instead while a call in flight asked for tasks (their RUNNING reports
+        would join it). An update that may not wait sends everything buffered with it.
         """
         with self._cond:
+            if self._asking:
+                may_wait = max(may_wait, may_wait_for_answer)
+            self._submitted += 1
             first = not self._buffer
             held_until = self._hold_until
             if may_wait > 0 and (held_until is not None or first):
@@ -108,20 +126,23 @@ class Reporter:
         with self._cond:
             return [*self._in_flight_batch, *self._buffer]
 
-    def asking(self) -> bool:
-        """Whether a call in flight asked the scheduler for tasks (its answer may bring some)."""
-        return self._asking
-
     def retry_now(self) -> None:
         """Cuts a backoff wait short (the link is back)."""
         self._kick.set()
 
     def flush(self, timeout: float) -> bool:
-        """Waits until everything submitted so far is delivered; False on timeout."""
+        """Waits until nothing is left to deliver; False on timeout."""
         with self._cond:
             return self._cond.wait_for(
                 lambda: not self._buffer and not self._in_flight_batch, timeout=timeout
             )
+
+    def delivered(self, timeout: float) -> bool:
+        """Waits until the updates submitted so far are delivered (not those that come
+        meanwhile); False on timeout."""
+        with self._cond:
+            target = self._submitted
+            return self._cond.wait_for(lambda: self._done >= target, timeout=timeout)
 
     def close(self) -> None:
         """Stops the sender thread after its current call; what is still buffered is logged."""
@@ -150,16 +171,18 @@ class Reporter:
                 self._hold_until = None
                 self._in_flight_batch = batch
             delivered = self._wait_breaker() and self._send(batch)
-            # What its answer brought has been started or queued by now. An answer that
-            # brought nothing of what the call asked for ends the hold of the reports that
-            # waited for it (the scheduler has no task to give: they would wait in vain).
-            in_vain = delivered and self._asking and not self._brought
-            self._asking = False
+            # What its answer brought has been started or queued by now. If a slot is still
+            # free with nothing queued for it, the updates held for that answer go now: they
+            # ask for its next task. (Asked outside `_cond`: the agent's lock comes first.)
+            idle = delivered and self._asking and self._slot_idle()
             with self._cond:
+                self._asking = False
                 if not delivered:
                     self._buffer[:0] = batch
-                elif in_vain and self._hold_until is not None:
-                    self._hold_until = None
+                else:
+                    self._done += len(batch)
+                    if idle:
+                        self._hold_until = None
                 self._in_flight_batch = []
                 self._cond.notify_all()
             if not delivered:
@@ -185,10 +208,10 @@ class Reporter:
                 results = self._send_each(batch)
             else:
                 asks = self._free_slots()
-                self._asking = asks > 0
+                with self._cond:
+                    self._asking = asks > 0
                 try:
                     response = self._sink.batch_update(batch, max_tasks=asks)
-                    self._brought = bool(response.tasks)
                     results = list(response.results)
                 except grpc.RpcError as exc:
                     if client.code_of(exc) is not grpc.StatusCode.INVALID_ARGUMENT:
@@ -197,6 +220,8 @@ class Reporter:
                         "status updates refused as invalid; sending them one by one",
                         extra={"kv": {"error": client.details_of(exc), "updates": len(batch)}},
                     )
+                    with self._cond:
+                        self._asking = False  # one by one, no call asks for tasks
                     results = self._send_each(batch)
         except grpc.RpcError as exc:
             code = client.code_of(exc)

@@ -133,9 +133,11 @@ def test_an_emptied_cgroup_of_a_task_without_limits_is_the_next_such_task_s(
     (counted.dirs[cgroups.PIDS][0] / "pids.events").write_text("max 1\n")  # a refused fork
     limited = manager.create("t5", memory_bytes=0, processes=10)
     assert not limited.tracking
-    for cgroup in (busy, counted, limited):
+    nested = manager.create("t8", memory_bytes=0, processes=0)
+    (nested.dirs[cgroups.PIDS][0] / "escaped").mkdir()  # a task's own cgroup inside it
+    for cgroup in (busy, counted, limited, nested):
         manager.done(cgroup)  # each removed (the stand-in files make rmdir fail: left on disk)
-    assert manager.create("t6", memory_bytes=0, processes=0) not in (busy, counted, limited)
+    assert manager.create("t6", memory_bytes=0, processes=0) not in (busy, counted, limited, nested)
 
     manager.done(first)
     manager.close()

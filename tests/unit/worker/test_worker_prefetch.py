@@ -100,38 +100,38 @@ def test_the_poll_thread_lets_a_running_report_go_before_it_starts_the_task(
     assert len(pauses) == 1 and len(held) == 4
 
 
-def test_a_result_waits_for_the_next_task_only_while_one_is_queued_or_asked_for(
+def test_a_result_waits_for_the_next_task_while_one_is_queued_or_a_call_asked_for_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     worker = make_worker(tmp_path, prefetch=1)
-    submits: list[tuple[str, int, float]] = []
+    submits: list[tuple[str, int, float, float]] = []
     submit = worker._reporter.submit
 
-    def spy(update: pb.UpdateTaskStatusRequest, *, may_wait: float = 0.0) -> None:
-        submits.append((update.task_id, update.status, may_wait))
-        submit(update, may_wait=may_wait)
+    def spy(
+        update: pb.UpdateTaskStatusRequest,
+        *,
+        may_wait: float = 0.0,
+        may_wait_for_answer: float = 0.0,
+    ) -> None:
+        submits.append((update.task_id, update.status, may_wait, may_wait_for_answer))
+        submit(update, may_wait=may_wait, may_wait_for_answer=may_wait_for_answer)
 
     monkeypatch.setattr(worker._reporter, "submit", spy)
-    asking = [True]  # a call in flight asked for tasks
-    monkeypatch.setattr(worker._reporter, "asking", lambda: asking[0])
-
-    def run(task_id: str) -> None:
-        give(worker, task_id, "true")
-        wait_until(
-            lambda: (task_id, pb.COMPLETED) in updates(worker),
-            timeout=DEADLINE,
-            message=f"{task_id} done",
-        )
-
-    run("a")
-    asking[0] = False
-    run("b")
+    gate = tmp_path / "gate"
+    give(worker, "first", f"while [ ! -e {gate} ]; do sleep 0.01; done")
+    give(worker, "second", "true")  # queued behind it
+    gate.touch()
+    wait_until(
+        lambda: ("second", pb.COMPLETED) in updates(worker),
+        timeout=DEADLINE,
+        message="both done",
+    )
     hold = agent.REPORT_HOLD
     assert submits == [
-        ("a", pb.RUNNING, 0.0),  # an idle worker's task: at once
-        ("a", pb.COMPLETED, hold),
-        ("b", pb.RUNNING, 0.0),
-        ("b", pb.COMPLETED, 0.0),  # nothing to go on with: at once
+        ("first", pb.RUNNING, 0.0, 0.0),  # an idle worker's task: at once
+        ("first", pb.COMPLETED, hold, hold),  # the queued task's RUNNING is coming
+        ("second", pb.RUNNING, 0.0, 0.0),  # it emptied the queue: the call brings the next
+        ("second", pb.COMPLETED, 0.0, hold),  # only if a call in flight asked for more
     ]
 
 
@@ -157,7 +157,7 @@ def test_the_worker_asks_for_prefetch_only_while_its_tasks_are_short(tmp_path: P
     assert room > 0, "a `true` task should take far less than 0.1 s"
     assert worker._free_slots() == 1 + room
     give(worker, "long", "sleep 30")
-    assert worker._free_slots() == 3  # the long one is young yet
+    assert worker._free_slots() == room  # the long one is young yet
     wait_until(
         lambda: worker._free_slots() == 0,
         timeout=DEADLINE,

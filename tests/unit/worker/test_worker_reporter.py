@@ -211,35 +211,54 @@ def test_a_report_asks_for_as_many_tasks_as_slots_are_free_and_hands_them_on() -
 
 
 @pytest.mark.parametrize("free", [2, 0])
-def test_it_says_it_is_asking_while_a_call_that_asked_for_tasks_is_in_flight(free: int) -> None:
+def test_an_update_waits_for_the_answer_only_of_a_call_that_asked_for_tasks(free: int) -> None:
     sink = FakeSink()
     sink.hold.clear()
     with running(sink, free_slots=lambda: free) as rep:
-        assert not rep.asking()
-        rep.submit(update("done", pb.COMPLETED))
-        wait_for(sink.in_call.is_set)
-        assert rep.asking() == bool(free)
-        sink.hold.set()
-        assert rep.flush(timeout=10)
-        assert not rep.asking()
-
-
-@pytest.mark.parametrize("answer_brings_a_task", [False, True])
-def test_a_report_held_for_the_tasks_a_call_asked_for_goes_when_its_answer_brings_none(
-    answer_brings_a_task: bool,
-) -> None:
-    sink = DispatchingSink() if answer_brings_a_task else FakeSink()
-    sink.hold.clear()
-    with running(sink, free_slots=lambda: 1) as rep:
         rep.submit(update("a", pb.COMPLETED))
-        wait_for(sink.in_call.is_set)  # the call asks for a task
-        rep.submit(update("b", pb.COMPLETED), may_wait=60.0)  # held for that task's RUNNING
+        wait_for(sink.in_call.is_set)  # asks for `free` tasks
+        rep.submit(update("b", pb.COMPLETED), may_wait_for_answer=60.0)
         sink.hold.set()
-        if answer_brings_a_task:  # its RUNNING is yet to come: still held
+        if free:  # held for the tasks the answer may bring (a slot_idle says none is idle)
             assert not rep.flush(timeout=0.3)
-        else:  # nothing will come: it goes
+            assert sink.batches == [[("a", pb.COMPLETED)]]
+        else:  # nothing asked for: it goes with the next call
             assert rep.flush(timeout=10)
             assert sink.batches == [[("a", pb.COMPLETED)], [("b", pb.COMPLETED)]]
+
+
+@pytest.mark.parametrize("answer_fills_the_slot", [False, True])
+def test_updates_held_for_an_answer_go_once_it_leaves_a_slot_idle(
+    answer_fills_the_slot: bool,
+) -> None:
+    sink = DispatchingSink() if answer_fills_the_slot else FakeSink()
+    sink.hold.clear()
+    started: list[str] = []
+    with running(
+        sink,
+        free_slots=lambda: 1,
+        slot_idle=lambda: not started,
+        on_dispatch=lambda response: started.extend(t.id for t in response.tasks),
+    ) as rep:
+        rep.submit(update("a", pb.COMPLETED))
+        wait_for(sink.in_call.is_set)  # the call asks for a task
+        rep.submit(update("b", pb.COMPLETED), may_wait_for_answer=60.0)
+        sink.hold.set()
+        if answer_fills_the_slot:  # its RUNNING is yet to come: still held
+            assert not rep.flush(timeout=0.3)
+        else:  # the slot is idle: it goes, asking for its next task
+            assert rep.flush(timeout=10)
+            assert sink.batches == [[("a", pb.COMPLETED)], [("b", pb.COMPLETED)]]
+
+
+def test_delivered_waits_for_what_was_submitted_so_far_not_for_what_comes_after() -> None:
+    sink = FakeSink()
+    with running(sink) as rep:
+        rep.submit(update("a", pb.RUNNING))
+        assert rep.delivered(timeout=10)
+        rep.submit(update("b", pb.RUNNING), may_wait=60.0)  # held
+        assert not rep.delivered(timeout=0.2)
+        assert not rep.flush(timeout=0.2)
 
 
 def test_a_running_report_that_may_wait_goes_with_its_result_in_one_call(
