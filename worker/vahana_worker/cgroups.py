@@ -54,12 +54,11 @@ import re
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from vahana_worker import procs
+from vahana_worker import procs, spares
 
 _log = logging.getLogger(__name__)
 
@@ -258,6 +257,11 @@ class TaskCgroup:
     """Made for a task without limits (nothing written to it): another such task may reuse it."""
 
     @property
+    def paths(self) -> set[Path]:
+        """Its directories, each once (the controllers of one v2 cgroup share one)."""
+        return {path for path, _ in self.dirs.values()}
+
+    @property
     def join_files(self) -> list[str]:
         """Where a single-threaded process writes "0" to join: `tasks` in v1, else
         `cgroup.procs` (see the module's docstring)."""
@@ -286,7 +290,7 @@ class TaskCgroup:
     def members(self) -> list[int]:
         """The pids of the processes in the task's cgroups (exited ones are not listed)."""
         found: set[int] = set()
-        for path in {path for path, _ in self.dirs.values()}:
+        for path in self.paths:
             found.update(_pids(path))
         return sorted(found)
 
@@ -294,7 +298,7 @@ class TaskCgroup:
         """SIGKILL to every process at once through `cgroup.kill` (v2, Linux 5.14+); False
         where that is not offered (then they are signalled one by one)."""
         paths = {path for path, version in self.dirs.values() if version == 2}
-        if not paths or len(paths) != len({path for path, _ in self.dirs.values()}):
+        if not paths or len(paths) != len(self.paths):
             return False
         try:
             for path in paths:
@@ -306,7 +310,7 @@ class TaskCgroup:
     def has_children(self) -> bool:
         """Whether a process of the task made a cgroup inside its own (its members are not
         listed in the task's `cgroup.procs`)."""
-        for path in {path for path, _ in self.dirs.values()}:
+        for path in self.paths:
             try:
                 with os.scandir(path) as entries:
                     if any(entry.is_dir(follow_symlinks=False) for entry in entries):
@@ -317,7 +321,7 @@ class TaskCgroup:
 
     def remove(self) -> None:
         """Kills what is left in the cgroups and removes them."""
-        for path in {path for path, _ in self.dirs.values()}:
+        for path in self.paths:
             _remove(path)
 
 
@@ -394,9 +398,7 @@ class Manager:
             safe = f"{safe[: PREFIX_MAX - 17]}-{_digest(prefix)}"
         self._prefix = safe
         self.life = life if life is not None else procs.Life.current()
-        self._spares: list[TaskCgroup] = []
-        self._spares_lock = threading.Lock()
-        self._closed = False
+        self._spares: spares.Spares[TaskCgroup] = spares.Spares(SPARES)
 
     def _name(self, task: str) -> str:
         """A task's cgroup name: "<prefix>@<life>@<task>", or, too long for a directory name,
@@ -473,10 +475,8 @@ class Manager:
         directory to track the task's processes in); CgroupError if any part of it cannot be
         made (what was made is removed)."""
         tracking = not memory_bytes and not processes
-        if tracking:
-            with self._spares_lock:
-                if self._spares:
-                    return self._spares.pop()
+        if tracking and (spare := self._spares.take()) is not None:
+            return spare
         wanted = {MEMORY: memory_bytes, PIDS: processes}
         dirs: dict[str, tuple[Path, int]] = {}
         for controller, (parent, version) in self.plan.parents.items():
@@ -514,19 +514,14 @@ class Manager:
             and not cgroup.members()
             and not cgroup.has_children()
             and not cgroup.hit()
+            and self._spares.keep(cgroup)
         ):
-            with self._spares_lock:
-                if not self._closed and len(self._spares) < SPARES:
-                    self._spares.append(cgroup)
-                    return
+            return
         cgroup.remove()
 
     def close(self) -> None:
         """Removes the spares; cgroups done with later are removed."""
-        with self._spares_lock:
-            spares, self._spares = self._spares, []
-            self._closed = True
-        for spare in spares:
+        for spare in self._spares.close():
             spare.remove()
 
 

@@ -14,9 +14,11 @@ inode is freed or allocated. Anything else a task left is removed as before, and
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
-import threading
+
+from vahana_worker import spares
 
 SPARE_PREFIX = ".spare-"
 
@@ -27,10 +29,8 @@ class Sandboxes:
 
     def __init__(self, tasks_dir: str | os.PathLike[str], *, limit: int = 16) -> None:
         self._dir = os.fspath(tasks_dir)
-        self._limit = limit
-        self._lock = threading.Lock()
-        self._spares: list[str] = []
-        self._count = 0
+        self._spares: spares.Spares[str] = spares.Spares(limit)
+        self._names = itertools.count(1)  # next() of a count is atomic: no lock for names
         self._made: tuple[int, int, int] | None = None
         """(mode, uid, gid) of a sandbox and of its tmp/ as this worker makes them."""
 
@@ -44,8 +44,7 @@ class Sandboxes:
     def make(self, sandbox: str) -> None:
         """Makes `sandbox` and its empty `tmp/`: a spare renamed, or new directories. One
         left from an earlier life of the same attempt is replaced."""
-        with self._lock:
-            spare = self._spares.pop() if self._spares else None
+        spare = self._spares.take()
         if spare is not None:
             try:
                 os.rename(spare, sandbox)  # over an empty leftover too
@@ -77,10 +76,7 @@ class Sandboxes:
 
     def close(self) -> None:
         """Removes the spares; later removals remove."""
-        with self._lock:
-            spares, self._spares = self._spares, []
-            self._limit = 0
-        for spare in spares:
+        for spare in self._spares.close():
             shutil.rmtree(spare, ignore_errors=True)
 
     def _as_made(self, path: str) -> bool:
@@ -91,11 +87,9 @@ class Sandboxes:
         return (made.st_mode, made.st_uid, made.st_gid) == self._made and not listxattr(path)
 
     def _keep(self, sandbox: str) -> bool:
-        with self._lock:
-            if len(self._spares) >= self._limit or self._made is None:
-                return False
-            self._count += 1
-            spare = os.path.join(self._dir, f"{SPARE_PREFIX}{self._count}")
+        if self._spares.full() or self._made is None:
+            return False
+        spare = os.path.join(self._dir, f"{SPARE_PREFIX}{next(self._names)}")
         tmp = os.path.join(sandbox, "tmp")
         try:
             if os.listdir(sandbox) != ["tmp"] or os.listdir(tmp):
@@ -105,9 +99,6 @@ class Sandboxes:
             os.rename(sandbox, spare)
         except OSError:
             return False
-        with self._lock:
-            if len(self._spares) < self._limit:
-                self._spares.append(spare)
-                return True
-        shutil.rmtree(spare, ignore_errors=True)  # closed meanwhile
+        if not self._spares.keep(spare):
+            shutil.rmtree(spare, ignore_errors=True)  # closed (or filled) meanwhile
         return True
